@@ -1,0 +1,338 @@
+//! Evaluation of queries against one record, and the byte-level pre-filter.
+//!
+//! A [`Doc`] is a record with the values of the paths the request reads, extracted lazily by
+//! [`crate::scan`]; the document is never materialised as a tree. Missing fields and values of
+//! the wrong type simply don't match.
+
+use std::borrow::Cow;
+
+use aho_corasick::AhoCorasick;
+
+use crate::date::DateFormat;
+use crate::request::{Bound, FieldRef, Query, RangeKind};
+use crate::scan::{Extracted, Scalar};
+use crate::text;
+use crate::value::scalar_f64;
+
+/// One log record as the core sees it: value bytes plus the log's metadata.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    /// The record value (one JSON document, if valid).
+    pub value: &'a [u8],
+    /// Log timestamp, epoch ms (`@timestamp`).
+    pub timestamp: i64,
+    /// Offset in its partition (`@offset`).
+    pub offset: i64,
+    /// Partition (`@partition`).
+    pub partition: i32,
+    /// Record key (`@key`), if any.
+    pub key: Option<&'a [u8]>,
+}
+
+/// A record with the values of the request's paths extracted.
+pub(crate) struct Doc<'a, 'r> {
+    pub(crate) record: &'a Record<'r>,
+    ext: &'a Extracted<'r>,
+    virtuals: [Scalar<'r>; 4],
+}
+
+impl<'a, 'r> Doc<'a, 'r> {
+    pub(crate) fn new(record: &'a Record<'r>, ext: &'a Extracted<'r>) -> Self {
+        let key = match record.key {
+            Some(k) => Scalar::Str(String::from_utf8_lossy(k)),
+            None => Scalar::Null,
+        };
+        Doc {
+            record,
+            ext,
+            virtuals: [
+                Scalar::Int(record.timestamp),
+                Scalar::Int(record.offset),
+                Scalar::Int(i64::from(record.partition)),
+                key,
+            ],
+        }
+    }
+
+    /// Every value of `field` (flattened), possibly empty.
+    pub(crate) fn values(&self, field: &FieldRef) -> &[Scalar<'r>] {
+        match field {
+            FieldRef::Timestamp => &self.virtuals[0..1],
+            FieldRef::Offset => &self.virtuals[1..2],
+            FieldRef::Partition => &self.virtuals[2..3],
+            FieldRef::Key => match self.virtuals[3] {
+                Scalar::Null => &[],
+                _ => &self.virtuals[3..4],
+            },
+            FieldRef::Path { slot, fallback, .. } => {
+                let own = self.ext.values(*slot);
+                match fallback {
+                    Some(base) if own.is_empty() => self.ext.values(*base),
+                    _ => own,
+                }
+            }
+        }
+    }
+
+    pub(crate) fn key_text(&self) -> Option<Cow<'r, str>> {
+        match &self.virtuals[3] {
+            Scalar::Str(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// A document value as epoch ms, for date fields: numbers through the format (epoch millis
+/// unless it says epoch_second), strings parsed with the format.
+pub(crate) fn date_millis(
+    v: &Scalar<'_>,
+    format: &DateFormat,
+    tz: &crate::date::TimeZone,
+) -> Option<i64> {
+    match v {
+        Scalar::Int(i) => format.number_to_millis(*i as f64),
+        Scalar::Float(f) => format.number_to_millis(*f),
+        Scalar::Str(s) => format.parse_millis(s, tz),
+        _ => None,
+    }
+}
+
+/// Whether `doc` matches `query`.
+pub(crate) fn matches(query: &Query, doc: &Doc<'_, '_>) -> bool {
+    match query {
+        Query::MatchAll => true,
+        Query::MatchNone => false,
+        Query::Term { field, value, case_insensitive } => {
+            doc.values(field).iter().any(|v| value.matches(v, *case_insensitive))
+        }
+        Query::Terms { field, values } => {
+            doc.values(field).iter().any(|v| values.iter().any(|t| t.matches(v, false)))
+        }
+        Query::Range { field, kind, gt, gte, lt, lte } => {
+            doc.values(field).iter().any(|v| in_range(v, kind, gt, gte, lt, lte))
+        }
+        Query::Exists { field } => doc.values(field).iter().any(|v| !matches!(v, Scalar::Null)),
+        Query::Prefix { field, value, case_insensitive } => {
+            doc.values(field).iter().any(|v| match v {
+                Scalar::Str(s) if *case_insensitive => {
+                    text::lowercase(s).starts_with(&text::lowercase(value))
+                }
+                Scalar::Str(s) => s.starts_with(value.as_str()),
+                _ => false,
+            })
+        }
+        Query::Wildcard { field, regex, .. } => doc.values(field).iter().any(|v| match v {
+            Scalar::Str(s) => regex.is_match(s),
+            _ => false,
+        }),
+        Query::Ids { values } => {
+            doc.key_text().is_some_and(|k| values.iter().any(|v| v == k.as_ref()))
+        }
+        Query::Match { field, query, tokens, and, minimum_should_match } => {
+            let required = required_tokens(tokens.len(), *and, *minimum_should_match);
+            match_field(doc.values(field), query, tokens, required)
+        }
+        Query::MatchPhrase { field, tokens, .. } => {
+            !tokens.is_empty()
+                && doc.values(field).iter().any(|v| match v {
+                    Scalar::Str(s) => contains_phrase(s, tokens),
+                    _ => false,
+                })
+        }
+        Query::MultiMatch { fields, query, tokens, and, minimum_should_match } => {
+            let required = required_tokens(tokens.len(), *and, *minimum_should_match);
+            fields.iter().any(|f| match_field(doc.values(f), query, tokens, required))
+        }
+        Query::Bool { must, filter, should, must_not, minimum_should_match } => {
+            if !must.iter().chain(filter).all(|q| matches(q, doc)) {
+                return false;
+            }
+            if must_not.iter().any(|q| matches(q, doc)) {
+                return false;
+            }
+            let required = match minimum_should_match {
+                Some(m) => m.resolve(should.len()),
+                None if must.is_empty() && filter.is_empty() && !should.is_empty() => 1,
+                None => 0,
+            };
+            required == 0
+                || should.iter().filter(|q| matches(q, doc)).take(required).count() >= required
+        }
+    }
+}
+
+fn required_tokens(n: usize, and: bool, msm: Option<crate::request::MinimumShouldMatch>) -> usize {
+    if and { n } else { msm.map_or(1, |m| m.resolve(n)).max(1) }
+}
+
+/// `match` over the values of one field: enough distinct query tokens occur in its text.
+fn match_field(values: &[Scalar<'_>], query: &str, tokens: &[String], required: usize) -> bool {
+    if tokens.is_empty() {
+        return false;
+    }
+    let mut found = vec![false; tokens.len()];
+    let mut count = 0;
+    for v in values {
+        match v {
+            Scalar::Str(s) => {
+                text::for_each_token(s, |t| {
+                    for (i, q) in tokens.iter().enumerate() {
+                        if !found[i] && q == t {
+                            found[i] = true;
+                            count += 1;
+                        }
+                    }
+                    count < required
+                });
+            }
+            Scalar::Int(_) | Scalar::Float(_) => {
+                // A match on a numeric field is a numeric term query on the whole text.
+                if query.trim().parse::<f64>().ok().zip(scalar_f64(v)).is_some_and(|(a, b)| a == b)
+                {
+                    return true;
+                }
+            }
+            Scalar::Bool(b) => {
+                if query.trim() == if *b { "true" } else { "false" } {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        if count >= required {
+            return true;
+        }
+    }
+    count >= required
+}
+
+fn contains_phrase(s: &str, phrase: &[String]) -> bool {
+    let words = text::analyze(s);
+    words.windows(phrase.len()).any(|w| w == phrase)
+}
+
+fn in_range(
+    v: &Scalar<'_>,
+    kind: &RangeKind,
+    gt: &Option<Bound>,
+    gte: &Option<Bound>,
+    lt: &Option<Bound>,
+    lte: &Option<Bound>,
+) -> bool {
+    match kind {
+        RangeKind::Keyword => {
+            let Scalar::Str(s) = v else { return false };
+            let s: &str = s;
+            let ok = |b: &Option<Bound>, f: fn(&str, &str) -> bool| match b {
+                Some(Bound::Str(b)) => f(s, b),
+                Some(Bound::Num(n)) => s.parse::<f64>().is_ok_and(|x| x.partial_cmp(n).is_some()),
+                None => true,
+            };
+            ok(gt, |a, b| a > b)
+                && ok(gte, |a, b| a >= b)
+                && ok(lt, |a, b| a < b)
+                && ok(lte, |a, b| a <= b)
+        }
+        RangeKind::Numeric | RangeKind::Date { .. } => {
+            let x = match kind {
+                RangeKind::Date { format, time_zone } => {
+                    date_millis(v, format, time_zone).map(|ms| ms as f64)
+                }
+                _ => scalar_f64(v).or_else(|| match v {
+                    Scalar::Str(s) => DateFormat::default_format()
+                        .parse_millis(s, &crate::date::TimeZone::utc())
+                        .map(|ms| ms as f64),
+                    _ => None,
+                }),
+            };
+            let Some(x) = x else { return false };
+            let num = |b: &Option<Bound>| match b {
+                Some(Bound::Num(n)) => Some(*n),
+                _ => None,
+            };
+            num(gt).is_none_or(|b| x > b)
+                && num(gte).is_none_or(|b| x >= b)
+                && num(lt).is_none_or(|b| x < b)
+                && num(lte).is_none_or(|b| x <= b)
+        }
+    }
+}
+
+/// A byte-level pre-filter: a record that contains none of its literals (ASCII
+/// case-insensitively) cannot match, so it is passed over without being parsed.
+///
+/// Built only from analysed `match` tokens that are plain ASCII, and always with extra literals
+/// for the ways the same word can hide in JSON bytes: `\u00XX` escapes of ASCII characters, and
+/// the two non-ASCII characters whose lowercase is ASCII (`K` KELVIN SIGN, `İ`).
+#[derive(Debug, Clone)]
+pub(crate) struct Prefilter {
+    automaton: AhoCorasick,
+}
+
+impl Prefilter {
+    /// The pre-filter implied by `query`, if one applies.
+    pub(crate) fn for_query(query: &Query) -> Option<Prefilter> {
+        let mut literals = literals(query)?;
+        if literals.is_empty() {
+            return None;
+        }
+        let all = literals.join("");
+        for hex in ["\\u002", "\\u003", "\\u004", "\\u005", "\\u006", "\\u007"] {
+            literals.push(hex.to_string());
+        }
+        if all.contains('k') {
+            literals.push("\u{212A}".to_string());
+            literals.push("\\u212a".to_string());
+        }
+        if all.contains('i') {
+            literals.push("\u{130}".to_string());
+            literals.push("\\u0130".to_string());
+        }
+        let automaton =
+            AhoCorasick::builder().ascii_case_insensitive(true).build(&literals).ok()?;
+        Some(Prefilter { automaton })
+    }
+
+    /// Whether a record with these bytes may match.
+    pub(crate) fn may_match(&self, bytes: &[u8]) -> bool {
+        self.automaton.is_match(bytes)
+    }
+}
+
+/// Literals of which a matching record contains at least one; None when no such set is known.
+fn literals(query: &Query) -> Option<Vec<String>> {
+    let safe = |tokens: &[String]| -> Option<Vec<String>> {
+        let ok = !tokens.is_empty()
+            && tokens.iter().all(|t| {
+                t.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+                    && t.parse::<f64>().is_err()
+            });
+        ok.then(|| tokens.to_vec())
+    };
+    match query {
+        // Virtual fields (`@key`) are not in the value bytes.
+        Query::Match { field: FieldRef::Path { .. }, tokens, .. }
+        | Query::MatchPhrase { field: FieldRef::Path { .. }, tokens, .. } => safe(tokens),
+        Query::MultiMatch { fields, tokens, .. }
+            if fields.iter().all(|f| matches!(f, FieldRef::Path { .. })) =>
+        {
+            safe(tokens)
+        }
+        Query::Bool { must, filter, should, minimum_should_match, .. } => {
+            if let Some(l) = must.iter().chain(filter).find_map(literals) {
+                return Some(l);
+            }
+            let should_required = minimum_should_match
+                .map_or(must.is_empty() && filter.is_empty(), |m| m.resolve(should.len()) > 0);
+            if should_required && !should.is_empty() {
+                let mut all = Vec::new();
+                for q in should {
+                    all.extend(literals(q)?);
+                }
+                return Some(all);
+            }
+            None
+        }
+        _ => None,
+    }
+}

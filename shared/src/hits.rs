@@ -1,0 +1,289 @@
+//! Live top hits: the request's `size` hits and the `top_hits` aggregation.
+//!
+//! The partial state is the exact hit count plus the best `size` hits under a total order (the
+//! sort keys, then `@offset`, then `@partition`, which no two records share). Merging two
+//! states keeps the best `size` of their union, so merge is associative and commutative and any
+//! split of the log gives the one-pass answer.
+
+use std::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::eval::Doc;
+use crate::request::{Order, SortSpec, SourceFilter};
+use crate::scan::Scalar;
+use crate::value::SortValue;
+
+/// One kept hit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Hit {
+    sort: Vec<Option<SortValue>>,
+    partition: i32,
+    offset: i64,
+    key: Option<String>,
+    /// The filtered `_source`, as JSON text (compact to store, parsed only to render).
+    source: String,
+}
+
+impl Hit {
+    fn heap_bytes(&self) -> usize {
+        96 + self.source.len() + self.key.as_ref().map_or(0, String::len)
+    }
+}
+
+/// Exact count plus best hits, best first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub(crate) struct TopHits {
+    pub(crate) total: u64,
+    hits: Vec<Hit>,
+}
+
+fn compare(a: &Hit, b: &Hit, specs: &[SortSpec]) -> Ordering {
+    for (i, spec) in specs.iter().enumerate() {
+        let ord = match spec.field {
+            None => (a.offset, a.partition).cmp(&(b.offset, b.partition)),
+            Some(_) => match (&a.sort[i], &b.sort[i]) {
+                (Some(x), Some(y)) => x.cmp_total(y),
+                (None, None) => Ordering::Equal,
+                // Missing values go last (or first) whatever the direction.
+                (None, Some(_)) => {
+                    return if spec.missing_first { Ordering::Less } else { Ordering::Greater };
+                }
+                (Some(_), None) => {
+                    return if spec.missing_first { Ordering::Greater } else { Ordering::Less };
+                }
+            },
+        };
+        let ord = if spec.order == Order::Desc { ord.reverse() } else { ord };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    (a.offset, a.partition).cmp(&(b.offset, b.partition))
+}
+
+fn sort_value(values: &[Scalar<'_>], spec: &SortSpec) -> Option<SortValue> {
+    let mut best: Option<SortValue> = None;
+    for v in values.iter().filter_map(SortValue::from_scalar) {
+        best = Some(match best {
+            None => v,
+            Some(b) => {
+                let better = if spec.mode_max {
+                    v.cmp_total(&b) == Ordering::Greater
+                } else {
+                    v.cmp_total(&b) == Ordering::Less
+                };
+                if better { v } else { b }
+            }
+        });
+    }
+    best
+}
+
+impl TopHits {
+    /// Count `doc` and keep it if it ranks among the best `size`. Returns the change in
+    /// estimated heap bytes.
+    pub(crate) fn add(
+        &mut self,
+        doc: &Doc<'_, '_>,
+        size: usize,
+        specs: &[SortSpec],
+        source: &SourceFilter,
+    ) -> isize {
+        self.total += 1;
+        if size == 0 {
+            return 0;
+        }
+        let sort: Vec<Option<SortValue>> = specs
+            .iter()
+            .map(|s| s.field.as_ref().and_then(|f| sort_value(doc.values(f), s)))
+            .collect();
+        let mut hit = Hit {
+            sort,
+            partition: doc.record.partition,
+            offset: doc.record.offset,
+            key: doc.key_text().map(|k| k.into_owned()),
+            source: String::new(),
+        };
+        let pos = match self.hits.binary_search_by(|h| compare(h, &hit, specs)) {
+            Ok(_) => return 0, // the same record folded twice: never counted twice in the list
+            Err(pos) => pos,
+        };
+        if pos >= size {
+            return 0;
+        }
+        hit.source = render_source(doc.record.value, source);
+        let mut delta = hit.heap_bytes() as isize;
+        self.hits.insert(pos, hit);
+        while self.hits.len() > size {
+            if let Some(h) = self.hits.pop() {
+                delta -= h.heap_bytes() as isize;
+            }
+        }
+        delta
+    }
+
+    /// Merge another state of the same request (same size and sort).
+    pub(crate) fn merge(&mut self, other: &TopHits, size: usize, specs: &[SortSpec]) {
+        self.total += other.total;
+        if other.hits.is_empty() {
+            return;
+        }
+        let mut merged = Vec::with_capacity((self.hits.len() + other.hits.len()).min(size));
+        let (mut a, mut b) = (self.hits.drain(..).peekable(), other.hits.iter().peekable());
+        while merged.len() < size {
+            let take_a = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => compare(x, y, specs) != Ordering::Greater,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if take_a {
+                merged.extend(a.next());
+            } else {
+                merged.extend(b.next().cloned());
+            }
+        }
+        drop(a);
+        self.hits = merged;
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.hits.iter().map(Hit::heap_bytes).sum()
+    }
+
+    /// Elasticsearch's `hits` object.
+    pub(crate) fn render(&self, topic: &str, specs: &[SortSpec], source: &SourceFilter) -> Value {
+        let hits: Vec<Value> = self
+            .hits
+            .iter()
+            .map(|h| {
+                let mut m = Map::new();
+                m.insert("_index".into(), json!(topic));
+                m.insert(
+                    "_id".into(),
+                    json!(h.key.clone().unwrap_or_else(|| format!("{}-{}", h.partition, h.offset))),
+                );
+                if !source.disabled {
+                    m.insert(
+                        "_source".into(),
+                        serde_json::from_str(&h.source).unwrap_or(Value::Null),
+                    );
+                }
+                m.insert("@offset".into(), json!(h.offset));
+                m.insert("@partition".into(), json!(h.partition));
+                if !specs.is_empty() {
+                    let sort: Vec<Value> = specs
+                        .iter()
+                        .zip(&h.sort)
+                        .map(|(s, v)| match (&s.field, v) {
+                            (None, _) => json!(h.offset),
+                            (Some(_), Some(v)) => v.to_json(),
+                            (Some(_), None) => Value::Null,
+                        })
+                        .collect();
+                    m.insert("sort".into(), Value::Array(sort));
+                }
+                Value::Object(m)
+            })
+            .collect();
+        json!({"total": {"value": self.total, "relation": "eq"}, "hits": hits})
+    }
+}
+
+/// The `_source` of a record after `_source` filtering, as compact JSON text.
+fn render_source(bytes: &[u8], filter: &SourceFilter) -> String {
+    if filter.disabled {
+        return String::new();
+    }
+    let Ok(mut value) = serde_json::from_slice::<Value>(bytes) else { return "null".into() };
+    if !filter.includes.is_empty() || !filter.excludes.is_empty() {
+        filter_object(&mut value, "", filter);
+    }
+    value.to_string()
+}
+
+fn filter_object(v: &mut Value, prefix: &str, filter: &SourceFilter) {
+    let Value::Object(map) = v else { return };
+    let keys: Vec<String> = map.keys().cloned().collect();
+    for k in keys {
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        if filter.excludes.iter().any(|p| glob(p, &path)) {
+            map.remove(&k);
+            continue;
+        }
+        let included = filter.includes.is_empty()
+            || filter.includes.iter().any(|p| {
+                glob(p, &path)
+                    || p.starts_with(&format!("{path}."))
+                    || glob(&format!("{p}.*"), &path)
+            });
+        if !included {
+            map.remove(&k);
+            continue;
+        }
+        let fully = filter.includes.is_empty() || filter.includes.iter().any(|p| glob(p, &path));
+        let child = map.get_mut(&k).expect("key listed above");
+        if fully && filter.excludes.is_empty() {
+            continue;
+        }
+        let sub = if fully {
+            SourceFilter { includes: Vec::new(), ..filter.clone() }
+        } else {
+            filter.clone()
+        };
+        match child {
+            Value::Object(_) => filter_object(child, &path, &sub),
+            Value::Array(items) => items.iter_mut().for_each(|i| filter_object(i, &path, &sub)),
+            _ => {}
+        }
+        if !fully && matches!(map.get(&k), Some(Value::Object(m)) if m.is_empty()) {
+            map.remove(&k);
+        }
+    }
+}
+
+/// `*` wildcard match of a source pattern against a dotted path.
+fn glob(pattern: &str, path: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == path,
+        Some((head, tail)) => {
+            path.starts_with(head)
+                && (0..=path.len() - head.len()).any(|i| {
+                    path.is_char_boundary(head.len() + i) && glob(tail, &path[head.len() + i..])
+                })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_filter_keeps_includes_and_drops_excludes() {
+        let f = SourceFilter {
+            disabled: false,
+            includes: vec!["text".into(), "user.screen_name".into()],
+            excludes: vec![],
+        };
+        let s =
+            render_source(br#"{"text":"hi","lang":"en","user":{"screen_name":"a","id":1}}"#, &f);
+        assert_eq!(s, r#"{"text":"hi","user":{"screen_name":"a"}}"#);
+        let f = SourceFilter {
+            disabled: false,
+            includes: vec!["user.*".into()],
+            excludes: vec!["user.id".into()],
+        };
+        let s = render_source(br#"{"text":"hi","user":{"screen_name":"a","id":1}}"#, &f);
+        assert_eq!(s, r#"{"user":{"screen_name":"a"}}"#);
+    }
+
+    #[test]
+    fn glob_matches_wildcards() {
+        assert!(glob("user.*", "user.name"));
+        assert!(glob("*name", "user.name"));
+        assert!(!glob("user.*", "users"));
+    }
+}

@@ -1,0 +1,35 @@
+//! Kappa's core: Elasticsearch queries over JSON records as mergeable partial aggregates.
+//!
+//! Everything that decides what a query means and what its answer is lives here, and nothing
+//! else does: the actions, `kappa dev`, the WASM build and the dashboard all call this crate, so
+//! they can never disagree. It is pure — no I/O, clock or environment — so it compiles to
+//! `wasm32-unknown-unknown`; time, offsets and limits come in as arguments.
+//!
+//! The path of a query: [`request::parse_request`] validates a body into a typed
+//! [`request::SearchRequest`] whose canonical form hashes to its id ([`identity`]);
+//! [`plan::Plan`] compiles it; records ([`eval::Record`]) fold into a [`plan::PartialState`]
+//! (parsed lazily by [`scan`], after a byte pre-filter where one applies); states merge
+//! associatively ([`agg`] states the laws); a state renders to Elasticsearch's response shape;
+//! and [`patch`] turns two rendered results into the RFC 6902 delta subscribers receive.
+#![deny(missing_docs)]
+
+mod agg;
+pub mod date;
+pub mod error;
+pub mod eval;
+mod hits;
+pub mod identity;
+pub mod limits;
+pub mod patch;
+pub mod plan;
+pub mod request;
+pub mod scan;
+pub mod sketch;
+pub mod text;
+pub mod value;
+
+pub use error::{ErrorKind, QueryError, StateError};
+pub use eval::Record;
+pub use identity::{ENGINE_VERSION, query_id};
+pub use limits::Limits;
+pub use plan::{PartialState, Plan};

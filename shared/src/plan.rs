@@ -1,0 +1,299 @@
+//! A compiled query: fold records into a partial state, merge states, render results.
+//!
+//! [`Plan`] is the one entry point the actions, `kappa dev` and the browser use. Its partial
+//! state ([`PartialState`]) covers some set of records; [`Plan::empty_state`] is the identity of
+//! [`Plan::merge`], and folding any split of a log and merging the parts in any grouping renders
+//! the same result as one pass (see [`crate::agg`] for the laws).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::agg::{self, AggState, FoldCtx, RenderCtx};
+use crate::error::{QueryError, StateError};
+use crate::eval::{Doc, Prefilter, Record, matches};
+use crate::hits::TopHits;
+use crate::identity::query_id;
+use crate::limits::Limits;
+use crate::request::{AggKind, SearchRequest, parse_request};
+use crate::scan::{self, Extracted, PathSet};
+
+/// Format version of encoded partial states; bump on any change of [`PartialState`]'s layout.
+pub const STATE_FORMAT: u8 = 1;
+
+/// The partial result of a query over some set of records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartialState {
+    records: u64,
+    skipped: u64,
+    hits: TopHits,
+    aggs: Vec<AggState>,
+    global: Vec<AggState>,
+    #[serde(skip)]
+    bytes: usize,
+}
+
+impl PartialEq for PartialState {
+    fn eq(&self, o: &Self) -> bool {
+        // `bytes` is an estimate that depends on history, not part of the value.
+        self.records == o.records
+            && self.skipped == o.skipped
+            && self.hits == o.hits
+            && self.aggs == o.aggs
+            && self.global == o.global
+    }
+}
+
+impl PartialState {
+    /// Records folded (every record passed over: matching or not, valid or skipped).
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Records that were not valid JSON objects.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Records that matched the query (`hits.total`).
+    pub fn matched(&self) -> u64 {
+        self.hits.total
+    }
+
+    /// Estimated heap bytes, checked against the memory budget.
+    pub fn estimated_bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// A validated, compiled query.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    request: SearchRequest,
+    id: String,
+    paths: PathSet,
+    prefilter: Option<Prefilter>,
+    limits: Limits,
+    /// Indexes of top-level aggregations that see every record (`global`), and of the others.
+    global_aggs: Vec<usize>,
+    query_aggs: Vec<usize>,
+}
+
+impl Plan {
+    /// Parse, validate and compile a request body.
+    pub fn parse(body: &Value, limits: &Limits) -> Result<Plan, QueryError> {
+        Ok(Plan::new(parse_request(body, limits)?, limits.clone()))
+    }
+
+    /// Compile a parsed request.
+    pub fn new(request: SearchRequest, limits: Limits) -> Plan {
+        let id = query_id(&request);
+        let paths = PathSet::new(&request.paths);
+        let (global_aggs, query_aggs): (Vec<usize>, Vec<usize>) =
+            (0..request.aggs.len()).partition(|&i| matches!(request.aggs[i].kind, AggKind::Global));
+        // A record ruled out by the byte pre-filter is never seen by anything, so the
+        // pre-filter is only sound when no aggregation looks at non-matching records.
+        let prefilter =
+            if global_aggs.is_empty() { Prefilter::for_query(&request.query) } else { None };
+        Plan { request, id, paths, prefilter, limits, global_aggs, query_aggs }
+    }
+
+    /// The query id (`q_<hex>`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The validated request.
+    pub fn request(&self) -> &SearchRequest {
+        &self.request
+    }
+
+    /// The limits this plan enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Whether a byte-level pre-filter rules out records before parsing.
+    pub fn has_prefilter(&self) -> bool {
+        self.prefilter.is_some()
+    }
+
+    /// The identity of [`Plan::merge`]: the state of no records.
+    pub fn empty_state(&self) -> PartialState {
+        let mut s = PartialState {
+            records: 0,
+            skipped: 0,
+            hits: TopHits::default(),
+            aggs: self.query_aggs.iter().map(|&i| agg::zero(&self.request.aggs[i])).collect(),
+            global: self.global_aggs.iter().map(|&i| agg::zero(&self.request.aggs[i])).collect(),
+            bytes: 0,
+        };
+        s.bytes = self.heap_bytes(&s);
+        s
+    }
+
+    /// Fold one record. A record that is not a JSON object is counted as skipped; the only
+    /// error is a blown memory budget, after which the state must be discarded.
+    pub fn fold(&self, state: &mut PartialState, record: &Record<'_>) -> Result<(), QueryError> {
+        let mut scratch = Extracted::with_slots(self.paths.len());
+        self.fold_with(state, record, &mut scratch)
+    }
+
+    /// Fold a batch of records in order.
+    pub fn fold_all<'r>(
+        &self,
+        state: &mut PartialState,
+        records: impl IntoIterator<Item = Record<'r>>,
+    ) -> Result<(), QueryError> {
+        for r in records {
+            self.fold(state, &r)?;
+        }
+        Ok(())
+    }
+
+    fn fold_with<'r>(
+        &self,
+        state: &mut PartialState,
+        record: &Record<'r>,
+        ext: &mut Extracted<'r>,
+    ) -> Result<(), QueryError> {
+        state.records += 1;
+        if let Some(pre) = &self.prefilter {
+            if !pre.may_match(record.value) {
+                return Ok(());
+            }
+        }
+        if scan::extract(record.value, &self.paths, ext).is_err() {
+            state.skipped += 1;
+            return Ok(());
+        }
+        let doc = Doc::new(record, ext);
+        let mut ctx = FoldCtx { bytes: state.bytes, budget: self.limits.max_state_bytes };
+        let result = self.fold_doc(state, &doc, &mut ctx);
+        state.bytes = ctx.bytes;
+        result
+    }
+
+    fn fold_doc(
+        &self,
+        state: &mut PartialState,
+        doc: &Doc<'_, '_>,
+        ctx: &mut FoldCtx,
+    ) -> Result<(), QueryError> {
+        for (&i, s) in self.global_aggs.iter().zip(&mut state.global) {
+            agg::fold(&self.request.aggs[i], s, doc, ctx)?;
+        }
+        if !matches(&self.request.query, doc) {
+            return Ok(());
+        }
+        let r = &self.request;
+        let delta = state.hits.add(doc, r.size, &r.sort, &r.source);
+        ctx.bytes = ctx.bytes.saturating_add_signed(delta);
+        for (&i, s) in self.query_aggs.iter().zip(&mut state.aggs) {
+            agg::fold(&r.aggs[i], s, doc, ctx)?;
+        }
+        if ctx.bytes > ctx.budget {
+            return Err(budget_error(ctx.budget));
+        }
+        Ok(())
+    }
+
+    /// Merge `other` into `into`. Both must be states of this plan.
+    pub fn merge(&self, into: &mut PartialState, other: &PartialState) -> Result<(), QueryError> {
+        into.records += other.records;
+        into.skipped += other.skipped;
+        into.hits.merge(&other.hits, self.request.size, &self.request.sort);
+        for ((&i, a), b) in self.query_aggs.iter().zip(&mut into.aggs).zip(&other.aggs) {
+            agg::merge(&self.request.aggs[i], a, b);
+        }
+        for ((&i, a), b) in self.global_aggs.iter().zip(&mut into.global).zip(&other.global) {
+            agg::merge(&self.request.aggs[i], a, b);
+        }
+        into.bytes = self.heap_bytes(into);
+        if into.bytes > self.limits.max_state_bytes {
+            return Err(budget_error(self.limits.max_state_bytes));
+        }
+        Ok(())
+    }
+
+    fn heap_bytes(&self, s: &PartialState) -> usize {
+        let aggs =
+            self.query_aggs.iter().zip(&s.aggs).chain(self.global_aggs.iter().zip(&s.global));
+        128 + s.hits.heap_bytes()
+            + aggs.map(|(&i, a)| agg::heap_bytes(&self.request.aggs[i], a)).sum::<usize>()
+    }
+
+    /// The Elasticsearch response (`hits`, and `aggregations` when the request has any).
+    pub fn render(&self, state: &PartialState) -> Result<Value, QueryError> {
+        let r = &self.request;
+        let mut ctx =
+            RenderCtx { buckets: 0, max_buckets: self.limits.max_buckets, topic: &r.topic };
+        let mut out = Map::new();
+        out.insert("hits".into(), state.hits.render(&r.topic, &r.sort, &r.source));
+        if !r.aggs.is_empty() {
+            let mut aggs = Map::new();
+            for (&i, s) in self
+                .query_aggs
+                .iter()
+                .zip(&state.aggs)
+                .chain(self.global_aggs.iter().zip(&state.global))
+            {
+                aggs.insert(r.aggs[i].name.clone(), agg::render(&r.aggs[i], s, &mut ctx)?);
+            }
+            // Aggregations render in name order, whatever their kind.
+            let mut sorted: Vec<(String, Value)> = aggs.into_iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            out.insert("aggregations".into(), Value::Object(sorted.into_iter().collect()));
+        }
+        Ok(Value::Object(out))
+    }
+
+    /// Encode a state for the state store: format version, query-id check, then postcard.
+    pub fn encode(&self, state: &PartialState) -> Vec<u8> {
+        let mut out = vec![STATE_FORMAT];
+        out.extend_from_slice(&self.id_tag());
+        // Serialising plain data into a Vec cannot fail.
+        postcard::to_extend(state, out).unwrap_or_default()
+    }
+
+    /// Decode a state written by [`Plan::encode`] for this query.
+    pub fn decode(&self, bytes: &[u8]) -> Result<PartialState, StateError> {
+        let (&version, rest) =
+            bytes.split_first().ok_or_else(|| StateError::Corrupt("empty".into()))?;
+        if version != STATE_FORMAT {
+            return Err(StateError::Version { found: version, expected: STATE_FORMAT });
+        }
+        if rest.len() < 8 || rest[..8] != self.id_tag() {
+            return Err(StateError::WrongQuery {
+                found: hex::encode(rest.get(..8).unwrap_or(rest)),
+                expected: self.id.clone(),
+            });
+        }
+        let mut s: PartialState =
+            postcard::from_bytes(&rest[8..]).map_err(|e| StateError::Corrupt(e.to_string()))?;
+        if s.aggs.len() != self.query_aggs.len() || s.global.len() != self.global_aggs.len() {
+            return Err(StateError::ShapeMismatch);
+        }
+        s.bytes = self.heap_bytes(&s);
+        Ok(s)
+    }
+
+    fn id_tag(&self) -> [u8; 8] {
+        let mut tag = [0u8; 8];
+        let hex = self.id.trim_start_matches("q_");
+        for (i, b) in tag.iter_mut().enumerate() {
+            *b =
+                hex.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).unwrap_or(0);
+        }
+        tag
+    }
+}
+
+fn budget_error(budget: usize) -> QueryError {
+    QueryError {
+        kind: crate::error::ErrorKind::CircuitBreaking,
+        reason: format!(
+            "the query's partial state exceeds its memory budget of {budget} bytes; narrow the query (fewer keys, smaller size)"
+        ),
+        path: String::new(),
+    }
+}

@@ -1,0 +1,3 @@
+//! Bounded mergeable sketches for approximate aggregations.
+pub mod hll;
+pub mod tdigest;
