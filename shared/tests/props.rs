@@ -1,0 +1,276 @@
+//! Property tests of the algebra: for random documents and random queries from the supported
+//! set, any split of the input into batches, folded and merged in any grouping, renders what one
+//! pass renders; the empty state is the identity; states survive encode/decode; and applying
+//! `diff(a, b)` to `a` gives `b`.
+
+use kappa_core::{Limits, PartialState, Plan, Record, patch};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const TAGS: &[&str] = &["wimbledon", "federer", "Tennis", "ace", "nadal", "z"];
+const WORDS: &[&str] = &["Federer", "wins", "the", "final", "ACE", "serve", "rain", "delay"];
+const USERS: &[&str] = &["alice", "bob", "carol", "dave", "erin"];
+
+/// One generated record: a JSON document (or junk) and its log timestamp.
+#[derive(Debug, Clone)]
+struct Rec {
+    value: Vec<u8>,
+    timestamp: i64,
+    key: Option<String>,
+}
+
+fn tag_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        3 => prop::sample::select(TAGS).prop_map(|t| json!(t)),
+        2 => prop::collection::vec(prop::sample::select(TAGS), 0..4).prop_map(|v| json!(v)),
+        1 => Just(Value::Null),
+        1 => (0i64..3).prop_map(|n| json!(n)),
+    ]
+}
+
+fn number_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        4 => (-50i64..50).prop_map(|n| json!(n)),
+        2 => (-5000i64..5000).prop_map(|n| json!(n as f64 / 100.0)),
+        1 => Just(json!("12")),
+        1 => Just(Value::Null),
+        1 => prop::collection::vec(-10i64..10, 0..3).prop_map(|v| json!(v)),
+    ]
+}
+
+fn document() -> impl Strategy<Value = Rec> {
+    let doc = (
+        prop::option::of(tag_value()),
+        prop::option::of(number_value()),
+        prop::option::of(any::<bool>()),
+        prop::option::of(prop::sample::select(USERS)),
+        prop::collection::vec(prop::sample::select(WORDS), 0..6),
+        0i64..(3 * 86_400_000),
+        prop::option::of(0u32..1000),
+    )
+        .prop_map(|(tag, n, flag, user, words, t, key)| {
+            let mut m = serde_json::Map::new();
+            if let Some(tag) = tag {
+                m.insert("tag".into(), tag);
+            }
+            if let Some(n) = n {
+                m.insert("n".into(), n);
+            }
+            if let Some(f) = flag {
+                m.insert("flag".into(), json!(f));
+            }
+            if let Some(u) = user {
+                m.insert("user".into(), json!({"name": u}));
+            }
+            m.insert("text".into(), json!(words.join(" ")));
+            let when = 1_782_000_000_000i64 + t;
+            let iso = chrono::DateTime::from_timestamp_millis(when).map(|d| d.to_rfc3339()).unwrap_or_default();
+            m.insert("when".into(), json!(iso));
+            Rec { value: Value::Object(m).to_string().into_bytes(), timestamp: when, key: key.map(|k| format!("k{k}")) }
+        });
+    prop_oneof![
+        12 => doc,
+        1 => Just(Rec { value: b"{not json".to_vec(), timestamp: 1_782_000_000_000, key: None }),
+        1 => Just(Rec { value: b"[1,2]".to_vec(), timestamp: 1_782_000_000_000, key: None }),
+    ]
+}
+
+fn query_clause() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(json!({"match_all": {}})),
+        prop::sample::select(TAGS).prop_map(|t| json!({"term": {"tag": t}})),
+        (-50i64..50).prop_map(|x| json!({"range": {"n": {"gte": x}}})),
+        prop::sample::select(WORDS).prop_map(|w| json!({"match": {"text": w}})),
+        Just(json!({"match_phrase": {"text": "the final"}})),
+        Just(json!({"exists": {"field": "user.name"}})),
+        Just(json!({"prefix": {"user.name": "c"}})),
+        Just(json!({"range": {"when": {"lt": "2026-06-22T12:00:00Z"}}})),
+    ];
+    leaf.prop_recursive(2, 8, 3, |inner| {
+        (prop::collection::vec(inner.clone(), 0..3), prop::collection::vec(inner.clone(), 0..3), prop::collection::vec(inner, 0..2))
+            .prop_map(|(must, should, not)| json!({"bool": {"must": must, "should": should, "must_not": not}}))
+    })
+}
+
+fn aggregation() -> impl Strategy<Value = (String, Value)> {
+    let metric = prop_oneof![
+        Just(json!({"avg": {"field": "n"}})),
+        Just(json!({"sum": {"field": "n"}})),
+        Just(json!({"stats": {"field": "n"}})),
+        Just(json!({"extended_stats": {"field": "n"}})),
+        Just(json!({"cardinality": {"field": "user.name", "precision_threshold": 3}})),
+        Just(json!({"cardinality": {"field": "tag"}})),
+        Just(json!({"percentiles": {"field": "n"}})),
+        Just(json!({"value_count": {"field": "tag"}})),
+        Just(json!({"min": {"field": "n"}})),
+        Just(json!({"max": {"field": "@timestamp"}})),
+        Just(json!({"top_hits": {"size": 2, "sort": [{"n": "desc"}], "_source": ["n", "tag"]}})),
+    ];
+    let bucket = prop_oneof![
+        (1usize..4).prop_map(|s| json!({"terms": {"field": "tag", "size": s}})),
+        Just(json!({"terms": {"field": "user.name", "order": {"_key": "desc"}}})),
+        Just(json!({"terms": {"field": "flag"}})),
+        Just(json!({"histogram": {"field": "n", "interval": 10}})),
+        Just(json!({"date_histogram": {"field": "@timestamp", "fixed_interval": "6h"}})),
+        Just(json!({"date_histogram": {"field": "when", "calendar_interval": "day", "time_zone": "Europe/Paris"}})),
+        Just(json!({"range": {"field": "n", "ranges": [{"to": 0}, {"from": 0, "to": 20}, {"from": 10}]}})),
+        Just(json!({"filters": {"filters": {"a": {"term": {"tag": "ace"}}, "b": {"match": {"text": "final"}}}, "other_bucket": true}})),
+        Just(json!({"missing": {"field": "tag"}})),
+        Just(json!({"filter": {"range": {"n": {"lt": 0}}}})),
+    ];
+    (bucket, prop::option::of(metric.clone()), metric, 0usize..3).prop_map(|(bucket, sub, metric, which)| {
+        match which {
+            0 => ("m".to_string(), metric),
+            1 => {
+                let mut b = bucket;
+                if let Some(sub) = sub {
+                    b["aggs"] = json!({"inner": sub});
+                }
+                ("b".to_string(), b)
+            }
+            _ => ("g".to_string(), json!({"global": {}, "aggs": {"all": metric}})),
+        }
+    })
+}
+
+fn request() -> impl Strategy<Value = Value> {
+    (query_clause(), prop::collection::vec(aggregation(), 0..3), 0usize..4, any::<bool>()).prop_map(|(q, aggs, size, sorted)| {
+        let mut body = json!({"topic": "t", "query": q, "size": size});
+        let mut named = serde_json::Map::new();
+        for (i, (name, a)) in aggs.into_iter().enumerate() {
+            named.insert(format!("{name}{i}"), a);
+        }
+        body["aggs"] = Value::Object(named);
+        if sorted {
+            body["sort"] = json!([{"n": {"order": "desc", "missing": "_first"}}]);
+        }
+        body
+    })
+}
+
+fn fold(plan: &Plan, recs: &[Rec], first_offset: usize) -> PartialState {
+    let mut s = plan.empty_state();
+    for (i, r) in recs.iter().enumerate() {
+        let rec = Record {
+            value: &r.value,
+            timestamp: r.timestamp,
+            offset: (first_offset + i) as i64,
+            partition: 0,
+            key: r.key.as_deref().map(str::as_bytes),
+        };
+        plan.fold(&mut s, &rec).expect("within budget");
+    }
+    s
+}
+
+/// Merge states in a grouping chosen by `shape` (a random binary tree over the list).
+fn merge_tree(plan: &Plan, mut states: Vec<PartialState>, shape: &[usize]) -> PartialState {
+    let mut k = 0;
+    while states.len() > 1 {
+        let i = shape.get(k).copied().unwrap_or(0) % (states.len() - 1);
+        k += 1;
+        let right = states.remove(i + 1);
+        plan.merge(&mut states[i], &right).expect("within budget");
+    }
+    states.pop().unwrap_or_else(|| plan.empty_state())
+}
+
+/// JSON equality where floats may differ by rounding (sums of non-integral numbers).
+fn approx_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+            x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0)
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| approx_eq(a, b)),
+        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| approx_eq(v, w))),
+        _ => a == b,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_split_merged_in_any_grouping_renders_the_one_pass_result(
+        body in request(),
+        recs in prop::collection::vec(document(), 0..40),
+        cuts in prop::collection::vec(0usize..40, 0..6),
+        shape in prop::collection::vec(0usize..8, 0..8),
+    ) {
+        let plan = Plan::parse(&body, &Limits::default()).expect("generated requests are valid");
+        let one_pass = plan.render(&fold(&plan, &recs, 0)).expect("renders");
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(recs.len())).collect();
+        cuts.push(0);
+        cuts.push(recs.len());
+        cuts.sort_unstable();
+        let parts: Vec<PartialState> = cuts.windows(2).map(|w| fold(&plan, &recs[w[0]..w[1]], w[0])).collect();
+        let merged = merge_tree(&plan, parts, &shape);
+        let rendered = plan.render(&merged).expect("renders");
+        prop_assert!(approx_eq(&one_pass, &rendered), "one pass:\n{one_pass:#}\nmerged:\n{rendered:#}\nbody: {body}");
+        prop_assert_eq!(merged.records(), recs.len() as u64);
+    }
+
+    #[test]
+    fn merging_the_empty_state_changes_nothing(body in request(), recs in prop::collection::vec(document(), 0..30)) {
+        let plan = Plan::parse(&body, &Limits::default()).expect("valid");
+        let s = fold(&plan, &recs, 0);
+        let mut left = plan.empty_state();
+        plan.merge(&mut left, &s).expect("merges");
+        let mut right = s.clone();
+        plan.merge(&mut right, &plan.empty_state()).expect("merges");
+        prop_assert_eq!(&left, &s);
+        prop_assert_eq!(&right, &s);
+    }
+
+    #[test]
+    fn states_round_trip_through_encoding(body in request(), recs in prop::collection::vec(document(), 0..30)) {
+        let plan = Plan::parse(&body, &Limits::default()).expect("valid");
+        let s = fold(&plan, &recs, 0);
+        let decoded = plan.decode(&plan.encode(&s)).expect("decodes");
+        prop_assert_eq!(&decoded, &s);
+        prop_assert_eq!(plan.render(&decoded).expect("renders"), plan.render(&s).expect("renders"));
+    }
+
+    #[test]
+    fn applying_the_diff_of_two_results_gives_the_second(
+        body in request(),
+        recs in prop::collection::vec(document(), 0..30),
+        cut in 0usize..30,
+    ) {
+        let plan = Plan::parse(&body, &Limits::default()).expect("valid");
+        let cut = cut.min(recs.len());
+        let before = plan.render(&fold(&plan, &recs[..cut], 0)).expect("renders");
+        let after = plan.render(&fold(&plan, &recs, 0)).expect("renders");
+        let delta = patch::diff(&before, &after);
+        let mut doc = before.clone();
+        patch::apply(&mut doc, &delta).expect("applies");
+        prop_assert_eq!(doc, after);
+    }
+
+    #[test]
+    fn equivalent_bodies_share_an_id(body in request()) {
+        // Re-serialising with keys in another order and defaults spelled out keeps the id.
+        let plan = Plan::parse(&body, &Limits::default()).expect("valid");
+        let mut reordered: serde_json::Map<String, Value> = body.as_object().cloned().unwrap_or_default().into_iter().rev().collect();
+        if !reordered.contains_key("sort") {
+            reordered.insert("sort".into(), json!([]));
+        }
+        let again = Plan::parse(&Value::Object(reordered), &Limits::default()).expect("valid");
+        prop_assert_eq!(plan.id(), again.id());
+    }
+}
+
+#[test]
+fn ids_differ_when_meaning_differs_and_agree_when_it_does_not() {
+    let l = Limits::default();
+    let id = |b: Value| Plan::parse(&b, &l).expect("valid").id().to_string();
+    let a = id(json!({"topic": "t", "aggs": {"h": {"date_histogram": {"field": "@timestamp", "fixed_interval": "60m"}}}}));
+    let b = id(json!({"aggs": {"h": {"date_histogram": {"fixed_interval": "1h", "field": "@timestamp", "min_doc_count": 0}}}, "topic": "t", "size": 0, "query": {"match_all": {}}}));
+    assert_eq!(a, b);
+    let c = id(json!({"topic": "t", "aggs": {"h": {"date_histogram": {"field": "@timestamp", "fixed_interval": "2h"}}}}));
+    assert_ne!(a, c);
+    assert!(a.starts_with("q_") && a.len() == 34, "{a}");
+    let d = id(json!({"topic": "u", "aggs": {"h": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1h"}}}}));
+    assert_ne!(a, d);
+}
