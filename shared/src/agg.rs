@@ -226,12 +226,10 @@ pub(crate) fn zero(agg: &Agg) -> AggState {
         AggKind::Range { ranges, .. } | AggKind::DateRange { ranges, .. } => {
             AggState::Buckets(vec![empty_bucket(&agg.subs); ranges.len()])
         }
-        AggKind::Filters { filters, other_bucket_key, .. } => {
-            AggState::Buckets(vec![
+        AggKind::Filters { filters, other_bucket_key, .. } => AggState::Buckets(vec![
                 empty_bucket(&agg.subs);
                 filters.len() + usize::from(other_bucket_key.is_some())
-            ])
-        }
+            ]),
         AggKind::Filter { .. } | AggKind::Missing { .. } | AggKind::Global => {
             AggState::Single(Box::new(empty_bucket(&agg.subs)))
         }

@@ -22,6 +22,7 @@ pub mod identity;
 pub mod limits;
 pub mod patch;
 pub mod plan;
+pub mod ports;
 pub mod request;
 pub mod scan;
 pub mod sketch;

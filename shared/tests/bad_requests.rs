@@ -8,7 +8,10 @@ use serde_json::{Value, json};
 fn corpus() -> Vec<Value> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/bad_requests.ndjson");
     let text = std::fs::read_to_string(path).expect("corpus file is present");
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("corpus lines are JSON")).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("corpus lines are JSON"))
+        .collect()
 }
 
 #[test]
@@ -23,7 +26,10 @@ fn every_malformed_body_gets_a_clean_error_naming_its_path() {
             Err(e) => {
                 let body = e.to_json();
                 if body["error"]["type"] != case["type"] || body["error"]["path"] != case["path"] {
-                    failures.push(format!("{why}: got {body}, expected type {} path {}", case["type"], case["path"]));
+                    failures.push(format!(
+                        "{why}: got {body}, expected type {} path {}",
+                        case["type"], case["path"]
+                    ));
                 }
                 assert_eq!(body["status"], json!(e.kind.status()));
                 assert!(!e.reason.is_empty());
@@ -31,12 +37,24 @@ fn every_malformed_body_gets_a_clean_error_naming_its_path() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn limits_are_configurable_and_enforced() {
-    let tight = Limits { max_depth: 4, max_size: 5, max_terms_size: 3, max_body_bytes: 64, ..Limits::default() };
+    let tight = Limits {
+        max_depth: 4,
+        max_size: 5,
+        max_terms_size: 3,
+        max_body_bytes: 64,
+        ..Limits::default()
+    };
     let deep = json!({"topic": "t", "query": {"bool": {"must": [{"bool": {"must": [{"match_all": {}}]}}]}}});
     let e = Plan::parse(&deep, &tight).expect_err("too deep");
     assert_eq!(e.kind, ErrorKind::IllegalArgument);
@@ -44,7 +62,13 @@ fn limits_are_configurable_and_enforced() {
     assert!(Plan::parse(&deep, &Limits::default()).is_ok());
     assert!(Plan::parse(&json!({"topic": "t", "size": 6}), &tight).is_err());
     assert!(Plan::parse(&json!({"topic": "t", "size": 5}), &tight).is_ok());
-    assert!(Plan::parse(&json!({"topic": "t", "aggs": {"a": {"terms": {"field": "x", "size": 4}}}}), &tight).is_err());
+    assert!(
+        Plan::parse(
+            &json!({"topic": "t", "aggs": {"a": {"terms": {"field": "x", "size": 4}}}}),
+            &tight
+        )
+        .is_err()
+    );
     let big = br#"{"topic":"t","query":{"match":{"text":"a very long query that goes past sixty four bytes"}}}"#;
     let e = kappa_core::request::parse_request_bytes(big, &tight).expect_err("too large");
     assert_eq!(e.kind, ErrorKind::TooLarge);
@@ -54,12 +78,15 @@ fn limits_are_configurable_and_enforced() {
 #[test]
 fn a_terms_aggregation_over_too_many_keys_fails_cleanly_within_its_budget() {
     let limits = Limits { max_state_bytes: 256 * 1024, ..Limits::default() };
-    let plan = Plan::parse(&json!({"topic": "t", "aggs": {"k": {"terms": {"field": "id"}}}}), &limits).expect("valid");
+    let plan =
+        Plan::parse(&json!({"topic": "t", "aggs": {"k": {"terms": {"field": "id"}}}}), &limits)
+            .expect("valid");
     let mut state = plan.empty_state();
     let mut error = None;
     for i in 0..100_000i64 {
         let value = format!(r#"{{"id":"user-{i:08}"}}"#);
-        let rec = Record { value: value.as_bytes(), timestamp: 0, offset: i, partition: 0, key: None };
+        let rec =
+            Record { value: value.as_bytes(), timestamp: 0, offset: i, partition: 0, key: None };
         if let Err(e) = plan.fold(&mut state, &rec) {
             error = Some((i, e));
             break;
@@ -74,11 +101,25 @@ fn a_terms_aggregation_over_too_many_keys_fails_cleanly_within_its_budget() {
 #[test]
 fn too_many_buckets_in_a_result_is_an_error_not_a_huge_answer() {
     let limits = Limits { max_buckets: 100, ..Limits::default() };
-    let plan = Plan::parse(&json!({"topic": "t", "aggs": {"h": {"histogram": {"field": "n", "interval": 1}}}}), &limits).expect("valid");
+    let plan = Plan::parse(
+        &json!({"topic": "t", "aggs": {"h": {"histogram": {"field": "n", "interval": 1}}}}),
+        &limits,
+    )
+    .expect("valid");
     let mut state = plan.empty_state();
     for (i, n) in [0, 1_000_000].into_iter().enumerate() {
         let v = format!(r#"{{"n":{n}}}"#);
-        plan.fold(&mut state, &Record { value: v.as_bytes(), timestamp: 0, offset: i as i64, partition: 0, key: None }).expect("folds");
+        plan.fold(
+            &mut state,
+            &Record {
+                value: v.as_bytes(),
+                timestamp: 0,
+                offset: i as i64,
+                partition: 0,
+                key: None,
+            },
+        )
+        .expect("folds");
     }
     let e = plan.render(&state).expect_err("gap filling would exceed the limit");
     assert_eq!(e.kind, ErrorKind::TooManyBuckets);
@@ -87,10 +128,52 @@ fn too_many_buckets_in_a_result_is_an_error_not_a_huge_answer() {
 /// Arbitrary JSON biased towards the query language's own keys, so the parser goes deep.
 fn arbitrary_json() -> impl Strategy<Value = Value> {
     let keys = prop::sample::select(vec![
-        "topic", "query", "aggs", "size", "sort", "_source", "bool", "must", "should", "filter", "must_not", "term", "terms", "range",
-        "match", "field", "gte", "lt", "format", "time_zone", "interval", "fixed_interval", "calendar_interval", "histogram",
-        "date_histogram", "order", "_count", "_key", "ranges", "from", "to", "percents", "filters", "global", "value", "x", "text",
-        "minimum_should_match", "operator", "top_hits", "extended_bounds", "min", "max", "missing", "include", "keyed",
+        "topic",
+        "query",
+        "aggs",
+        "size",
+        "sort",
+        "_source",
+        "bool",
+        "must",
+        "should",
+        "filter",
+        "must_not",
+        "term",
+        "terms",
+        "range",
+        "match",
+        "field",
+        "gte",
+        "lt",
+        "format",
+        "time_zone",
+        "interval",
+        "fixed_interval",
+        "calendar_interval",
+        "histogram",
+        "date_histogram",
+        "order",
+        "_count",
+        "_key",
+        "ranges",
+        "from",
+        "to",
+        "percents",
+        "filters",
+        "global",
+        "value",
+        "x",
+        "text",
+        "minimum_should_match",
+        "operator",
+        "top_hits",
+        "extended_bounds",
+        "min",
+        "max",
+        "missing",
+        "include",
+        "keyed",
     ]);
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -98,12 +181,29 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(|n| json!(n)),
         (-1e6f64..1e6).prop_map(|f| json!(f)),
         "[a-z0-9 .*%<|-]{0,12}".prop_map(Value::String),
-        prop::sample::select(vec!["1h", "day", "2d", "t", "desc", "asc", "and", "50%", "-1", "yyyy-MM-dd", "Europe/London", "+01:00", "now"]).prop_map(|s| json!(s)),
+        prop::sample::select(vec![
+            "1h",
+            "day",
+            "2d",
+            "t",
+            "desc",
+            "asc",
+            "and",
+            "50%",
+            "-1",
+            "yyyy-MM-dd",
+            "Europe/London",
+            "+01:00",
+            "now"
+        ])
+        .prop_map(|s| json!(s)),
     ];
     leaf.prop_recursive(6, 64, 5, move |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::vec((keys.clone(), inner), 0..4).prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            prop::collection::vec((keys.clone(), inner), 0..4).prop_map(|kv| Value::Object(
+                kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+            )),
         ]
     })
 }

@@ -64,9 +64,15 @@ fn document() -> impl Strategy<Value = Rec> {
             }
             m.insert("text".into(), json!(words.join(" ")));
             let when = 1_782_000_000_000i64 + t;
-            let iso = chrono::DateTime::from_timestamp_millis(when).map(|d| d.to_rfc3339()).unwrap_or_default();
+            let iso = chrono::DateTime::from_timestamp_millis(when)
+                .map(|d| d.to_rfc3339())
+                .unwrap_or_default();
             m.insert("when".into(), json!(iso));
-            Rec { value: Value::Object(m).to_string().into_bytes(), timestamp: when, key: key.map(|k| format!("k{k}")) }
+            Rec {
+                value: Value::Object(m).to_string().into_bytes(),
+                timestamp: when,
+                key: key.map(|k| format!("k{k}")),
+            }
         });
     prop_oneof![
         12 => doc,
@@ -112,14 +118,20 @@ fn aggregation() -> impl Strategy<Value = (String, Value)> {
         Just(json!({"terms": {"field": "flag"}})),
         Just(json!({"histogram": {"field": "n", "interval": 10}})),
         Just(json!({"date_histogram": {"field": "@timestamp", "fixed_interval": "6h"}})),
-        Just(json!({"date_histogram": {"field": "when", "calendar_interval": "day", "time_zone": "Europe/Paris"}})),
-        Just(json!({"range": {"field": "n", "ranges": [{"to": 0}, {"from": 0, "to": 20}, {"from": 10}]}})),
-        Just(json!({"filters": {"filters": {"a": {"term": {"tag": "ace"}}, "b": {"match": {"text": "final"}}}, "other_bucket": true}})),
+        Just(
+            json!({"date_histogram": {"field": "when", "calendar_interval": "day", "time_zone": "Europe/Paris"}})
+        ),
+        Just(
+            json!({"range": {"field": "n", "ranges": [{"to": 0}, {"from": 0, "to": 20}, {"from": 10}]}})
+        ),
+        Just(
+            json!({"filters": {"filters": {"a": {"term": {"tag": "ace"}}, "b": {"match": {"text": "final"}}}, "other_bucket": true}})
+        ),
         Just(json!({"missing": {"field": "tag"}})),
         Just(json!({"filter": {"range": {"n": {"lt": 0}}}})),
     ];
-    (bucket, prop::option::of(metric.clone()), metric, 0usize..3).prop_map(|(bucket, sub, metric, which)| {
-        match which {
+    (bucket, prop::option::of(metric.clone()), metric, 0usize..3).prop_map(
+        |(bucket, sub, metric, which)| match which {
             0 => ("m".to_string(), metric),
             1 => {
                 let mut b = bucket;
@@ -129,23 +141,25 @@ fn aggregation() -> impl Strategy<Value = (String, Value)> {
                 ("b".to_string(), b)
             }
             _ => ("g".to_string(), json!({"global": {}, "aggs": {"all": metric}})),
-        }
-    })
+        },
+    )
 }
 
 fn request() -> impl Strategy<Value = Value> {
-    (query_clause(), prop::collection::vec(aggregation(), 0..3), 0usize..4, any::<bool>()).prop_map(|(q, aggs, size, sorted)| {
-        let mut body = json!({"topic": "t", "query": q, "size": size});
-        let mut named = serde_json::Map::new();
-        for (i, (name, a)) in aggs.into_iter().enumerate() {
-            named.insert(format!("{name}{i}"), a);
-        }
-        body["aggs"] = Value::Object(named);
-        if sorted {
-            body["sort"] = json!([{"n": {"order": "desc", "missing": "_first"}}]);
-        }
-        body
-    })
+    (query_clause(), prop::collection::vec(aggregation(), 0..3), 0usize..4, any::<bool>()).prop_map(
+        |(q, aggs, size, sorted)| {
+            let mut body = json!({"topic": "t", "query": q, "size": size});
+            let mut named = serde_json::Map::new();
+            for (i, (name, a)) in aggs.into_iter().enumerate() {
+                named.insert(format!("{name}{i}"), a);
+            }
+            body["aggs"] = Value::Object(named);
+            if sorted {
+                body["sort"] = json!([{"n": {"order": "desc", "missing": "_first"}}]);
+            }
+            body
+        },
+    )
 }
 
 fn fold(plan: &Plan, recs: &[Rec], first_offset: usize) -> PartialState {
@@ -182,8 +196,12 @@ fn approx_eq(a: &Value, b: &Value) -> bool {
             let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
             x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0)
         }
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| approx_eq(a, b)),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| approx_eq(v, w))),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| approx_eq(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| approx_eq(v, w)))
+        }
         _ => a == b,
     }
 }
@@ -265,12 +283,20 @@ proptest! {
 fn ids_differ_when_meaning_differs_and_agree_when_it_does_not() {
     let l = Limits::default();
     let id = |b: Value| Plan::parse(&b, &l).expect("valid").id().to_string();
-    let a = id(json!({"topic": "t", "aggs": {"h": {"date_histogram": {"field": "@timestamp", "fixed_interval": "60m"}}}}));
-    let b = id(json!({"aggs": {"h": {"date_histogram": {"fixed_interval": "1h", "field": "@timestamp", "min_doc_count": 0}}}, "topic": "t", "size": 0, "query": {"match_all": {}}}));
+    let a = id(
+        json!({"topic": "t", "aggs": {"h": {"date_histogram": {"field": "@timestamp", "fixed_interval": "60m"}}}}),
+    );
+    let b = id(
+        json!({"aggs": {"h": {"date_histogram": {"fixed_interval": "1h", "field": "@timestamp", "min_doc_count": 0}}}, "topic": "t", "size": 0, "query": {"match_all": {}}}),
+    );
     assert_eq!(a, b);
-    let c = id(json!({"topic": "t", "aggs": {"h": {"date_histogram": {"field": "@timestamp", "fixed_interval": "2h"}}}}));
+    let c = id(
+        json!({"topic": "t", "aggs": {"h": {"date_histogram": {"field": "@timestamp", "fixed_interval": "2h"}}}}),
+    );
     assert_ne!(a, c);
     assert!(a.starts_with("q_") && a.len() == 34, "{a}");
-    let d = id(json!({"topic": "u", "aggs": {"h": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1h"}}}}));
+    let d = id(
+        json!({"topic": "u", "aggs": {"h": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1h"}}}}),
+    );
     assert_ne!(a, d);
 }

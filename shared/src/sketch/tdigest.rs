@@ -593,7 +593,33 @@ impl TryFrom<TDigestRepr> for TDigest {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    /// Tiny deterministic PRNG (SplitMix64) so the tests need no `rand`.
+    struct TestRng(u64);
+
+    impl TestRng {
+        fn seed_from_u64(seed: u64) -> Self {
+            Self(seed)
+        }
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        /// Uniform in `[0, 1)`.
+        fn unit(&mut self) -> f64 {
+            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        }
+        /// Uniform in `0..n` (`0` when `n == 0`).
+        fn below(&mut self, n: u64) -> u64 {
+            if n == 0 { 0 } else { self.next_u64() % n }
+        }
+        fn chance(&mut self, p: f64) -> bool {
+            self.unit() < p
+        }
+    }
 
     const QS: [f64; 7] = [1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0];
 
@@ -619,23 +645,23 @@ mod tests {
     ];
 
     fn sample(d: Dist, n: usize, seed: u64) -> Vec<f64> {
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = TestRng::seed_from_u64(seed);
         let mut v: Vec<f64> = (0..n)
             .map(|_| match d {
-                Dist::Uniform | Dist::Sorted => rng.r#gen::<f64>() * 1000.0 - 200.0,
+                Dist::Uniform | Dist::Sorted => rng.unit() * 1000.0 - 200.0,
                 Dist::Normal => {
-                    let u1: f64 = 1.0 - rng.r#gen::<f64>();
-                    let u2: f64 = rng.r#gen();
+                    let u1: f64 = 1.0 - rng.unit();
+                    let u2: f64 = rng.unit();
                     50.0 + 10.0 * (-2.0 * u1.ln()).sqrt() * (2.0 * PI * u2).cos()
                 }
-                Dist::Pareto => (1.0 - rng.r#gen::<f64>()).powf(-1.0 / 1.2),
-                Dist::SmallInts => f64::from(rng.gen_range(0u32..=50)),
-                Dist::Ints5000 => f64::from(rng.gen_range(0u32..5000)),
+                Dist::Pareto => (1.0 - rng.unit()).powf(-1.0 / 1.2),
+                Dist::SmallInts => rng.below(51) as f64,
+                Dist::Ints5000 => rng.below(5000) as f64,
                 Dist::ZeroHeavy => {
-                    if rng.gen_bool(0.3) {
+                    if rng.chance(0.3) {
                         0.0
                     } else {
-                        rng.r#gen::<f64>() * 10.0
+                        rng.unit() * 10.0
                     }
                 }
             })
@@ -794,12 +820,12 @@ mod tests {
     /// merge tree of per-batch digests.
     #[test]
     fn one_million_values_in_batches() {
-        let mut rng = StdRng::seed_from_u64(5);
+        let mut rng = TestRng::seed_from_u64(5);
         for (seed, dist) in DISTS.iter().enumerate() {
             let data = sample(*dist, 1_000_000, seed as u64 + 100);
             let mut bounds = vec![0, data.len()];
             for _ in 0..199 {
-                bounds.push(rng.gen_range(0..data.len()));
+                bounds.push(rng.below(data.len() as u64) as usize);
             }
             bounds.sort_unstable();
             let mut stored = postcard::to_allocvec(&TDigest::default()).unwrap();
@@ -816,8 +842,9 @@ mod tests {
                 parts.push(part);
             }
             let sequential: TDigest = postcard::from_bytes(&stored).unwrap();
-            let picks: Vec<(usize, usize, bool)> =
-                (0..parts.len()).map(|_| (rng.r#gen(), rng.r#gen(), rng.r#gen())).collect();
+            let picks: Vec<(usize, usize, bool)> = (0..parts.len())
+                .map(|_| (rng.next_u64() as usize, rng.next_u64() as usize, rng.chance(0.5)))
+                .collect();
             let tree = merge_in_grouping(parts, &picks);
             let e1 = max_rank_error(&sequential, &data);
             let e2 = max_rank_error(&tree, &data);
@@ -830,13 +857,13 @@ mod tests {
     /// (tiny batches, each one stored and reloaded).
     #[test]
     fn tiny_batches_with_serde_between_each() {
-        let mut rng = StdRng::seed_from_u64(11);
+        let mut rng = TestRng::seed_from_u64(11);
         for (seed, dist) in DISTS.iter().enumerate() {
             let data = sample(*dist, 200_000, seed as u64 + 1000);
             let mut d = TDigest::default();
             let mut i = 0;
             while i < data.len() {
-                let end = (i + rng.gen_range(1..20)).min(data.len());
+                let end = (i + 1 + rng.below(19) as usize).min(data.len());
                 for &x in &data[i..end] {
                     d.add(x);
                 }
@@ -870,14 +897,14 @@ mod tests {
 
     #[test]
     fn fuzzed_bytes_never_panic() {
-        let mut rng = StdRng::seed_from_u64(99);
+        let mut rng = TestRng::seed_from_u64(99);
         let good = postcard::to_allocvec(&build(&sample(Dist::Normal, 5000, 1))).unwrap();
         let exact = postcard::to_allocvec(&build(&[1.0, 2.0, 3.0])).unwrap();
         for _ in 0..5000 {
-            let mut b = if rng.gen_bool(0.5) { good.clone() } else { exact.clone() };
-            let i = rng.gen_range(0..b.len());
-            b[i] = rng.r#gen();
-            b.truncate(rng.gen_range(0..=b.len()));
+            let mut b = if rng.chance(0.5) { good.clone() } else { exact.clone() };
+            let i = rng.below(b.len() as u64) as usize;
+            b[i] = rng.next_u64() as u8;
+            b.truncate(rng.below(b.len() as u64 + 1) as usize);
             if let Ok(d) = postcard::from_bytes::<TDigest>(&b) {
                 let mut e = d.clone();
                 e.merge(&d);
@@ -895,7 +922,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(1500))]
+        #![proptest_config(ProptestConfig::with_cases(64))]
 
         #[test]
         fn any_split_and_grouping_within_one_percent(

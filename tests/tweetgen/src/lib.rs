@@ -15,7 +15,9 @@
 //!   mention Federer, in mixed forms (`Federer`, `FEDERER`, `#Federer`, `@rogerfederer`, ...);
 //!   no other record contains "federer" in any case anywhere (the base tweets are scrubbed);
 //! - the author from a Zipf over 50,000 users, heavy-tailed `retweet_count`/`favorite_count`,
-//!   and an average record size of ~4.4 KB (a `place` is added to some records to land there).
+//!   a `place` on a few records, and an average record size of ~4.4 KB: the share of records
+//!   built from retweets/quotes (which nest another tweet) is set to land there (~30 % with the
+//!   packaged tweets); a retweet's text starts with `RT @author: `.
 //!
 //! Record `i` is a pure function of `(seed, i)`: any record can be built alone, in any order, on
 //! any thread, with the same bytes on every platform.
@@ -56,6 +58,8 @@ pub const TARGET_MEAN_SIZE: usize = 4_400;
 pub const WIMBLEDON_2026_START_MS: i64 = 1_782_691_200_000;
 
 const DAY_MS: i64 = 86_400_000;
+/// Share of records with a `place` (geotagged), unless more are needed to reach the size.
+const BASE_PLACE_SHARE: f64 = 0.03;
 /// Twitter's snowflake epoch (2010-11-04T01:42:54.657Z).
 const TWITTER_EPOCH_MS: i64 = 1_288_834_974_657;
 
@@ -107,6 +111,11 @@ pub struct TweetGen {
     vocab_federer: Vec<bool>,
     tag_cdf: Vec<f64>,
     user_cdf: Vec<f64>,
+    /// Bases by kind: plain tweets, and retweets/quotes (which nest another tweet).
+    plain: Vec<usize>,
+    nested: Vec<usize>,
+    /// Share of records built from a retweet/quote base.
+    nested_prob: f64,
     place_prob: f64,
 }
 
@@ -186,6 +195,8 @@ struct Parts {
 enum Mention {
     User(u64),
     Federer,
+    /// The author of the base retweet's `retweeted_status`.
+    Retweeted,
 }
 
 /// Appends to a text while counting its characters (entity indices are in code points).
@@ -250,85 +261,86 @@ impl TweetGen {
 
     /// Builds a generator from base tweets (JSON objects; others are ignored).
     ///
-    /// Base tweets are scrubbed of "federer" in any case; the nested statuses of the biggest
-    /// ones are dropped, or a `place` is added to some records, so that the mean record size is
-    /// close to [`TARGET_MEAN_SIZE`].
+    /// Base tweets are scrubbed of "federer" in any case. The share of records built from
+    /// retweets/quotes (big) rather than plain tweets, and if needed of records with a `place`,
+    /// is set so that the mean record size is close to [`TARGET_MEAN_SIZE`].
     ///
     /// # Panics
     /// If `base` holds no JSON object.
     pub fn new(base: Vec<Value>, config: GenConfig) -> Self {
-        let mut full: Vec<Template> = Vec::with_capacity(base.len());
-        let mut trimmed: Vec<Option<Template>> = Vec::with_capacity(base.len());
+        let mut templates: Vec<Template> = Vec::with_capacity(base.len());
         for mut v in base {
             if !v.is_object() {
                 continue;
             }
             template::scrub(&mut v);
-            let mut t = v.clone();
-            template::trim(&mut t);
-            let Some(f) = template::build(v) else { continue };
-            let t = template::build(t).filter(|t| t.fixed_len < f.fixed_len);
-            full.push(f);
-            trimmed.push(t);
+            templates.extend(template::build(v));
         }
-        assert!(!full.is_empty(), "no base tweets (run scripts/fetch-tweets.sh)");
+        assert!(!templates.is_empty(), "no base tweets (run scripts/fetch-tweets.sh)");
+        let (nested, plain): (Vec<usize>, Vec<usize>) =
+            (0..templates.len()).partition(|&b| templates[b].nested);
 
         let vocab = vocab::hashtag_vocab();
         let vocab_federer = vocab.iter().map(|t| vocab::contains_federer(t.as_bytes())).collect();
         let mut tweet_gen = TweetGen {
             timeline: Timeline::new(config.seed, config.start_ms, config.span_ms, config.total),
             config,
-            templates: full,
+            templates,
+            nested_prob: if plain.is_empty() { 1.0 } else { 0.5 },
+            plain,
+            nested,
             vocab,
             vocab_federer,
             tag_cdf: zipf_cdf(vocab::VOCAB_SIZE, 1.1),
             user_cdf: zipf_mandelbrot_cdf(vocab::USERS as usize, 1.0, 10.0),
-            place_prob: 0.0,
+            place_prob: BASE_PLACE_SHARE,
         };
-        tweet_gen.calibrate_size(trimmed);
+        tweet_gen.calibrate_size();
         tweet_gen
     }
 
-    /// Sets the trimming of big base tweets and the share of records with a `place` so that the
-    /// expected record size is [`TARGET_MEAN_SIZE`]. A record's size is its template's fixed
-    /// bytes plus the bytes it writes, independent of the template, so the mean is the mean
-    /// fixed size plus a sampled mean of the written bytes.
-    fn calibrate_size(&mut self, mut trimmed: Vec<Option<Template>>) {
+    /// Sets the share of records built from retweets/quotes (big: they nest another tweet)
+    /// against plain tweets, and if that is not enough the share of records with a `place`, so
+    /// that the expected record size is [`TARGET_MEAN_SIZE`]. Per kind, a record's size is its
+    /// template's fixed bytes (mean known exactly) plus the bytes it writes (mean sampled).
+    fn calibrate_size(&mut self) {
         const SAMPLES: u64 = 4_000;
-        let mut written = 0usize;
+        let mean_fixed = |bases: &[usize]| -> f64 {
+            let n = bases.len().max(1) as f64;
+            bases.iter().map(|&b| self.templates[b].fixed_len as f64).sum::<f64>() / n
+        };
+        let (fixed_plain, fixed_nested) = (mean_fixed(&self.plain), mean_fixed(&self.nested));
+        let (mut written, mut count) = ([0.0f64; 2], [0u64; 2]);
         let mut buf = Vec::with_capacity(16_384);
         for k in 0..SAMPLES {
             let i = mix(k ^ 0x51ce) % self.config.total.max(1);
             let p = self.parts(i);
             buf.clear();
             self.write_parts(&p, &mut buf);
-            written += buf.len() - self.templates[p.base].fixed_len;
+            let kind = usize::from(self.templates[p.base].nested);
+            written[kind] += (buf.len() - self.templates[p.base].fixed_len) as f64;
+            count[kind] += 1;
         }
-        let written = written as f64 / SAMPLES as f64;
-        let n = self.templates.len() as f64;
-        let mut fixed: f64 = self.templates.iter().map(|t| t.fixed_len as f64).sum();
+        let size_plain = fixed_plain + written[0] / count[0].max(1) as f64;
+        let size_nested = fixed_nested + written[1] / count[1].max(1) as f64;
         let target = TARGET_MEAN_SIZE as f64;
-        if fixed / n + written > target {
-            let mut order: Vec<usize> = (0..self.templates.len()).collect();
-            order.sort_by_key(|&b| std::cmp::Reverse(self.templates[b].fixed_len));
-            for b in order {
-                if fixed / n + written <= target {
-                    break;
-                }
-                if let Some(t) = trimmed[b].take() {
-                    fixed -= (self.templates[b].fixed_len - t.fixed_len) as f64;
-                    self.templates[b] = t;
-                }
-            }
+        if self.plain.is_empty() || self.nested.is_empty() || size_nested <= size_plain {
+            return;
         }
-        let mean = fixed / n + written;
-        let with_place = self.templates.iter().filter(|t| t.slots.contains(&Slot::Place)).count();
-        if mean < target && with_place > 0 {
-            let place_len = vocab::PLACES.iter().map(|p| p.len()).sum::<usize>() as f64
-                / vocab::PLACES.len() as f64
-                - 4.0;
-            let share = with_place as f64 / n;
-            self.place_prob = ((target - mean) / (place_len * share)).min(1.0);
+        let q = (target - size_plain) / (size_nested - size_plain);
+        self.nested_prob = q.clamp(0.0, 1.0);
+        if q > 1.0 {
+            // Even all retweets are too small: more places.
+            let with_place =
+                self.nested.iter().filter(|&&b| self.templates[b].slots.contains(&Slot::Place));
+            let share = with_place.count() as f64 / self.nested.len() as f64;
+            let place_len = vocab::PLACES.iter().map(|p| p.len() - 4).sum::<usize>() as f64
+                / vocab::PLACES.len() as f64;
+            if share > 0.0 {
+                self.place_prob = (self.place_prob
+                    + (target - size_nested) / (place_len * share * (1.0 - self.place_prob)))
+                    .min(1.0);
+            }
         }
     }
 
@@ -356,9 +368,12 @@ impl TweetGen {
     /// Record `i`: a deterministic function of `(seed, i)`: same `i`, same bytes, whatever
     /// order records are built in.
     pub fn record(&self, i: u64) -> GeneratedRecord {
-        let mut value = Vec::with_capacity(8_192);
-        let (timestamp_ms, id) = self.write_record(i, &mut value);
-        GeneratedRecord { timestamp_ms, key: id.to_string(), value }
+        let p = self.parts(i);
+        let mut value = Vec::with_capacity(self.templates[p.base].fixed_len + 2_048);
+        self.write_parts(&p, &mut value);
+        // Benchmarks keep millions of records in memory: no slack (an in-place shrink).
+        value.shrink_to_fit();
+        GeneratedRecord { timestamp_ms: p.timestamp_ms, key: p.id.to_string(), value }
     }
 
     /// Appends record `i`'s value to `out` (for callers that reuse a buffer); returns its
@@ -381,7 +396,9 @@ impl TweetGen {
         let id = (((timestamp_ms - TWITTER_EPOCH_MS).max(0) as u64) << 22) | (i & 0x3f_ffff);
         let federer = self.is_federer(i);
         let mut rng = ChaCha8Rng::seed_from_u64(mix(self.config.seed) ^ mix(i ^ 0x7ee7));
-        let base = below(&mut rng, self.templates.len());
+        let kind = if unit(rng.next_u64()) < self.nested_prob { &self.nested } else { &self.plain };
+        let kind = if kind.is_empty() { &self.nested } else { kind };
+        let base = kind[below(&mut rng, kind.len())];
         let u = unit(rng.next_u64());
         let mut acc = 0.0;
         let lang = vocab::LANGS
@@ -400,8 +417,15 @@ impl TweetGen {
         let mut mentions = Vec::new();
         let mut tb = TextBuf { text: &mut text, chars: 0 };
 
-        // A reply to another user.
-        if rng.next_u64() % 100 < 15 {
+        // A retweet names its author; other tweets may reply to a user.
+        if let Some((sn, _, _)) = &self.templates[base].retweeted {
+            tb.push("RT ");
+            let start = tb.chars;
+            tb.push("@");
+            tb.push(sn);
+            mentions.push((Mention::Retweeted, start, tb.chars));
+            tb.push(": ");
+        } else if rng.next_u64() % 100 < 15 {
             let to = sample_cdf(&self.user_cdf, unit(rng.next_u64())) as u64;
             let mut sn = String::with_capacity(24);
             vocab::screen_name(to, &mut sn);
@@ -472,7 +496,9 @@ impl TweetGen {
             let start = tb.chars;
             tb.push(form);
             if let Some(tag) = form.strip_prefix('#') {
-                if let Some(v) = self.vocab.iter().position(|t| t == tag) {
+                if let Some(v) =
+                    self.vocab[..vocab::TOP_HASHTAGS.len()].iter().position(|t| t == tag)
+                {
                     hashtags.push((v, start, tb.chars));
                     inline_tags = 1;
                 }
@@ -526,8 +552,8 @@ impl TweetGen {
         let favorites = ((unit_open0(rng.next_u64()).powf(-1.0 / 1.1) * 1.5) as u64 - 1)
             .saturating_add(retweets.saturating_mul(2))
             .min(5_000_000);
-        let place = (unit(rng.next_u64()) < self.place_prob)
-            .then(|| below(&mut rng, vocab::PLACES.len()));
+        let place =
+            (unit(rng.next_u64()) < self.place_prob).then(|| below(&mut rng, vocab::PLACES.len()));
 
         Parts {
             timestamp_ms,
@@ -594,12 +620,17 @@ impl TweetGen {
                                 let (sn, dn, id) = vocab::FEDERER_ACCOUNT;
                                 (sn.to_string(), dn, id)
                             }
+                            Mention::Retweeted => match &t.retweeted {
+                                Some((sn, dn, id)) => (sn.clone(), dn.as_str(), *id),
+                                None => (String::new(), "", 0),
+                            },
                         };
                         out.extend_from_slice(b"{\"screen_name\":");
                         let _ = write_json_str(out, &sn);
                         out.extend_from_slice(b",\"name\":");
                         let _ = write_json_str(out, dn);
-                        let _ = write!(out, ",\"id\":{id},\"id_str\":\"{id}\",\"indices\":[{s},{e}]}}");
+                        let _ =
+                            write!(out, ",\"id\":{id},\"id_str\":\"{id}\",\"indices\":[{s},{e}]}}");
                     }
                     out.push(b']');
                     Ok(())

@@ -55,6 +55,19 @@ pub(crate) struct Template {
     /// The first link of the base tweet: its `url` (what the text shows) and the rest of its
     /// `entities.urls` entry as JSON members (`,"expanded_url":..,"display_url":..`).
     pub(crate) link: Option<(String, String)>,
+    /// Whether the tweet nests another (`retweeted_status` or `quoted_status`).
+    pub(crate) nested: bool,
+    /// For a retweet, the retweeted user: screen name, name, id.
+    pub(crate) retweeted: Option<(String, String, u64)>,
+}
+
+/// The author of `retweeted_status`, if any.
+fn retweeted_user(o: &Map<String, Value>) -> Option<(String, String, u64)> {
+    let u = o.get("retweeted_status")?.get("user")?;
+    let sn = u.get("screen_name")?.as_str()?.to_string();
+    let name = u.get("name").and_then(Value::as_str).unwrap_or(&sn).to_string();
+    let id = u.get("id").and_then(Value::as_u64).unwrap_or(0);
+    Some((sn, name, id))
 }
 
 /// The first entry of `entities.urls`, if it has a `url`.
@@ -124,21 +137,13 @@ fn put(o: &mut Map<String, Value>, key: &str, slot: Slot, insert: bool) {
     }
 }
 
-/// Drops the nested statuses and media of a (big) tweet.
-pub(crate) fn trim(v: &mut Value) {
-    if let Some(o) = v.as_object_mut() {
-        for k in ["retweeted_status", "quoted_status", "quoted_status_permalink", "extended_entities"]
-        {
-            o.shift_remove(k);
-        }
-    }
-}
-
 /// Builds the template of a (scrubbed) base tweet; `None` if it is not an object or still
 /// mentions Federer.
 pub(crate) fn build(mut v: Value) -> Option<Template> {
     let o = v.as_object_mut()?;
     let link = first_link(o);
+    let nested = o.contains_key("retweeted_status") || o.contains_key("quoted_status");
+    let retweeted = retweeted_user(o);
     put(o, "id", Slot::Id, true);
     put(o, "id_str", Slot::IdStr, true);
     put(o, "created_at", Slot::CreatedAt, true);
@@ -171,12 +176,27 @@ pub(crate) fn build(mut v: Value) -> Option<Template> {
     put(o, "place", Slot::Place, false);
 
     let bytes = serde_json::to_vec(&v).ok()?;
+    // One pass over the bytes for the serialized sentinels: `"\u0001KAPPA_SLOT_<name>\u0001"`.
+    const OPEN: &[u8] = b"\"\\u0001KAPPA_SLOT_";
+    const CLOSE: &[u8] = b"\\u0001\"";
     let mut found: Vec<(usize, usize, Slot)> = Vec::new();
-    for slot in ALL_SLOTS {
-        let needle = serde_json::to_vec(&Value::String(sentinel(slot))).ok()?;
-        if let Some(p) = bytes.windows(needle.len()).position(|w| w == needle.as_slice()) {
-            found.push((p, p + needle.len(), slot));
+    let mut p = 0;
+    while let Some(q) = bytes[p..].iter().position(|&c| c == b'"') {
+        let s = p + q;
+        p = s + 1;
+        if !bytes[s..].starts_with(OPEN) {
+            continue;
         }
+        let name_start = s + OPEN.len();
+        let Some(len) = bytes[name_start..].iter().position(|&c| c == b'\\') else { break };
+        let name = &bytes[name_start..name_start + len];
+        let slot = ALL_SLOTS.iter().find(|sl| format!("{sl:?}").as_bytes() == name)?;
+        let end = name_start + len + CLOSE.len();
+        if !bytes[name_start + len..].starts_with(CLOSE) {
+            return None;
+        }
+        found.push((s, end, *slot));
+        p = end;
     }
     found.sort_unstable_by_key(|f| f.0);
     let mut segs = Vec::with_capacity(found.len() + 1);
@@ -192,7 +212,7 @@ pub(crate) fn build(mut v: Value) -> Option<Template> {
     if segs.iter().any(|s| contains_federer(s)) {
         return None;
     }
-    Some(Template { segs, slots, fixed_len, link })
+    Some(Template { segs, slots, fixed_len, link, nested, retweeted })
 }
 
 #[cfg(test)]

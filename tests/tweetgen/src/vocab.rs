@@ -242,10 +242,46 @@ pub(crate) fn contains_federer(hay: &[u8]) -> bool {
 
 /// First parts of screen names (lowercase, so the split before the capital is unambiguous).
 const USER_A: &[&str] = &[
-    "ace", "grass", "court", "tennis", "net", "lob", "smash", "slice", "rally", "deuce", "volley",
-    "serve", "baseline", "topspin", "match", "love", "game", "set", "break", "drop", "chalk",
-    "line", "umpire", "ball", "racket", "string", "centre", "royal", "sw", "queue", "pimms",
-    "strawberry", "cream", "summer", "london", "green", "white", "purple", "rain", "roof",
+    "ace",
+    "grass",
+    "court",
+    "tennis",
+    "net",
+    "lob",
+    "smash",
+    "slice",
+    "rally",
+    "deuce",
+    "volley",
+    "serve",
+    "baseline",
+    "topspin",
+    "match",
+    "love",
+    "game",
+    "set",
+    "break",
+    "drop",
+    "chalk",
+    "line",
+    "umpire",
+    "ball",
+    "racket",
+    "string",
+    "centre",
+    "royal",
+    "sw",
+    "queue",
+    "pimms",
+    "strawberry",
+    "cream",
+    "summer",
+    "london",
+    "green",
+    "white",
+    "purple",
+    "rain",
+    "roof",
 ];
 /// Second parts of screen names (capitalised).
 const USER_B: &[&str] = &[
@@ -388,13 +424,53 @@ pub(crate) const TEMPLATES: &[&[&str]] = &[
 
 /// Round names per language (in [`LANGS`] order), first round to final.
 pub(crate) const ROUNDS: &[[&str; 7]] = &[
-    ["first round", "second round", "third round", "fourth round", "quarter-final", "semi-final", "final"],
-    ["primera ronda", "segunda ronda", "tercera ronda", "octavos", "cuartos", "semifinales", "la final"],
-    ["premier tour", "deuxième tour", "troisième tour", "huitièmes", "quarts", "demi-finales", "finale"],
-    ["ersten Runde", "zweiten Runde", "dritten Runde", "Achtelfinale", "Viertelfinale", "Halbfinale", "Finale"],
+    [
+        "first round",
+        "second round",
+        "third round",
+        "fourth round",
+        "quarter-final",
+        "semi-final",
+        "final",
+    ],
+    [
+        "primera ronda",
+        "segunda ronda",
+        "tercera ronda",
+        "octavos",
+        "cuartos",
+        "semifinales",
+        "la final",
+    ],
+    [
+        "premier tour",
+        "deuxième tour",
+        "troisième tour",
+        "huitièmes",
+        "quarts",
+        "demi-finales",
+        "finale",
+    ],
+    [
+        "ersten Runde",
+        "zweiten Runde",
+        "dritten Runde",
+        "Achtelfinale",
+        "Viertelfinale",
+        "Halbfinale",
+        "Finale",
+    ],
     ["1回戦", "2回戦", "3回戦", "4回戦", "準々決勝", "準決勝", "決勝"],
     ["primo turno", "secondo turno", "terzo turno", "ottavi", "quarti", "semifinali", "finale"],
-    ["primeira rodada", "segunda rodada", "terceira rodada", "oitavas", "quartas", "semifinais", "final"],
+    [
+        "primeira rodada",
+        "segunda rodada",
+        "terceira rodada",
+        "oitavas",
+        "quartas",
+        "semifinais",
+        "final",
+    ],
     ["R1", "R2", "R3", "R4", "QF", "SF", "F"],
 ];
 
@@ -457,7 +533,8 @@ pub(crate) const FEDERER_PHRASES: &[&[&str]] = &[
 ];
 
 /// Roger Federer's account, for `user_mentions`.
-pub(crate) const FEDERER_ACCOUNT: (&str, &str, u64) = ("rogerfederer", "Roger Federer", 1_337_785_291);
+pub(crate) const FEDERER_ACCOUNT: (&str, &str, u64) =
+    ("rogerfederer", "Roger Federer", 1_337_785_291);
 
 /// Twitter `place` objects for geotagged records.
 pub(crate) const PLACES: &[&str] = &[

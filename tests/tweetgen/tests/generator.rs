@@ -1,7 +1,7 @@
 //! Properties of the generated log. Needs the base tweets: run `scripts/fetch-tweets.sh` first
 //! (or point `KAPPA_TWEETS` at a base.ndjson).
 
-use kappa_tweetgen::{GenConfig, TweetGen};
+use kappa_tweetgen::{GenConfig, GeneratedRecord, TweetGen};
 use serde_json::Value;
 use std::sync::OnceLock;
 
@@ -11,9 +11,9 @@ fn base() -> Vec<Value> {
     static BASE: OnceLock<Vec<Value>> = OnceLock::new();
     BASE.get_or_init(|| match TweetGen::load_default_base() {
         Ok(b) => b,
-        Err(e) => panic!(
-            "base tweets missing: run scripts/fetch-tweets.sh (or set KAPPA_TWEETS): {e}"
-        ),
+        Err(e) => {
+            panic!("base tweets missing: run scripts/fetch-tweets.sh (or set KAPPA_TWEETS): {e}")
+        }
     })
     .clone()
 }
@@ -26,6 +26,12 @@ fn config() -> GenConfig {
 fn tweet_gen() -> &'static TweetGen {
     static GEN: OnceLock<TweetGen> = OnceLock::new();
     GEN.get_or_init(|| TweetGen::new(base(), config()))
+}
+
+/// Records `0..N` of the shared generator, built once.
+fn records() -> &'static [GeneratedRecord] {
+    static RECORDS: OnceLock<Vec<GeneratedRecord>> = OnceLock::new();
+    RECORDS.get_or_init(|| tweet_gen().iter(0..N).collect())
 }
 
 fn contains_federer(b: &[u8]) -> bool {
@@ -57,7 +63,7 @@ fn parse_created_at(s: &str) -> i64 {
 
 #[test]
 fn deterministic_and_order_independent() {
-    let a = TweetGen::new(base(), config());
+    let a = tweet_gen();
     let b = TweetGen::new(base(), config());
     let idx: Vec<u64> = (0..500u64).map(|k| (k * 7_919) % N).collect();
     let forward: Vec<_> = idx.iter().map(|&i| a.record(i)).collect();
@@ -77,7 +83,7 @@ fn deterministic_and_order_independent() {
 fn federer_share_and_nowhere_else() {
     let g = tweet_gen();
     let mut fed = 0;
-    for r in g.iter(0..N) {
+    for r in records() {
         let i = r.key.parse::<u64>().unwrap() & 0x3f_ffff;
         let has = contains_federer(&r.value);
         assert_eq!(has, g.is_federer(i), "record {i}: {}", String::from_utf8_lossy(&r.value));
@@ -89,17 +95,15 @@ fn federer_share_and_nowhere_else() {
 
 #[test]
 fn average_size_near_real_tweets() {
-    let g = tweet_gen();
-    let bytes: usize = g.iter(0..N).map(|r| r.value.len()).sum();
+    let bytes: usize = records().iter().map(|r| r.value.len()).sum();
     let kb = bytes as f64 / N as f64 / 1_000.0;
     assert!((4.0..=4.8).contains(&kb), "average record size {kb} KB");
 }
 
 #[test]
-fn records_are_consistent_tweets() {
-    let g = tweet_gen();
+fn records_are_consistent_tweets_with_created_at() {
     let mut keys = std::collections::HashSet::new();
-    for r in g.iter(0..N) {
+    for r in records() {
         let s = std::str::from_utf8(&r.value).expect("UTF-8");
         let v: Value = serde_json::from_str(s).expect("valid JSON");
         let o = v.as_object().expect("a JSON object");
@@ -127,29 +131,32 @@ fn records_are_consistent_tweets() {
         assert!(o["user"]["screen_name"].is_string());
         assert!(o["lang"].is_string());
         assert!(o["retweet_count"].is_u64() && o["favorite_count"].is_u64());
+        let created = o["created_at"].as_str().unwrap();
+        assert_eq!(parse_created_at(created), r.timestamp_ms.div_euclid(1_000), "{created}");
     }
 }
 
 #[test]
-fn timestamps_in_span_and_match_created_at() {
-    let g = tweet_gen();
+fn timestamps_in_span_and_non_decreasing() {
     let c = config();
     let mut last = i64::MIN;
-    for (i, r) in g.iter(0..N).enumerate() {
+    for (i, r) in records().iter().enumerate() {
         assert!(
             (c.start_ms..c.start_ms + c.span_ms).contains(&r.timestamp_ms),
             "record {i} at {}",
             r.timestamp_ms
         );
         assert!(r.timestamp_ms >= last, "record {i} goes back in time");
+        assert_eq!(r.timestamp_ms, tweet_gen().timestamp_ms(i as u64));
         last = r.timestamp_ms;
-        let v: Value = serde_json::from_slice(&r.value).unwrap();
-        let created = v["created_at"].as_str().unwrap();
-        assert_eq!(parse_created_at(created), r.timestamp_ms.div_euclid(1_000), "{created}");
     }
     // The log covers the fortnight, not only its first days.
-    let first_day = g.iter(0..N).filter(|r| r.timestamp_ms < c.start_ms + 86_400_000).count();
-    assert!(first_day < N as usize / 5, "{first_day} records on the first day");
+    let day = 86_400_000;
+    let first_day = records().iter().filter(|r| r.timestamp_ms < c.start_ms + day).count();
+    let last_day =
+        records().iter().filter(|r| r.timestamp_ms >= c.start_ms + c.span_ms - day).count();
+    assert!(first_day > 0 && first_day < N as usize / 5, "{first_day} records on the first day");
+    assert!(last_day > 0 && last_day < N as usize / 5, "{last_day} records on the last day");
 }
 
 #[test]

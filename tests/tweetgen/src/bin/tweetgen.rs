@@ -35,7 +35,8 @@ struct Args {
 
 fn parse_args() -> Result<Option<Args>> {
     let mut count = None;
-    let mut args = Args { count: 0, seed: GenConfig::default().seed, start: 0, total: None, base: None };
+    let mut args =
+        Args { count: 0, seed: GenConfig::default().seed, start: 0, total: None, base: None };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
         let arg = arg.to_string_lossy().into_owned();
@@ -83,8 +84,11 @@ fn main() -> Result<()> {
     };
     let base = TweetGen::load_base(&path)?;
     let end = args.start.checked_add(args.count).context("--start-index + --count overflows")?;
-    let config =
-        GenConfig { seed: args.seed, total: args.total.unwrap_or(end).max(1), ..GenConfig::default() };
+    let config = GenConfig {
+        seed: args.seed,
+        total: args.total.unwrap_or(end).max(1),
+        ..GenConfig::default()
+    };
     let tweet_gen = TweetGen::new(base, config);
 
     let stdout = io::stdout();

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Run every test of Kappa on this machine, installing what is missing.
+#
+#   scripts/test.sh            # everything: lint, unit/property/golden tests, WASM build,
+#                              # bounded fuzzing, and the integration tier against real
+#                              # Kafka + Redis started on loopback by scripts/services.sh
+#   KAPPA_SKIP_SERVICES=1 scripts/test.sh   # only the tier that needs no services
+#
+# Environment: FUZZ_CASES (default 20000) bounds the fuzz run.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "toolchain"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add wasm32-unknown-unknown >/dev/null
+
+step "real tweets for test data"
+scripts/fetch-tweets.sh >&2
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "the core builds for wasm32-unknown-unknown"
+cargo build -p kappa-core --target wasm32-unknown-unknown --locked
+
+services_started=0
+cleanup() {
+  if [ "$services_started" = 1 ]; then
+    scripts/services.sh down >&2 || true
+  fi
+}
+trap cleanup EXIT
+if [ "${KAPPA_SKIP_SERVICES:-0}" != 1 ]; then
+  step "real Kafka and Redis on loopback"
+  eval "$(scripts/services.sh up)"
+  services_started=1
+  export KAFKA_BROKERS REDIS_URL
+fi
+
+step "tests"
+cargo test --workspace --locked
+
+step "fuzz: arbitrary JSON into the query parser and engine (${FUZZ_CASES:-20000} cases)"
+PROPTEST_CASES="${FUZZ_CASES:-20000}" cargo test -p kappa-core --test bad_requests --locked --release \
+  arbitrary_json_never_panics
+
+step "all tests passed"

@@ -1,0 +1,153 @@
+//! The core engine's speed over a two-week log of real-tweet-shaped records.
+//!
+//! Run with: `scripts/fetch-tweets.sh && cargo bench -p kappa-core --bench core`
+//! (`KAPPA_BENCH_RECORDS=N` sets the log length; default 300,000). Prints records/s and MB/s on
+//! one core for the four benchmark queries of BENCHMARKS.md, and µs for merge, render and diff.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use kappa_core::{Limits, PartialState, Plan, Record, patch};
+use kappa_tweetgen::{GenConfig, TweetGen};
+use serde_json::{Value, json};
+
+struct Log {
+    records: Vec<(i64, Vec<u8>)>,
+    bytes: usize,
+}
+
+fn build_log(n: u64) -> Log {
+    let base = TweetGen::load_default_base().expect("run scripts/fetch-tweets.sh first");
+    let generator = TweetGen::new(base, GenConfig { total: n, ..GenConfig::default() });
+    let records: Vec<(i64, Vec<u8>)> =
+        generator.iter(0..n).map(|r| (r.timestamp_ms, r.value)).collect();
+    let bytes = records.iter().map(|(_, v)| v.len()).sum();
+    Log { records, bytes }
+}
+
+fn fold_range(plan: &Plan, log: &Log, range: std::ops::Range<usize>) -> PartialState {
+    let mut state = plan.empty_state();
+    let records = range.map(|i| {
+        let (ts, value) = &log.records[i];
+        Record { value, timestamp: *ts, offset: i as i64, partition: 0, key: None }
+    });
+    plan.fold_all(&mut state, records).expect("within budget");
+    state
+}
+
+fn queries() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "Q1 match federer, count",
+            json!({"topic": "tweets", "query": {"multi_match": {"query": "federer", "fields": ["text", "full_text"]}}}),
+        ),
+        (
+            "Q2 terms hashtags + hourly histogram",
+            json!({"topic": "tweets", "aggs": {
+            "tags": {"terms": {"field": "entities.hashtags.text", "size": 10}},
+            "per_hour": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1h"}}}}),
+        ),
+        (
+            "Q3 stats retweets + cardinality users",
+            json!({"topic": "tweets", "aggs": {
+            "rt": {"stats": {"field": "retweet_count"}},
+            "users": {"cardinality": {"field": "user.screen_name"}}}}),
+        ),
+        (
+            "Q4 bool lang+range, terms users, top_hits",
+            json!({"topic": "tweets",
+            "query": {"bool": {"filter": [{"term": {"lang": "en"}},
+                {"range": {"created_at": {"gte": "Wed Jul 01 00:00:00 +0000 2026", "format": "EEE MMM dd HH:mm:ss Z yyyy"}}}]}},
+            "aggs": {"users": {"terms": {"field": "user.screen_name", "size": 100},
+                "aggs": {"best": {"top_hits": {"size": 5, "sort": [{"retweet_count": "desc"}], "_source": ["text", "full_text", "retweet_count"]}}}}}}),
+        ),
+    ]
+}
+
+fn main() {
+    let n: u64 =
+        std::env::var("KAPPA_BENCH_RECORDS").ok().and_then(|s| s.parse().ok()).unwrap_or(300_000);
+    let t = Instant::now();
+    let log = build_log(n);
+    println!(
+        "log: {} records, {:.1} MB, {:.0} B/record average (built in {:.1}s)",
+        log.records.len(),
+        log.bytes as f64 / 1e6,
+        log.bytes as f64 / log.records.len() as f64,
+        t.elapsed().as_secs_f64()
+    );
+    println!("{:<44} {:>14} {:>10} {:>10}", "query (one core)", "records/s", "MB/s", "matched");
+    let limits = Limits::default();
+    let mut q2 = None;
+    for (name, body) in queries() {
+        let plan = Plan::parse(&body, &limits).expect("benchmark queries are valid");
+        // Warm up caches and the allocator, then measure the best of three passes.
+        black_box(fold_range(&plan, &log, 0..log.records.len().min(20_000)));
+        let mut best = f64::MAX;
+        let mut state = None;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let s = fold_range(&plan, &log, 0..log.records.len());
+            best = best.min(t.elapsed().as_secs_f64());
+            state = Some(s);
+        }
+        let state = state.expect("three passes ran");
+        println!(
+            "{:<44} {:>14.0} {:>10.0} {:>10}",
+            name,
+            log.records.len() as f64 / best,
+            log.bytes as f64 / 1e6 / best,
+            state.matched()
+        );
+        if name.starts_with("Q2") {
+            q2 = Some(plan);
+        }
+    }
+
+    let plan = q2.expect("Q2 ran");
+    let half = log.records.len() / 2;
+    let a = fold_range(&plan, &log, 0..half);
+    let b = fold_range(&plan, &log, half..log.records.len());
+    let reps = 200;
+    let t = Instant::now();
+    for _ in 0..reps {
+        let mut m = a.clone();
+        plan.merge(&mut m, black_box(&b)).expect("merges");
+        black_box(m);
+    }
+    let clone_t = Instant::now();
+    for _ in 0..reps {
+        black_box(a.clone());
+    }
+    let clone_us = clone_t.elapsed().as_secs_f64() * 1e6 / f64::from(reps);
+    let merge_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(reps) - clone_us;
+    let mut full = a.clone();
+    plan.merge(&mut full, &b).expect("merges");
+    let t = Instant::now();
+    for _ in 0..reps {
+        black_box(plan.render(&full).expect("renders"));
+    }
+    let render_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(reps);
+    // A live delta: the result before and after one more batch of 1,000 records.
+    let before =
+        plan.render(&fold_range(&plan, &log, 0..log.records.len() - 1000)).expect("renders");
+    let after = plan.render(&full).expect("renders");
+    let t = Instant::now();
+    let mut delta = Value::Null;
+    for _ in 0..reps {
+        delta = patch::diff(black_box(&before), black_box(&after));
+    }
+    let diff_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(reps);
+    let encoded = plan.encode(&full);
+    let t = Instant::now();
+    for _ in 0..reps {
+        black_box(plan.decode(black_box(&encoded)).expect("decodes"));
+    }
+    let decode_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(reps);
+    println!("Q2 merge of two partial states: {merge_us:.1} µs");
+    println!(
+        "Q2 render: {render_us:.1} µs; diff of a live update: {diff_us:.1} µs ({} ops)",
+        delta.as_array().map_or(0, Vec::len)
+    );
+    println!("Q2 state: {} bytes encoded, decode {decode_us:.1} µs", encoded.len());
+}

@@ -1,0 +1,593 @@
+//! The outside world as the actions see it: the log, the state store and the chain.
+//!
+//! Actions are written once against these traits; adapters implement them, one per backend
+//! (`log-kafka`, `log-embedded`, `state-redis`, `state-embedded`, the OpenWhisk REST chain, and
+//! JavaScript-backed ones in the WASM build). Each trait has an in-memory implementation here,
+//! for tests and as the reference semantics every adapter must match.
+//!
+//! # Exactly once
+//! The only truth about progress is the checkpoint of each segment (a partition, or an offset
+//! range of one): `{next_offset, partial state}`, replaced by compare-and-set on `next_offset`.
+//! A batch's records are counted exactly when its checkpoint CAS succeeds, so a duplicated,
+//! retried or concurrent invocation of the same batch either wins the CAS once or changes
+//! nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A failure of an adapter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{backend}: {message}")]
+pub struct PortError {
+    /// Which backend failed (`kafka`, `redis`, `openwhisk`, ...).
+    pub backend: &'static str,
+    /// What failed; never contains secrets.
+    pub message: String,
+    /// Whether the same call may succeed later (connection loss, timeout, 429, leader change).
+    pub retryable: bool,
+}
+
+impl PortError {
+    /// A transient failure: retrying (or re-invoking the chain) makes sense.
+    pub fn transient(backend: &'static str, message: impl Into<String>) -> Self {
+        PortError { backend, message: message.into(), retryable: true }
+    }
+
+    /// A permanent failure.
+    pub fn permanent(backend: &'static str, message: impl Into<String>) -> Self {
+        PortError { backend, message: message.into(), retryable: false }
+    }
+
+    /// Whether a retry makes sense.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+}
+
+/// Result alias of the ports.
+pub type PortResult<T> = Result<T, PortError>;
+
+/// One record read from a partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// Offset in the partition.
+    pub offset: i64,
+    /// Log timestamp, epoch ms.
+    pub timestamp: i64,
+    /// Record key.
+    pub key: Option<Vec<u8>>,
+    /// Record value.
+    pub value: Vec<u8>,
+}
+
+/// The offsets a partition holds: `[low, high)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermarks {
+    /// First offset still in the log (earlier ones were deleted by retention).
+    pub low: i64,
+    /// Offset the next appended record will get (the head).
+    pub high: i64,
+}
+
+/// Bounds of one read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// First offset wanted.
+    pub from: i64,
+    /// Stop before this offset (an offset-range segment), or read to the head.
+    pub end: Option<i64>,
+    /// At most this many records.
+    pub max_records: usize,
+    /// At most about this many value bytes (at least one record is returned if any exists).
+    pub max_bytes: usize,
+}
+
+/// The records of one read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Batch {
+    /// Records in offset order, all in `[from, end)`.
+    pub records: Vec<LogRecord>,
+    /// Where the next read continues: after the last record, or past gaps the log skipped.
+    pub next_offset: i64,
+    /// The partition's head when read.
+    pub high_watermark: i64,
+    /// Records wanted but deleted by retention before they were read (`from < low`).
+    pub lost: u64,
+}
+
+/// Reads a partitioned log (Kafka, the embedded log).
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+pub trait LogReader: Send + Sync {
+    /// Number of partitions of `topic`; None when the topic does not exist.
+    async fn partitions(&self, topic: &str) -> PortResult<Option<u32>>;
+    /// Low and high watermarks of one partition.
+    async fn watermarks(&self, topic: &str, partition: u32) -> PortResult<Watermarks>;
+    /// Read one bounded batch. When `from` is below the low watermark, the batch starts at the
+    /// low watermark and reports the skipped offsets in `lost`.
+    async fn read(&self, topic: &str, partition: u32, request: ReadRequest) -> PortResult<Batch>;
+}
+
+/// A record to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    /// Key; records with the same key go to the same partition.
+    pub key: Option<Vec<u8>>,
+    /// Value.
+    pub value: Vec<u8>,
+    /// Timestamp, epoch ms.
+    pub timestamp: i64,
+}
+
+/// Appends to a partitioned log (ingest, tests, the demo).
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+pub trait LogWriter: Send + Sync {
+    /// Create a topic if it does not exist; returns its partition count.
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> PortResult<u32>;
+    /// Append records atomically (all or none) to `partition`; returns the first offset.
+    async fn append(&self, topic: &str, partition: u32, records: &[NewRecord]) -> PortResult<i64>;
+}
+
+/// The partition a key goes to: FNV-1a of the key (keyless records are spread by the caller).
+pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in key {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % partitions.max(1)
+}
+
+/// A unit of replay: a partition from `start`, up to `end` (an offset range) or forever (the
+/// live tail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Segment {
+    /// Partition.
+    pub partition: u32,
+    /// First offset.
+    pub start: i64,
+    /// Exclusive end; None for the segment that follows the head.
+    pub end: Option<i64>,
+}
+
+impl Segment {
+    /// A stable name for store keys and logs: `p3@1000` or `p3@1000-2000`.
+    pub fn key(&self) -> String {
+        match self.end {
+            Some(e) => format!("p{}@{}-{}", self.partition, self.start, e),
+            None => format!("p{}@{}", self.partition, self.start),
+        }
+    }
+}
+
+/// A registered query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryRecord {
+    /// `q_<hex>`.
+    pub id: String,
+    /// The request body as posted (re-parsed by every invocation).
+    pub body: String,
+    /// Topic.
+    pub topic: String,
+    /// The segments that together cover the log from its start.
+    pub segments: Vec<Segment>,
+    /// Registration time, epoch ms.
+    pub created_ms: i64,
+}
+
+/// The committed progress of one segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Next offset to read; everything before it (from the segment start) is in `state`.
+    pub next_offset: i64,
+    /// The encoded partial state ([`crate::Plan::encode`]).
+    pub state: Vec<u8>,
+    /// The partition head seen by the last batch.
+    pub head: i64,
+    /// Records lost to retention before they were read.
+    pub lost: u64,
+}
+
+/// Progress of one partition, as api.md shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionProgress {
+    /// Partition.
+    pub partition: u32,
+    /// Records processed up to here (the smallest next offset of its segments' unfinished part).
+    pub offset: i64,
+    /// Head seen at the last batch.
+    pub head: i64,
+}
+
+/// Progress of a query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Progress {
+    /// Records passed over.
+    pub processed: u64,
+    /// Invalid records among them.
+    pub skipped: u64,
+    /// Records between the processed offsets and the heads.
+    pub lag: u64,
+    /// Records deleted by retention before the query read them (explicit data loss).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lost: u64,
+    /// Per partition.
+    pub partitions: Vec<PartitionProgress>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The query's current answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    /// Increases by one each time the result changes.
+    pub version: u64,
+    /// Every segment has reached the head it saw.
+    pub caught_up: bool,
+    /// Progress at this version.
+    pub progress: Progress,
+    /// The rendered result (Elasticsearch response shape).
+    pub result: Value,
+    /// Set when the query failed for good (memory budget, bucket limit): the error body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+}
+
+/// A webhook subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// Target URL.
+    pub url: String,
+    /// HMAC secret (never logged).
+    pub secret: String,
+}
+
+/// Durable state of queries (Redis, the embedded store).
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+pub trait StateStore: Send + Sync {
+    /// Register a query unless one with the same id exists; true when newly created.
+    async fn register(&self, query: &QueryRecord) -> PortResult<bool>;
+    /// A registered query.
+    async fn query(&self, id: &str) -> PortResult<Option<QueryRecord>>;
+    /// Ids of all registered queries.
+    async fn queries(&self) -> PortResult<Vec<String>>;
+    /// Remove a query and everything stored for it.
+    async fn remove(&self, id: &str) -> PortResult<()>;
+    /// Record a read or subscription at `now_ms` (for the idle timeout); returns the last touch.
+    async fn touch(&self, id: &str, now_ms: i64) -> PortResult<i64>;
+    /// Add (`delta` > 0) or drop references (subscribers, views); returns the new count.
+    async fn add_refs(&self, id: &str, delta: i64) -> PortResult<i64>;
+
+    /// The checkpoint of a segment; None before its first commit.
+    async fn checkpoint(&self, id: &str, segment: &Segment) -> PortResult<Option<Checkpoint>>;
+    /// Replace a segment's checkpoint only if its `next_offset` is still `expected` (None: no
+    /// checkpoint yet), in one atomic step. False when another invocation got there first.
+    async fn compare_and_set_checkpoint(
+        &self,
+        id: &str,
+        segment: &Segment,
+        expected: Option<i64>,
+        new: &Checkpoint,
+    ) -> PortResult<bool>;
+
+    /// The current result.
+    async fn result(&self, id: &str) -> PortResult<Option<ResultRecord>>;
+    /// Replace the result only if its version is still `expected` (0: none yet), appending
+    /// `message` (the delta or progress message of this change) to the bounded ring of recent
+    /// messages and publishing it, in one atomic step.
+    async fn compare_and_set_result(
+        &self,
+        id: &str,
+        expected: u64,
+        new: &ResultRecord,
+        message: &Value,
+    ) -> PortResult<bool>;
+    /// Messages with versions after `version`, oldest first; None when the ring no longer holds
+    /// them all (the subscriber needs a snapshot).
+    async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Value>>>;
+
+    /// Add a webhook subscription.
+    async fn subscribe(&self, id: &str, subscription: &Subscription) -> PortResult<()>;
+    /// Webhook subscriptions of a query.
+    async fn subscriptions(&self, id: &str) -> PortResult<Vec<Subscription>>;
+}
+
+/// Fires the next link of a chain (an OpenWhisk trigger or async action invocation).
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+pub trait Chain: Send + Sync {
+    /// Ask for one invocation of `action` with `params`; returns once it is accepted.
+    async fn fire(&self, action: &str, params: &Value) -> PortResult<()>;
+}
+
+// ------------------------------------------------------------------------------------------
+// In-memory implementations: the reference semantics.
+
+/// An in-memory partitioned log.
+#[derive(Debug, Default)]
+pub struct MemoryLog {
+    topics: Mutex<HashMap<String, Vec<MemoryPartition>>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct MemoryPartition {
+    low: i64,
+    records: Vec<LogRecord>,
+}
+
+impl MemoryLog {
+    /// Delete records before `offset` (as retention would).
+    pub fn truncate_before(&self, topic: &str, partition: u32, offset: i64) {
+        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = topics.get_mut(topic).and_then(|ps| ps.get_mut(partition as usize)) {
+            p.records.retain(|r| r.offset >= offset);
+            p.low = p.low.max(offset);
+        }
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+impl LogReader for MemoryLog {
+    async fn partitions(&self, topic: &str) -> PortResult<Option<u32>> {
+        Ok(self.topics.lock().unwrap_or_else(|e| e.into_inner()).get(topic).map(|p| p.len() as u32))
+    }
+
+    async fn watermarks(&self, topic: &str, partition: u32) -> PortResult<Watermarks> {
+        let topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        let p = topics.get(topic).and_then(|ps| ps.get(partition as usize)).ok_or_else(|| {
+            PortError::permanent("memory-log", format!("no partition {topic}/{partition}"))
+        })?;
+        Ok(Watermarks { low: p.low, high: p.records.last().map_or(p.low, |r| r.offset + 1) })
+    }
+
+    async fn read(&self, topic: &str, partition: u32, request: ReadRequest) -> PortResult<Batch> {
+        let topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        let p = topics.get(topic).and_then(|ps| ps.get(partition as usize)).ok_or_else(|| {
+            PortError::permanent("memory-log", format!("no partition {topic}/{partition}"))
+        })?;
+        let high = p.records.last().map_or(p.low, |r| r.offset + 1);
+        let from = request.from.max(p.low);
+        let lost = (from - request.from).max(0) as u64;
+        let end = request.end.map_or(high, |e| e.min(high));
+        let mut records = Vec::new();
+        let mut bytes = 0;
+        let start = p.records.partition_point(|r| r.offset < from);
+        for r in &p.records[start..] {
+            if r.offset >= end
+                || records.len() >= request.max_records
+                || (bytes >= request.max_bytes && !records.is_empty())
+            {
+                break;
+            }
+            bytes += r.value.len();
+            records.push(r.clone());
+        }
+        let next_offset = records.last().map_or(from.max(end.min(from)), |r| r.offset + 1);
+        Ok(Batch { records, next_offset, high_watermark: high, lost })
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+impl LogWriter for MemoryLog {
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> PortResult<u32> {
+        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(topics
+            .entry(topic.to_string())
+            .or_insert_with(|| vec![MemoryPartition::default(); partitions.max(1) as usize])
+            .len() as u32)
+    }
+
+    async fn append(&self, topic: &str, partition: u32, records: &[NewRecord]) -> PortResult<i64> {
+        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        let p = topics.get_mut(topic).and_then(|ps| ps.get_mut(partition as usize)).ok_or_else(
+            || PortError::permanent("memory-log", format!("no partition {topic}/{partition}")),
+        )?;
+        let first = p.records.last().map_or(p.low, |r| r.offset + 1);
+        for (i, r) in records.iter().enumerate() {
+            p.records.push(LogRecord {
+                offset: first + i as i64,
+                timestamp: r.timestamp,
+                key: r.key.clone(),
+                value: r.value.clone(),
+            });
+        }
+        Ok(first)
+    }
+}
+
+/// An in-memory state store.
+#[derive(Debug)]
+pub struct MemoryStore {
+    inner: Mutex<MemoryStoreInner>,
+    ring: usize,
+}
+
+#[derive(Debug, Default)]
+struct MemoryStoreInner {
+    queries: BTreeMap<String, QueryRecord>,
+    touched: HashMap<String, i64>,
+    refs: HashMap<String, i64>,
+    checkpoints: HashMap<(String, Segment), Checkpoint>,
+    results: HashMap<String, ResultRecord>,
+    messages: HashMap<String, Vec<Value>>,
+    subscriptions: HashMap<String, Vec<Subscription>>,
+}
+
+impl MemoryStore {
+    /// A store keeping the last `ring` messages of each query.
+    pub fn new(ring: usize) -> Self {
+        MemoryStore { inner: Mutex::new(MemoryStoreInner::default()), ring }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryStoreInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new(1024)
+    }
+}
+
+/// The version a ring message carries.
+pub fn message_version(message: &Value) -> u64 {
+    message.get("version").and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Messages after `version` from a ring holding consecutive versions; None when the ring
+/// starts after `version + 1` (the gap means a snapshot is needed).
+pub fn ring_since(ring: &[Value], version: u64, current: u64) -> Option<Vec<Value>> {
+    if version >= current {
+        return Some(Vec::new());
+    }
+    let first = ring.iter().position(|m| message_version(m) > version)?;
+    if message_version(&ring[first]) != version + 1
+        && ring[first].get("type").and_then(Value::as_str) == Some("delta")
+    {
+        return None;
+    }
+    Some(ring[first..].to_vec())
+}
+
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+impl StateStore for MemoryStore {
+    async fn register(&self, query: &QueryRecord) -> PortResult<bool> {
+        let mut s = self.lock();
+        if s.queries.contains_key(&query.id) {
+            return Ok(false);
+        }
+        s.queries.insert(query.id.clone(), query.clone());
+        Ok(true)
+    }
+
+    async fn query(&self, id: &str) -> PortResult<Option<QueryRecord>> {
+        Ok(self.lock().queries.get(id).cloned())
+    }
+
+    async fn queries(&self) -> PortResult<Vec<String>> {
+        Ok(self.lock().queries.keys().cloned().collect())
+    }
+
+    async fn remove(&self, id: &str) -> PortResult<()> {
+        let mut s = self.lock();
+        s.queries.remove(id);
+        s.touched.remove(id);
+        s.refs.remove(id);
+        s.checkpoints.retain(|(q, _), _| q != id);
+        s.results.remove(id);
+        s.messages.remove(id);
+        s.subscriptions.remove(id);
+        Ok(())
+    }
+
+    async fn touch(&self, id: &str, now_ms: i64) -> PortResult<i64> {
+        let mut s = self.lock();
+        let last = s.touched.insert(id.to_string(), now_ms).unwrap_or(now_ms);
+        Ok(last)
+    }
+
+    async fn add_refs(&self, id: &str, delta: i64) -> PortResult<i64> {
+        let mut s = self.lock();
+        let n = s.refs.entry(id.to_string()).or_insert(0);
+        *n = (*n + delta).max(0);
+        Ok(*n)
+    }
+
+    async fn checkpoint(&self, id: &str, segment: &Segment) -> PortResult<Option<Checkpoint>> {
+        Ok(self.lock().checkpoints.get(&(id.to_string(), *segment)).cloned())
+    }
+
+    async fn compare_and_set_checkpoint(
+        &self,
+        id: &str,
+        segment: &Segment,
+        expected: Option<i64>,
+        new: &Checkpoint,
+    ) -> PortResult<bool> {
+        let mut s = self.lock();
+        let key = (id.to_string(), *segment);
+        if s.checkpoints.get(&key).map(|c| c.next_offset) != expected {
+            return Ok(false);
+        }
+        s.checkpoints.insert(key, new.clone());
+        Ok(true)
+    }
+
+    async fn result(&self, id: &str) -> PortResult<Option<ResultRecord>> {
+        Ok(self.lock().results.get(id).cloned())
+    }
+
+    async fn compare_and_set_result(
+        &self,
+        id: &str,
+        expected: u64,
+        new: &ResultRecord,
+        message: &Value,
+    ) -> PortResult<bool> {
+        let mut s = self.lock();
+        if s.results.get(id).map_or(0, |r| r.version) != expected {
+            return Ok(false);
+        }
+        s.results.insert(id.to_string(), new.clone());
+        let ring = self.ring;
+        let msgs = s.messages.entry(id.to_string()).or_default();
+        msgs.push(message.clone());
+        if msgs.len() > ring {
+            let drop = msgs.len() - ring;
+            msgs.drain(..drop);
+        }
+        Ok(true)
+    }
+
+    async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Value>>> {
+        let s = self.lock();
+        let current = s.results.get(id).map_or(0, |r| r.version);
+        Ok(ring_since(s.messages.get(id).map_or(&[][..], Vec::as_slice), version, current))
+    }
+
+    async fn subscribe(&self, id: &str, subscription: &Subscription) -> PortResult<()> {
+        self.lock().subscriptions.entry(id.to_string()).or_default().push(subscription.clone());
+        Ok(())
+    }
+
+    async fn subscriptions(&self, id: &str) -> PortResult<Vec<Subscription>> {
+        Ok(self.lock().subscriptions.get(id).cloned().unwrap_or_default())
+    }
+}
+
+/// An in-memory chain: fired links queue up for a scheduler (or a test) to run.
+#[derive(Debug, Default)]
+pub struct MemoryChain {
+    fired: Mutex<Vec<(String, Value)>>,
+}
+
+impl MemoryChain {
+    /// Take every link fired so far.
+    pub fn take(&self) -> Vec<(String, Value)> {
+        std::mem::take(&mut *self.fired.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+impl Chain for MemoryChain {
+    async fn fire(&self, action: &str, params: &Value) -> PortResult<()> {
+        self.fired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((action.to_string(), params.clone()));
+        Ok(())
+    }
+}
