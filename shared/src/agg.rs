@@ -649,9 +649,11 @@ pub(crate) fn render(
             json!({"hits": top.render(ctx.topic, sort, source)})
         }
         (AggKind::Terms { size, min_doc_count, order, .. }, AggState::Terms(map)) => {
-            let total: u64 = map.values().map(|b| b.doc_count).sum();
             let mut eligible: Vec<(&TermKey, &Bucket)> =
                 map.iter().filter(|(_, b)| b.doc_count >= *min_doc_count).collect();
+            // Elasticsearch's final reduce drops buckets under min_doc_count without adding
+            // them to sum_other_doc_count: "other" counts only eligible buckets cut by size.
+            let total: u64 = eligible.iter().map(|(_, b)| b.doc_count).sum();
             let cmp =
                 |a: &(&TermKey, &Bucket), b: &(&TermKey, &Bucket)| terms_cmp(agg, order, a, b);
             if eligible.len() > *size {
@@ -767,7 +769,10 @@ pub(crate) fn render(
                     )
                 });
                 let mut head = Map::new();
-                head.insert("key".into(), json!(key));
+                // Keyed range buckets are named by their key and carry no `key` field.
+                if !*keyed {
+                    head.insert("key".into(), json!(key));
+                }
                 if let Some(f) = r.from {
                     head.insert("from".into(), double_json(f));
                 }
@@ -791,7 +796,9 @@ pub(crate) fn render(
                     format!("{}-{}", fs.as_deref().unwrap_or("*"), ts.as_deref().unwrap_or("*"))
                 });
                 let mut head = Map::new();
-                head.insert("key".into(), json!(key));
+                if !*keyed {
+                    head.insert("key".into(), json!(key));
+                }
                 if let (Some(f), Some(s)) = (r.from, &fs) {
                     head.insert("from".into(), double_json(f));
                     head.insert("from_as_string".into(), json!(s));
@@ -969,4 +976,49 @@ fn terms_cmp(
         }
     }
     Ordering::Equal
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::eval::Record;
+    use crate::limits::Limits;
+    use crate::plan::Plan;
+
+    fn run(aggs: Value, docs: &[Value]) -> Value {
+        let plan = Plan::parse(&json!({"topic": "t", "aggs": aggs}), &Limits::default())
+            .expect("valid request");
+        let mut st = plan.empty_state();
+        let bytes: Vec<Vec<u8>> =
+            docs.iter().map(|d| serde_json::to_vec(d).expect("serialisable")).collect();
+        for (i, b) in bytes.iter().enumerate() {
+            let r = Record { value: b, timestamp: 0, offset: i as i64, partition: 0, key: None };
+            plan.fold(&mut st, &r).expect("within budget");
+        }
+        plan.render(&st).expect("renders")["aggregations"].clone()
+    }
+
+    #[test]
+    fn sum_other_doc_count_ignores_buckets_under_min_doc_count() {
+        let docs: Vec<Value> =
+            ["a", "a", "a", "b", "b", "c", "c", "d"].iter().map(|c| json!({"c": c})).collect();
+        let out =
+            run(json!({"t": {"terms": {"field": "c", "min_doc_count": 2, "size": 1}}}), &docs);
+        assert_eq!(out["t"]["sum_other_doc_count"], json!(4));
+        assert_eq!(out["t"]["buckets"], json!([{"key": "a", "doc_count": 3}]));
+    }
+
+    #[test]
+    fn keyed_range_buckets_have_no_key_field() {
+        let docs = [json!({"x": 1}), json!({"x": 150})];
+        let out = run(
+            json!({"r": {"range": {"field": "x", "keyed": true, "ranges": [{"to": 100}, {"from": 100, "key": "big"}]}}}),
+            &docs,
+        );
+        assert_eq!(
+            out["r"]["buckets"],
+            json!({"*-100.0": {"to": 100.0, "doc_count": 1}, "big": {"from": 100.0, "doc_count": 1}})
+        );
+    }
 }

@@ -14,6 +14,8 @@
 #![deny(missing_docs)]
 
 mod agg;
+pub mod conformance;
+pub mod conformance_log;
 pub mod date;
 pub mod error;
 pub mod eval;

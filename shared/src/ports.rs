@@ -227,6 +227,8 @@ fn is_zero(n: &u64) -> bool {
 /// The query's current answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultRecord {
+    /// Increases by one on every write (result or progress): the compare-and-set token.
+    pub revision: u64,
     /// Increases by one each time the result changes.
     pub version: u64,
     /// Every segment has reached the head it saw.
@@ -263,6 +265,8 @@ pub trait StateStore: Send + Sync {
     async fn remove(&self, id: &str) -> PortResult<()>;
     /// Record a read or subscription at `now_ms` (for the idle timeout); returns the last touch.
     async fn touch(&self, id: &str, now_ms: i64) -> PortResult<i64>;
+    /// The last touch, if any (the idle check reads it without touching).
+    async fn last_touch(&self, id: &str) -> PortResult<Option<i64>>;
     /// Add (`delta` > 0) or drop references (subscribers, views); returns the new count.
     async fn add_refs(&self, id: &str, delta: i64) -> PortResult<i64>;
 
@@ -280,7 +284,7 @@ pub trait StateStore: Send + Sync {
 
     /// The current result.
     async fn result(&self, id: &str) -> PortResult<Option<ResultRecord>>;
-    /// Replace the result only if its version is still `expected` (0: none yet), appending
+    /// Replace the result only if its `revision` is still `expected` (0: none yet), appending
     /// `message` (the delta or progress message of this change) to the bounded ring of recent
     /// messages and publishing it, in one atomic step.
     async fn compare_and_set_result(
@@ -498,6 +502,10 @@ impl StateStore for MemoryStore {
         Ok(last)
     }
 
+    async fn last_touch(&self, id: &str) -> PortResult<Option<i64>> {
+        Ok(self.lock().touched.get(id).copied())
+    }
+
     async fn add_refs(&self, id: &str, delta: i64) -> PortResult<i64> {
         let mut s = self.lock();
         let n = s.refs.entry(id.to_string()).or_insert(0);
@@ -537,7 +545,7 @@ impl StateStore for MemoryStore {
         message: &Value,
     ) -> PortResult<bool> {
         let mut s = self.lock();
-        if s.results.get(id).map_or(0, |r| r.version) != expected {
+        if s.results.get(id).map_or(0, |r| r.revision) != expected {
             return Ok(false);
         }
         s.results.insert(id.to_string(), new.clone());
@@ -589,5 +597,122 @@ impl Chain for MemoryChain {
             .unwrap_or_else(|e| e.into_inner())
             .push((action.to_string(), params.clone()));
         Ok(())
+    }
+}
+
+/// The current time, epoch ms. Handlers take time from here, never from the system, so tests
+/// can drive deadlines and idle timeouts.
+pub trait Clock: Send + Sync {
+    /// Now, epoch ms.
+    fn now_ms(&self) -> i64;
+}
+
+/// A clock tests set by hand.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now: std::sync::atomic::AtomicI64,
+}
+
+impl ManualClock {
+    /// A clock showing `now_ms`.
+    pub fn new(now_ms: i64) -> Self {
+        ManualClock { now: std::sync::atomic::AtomicI64::new(now_ms) }
+    }
+
+    /// Move the clock forward.
+    pub fn advance(&self, ms: i64) {
+        self.now.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.now.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Waits, for retry backoff (a timer of the runtime; instant in tests).
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+pub trait Timer: Send + Sync {
+    /// Wait `ms` milliseconds.
+    async fn sleep(&self, ms: u64);
+}
+
+/// A timer that returns at once and advances a [`ManualClock`] instead.
+#[derive(Debug, Default)]
+pub struct InstantTimer {
+    /// The clock to advance, if any.
+    pub clock: Option<std::sync::Arc<ManualClock>>,
+}
+
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+impl Timer for InstantTimer {
+    async fn sleep(&self, ms: u64) {
+        if let Some(c) = &self.clock {
+            c.advance(ms as i64);
+        }
+    }
+}
+
+/// An outgoing HTTP request (webhooks, the push gateway, the OpenWhisk API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// `POST`, `GET`, ...
+    pub method: String,
+    /// Absolute URL.
+    pub url: String,
+    /// Headers (values may be secret: never log them).
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+/// The answer to an [`HttpRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+/// Sends HTTP requests.
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+pub trait HttpClient: Send + Sync {
+    /// Send one request; transport failures are transient errors, any status is a response.
+    async fn send(&self, request: HttpRequest) -> PortResult<HttpResponse>;
+}
+
+/// An in-memory HTTP client: records requests and answers with scripted statuses (200 when the
+/// script is empty).
+#[derive(Debug, Default)]
+pub struct MemoryHttp {
+    sent: Mutex<Vec<HttpRequest>>,
+    script: Mutex<std::collections::VecDeque<PortResult<u16>>>,
+}
+
+impl MemoryHttp {
+    /// Queue the outcomes of the next requests.
+    pub fn script(&self, outcomes: impl IntoIterator<Item = PortResult<u16>>) {
+        self.script.lock().unwrap_or_else(|e| e.into_inner()).extend(outcomes);
+    }
+
+    /// Requests sent so far.
+    pub fn sent(&self) -> Vec<HttpRequest> {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
+impl HttpClient for MemoryHttp {
+    async fn send(&self, request: HttpRequest) -> PortResult<HttpResponse> {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).push(request);
+        let outcome =
+            self.script.lock().unwrap_or_else(|e| e.into_inner()).pop_front().unwrap_or(Ok(200));
+        outcome.map(|status| HttpResponse { status, body: Vec::new() })
     }
 }

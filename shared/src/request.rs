@@ -669,6 +669,11 @@ impl<'v> Obj<'v> {
     }
 }
 
+/// Whether a range bound is Elasticsearch date math anchored at `now`.
+fn is_date_math(s: &str) -> bool {
+    s.strip_prefix("now").is_some_and(|rest| rest.is_empty() || rest.starts_with(['+', '-', '/']))
+}
+
 fn number_of(v: &Value) -> Option<f64> {
     match v {
         Value::Number(n) => n.as_f64(),
@@ -1133,8 +1138,12 @@ impl Parser<'_> {
         }
         let strings: Vec<&str> =
             raw.iter().filter_map(|(_, v)| v.and_then(Value::as_str)).collect();
-        let date_like =
-            |s: &str| DateFormat::default_format().parse_millis(s, &TimeZone::utc()).is_some();
+        // Date math (`now`, `now-1d`, `now/d`) marks a date range too, so that it is rejected
+        // below instead of silently becoming a keyword range over the text "now-1d".
+        let date_like = |s: &str| {
+            is_date_math(s)
+                || DateFormat::default_format().parse_millis(s, &TimeZone::utc()).is_some()
+        };
         let kind = if format.is_some()
             || tz.is_some()
             || (!strings.is_empty()
@@ -2327,4 +2336,23 @@ fn ranges_json(ranges: &[RangeSpec]) -> Value {
             .map(|r| json!({"from": opt_num(r.from), "to": opt_num(r.to), "key": r.key}))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_math_bounds_are_rejected_not_compared_as_keywords() {
+        let limits = Limits::default();
+        for bound in ["now", "now-1d", "now/d", "now+1h/h"] {
+            let body = json!({"topic": "t", "query": {"range": {"ts": {"gte": bound}}}});
+            let err = parse_request(&body, &limits).expect_err(bound);
+            assert_eq!(err.path, "query.range.ts.gte", "{bound}");
+        }
+        // A keyword range on words that merely start with "now" stays a keyword range.
+        let body = json!({"topic": "t", "query": {"range": {"name": {"gte": "nowhere"}}}});
+        let req = parse_request(&body, &limits).expect("keyword range");
+        assert!(matches!(req.query, Query::Range { kind: RangeKind::Keyword, .. }));
+    }
 }

@@ -35,7 +35,8 @@
 //!
 //! Run: `scripts/fetch-tweets.sh` once (it caches), then
 //! `cargo run --release -p kappa-tweetgen -- --count 1000 > tweets.ndjson`
-//! (`--seed S`, `--start-index I`, `--total T`, `--help`), or `cargo test -p kappa-tweetgen`.
+//! (`--seed S`, `--start-index I`, `--total T`, `--help`); `cargo test -p kappa-tweetgen`;
+//! generation speed: `cargo run --release -p kappa-tweetgen --example gen_speed [N]`.
 //! The base file is `.cache/tweets/base.ndjson` at the repository root, or `$KAPPA_TWEETS`.
 
 mod template;
@@ -549,7 +550,8 @@ impl TweetGen {
         } else {
             (unit_open0(rng.next_u64()).powf(-1.0 / 1.2) as u64).min(2_000_000)
         };
-        let favorites = ((unit_open0(rng.next_u64()).powf(-1.0 / 1.1) * 1.5) as u64 - 1)
+        let favorites = ((unit_open0(rng.next_u64()).powf(-1.0 / 1.1) * 1.5) as u64)
+            .saturating_sub(1)
             .saturating_add(retweets.saturating_mul(2))
             .min(5_000_000);
         let place =

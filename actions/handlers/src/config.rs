@@ -1,0 +1,61 @@
+//! Runtime knobs of the actions (deployment shape lives in manifest.yaml).
+
+use kappa_core::Limits;
+use serde::{Deserialize, Serialize};
+
+/// Configuration shared by every action, loaded once at the edge (a binary's `main`, the
+/// package parameters of the deployment, or `kappa dev`'s flags).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionConfig {
+    /// Query limits (body size, depth, sizes, buckets, state memory budget).
+    pub limits: Limits,
+    /// Most records one process invocation folds.
+    pub batch_records: usize,
+    /// Most value bytes one process invocation reads.
+    pub batch_bytes: usize,
+    /// Records per read call inside one invocation.
+    pub read_records: usize,
+    /// Stop reading this long before the activation deadline, to commit in time.
+    pub deadline_margin_ms: i64,
+    /// A partition with more than this many records to replay is split into offset ranges
+    /// replayed in parallel.
+    pub split_records: i64,
+    /// Most segments one partition is split into.
+    pub max_segments_per_partition: usize,
+    /// Name of the process action (what a chain link invokes).
+    pub process_action: String,
+    /// Name of the push action.
+    pub push_action: String,
+    /// A query with no subscriber and no read for this long is stopped and reclaimed.
+    pub idle_timeout_ms: i64,
+    /// Deliver webhooks to loopback and private addresses (off: refused, against SSRF).
+    pub allow_private_webhooks: bool,
+    /// Webhook delivery attempts before the subscriber is left to catch up by snapshot.
+    pub webhook_attempts: u32,
+    /// The push gateway's delta endpoint, if any (`https://gw/v1/internal/deltas`).
+    pub gateway_url: Option<String>,
+    /// Bearer token for the gateway (secret).
+    pub gateway_token: Option<String>,
+}
+
+impl Default for ActionConfig {
+    fn default() -> Self {
+        ActionConfig {
+            limits: Limits::default(),
+            batch_records: 20_000,
+            batch_bytes: 64 * 1024 * 1024,
+            read_records: 2_000,
+            deadline_margin_ms: 2_000,
+            split_records: 500_000,
+            max_segments_per_partition: 8,
+            process_action: "kappa/process".into(),
+            push_action: "kappa/push".into(),
+            idle_timeout_ms: 24 * 3600 * 1000,
+            allow_private_webhooks: false,
+            webhook_attempts: 3,
+            gateway_url: None,
+            gateway_token: None,
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The process action: fold one batch of one segment, exactly once.
+//!
+//! Order of effects, which every failure analysis below relies on:
+//! 1. load the segment's checkpoint `{next_offset, state}` (absent: the segment start, empty);
+//! 2. read and fold records from `next_offset`, bounded by record count, bytes, the segment end,
+//!    the head, and the activation deadline;
+//! 3. **commit**: replace the checkpoint by compare-and-set on `next_offset` — the partial state
+//!    and the offset it covers are written together, atomically;
+//! 4. refresh the query's merged result (derived from all checkpoints) and publish the delta;
+//! 5. fire the next link of the chain if the segment is not at its end or head.
+//!
+//! A crash before 3 commits nothing, and a retry redoes the same batch. A duplicate or
+//! concurrent invocation of the same batch loses the CAS in 3 and stops without effects. A crash
+//! after 3 loses at most the refresh (the next refresh recomputes it from the checkpoints) and
+//! the next link (the safety-net tick re-fires it). So every record is counted exactly once.
+
+use kappa_core::ports::{Checkpoint, ReadRequest, Segment};
+use kappa_core::{Plan, Record};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::env::{Context, Env};
+use crate::error::ActionError;
+use crate::result::{self, Refreshed};
+
+/// The event of one process invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessEvent {
+    /// Query id.
+    pub query: String,
+    /// The segment to advance.
+    pub segment: Segment,
+}
+
+/// What one invocation did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessOutput {
+    /// Query id.
+    pub query: String,
+    /// Segment.
+    pub segment: Segment,
+    /// Offset the batch started at.
+    pub from: i64,
+    /// Offset after the batch.
+    pub next_offset: i64,
+    /// Records passed over.
+    pub records: u64,
+    /// Whether this invocation's checkpoint commit won (false: a duplicate; nothing changed).
+    pub committed: bool,
+    /// Whether the segment reached its end or the head.
+    pub at_head: bool,
+    /// Whether the next link was fired.
+    pub fired_next: bool,
+    /// Result version after the refresh.
+    pub version: u64,
+    /// Why the batch stopped.
+    pub stopped: &'static str,
+}
+
+/// Hooks for fault-injection tests: called between the steps of the loop; returning an error
+/// aborts the invocation there, as a crash would.
+pub trait Faults: Send + Sync {
+    /// Called at `step` (`loaded`, `folded`, `committed`, `refreshed`).
+    fn at(&self, step: &'static str) -> Result<(), ActionError>;
+}
+
+/// No faults.
+pub struct NoFaults;
+
+impl Faults for NoFaults {
+    fn at(&self, _step: &'static str) -> Result<(), ActionError> {
+        Ok(())
+    }
+}
+
+/// Process one batch of one segment.
+pub async fn process(
+    env: &Env<'_>,
+    ctx: &Context,
+    event: ProcessEvent,
+) -> Result<ProcessOutput, ActionError> {
+    process_with_faults(env, ctx, event, &NoFaults).await
+}
+
+/// [`process`] with fault-injection hooks.
+pub async fn process_with_faults(
+    env: &Env<'_>,
+    ctx: &Context,
+    event: ProcessEvent,
+    faults: &dyn Faults,
+) -> Result<ProcessOutput, ActionError> {
+    let query = env
+        .store
+        .query(&event.query)
+        .await?
+        .ok_or_else(|| ActionError::NotFound { what: "query", name: event.query.clone() })?;
+    if !query.segments.contains(&event.segment) {
+        return Err(ActionError::BadEvent(format!(
+            "segment {} is not one of query {}",
+            event.segment.key(),
+            query.id
+        )));
+    }
+    let plan = Plan::parse(
+        &serde_json::from_str(&query.body).map_err(|e| ActionError::BadEvent(e.to_string()))?,
+        &env.config.limits,
+    )?;
+    let segment = event.segment;
+    if let Some(error) = env.store.result(&query.id).await?.and_then(|r| r.error) {
+        // The query failed for good: its chains stop here.
+        tracing::info!(query = %query.id, %error, "query failed earlier; chain stopped");
+        return Ok(ProcessOutput {
+            query: query.id.clone(),
+            segment,
+            from: 0,
+            next_offset: 0,
+            records: 0,
+            committed: false,
+            at_head: true,
+            fired_next: false,
+            version: 0,
+            stopped: "failed",
+        });
+    }
+
+    // 1. Load.
+    let loaded = env.store.checkpoint(&query.id, &segment).await?;
+    let expected = loaded.as_ref().map(|c| c.next_offset);
+    let (mut state, mut next, mut head, mut lost) = match &loaded {
+        Some(cp) => (plan.decode(&cp.state)?, cp.next_offset, cp.head, cp.lost),
+        None => (plan.empty_state(), segment.start, segment.start, 0),
+    };
+    faults.at("loaded")?;
+    let from = next;
+    let mut output = ProcessOutput {
+        query: query.id.clone(),
+        segment,
+        from,
+        next_offset: next,
+        records: 0,
+        committed: false,
+        at_head: false,
+        fired_next: false,
+        version: 0,
+        stopped: "",
+    };
+
+    // 2. Read and fold, within the batch bounds and before the deadline.
+    let mut bytes = 0usize;
+    let mut budget_error = None;
+    let stopped = loop {
+        if segment.end.is_some_and(|e| next >= e) {
+            break "segment end";
+        }
+        if output.records as usize >= env.config.batch_records {
+            break "batch records";
+        }
+        if bytes >= env.config.batch_bytes {
+            break "batch bytes";
+        }
+        if env.clock.now_ms() >= ctx.deadline_ms - env.config.deadline_margin_ms {
+            break "deadline";
+        }
+        let request = ReadRequest {
+            from: next,
+            end: segment.end,
+            max_records: env
+                .config
+                .read_records
+                .min(env.config.batch_records - output.records as usize)
+                .max(1),
+            max_bytes: env.config.batch_bytes - bytes,
+        };
+        let batch = env.log.read(&query.topic, segment.partition, request).await?;
+        head = head.max(batch.high_watermark);
+        lost += batch.lost;
+        if batch.lost > 0 {
+            tracing::warn!(query = %query.id, segment = %segment.key(), lost = batch.lost, "records deleted by retention before they were read");
+        }
+        let n = batch.records.len();
+        bytes += batch.records.iter().map(|r| r.value.len()).sum::<usize>();
+        let records = batch.records.iter().map(|r| Record {
+            value: &r.value,
+            timestamp: r.timestamp,
+            offset: r.offset,
+            partition: segment.partition as i32,
+            key: r.key.as_deref(),
+        });
+        if let Err(e) = plan.fold_all(&mut state, records) {
+            budget_error = Some(e);
+            break "budget";
+        }
+        output.records += n as u64;
+        let advanced = batch.next_offset > next;
+        next = batch.next_offset.max(next);
+        if n == 0 && !advanced {
+            break "head";
+        }
+    };
+    output.stopped = stopped;
+    if let Some(e) = budget_error {
+        // The state outgrew its budget: the query fails for good, visibly, instead of
+        // exhausting the action's memory. Nothing is committed.
+        tracing::error!(query = %query.id, error = %e, "query stopped: partial state over its memory budget");
+        result::fail(env, &query.id, e.to_json()).await?;
+        return Err(e.into());
+    }
+    faults.at("folded")?;
+
+    // 3. Commit: the partial state and the offset it covers, together, by compare-and-set.
+    //    Only the invocation whose CAS wins may publish and fire the next link.
+    let checkpoint = Checkpoint { next_offset: next, state: plan.encode(&state), head, lost };
+    let unchanged =
+        loaded.as_ref().is_some_and(|c| c.next_offset == next && c.head == head && c.lost == lost);
+    let committed = unchanged
+        || env.store.compare_and_set_checkpoint(&query.id, &segment, expected, &checkpoint).await?;
+    output.committed = committed;
+    output.next_offset = next;
+    if !committed {
+        tracing::info!(query = %query.id, segment = %segment.key(), from, "duplicate batch: another invocation committed first");
+        return Ok(output);
+    }
+    faults.at("committed")?;
+
+    // 4. Refresh the merged result and publish the delta.
+    let Refreshed { version, changed, .. } = result::refresh(env, &query, &plan).await?;
+    output.version = version;
+    if changed {
+        env.chain
+            .fire(&env.config.push_action, &json!({"query": query.id, "version": version}))
+            .await?;
+    }
+    faults.at("refreshed")?;
+
+    // 5. Only after the commit: fire the next link unless the segment is done or at the head.
+    output.at_head = matches!(stopped, "segment end" | "head");
+    if !output.at_head {
+        env.chain
+            .fire(
+                &env.config.process_action,
+                &serde_json::to_value(ProcessEvent { query: query.id.clone(), segment })
+                    .unwrap_or_default(),
+            )
+            .await?;
+        output.fired_next = true;
+    }
+    tracing::debug!(query = %query.id, segment = %segment.key(), from, next, records = output.records, stopped, "batch processed");
+    Ok(output)
+}

@@ -1,0 +1,127 @@
+//! The query action (`POST /v1/queries`): validate, canonicalise, register or share, start.
+
+use kappa_core::ports::{QueryRecord, ResultRecord, Segment};
+use kappa_core::{Plan, request::parse_request_bytes};
+use serde_json::json;
+
+use crate::env::Env;
+use crate::error::ActionError;
+use crate::process::ProcessEvent;
+use crate::web::WebResponse;
+
+/// Handle a query body: 201 for a new query, 200 when an identical one already runs.
+pub async fn create(env: &Env<'_>, body: &[u8]) -> Result<WebResponse, ActionError> {
+    let request = parse_request_bytes(body, &env.config.limits)?;
+    let plan = Plan::new(request, env.config.limits.clone());
+    let id = plan.id().to_string();
+    let topic = plan.request().topic.clone();
+    let links = json!({"self": format!("/v1/queries/{id}"), "events": format!("/v1/queries/{id}/events"), "ws": format!("/v1/queries/{id}/ws")});
+    let now = env.clock.now_ms();
+    if env.store.query(&id).await?.is_some() {
+        env.store.touch(&id, now).await?;
+        return Ok(WebResponse::json(200, json!({"id": id, "shared": true, "links": links})));
+    }
+    let partitions = env
+        .log
+        .partitions(&topic)
+        .await?
+        .ok_or_else(|| ActionError::NotFound { what: "topic", name: topic.clone() })?;
+    let mut segments = Vec::new();
+    for partition in 0..partitions {
+        let w = env.log.watermarks(&topic, partition).await?;
+        segments.extend(split(
+            partition,
+            w.low,
+            w.high,
+            env.config.split_records,
+            env.config.max_segments_per_partition,
+        ));
+    }
+    let record = QueryRecord {
+        id: id.clone(),
+        body: String::from_utf8_lossy(body).into_owned(),
+        topic,
+        segments: segments.clone(),
+        created_ms: now,
+    };
+    if !env.store.register(&record).await? {
+        // Registered concurrently by an identical request: share it.
+        env.store.touch(&id, now).await?;
+        return Ok(WebResponse::json(200, json!({"id": id, "shared": true, "links": links})));
+    }
+    env.store.touch(&id, now).await?;
+    // Version 0 is the answer over no records, so every later change is a delta from it.
+    let empty = plan.render(&plan.empty_state())?;
+    let initial = ResultRecord {
+        revision: 1,
+        version: 0,
+        caught_up: false,
+        progress: Default::default(),
+        result: empty,
+        error: None,
+    };
+    let message = json!({"type": "progress", "id": id, "version": 0, "caught_up": false, "progress": initial.progress});
+    env.store.compare_and_set_result(&id, 0, &initial, &message).await?;
+    for segment in segments {
+        let event =
+            serde_json::to_value(ProcessEvent { query: id.clone(), segment }).unwrap_or_default();
+        env.chain.fire(&env.config.process_action, &event).await?;
+    }
+    tracing::info!(query = %id, "query registered; replay started");
+    Ok(WebResponse::json(201, json!({"id": id, "shared": false, "links": links})))
+}
+
+/// Split `[low, high)` of a partition into offset ranges replayed in parallel; the last
+/// segment has no end and follows the head.
+pub fn split(
+    partition: u32,
+    low: i64,
+    high: i64,
+    split_records: i64,
+    max_segments: usize,
+) -> Vec<Segment> {
+    let n = (high - low).max(0);
+    let k = if split_records <= 0 {
+        1
+    } else {
+        (n / split_records + 1).clamp(1, max_segments.max(1) as i64)
+    };
+    (0..k)
+        .map(|i| Segment {
+            partition,
+            start: low + n * i / k,
+            end: if i + 1 == k { None } else { Some(low + n * (i + 1) / k) },
+        })
+        .collect()
+}
+
+/// `DELETE /v1/queries/{id}`: the caller no longer needs it.
+pub async fn release(env: &Env<'_>, id: &str) -> Result<WebResponse, ActionError> {
+    if env.store.query(id).await?.is_none() {
+        return Err(ActionError::NotFound { what: "query", name: id.to_string() });
+    }
+    let refs = env.store.add_refs(id, -1).await?;
+    if refs == 0 {
+        env.store.remove(id).await?;
+        tracing::info!(query = %id, "query released and reclaimed");
+    }
+    Ok(WebResponse::json(200, json!({"id": id, "acknowledged": true})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_covers_the_partition_without_overlap_and_ends_open() {
+        let s = split(2, 100, 1100, 300, 8);
+        assert_eq!(s.len(), 4);
+        assert_eq!(s[0].start, 100);
+        for w in s.windows(2) {
+            assert_eq!(w[0].end, Some(w[1].start));
+        }
+        assert_eq!(s.last().map(|x| x.end), Some(None));
+        assert_eq!(split(0, 0, 10, 300, 8), vec![Segment { partition: 0, start: 0, end: None }]);
+        assert_eq!(split(0, 0, 1_000_000, 1, 3).len(), 3);
+    }
+}

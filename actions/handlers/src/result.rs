@@ -1,0 +1,195 @@
+//! The query's merged result: recomputed from the segments' committed checkpoints.
+//!
+//! The result is derived data: merge every segment's partial state, render, and compare with
+//! the stored result. Because it is recomputed from the checkpoints (the only truth), any
+//! invocation may refresh it, a crash between a checkpoint commit and the refresh loses nothing
+//! (the next refresh catches up), and concurrent refreshes are serialised by compare-and-set on
+//! the result's revision so versions stay consecutive and each delta applies to its predecessor.
+
+use kappa_core::ports::{
+    Checkpoint, PartitionProgress, Progress, QueryRecord, ResultRecord, Segment,
+};
+use kappa_core::{PartialState, Plan, patch};
+use serde_json::{Value, json};
+
+use crate::env::Env;
+use crate::error::ActionError;
+
+/// Attempts at the result CAS before giving up (another refresh then holds the latest data).
+const REFRESH_ATTEMPTS: usize = 32;
+
+/// What a refresh did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refreshed {
+    /// The result version after the refresh.
+    pub version: u64,
+    /// Whether the result (not just progress) changed, so a delta was published.
+    pub changed: bool,
+    /// Whether every segment has reached its head.
+    pub caught_up: bool,
+}
+
+/// The merged state of every segment, with progress.
+pub struct Merged {
+    /// Merge of the segments' states.
+    pub state: PartialState,
+    /// Progress across segments.
+    pub progress: Progress,
+    /// Every segment at its head.
+    pub caught_up: bool,
+}
+
+/// Where a segment stands: its checkpoint or its start.
+pub(crate) fn target(segment: &Segment, cp: Option<&Checkpoint>) -> i64 {
+    segment.end.unwrap_or_else(|| cp.map_or(segment.start, |c| c.head.max(c.next_offset)))
+}
+
+/// Load and merge every segment's committed state.
+pub async fn merge_segments(
+    env: &Env<'_>,
+    query: &QueryRecord,
+    plan: &Plan,
+) -> Result<Merged, ActionError> {
+    let mut state = plan.empty_state();
+    let mut progress = Progress::default();
+    let mut caught_up = true;
+    let mut per_partition: std::collections::BTreeMap<u32, Vec<(Segment, Option<Checkpoint>)>> =
+        Default::default();
+    for segment in &query.segments {
+        let cp = env.store.checkpoint(&query.id, segment).await?;
+        if let Some(cp) = &cp {
+            let part = plan.decode(&cp.state)?;
+            plan.merge(&mut state, &part)?;
+            progress.lost += cp.lost;
+        }
+        let next = cp.as_ref().map_or(segment.start, |c| c.next_offset);
+        let goal = target(segment, cp.as_ref());
+        progress.lag += (goal - next).max(0) as u64;
+        // A live segment that never ran has not seen its head yet.
+        if next < goal || (segment.end.is_none() && cp.is_none()) {
+            caught_up = false;
+        }
+        per_partition.entry(segment.partition).or_default().push((*segment, cp));
+    }
+    for (partition, mut segs) in per_partition {
+        segs.sort_by_key(|(s, _)| s.start);
+        let mut offset = segs.first().map_or(0, |(s, _)| s.start);
+        let mut head = offset;
+        for (s, cp) in &segs {
+            head = head.max(target(s, cp.as_ref()));
+        }
+        for (s, cp) in &segs {
+            let next = cp.as_ref().map_or(s.start, |c| c.next_offset);
+            offset = next;
+            if s.end.is_none_or(|e| next < e) {
+                break;
+            }
+        }
+        progress.partitions.push(PartitionProgress { partition, offset, head });
+    }
+    progress.processed = state.records();
+    progress.skipped = state.skipped();
+    Ok(Merged { state, progress, caught_up })
+}
+
+/// Recompute the result from the checkpoints and publish it if it changed.
+pub async fn refresh(
+    env: &Env<'_>,
+    query: &QueryRecord,
+    plan: &Plan,
+) -> Result<Refreshed, ActionError> {
+    let mut last = None;
+    for _ in 0..REFRESH_ATTEMPTS {
+        let current = env.store.result(&query.id).await?;
+        let merged = match merge_segments(env, query, plan).await {
+            Ok(m) => m,
+            Err(ActionError::Query(e)) => {
+                // The merged state outgrew the budget: the query fails for good, visibly.
+                fail(env, &query.id, e.to_json()).await?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e),
+        };
+        // A query that failed for good (memory budget) stays failed.
+        let failed = current.as_ref().and_then(|c| c.error.clone());
+        let (result, error) = match plan.render(&merged.state) {
+            Ok(r) => (r, failed),
+            // A result over the bucket limit fails the query for good; say so in the result.
+            Err(e) => {
+                (current.as_ref().map_or(Value::Null, |c| c.result.clone()), Some(e.to_json()))
+            }
+        };
+        let (revision, version) = current.as_ref().map_or((0, 0), |c| (c.revision, c.version));
+        let changed = current.as_ref().is_none_or(|c| c.result != result);
+        let same = current.as_ref().is_some_and(|c| {
+            !changed
+                && c.progress == merged.progress
+                && c.caught_up == merged.caught_up
+                && c.error == error
+        });
+        if same {
+            return Ok(Refreshed { version, changed: false, caught_up: merged.caught_up });
+        }
+        let new_version = if changed && current.is_some() { version + 1 } else { version };
+        let record = ResultRecord {
+            revision: revision + 1,
+            version: new_version,
+            caught_up: merged.caught_up,
+            progress: merged.progress.clone(),
+            result: result.clone(),
+            error: error.clone(),
+        };
+        let message = match &current {
+            Some(c) if changed => json!({
+                "type": "delta", "id": query.id, "version": new_version, "from": version,
+                "caught_up": merged.caught_up, "progress": merged.progress, "patch": patch::diff(&c.result, &result),
+            }),
+            _ => {
+                json!({"type": "progress", "id": query.id, "version": new_version, "caught_up": merged.caught_up, "progress": merged.progress})
+            }
+        };
+        if env.store.compare_and_set_result(&query.id, revision, &record, &message).await? {
+            return Ok(Refreshed {
+                version: new_version,
+                changed: changed && current.is_some(),
+                caught_up: merged.caught_up,
+            });
+        }
+        last = Some(new_version);
+    }
+    // Others kept winning: each of them published a result at least as new as ours.
+    Ok(Refreshed { version: last.unwrap_or(0), changed: false, caught_up: false })
+}
+
+/// The snapshot message a new subscriber gets first.
+pub fn snapshot_message(id: &str, r: &ResultRecord) -> Value {
+    let mut m = json!({"type": "snapshot", "id": id, "version": r.version, "caught_up": r.caught_up, "progress": r.progress, "result": r.result});
+    if let Some(e) = &r.error {
+        m["error"] = e.clone();
+    }
+    m
+}
+
+/// Mark a query failed for good (its result carries the error; its chains stop), retrying the
+/// compare-and-set against concurrent refreshes.
+pub async fn fail(env: &Env<'_>, id: &str, error: Value) -> Result<(), ActionError> {
+    for _ in 0..REFRESH_ATTEMPTS {
+        let current = env.store.result(id).await?;
+        let revision = current.as_ref().map_or(0, |c| c.revision);
+        let mut r = current.unwrap_or(ResultRecord {
+            revision: 0,
+            version: 0,
+            caught_up: false,
+            progress: Progress::default(),
+            result: Value::Null,
+            error: None,
+        });
+        r.revision = revision + 1;
+        r.error = Some(error.clone());
+        let message = json!({"type": "progress", "id": id, "version": r.version, "caught_up": r.caught_up, "progress": r.progress, "error": error});
+        if env.store.compare_and_set_result(id, revision, &r, &message).await? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,59 @@
+//! The tick action: the safety net of the chains, fired by the alarm trigger (and the Kafka
+//! feed as a hint). Correctness never depends on it — offsets in the store are the only truth —
+//! but it re-fires links that were dropped (a crash after a commit, a 429 that ran out of
+//! retries), wakes caught-up queries when new records arrive, and reclaims idle queries.
+
+use serde::{Deserialize, Serialize};
+
+use crate::env::Env;
+use crate::error::ActionError;
+use crate::process::ProcessEvent;
+use crate::result::target;
+
+/// What a tick did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TickOutput {
+    /// Queries looked at.
+    pub queries: usize,
+    /// Links fired for segments behind their head.
+    pub fired: usize,
+    /// Idle queries reclaimed.
+    pub reclaimed: usize,
+}
+
+/// Check every registered query (or only those on `topic`, for a feed event).
+pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, ActionError> {
+    let mut out = TickOutput::default();
+    let now = env.clock.now_ms();
+    for id in env.store.queries().await? {
+        let Some(query) = env.store.query(&id).await? else { continue };
+        if topic.is_some_and(|t| t != query.topic) {
+            continue;
+        }
+        out.queries += 1;
+        let refs = env.store.add_refs(&id, 0).await?;
+        let last = env.store.last_touch(&id).await?.unwrap_or(query.created_ms);
+        if refs == 0 && now - last > env.config.idle_timeout_ms {
+            env.store.remove(&id).await?;
+            out.reclaimed += 1;
+            tracing::info!(query = %id, idle_ms = now - last, "idle query reclaimed");
+            continue;
+        }
+        for segment in &query.segments {
+            let cp = env.store.checkpoint(&id, segment).await?;
+            let next = cp.as_ref().map_or(segment.start, |c| c.next_offset);
+            let goal = match segment.end {
+                Some(_) => target(segment, cp.as_ref()),
+                None => env.log.watermarks(&query.topic, segment.partition).await?.high,
+            };
+            if next < goal || cp.is_none() {
+                let event =
+                    serde_json::to_value(ProcessEvent { query: id.clone(), segment: *segment })
+                        .unwrap_or_default();
+                env.chain.fire(&env.config.process_action, &event).await?;
+                out.fired += 1;
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,32 @@
+//! Web action responses: the `{statusCode, headers, body}` shape OpenWhisk web actions return.
+
+use serde_json::{Value, json};
+
+use crate::error::ActionError;
+
+/// An HTTP answer of a web action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebResponse {
+    /// Status code.
+    pub status: u16,
+    /// JSON body.
+    pub body: Value,
+}
+
+impl WebResponse {
+    /// A JSON answer.
+    pub fn json(status: u16, body: Value) -> Self {
+        WebResponse { status, body }
+    }
+
+    /// The web action result OpenWhisk turns into the HTTP response.
+    pub fn to_openwhisk(&self) -> Value {
+        json!({"statusCode": self.status, "headers": {"content-type": "application/json"}, "body": self.body})
+    }
+}
+
+impl From<ActionError> for WebResponse {
+    fn from(e: ActionError) -> Self {
+        WebResponse { status: e.status(), body: e.to_json() }
+    }
+}

@@ -1,0 +1,534 @@
+//! The execution model under failure, with the in-memory ports: whatever happens to
+//! invocations — duplicates, concurrency, crashes between any two steps, dropped links,
+//! retention, deadlines — the final result equals one clean pass over the records the log holds.
+
+use std::sync::Arc;
+
+use futures::executor::block_on;
+use futures::future::join_all;
+use kappa_actions::process::{Faults, ProcessEvent, process_with_faults};
+use kappa_actions::push::{PushEvent, push};
+use kappa_actions::{ActionConfig, ActionError, Context, Env, query, status, tick};
+use kappa_core::ports::{
+    InstantTimer, LogReader, LogWriter, ManualClock, MemoryChain, MemoryHttp, MemoryLog,
+    MemoryStore, NewRecord, ReadRequest, StateStore,
+};
+use kappa_core::{Limits, Plan, Record};
+use serde_json::{Value, json};
+
+const TOPIC: &str = "tweets";
+const NOW: i64 = 1_782_000_000_000;
+
+struct World {
+    log: MemoryLog,
+    store: MemoryStore,
+    chain: MemoryChain,
+    http: MemoryHttp,
+    clock: Arc<ManualClock>,
+    timer: InstantTimer,
+    config: ActionConfig,
+}
+
+impl World {
+    fn new(config: ActionConfig) -> Self {
+        let clock = Arc::new(ManualClock::new(NOW));
+        World {
+            log: MemoryLog::default(),
+            store: MemoryStore::new(64),
+            chain: MemoryChain::default(),
+            http: MemoryHttp::default(),
+            timer: InstantTimer { clock: Some(clock.clone()) },
+            clock,
+            config,
+        }
+    }
+
+    fn env(&self) -> Env<'_> {
+        Env {
+            log: &self.log,
+            store: &self.store,
+            chain: &self.chain,
+            http: &self.http,
+            clock: &*self.clock,
+            timer: &self.timer,
+            config: &self.config,
+        }
+    }
+
+    fn ctx(&self) -> Context {
+        Context { activation_id: "a1".into(), deadline_ms: self.clock.now_ms_plus(60_000) }
+    }
+}
+
+trait NowPlus {
+    fn now_ms_plus(&self, ms: i64) -> i64;
+}
+
+impl NowPlus for ManualClock {
+    fn now_ms_plus(&self, ms: i64) -> i64 {
+        kappa_core::ports::Clock::now_ms(self) + ms
+    }
+}
+
+fn doc(i: u64) -> Vec<u8> {
+    let tags = ["wimbledon", "federer", "ace", "rain"];
+    let mut d = json!({"n": i % 17, "tag": tags[(i % 4) as usize], "user": {"name": format!("u{}", i % 13)}, "text": if i % 5 == 0 { "Federer wins" } else { "rain delay" }});
+    if i % 11 == 0 {
+        d["tag"] = json!([tags[0], tags[0], tags[3]]);
+    }
+    if i % 23 == 0 {
+        return b"{broken".to_vec();
+    }
+    serde_json::to_vec(&d).expect("serialises")
+}
+
+fn fill(w: &World, partitions: u32, per_partition: u64) {
+    block_on(async {
+        w.log.ensure_topic(TOPIC, partitions).await.expect("topic");
+        for p in 0..partitions {
+            let records: Vec<NewRecord> = (0..per_partition)
+                .map(|i| NewRecord {
+                    key: Some(format!("k{p}-{i}").into_bytes()),
+                    value: doc(i * 7 + u64::from(p)),
+                    timestamp: NOW - 3_600_000 + (i as i64) * 1000,
+                })
+                .collect();
+            w.log.append(TOPIC, p, &records).await.expect("append");
+        }
+    });
+}
+
+fn body() -> Value {
+    json!({"topic": TOPIC, "query": {"bool": {"must_not": [{"term": {"n": 3}}]}},
+           "aggs": {"tags": {"terms": {"field": "tag"}, "aggs": {"avg_n": {"avg": {"field": "n"}}}},
+                    "users": {"cardinality": {"field": "user.name"}},
+                    "per_min": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1m"}},
+                    "fed": {"filter": {"match": {"text": "federer"}}}},
+           "size": 3, "sort": [{"n": "desc"}]})
+}
+
+/// The clean one-pass answer over everything the log holds now.
+fn oracle(w: &World, body: &Value) -> Value {
+    let plan = Plan::parse(body, &Limits::default()).expect("valid");
+    let mut state = plan.empty_state();
+    block_on(async {
+        for p in 0..w.log.partitions(TOPIC).await.expect("ok").expect("topic") {
+            let wm = w.log.watermarks(TOPIC, p).await.expect("ok");
+            let batch = w
+                .log
+                .read(
+                    TOPIC,
+                    p,
+                    ReadRequest {
+                        from: wm.low,
+                        end: None,
+                        max_records: usize::MAX,
+                        max_bytes: usize::MAX,
+                    },
+                )
+                .await
+                .expect("ok");
+            let recs = batch.records.iter().map(|r| Record {
+                value: &r.value,
+                timestamp: r.timestamp,
+                offset: r.offset,
+                partition: p as i32,
+                key: r.key.as_deref(),
+            });
+            plan.fold_all(&mut state, recs).expect("folds");
+        }
+    });
+    plan.render(&state).expect("renders")
+}
+
+struct CrashAt(&'static str, std::sync::atomic::AtomicUsize);
+
+impl Faults for CrashAt {
+    fn at(&self, step: &'static str) -> Result<(), ActionError> {
+        let left = |n: usize| n.checked_sub(1);
+        if step == self.0
+            && self
+                .1
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    left,
+                )
+                .is_ok()
+        {
+            return Err(ActionError::BadEvent(format!("injected crash at {step}")));
+        }
+        Ok(())
+    }
+}
+
+struct NoFault;
+impl Faults for NoFault {
+    fn at(&self, _: &'static str) -> Result<(), ActionError> {
+        Ok(())
+    }
+}
+
+/// Run fired links until none are left. `mangle` may drop or duplicate links.
+fn drain(
+    w: &World,
+    faults: &dyn Faults,
+    mut mangle: impl FnMut(usize, Vec<(String, Value)>) -> Vec<(String, Value)>,
+) -> usize {
+    let mut round = 0;
+    let mut runs = 0;
+    loop {
+        let links = mangle(round, w.chain.take());
+        if links.is_empty() {
+            return runs;
+        }
+        round += 1;
+        assert!(round < 10_000, "the chain does not terminate");
+        let env = w.env();
+        let ctx = w.ctx();
+        block_on(join_all(links.into_iter().map(|(action, params)| {
+            let ctx = ctx.clone();
+            async move {
+                if action == w.config.process_action {
+                    let e: ProcessEvent = serde_json::from_value(params).expect("event");
+                    let _ = process_with_faults(&env, &ctx, e, faults).await;
+                } else {
+                    let e: PushEvent = serde_json::from_value(params).expect("event");
+                    let _ = push(&env, e).await;
+                }
+            }
+        })));
+        runs += 1;
+    }
+}
+
+fn create(w: &World, body: &Value) -> String {
+    let r = block_on(query::create(&w.env(), body.to_string().as_bytes())).expect("created");
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body["id"].as_str().expect("id").to_string()
+}
+
+fn result_of(w: &World, id: &str) -> Value {
+    block_on(status::status(&w.env(), id)).expect("status").body
+}
+
+fn small_batches() -> ActionConfig {
+    ActionConfig {
+        batch_records: 7,
+        read_records: 3,
+        split_records: 40,
+        max_segments_per_partition: 3,
+        ..ActionConfig::default()
+    }
+}
+
+#[test]
+fn a_clean_replay_equals_one_pass_and_is_caught_up() {
+    let w = World::new(small_batches());
+    fill(&w, 3, 100);
+    let id = create(&w, &body());
+    drain(&w, &NoFault, |_, l| l);
+    let s = result_of(&w, &id);
+    assert_eq!(s["result"], oracle(&w, &body()));
+    assert_eq!(s["caught_up"], json!(true));
+    assert_eq!(s["progress"]["processed"], json!(300));
+    assert_eq!(s["progress"]["skipped"], json!(300 / 23 + 1));
+    assert_eq!(s["progress"]["lag"], json!(0));
+    // Live: new records wake the query through the tick, and the answer follows.
+    block_on(w.log.append(TOPIC, 1, &[NewRecord { key: None, value: doc(1), timestamp: NOW }]))
+        .expect("append");
+    let t = block_on(tick::tick(&w.env(), None)).expect("tick");
+    assert_eq!(t.fired, 1);
+    drain(&w, &NoFault, |_, l| l);
+    let s = result_of(&w, &id);
+    assert_eq!(s["result"], oracle(&w, &body()));
+    assert_eq!(s["progress"]["processed"], json!(301));
+}
+
+#[test]
+fn every_link_duplicated_and_run_concurrently_never_double_counts() {
+    let w = World::new(small_batches());
+    fill(&w, 2, 120);
+    let id = create(&w, &body());
+    drain(&w, &NoFault, |_, links| {
+        links.iter().cloned().chain(links.iter().cloned()).chain(links.iter().cloned()).collect()
+    });
+    let s = result_of(&w, &id);
+    assert_eq!(s["result"], oracle(&w, &body()));
+    assert_eq!(s["progress"]["processed"], json!(240));
+}
+
+#[test]
+fn a_crash_between_any_two_steps_loses_and_doubles_nothing() {
+    for step in ["loaded", "folded", "committed", "refreshed"] {
+        let w = World::new(small_batches());
+        fill(&w, 2, 80);
+        let id = create(&w, &body());
+        // Each crash kills a few invocations at this step; their links are lost with them.
+        let faults = CrashAt(step, std::sync::atomic::AtomicUsize::new(5));
+        drain(&w, &faults, |_, l| l);
+        // The safety net re-fires whatever was dropped until everything is at the head.
+        for _ in 0..50 {
+            let t = block_on(tick::tick(&w.env(), None)).expect("tick");
+            if t.fired == 0 {
+                break;
+            }
+            drain(&w, &faults, |_, l| l);
+        }
+        let s = result_of(&w, &id);
+        assert_eq!(s["result"], oracle(&w, &body()), "crash at {step}");
+        assert_eq!(s["progress"]["processed"], json!(160), "crash at {step}");
+        assert_eq!(s["caught_up"], json!(true), "crash at {step}");
+    }
+}
+
+#[test]
+fn dropped_links_are_resumed_by_the_tick() {
+    let w = World::new(small_batches());
+    fill(&w, 3, 90);
+    let id = create(&w, &body());
+    let mut dropped = 0;
+    drain(&w, &NoFault, |round, links| {
+        if round % 3 == 1 {
+            dropped += links.len();
+            Vec::new()
+        } else {
+            links
+        }
+    });
+    assert!(dropped > 0);
+    loop {
+        let t = block_on(tick::tick(&w.env(), None)).expect("tick");
+        if t.fired == 0 {
+            break;
+        }
+        drain(&w, &NoFault, |_, l| l);
+    }
+    assert_eq!(result_of(&w, &id)["result"], oracle(&w, &body()));
+}
+
+#[test]
+fn records_deleted_by_retention_are_reported_as_loss() {
+    let w = World::new(ActionConfig { split_records: 1_000_000, ..small_batches() });
+    fill(&w, 1, 60);
+    let id = create(&w, &body());
+    // Retention deletes the first 25 records before the query reads them.
+    w.log.truncate_before(TOPIC, 0, 25);
+    drain(&w, &NoFault, |_, l| l);
+    let s = result_of(&w, &id);
+    assert_eq!(s["progress"]["lost"], json!(25));
+    assert_eq!(s["progress"]["processed"], json!(35));
+    assert_eq!(s["result"], oracle(&w, &body()));
+}
+
+#[test]
+fn a_batch_near_its_deadline_stops_early_and_commits_what_it_did() {
+    let w = World::new(ActionConfig {
+        batch_records: 1000,
+        read_records: 10,
+        deadline_margin_ms: 1000,
+        ..ActionConfig::default()
+    });
+    fill(&w, 1, 200);
+    let id = create(&w, &json!({"topic": TOPIC}));
+    let links = w.chain.take();
+    let (_, params) = links.into_iter().next().expect("a link");
+    let event: ProcessEvent = serde_json::from_value(params).expect("event");
+    // The deadline is already within the margin: the invocation reads nothing and says why.
+    let ctx = Context { activation_id: "late".into(), deadline_ms: NOW + 500 };
+    let out = block_on(process_with_faults(&w.env(), &ctx, event.clone(), &NoFault)).expect("ok");
+    assert_eq!((out.records, out.stopped, out.fired_next), (0, "deadline", true));
+    // A clock that advances with every read (a slow log) stops mid-batch, and what was read is
+    // committed.
+    struct Slow;
+    impl Faults for Slow {
+        fn at(&self, _: &'static str) -> Result<(), ActionError> {
+            Ok(())
+        }
+    }
+    let ctx = Context { activation_id: "slow".into(), deadline_ms: NOW + 1000 + 30 };
+    w.chain.take();
+    let env = w.env();
+    let reader = SlowLog { inner: &w.log, clock: &w.clock };
+    let env = Env { log: &reader, ..env };
+    let out = block_on(process_with_faults(&env, &ctx, event, &Slow)).expect("ok");
+    assert_eq!(out.stopped, "deadline");
+    assert!(out.committed && out.records > 0 && out.records < 200, "{out:?}");
+    let s = result_of(&w, &id);
+    assert_eq!(s["progress"]["processed"], json!(out.records));
+}
+
+/// A log whose every read takes 10 ms of the activation's time.
+struct SlowLog<'a> {
+    inner: &'a MemoryLog,
+    clock: &'a ManualClock,
+}
+
+#[async_trait::async_trait]
+impl LogReader for SlowLog<'_> {
+    async fn partitions(&self, topic: &str) -> kappa_core::ports::PortResult<Option<u32>> {
+        self.inner.partitions(topic).await
+    }
+    async fn watermarks(
+        &self,
+        topic: &str,
+        p: u32,
+    ) -> kappa_core::ports::PortResult<kappa_core::ports::Watermarks> {
+        self.inner.watermarks(topic, p).await
+    }
+    async fn read(
+        &self,
+        topic: &str,
+        p: u32,
+        r: ReadRequest,
+    ) -> kappa_core::ports::PortResult<kappa_core::ports::Batch> {
+        self.clock.advance(10);
+        self.inner.read(topic, p, r).await
+    }
+}
+
+#[test]
+fn identical_queries_share_one_computation() {
+    let w = World::new(small_batches());
+    fill(&w, 1, 10);
+    let id = create(&w, &body());
+    let fired = w.chain.take().len();
+    assert!(fired > 0);
+    let mut reordered: serde_json::Map<String, Value> =
+        body().as_object().cloned().expect("object").into_iter().rev().collect();
+    reordered.insert("from".into(), json!(0));
+    let again = block_on(query::create(&w.env(), Value::Object(reordered).to_string().as_bytes()))
+        .expect("shared");
+    assert_eq!(
+        (again.status, again.body["id"].as_str(), again.body["shared"].as_bool()),
+        (200, Some(id.as_str()), Some(true))
+    );
+    assert!(w.chain.take().is_empty(), "a shared query starts no second chain");
+}
+
+#[test]
+fn a_query_on_a_missing_topic_is_404_and_a_bad_query_400() {
+    let w = World::new(ActionConfig::default());
+    let e = block_on(query::create(&w.env(), br#"{"topic":"nope"}"#)).expect_err("404");
+    assert_eq!(e.status(), 404);
+    assert_eq!(e.to_json()["error"]["type"], json!("index_not_found_exception"));
+    let e = block_on(query::create(
+        &w.env(),
+        br#"{"topic":"t","aggs":{"tags":{"terms":{"field":"a","sizee":1}}}}"#,
+    ))
+    .expect_err("400");
+    assert_eq!(e.status(), 400);
+    assert_eq!(e.to_json()["error"]["path"], json!("aggs.tags.terms"));
+    let e = block_on(status::status(&w.env(), "q_missing")).expect_err("404");
+    assert_eq!(e.to_json()["error"]["type"], json!("resource_not_found_exception"));
+}
+
+#[test]
+fn a_state_over_its_memory_budget_fails_the_query_visibly() {
+    let config = ActionConfig {
+        limits: Limits { max_state_bytes: 20_000, ..Limits::default() },
+        ..small_batches()
+    };
+    let w = World::new(config);
+    block_on(async {
+        w.log.ensure_topic(TOPIC, 1).await.expect("topic");
+        let recs: Vec<NewRecord> = (0..2000)
+            .map(|i| NewRecord {
+                key: None,
+                value: format!(r#"{{"id":"key-{i}"}}"#).into_bytes(),
+                timestamp: NOW,
+            })
+            .collect();
+        w.log.append(TOPIC, 0, &recs).await.expect("append");
+    });
+    let id = create(&w, &json!({"topic": TOPIC, "aggs": {"k": {"terms": {"field": "id"}}}}));
+    drain(&w, &NoFault, |_, l| l);
+    let s = result_of(&w, &id);
+    assert_eq!(s["error"]["error"]["type"], json!("circuit_breaking_exception"), "{s}");
+}
+
+#[test]
+fn deltas_chain_from_version_to_version_and_webhooks_are_signed() {
+    let w = World::new(ActionConfig { allow_private_webhooks: false, ..small_batches() });
+    fill(&w, 1, 30);
+    let id = create(&w, &body());
+    block_on(w.store.subscribe(
+        &id,
+        &kappa_core::ports::Subscription {
+            url: "https://hooks.example.com/k".into(),
+            secret: "s3cret".into(),
+        },
+    ))
+    .expect("sub");
+    block_on(w.store.subscribe(
+        &id,
+        &kappa_core::ports::Subscription { url: "http://127.0.0.1:9/x".into(), secret: "x".into() },
+    ))
+    .expect("sub");
+    drain(&w, &NoFault, |_, l| l);
+    // Replaying the ring from version 0 rebuilds the final result exactly.
+    let messages = block_on(w.store.messages_since(&id, 0)).expect("ok").expect("held");
+    let mut doc = oracle_empty();
+    let mut version = 0;
+    for m in messages.iter().filter(|m| m["type"] == "delta") {
+        assert_eq!(m["from"], json!(version));
+        version = m["version"].as_u64().expect("version");
+        kappa_core::patch::apply(&mut doc, &m["patch"]).expect("applies");
+    }
+    let s = result_of(&w, &id);
+    assert_eq!(s["version"], json!(version));
+    assert_eq!(doc, s["result"]);
+    let sent = w.http.sent();
+    assert!(!sent.is_empty());
+    assert!(
+        sent.iter().all(|r| r.url.starts_with("https://hooks.example.com")),
+        "the loopback webhook is refused"
+    );
+    for r in &sent {
+        let sig = r
+            .headers
+            .iter()
+            .find(|(k, _)| k == "x-kappa-signature")
+            .map(|(_, v)| v.clone())
+            .expect("signed");
+        assert_eq!(sig, kappa_actions::push::signature("s3cret", &r.body));
+    }
+}
+
+fn oracle_empty() -> Value {
+    let plan = Plan::parse(&body(), &Limits::default()).expect("valid");
+    plan.render(&plan.empty_state()).expect("renders")
+}
+
+#[test]
+fn failed_webhook_deliveries_are_retried_with_backoff() {
+    let w = World::new(ActionConfig { webhook_attempts: 3, ..small_batches() });
+    fill(&w, 1, 5);
+    let id = create(&w, &body());
+    block_on(w.store.subscribe(
+        &id,
+        &kappa_core::ports::Subscription {
+            url: "https://hooks.example.com/k".into(),
+            secret: "s".into(),
+        },
+    ))
+    .expect("sub");
+    drain(&w, &NoFault, |_, links| {
+        links.into_iter().filter(|(a, _)| a != &w.config.push_action).collect()
+    });
+    w.http.script([
+        Ok(503),
+        Err(kappa_core::ports::PortError::transient("http", "reset")),
+        Ok(200),
+    ]);
+    let before = kappa_core::ports::Clock::now_ms(&*w.clock);
+    let v = result_of(&w, &id)["version"].as_u64().expect("v");
+    let out =
+        block_on(push(&w.env(), PushEvent { query: id.clone(), version: v })).expect("pushed");
+    assert_eq!((out.delivered, out.failed), (1, 0));
+    assert_eq!(w.http.sent().len(), 3);
+    assert!(
+        kappa_core::ports::Clock::now_ms(&*w.clock) - before >= 200 + 800,
+        "backoff between attempts"
+    );
+}

@@ -1,0 +1,444 @@
+//! One partition: a directory of segment files, an append lock, and the published view readers
+//! use.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use kappa_core::ports::{Batch, LogRecord, NewRecord, PortError, PortResult, ReadRequest};
+
+use crate::frame::{self, HEADER};
+use crate::{BACKEND, EmbeddedLogConfig};
+
+/// A sparse index entry every this many bytes of a segment.
+const INDEX_INTERVAL: u64 = 4096;
+/// Bytes read from a segment at a time.
+const READ_CHUNK: usize = 256 << 10;
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> PortError {
+    PortError::permanent(BACKEND, format!("{what} {}: {e}", path.display()))
+}
+
+/// An open segment file (shared by readers; kept open by them even after retention unlinks it).
+#[derive(Debug)]
+struct SegmentFile {
+    path: PathBuf,
+    file: File,
+}
+
+/// The published state of one segment.
+#[derive(Debug, Clone)]
+struct Segment {
+    base: i64,
+    file: Arc<SegmentFile>,
+    /// Published bytes: every frame before this is complete, acknowledged and readable.
+    size: u64,
+    /// Offset after the last record.
+    next: i64,
+    /// Largest record timestamp (for retention by age); i64::MIN when empty.
+    max_ts: i64,
+    /// Sparse index: `(offset, position)` of some frames, ascending.
+    index: Vec<(i64, u64)>,
+}
+
+impl Segment {
+    fn note_frame(&mut self, offset: i64, timestamp: i64, pos: u64, len: u64) {
+        if self.index.last().is_none_or(|&(_, p)| pos >= p + INDEX_INTERVAL) {
+            self.index.push((offset, pos));
+        }
+        self.max_ts = self.max_ts.max(timestamp);
+        self.next = offset + 1;
+        self.size = pos + len;
+    }
+
+    /// Position of the last indexed frame at or before `offset`.
+    fn seek(&self, offset: i64) -> u64 {
+        let i = self.index.partition_point(|&(o, _)| o <= offset);
+        if i == 0 { 0 } else { self.index[i - 1].1 }
+    }
+}
+
+#[derive(Debug)]
+struct View {
+    /// Oldest first; never empty (the last one is the active segment).
+    segments: Vec<Segment>,
+}
+
+impl View {
+    fn low(&self) -> i64 {
+        self.segments[0].base
+    }
+
+    fn high(&self) -> i64 {
+        self.segments.last().map_or(0, |s| s.next)
+    }
+}
+
+/// One partition of a topic.
+#[derive(Debug)]
+pub(crate) struct Partition {
+    dir: PathBuf,
+    /// Serializes appends and retention (the writers of segment files).
+    append_lock: Mutex<()>,
+    view: RwLock<View>,
+}
+
+fn segment_path(dir: &Path, base: i64) -> PathBuf {
+    dir.join(format!("{base:020}.log"))
+}
+
+fn sync_dir(dir: &Path) -> PortResult<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err("fsync dir", dir, e))
+}
+
+fn open_segment(path: &Path, create: bool) -> PortResult<Arc<SegmentFile>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(create)
+        .open(path)
+        .map_err(|e| io_err("open segment", path, e))?;
+    Ok(Arc::new(SegmentFile { path: path.to_path_buf(), file }))
+}
+
+/// Frames of a segment read sequentially from a position, through a buffer.
+struct FrameReader<'a> {
+    file: &'a SegmentFile,
+    /// File position of `buf[0]`.
+    buf_pos: u64,
+    buf: Vec<u8>,
+    /// Next frame, as an index into `buf`.
+    at: usize,
+    /// Stop here (the published or file size).
+    limit: u64,
+}
+
+/// What [`FrameReader::next`] found.
+enum Next<'b> {
+    /// A valid frame: its position, total length and body.
+    Frame(u64, u64, frame::Body<'b>),
+    /// The end of the readable bytes.
+    End,
+    /// A torn or corrupt frame at this position.
+    Bad(u64),
+}
+
+impl<'a> FrameReader<'a> {
+    fn new(file: &'a SegmentFile, pos: u64, limit: u64) -> Self {
+        FrameReader { file, buf_pos: pos, buf: Vec::new(), at: 0, limit }
+    }
+
+    /// Make `need` bytes from `at` available; false when the file ends first.
+    fn fill(&mut self, need: usize) -> PortResult<bool> {
+        if self.at + need <= self.buf.len() {
+            return Ok(true);
+        }
+        let pos = self.buf_pos + self.at as u64;
+        if pos + need as u64 > self.limit {
+            return Ok(false);
+        }
+        let want = (need.max(READ_CHUNK) as u64).min(self.limit - pos) as usize;
+        self.buf.drain(..self.at);
+        self.buf_pos = pos;
+        self.at = 0;
+        let have = self.buf.len();
+        if want > have {
+            self.buf.resize(want, 0);
+            self.file
+                .file
+                .read_exact_at(&mut self.buf[have..], pos + have as u64)
+                .map_err(|e| io_err("read segment", &self.file.path, e))?;
+        }
+        Ok(true)
+    }
+
+    fn next(&mut self) -> PortResult<Next<'_>> {
+        let pos = self.buf_pos + self.at as u64;
+        if pos >= self.limit {
+            return Ok(Next::End);
+        }
+        if !self.fill(HEADER)? {
+            return Ok(Next::Bad(pos));
+        }
+        let mut h = [0u8; HEADER];
+        h.copy_from_slice(&self.buf[self.at..self.at + HEADER]);
+        let Some((len, crc)) = frame::header(&h) else { return Ok(Next::Bad(pos)) };
+        if !self.fill(HEADER + len)? {
+            return Ok(Next::Bad(pos));
+        }
+        let start = self.at + HEADER;
+        self.at = start + len;
+        match frame::decode(&self.buf[start..start + len], crc) {
+            Some(body) => Ok(Next::Frame(pos, (HEADER + len) as u64, body)),
+            None => Ok(Next::Bad(pos)),
+        }
+    }
+}
+
+impl Partition {
+    /// Create the directory and the first segment of a new partition.
+    pub(crate) fn create(dir: PathBuf, config: &EmbeddedLogConfig) -> PortResult<Self> {
+        fs::create_dir_all(&dir).map_err(|e| io_err("create", &dir, e))?;
+        // A crashed earlier creation may have left the directory behind: open it as it is.
+        if fs::read_dir(&dir).map_err(|e| io_err("list", &dir, e))?.next().is_some() {
+            return Partition::open(dir, config);
+        }
+        let file = open_segment(&segment_path(&dir, 0), true)?;
+        if config.fsync {
+            sync_dir(&dir)?;
+        }
+        let seg = Segment { base: 0, file, size: 0, next: 0, max_ts: i64::MIN, index: vec![] };
+        Ok(Partition {
+            dir,
+            append_lock: Mutex::new(()),
+            view: RwLock::new(View { segments: vec![seg] }),
+        })
+    }
+
+    /// Open an existing partition: index its segments, and truncate a torn or corrupt tail of
+    /// the last one back to the end of its last complete append.
+    pub(crate) fn open(dir: PathBuf, config: &EmbeddedLogConfig) -> PortResult<Self> {
+        let mut bases: Vec<i64> = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| io_err("list", &dir, e))? {
+            let entry = entry.map_err(|e| io_err("list", &dir, e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(base) = name.strip_suffix(".log").and_then(|b| b.parse::<i64>().ok()) {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        if bases.is_empty() {
+            bases.push(0);
+            open_segment(&segment_path(&dir, 0), true)?;
+        }
+        let mut segments = Vec::with_capacity(bases.len());
+        let last = bases.len() - 1;
+        for (i, &base) in bases.iter().enumerate() {
+            let path = segment_path(&dir, base);
+            let file = open_segment(&path, false)?;
+            let len = file.file.metadata().map_err(|e| io_err("stat", &path, e))?.len();
+            let mut seg = Segment {
+                base,
+                file: Arc::clone(&file),
+                size: 0,
+                next: base,
+                max_ts: i64::MIN,
+                index: vec![],
+            };
+            // The end of the last complete append, and the segment state there.
+            let mut committed = seg.clone();
+            let mut reader = FrameReader::new(&file, 0, len);
+            loop {
+                match reader.next()? {
+                    Next::Frame(pos, flen, body) if body.offset == seg.next => {
+                        seg.note_frame(body.offset, body.timestamp, pos, flen);
+                        if body.last_of_batch {
+                            committed = seg.clone();
+                        }
+                    }
+                    Next::End => break,
+                    Next::Frame(pos, ..) | Next::Bad(pos) => {
+                        if i != last {
+                            return Err(PortError::permanent(
+                                BACKEND,
+                                format!("corrupt frame in {} at byte {pos}", path.display()),
+                            ));
+                        }
+                        break;
+                    }
+                }
+            }
+            if i != last && committed.size != len {
+                return Err(PortError::permanent(
+                    BACKEND,
+                    format!("incomplete append inside sealed segment {}", path.display()),
+                ));
+            }
+            if committed.size != len {
+                // Torn or corrupt tail of the active segment: drop it.
+                file.file.set_len(committed.size).map_err(|e| io_err("truncate", &path, e))?;
+                if config.fsync {
+                    file.file.sync_all().map_err(|e| io_err("fsync", &path, e))?;
+                }
+            }
+            if let Some(prev) = segments.last().map(|s: &Segment| s.next)
+                && prev != base
+            {
+                return Err(PortError::permanent(
+                    BACKEND,
+                    format!("segment {} does not follow offset {prev}", path.display()),
+                ));
+            }
+            segments.push(committed);
+        }
+        Ok(Partition { dir, append_lock: Mutex::new(()), view: RwLock::new(View { segments }) })
+    }
+
+    fn view(&self) -> std::sync::RwLockReadGuard<'_, View> {
+        self.view.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn view_mut(&self) -> std::sync::RwLockWriteGuard<'_, View> {
+        self.view.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `(low, high)`.
+    pub(crate) fn watermarks(&self) -> (i64, i64) {
+        let v = self.view();
+        (v.low(), v.high())
+    }
+
+    /// Append a batch; returns `(first offset, new high)`.
+    pub(crate) fn append(
+        &self,
+        records: &[NewRecord],
+        config: &EmbeddedLogConfig,
+    ) -> PortResult<(i64, i64)> {
+        let _guard = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (first, active) = {
+            let v = self.view();
+            (v.high(), v.segments.last().cloned().expect("a partition has an active segment"))
+        };
+        if records.is_empty() {
+            return Ok((first, first));
+        }
+        let mut buf = Vec::with_capacity(records.iter().map(|r| r.value.len() + 64).sum());
+        let mut frames = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            let start = buf.len() as u64;
+            frame::encode(&mut buf, first + i as i64, r, i + 1 == records.len());
+            frames.push((first + i as i64, r.timestamp, start, buf.len() as u64 - start));
+        }
+        if buf.len() > frame::MAX_BODY {
+            return Err(PortError::permanent(BACKEND, "append larger than 256 MiB"));
+        }
+        // Roll to a new segment when this batch would overflow a non-empty active one.
+        let mut seg = if active.size > 0 && active.size + buf.len() as u64 > config.segment_bytes {
+            let file = open_segment(&segment_path(&self.dir, first), true)?;
+            if config.fsync {
+                sync_dir(&self.dir)?;
+            }
+            let seg = Segment { base: first, file, size: 0, next: first, max_ts: i64::MIN, index: vec![] };
+            self.view_mut().segments.push(seg.clone());
+            seg
+        } else {
+            active
+        };
+        let at = seg.size;
+        let written = seg.file.file.write_all_at(&buf, at).and_then(|()| {
+            if config.fsync { seg.file.file.sync_data() } else { Ok(()) }
+        });
+        if let Err(e) = written {
+            // Nothing was published; cut whatever reached the file (best effort: a reopen would
+            // drop the incomplete append anyway).
+            let _ = seg.file.file.set_len(at);
+            return Err(io_err("append to", &seg.file.path, e));
+        }
+        for (offset, ts, pos, len) in frames {
+            seg.note_frame(offset, ts, at + pos, len);
+        }
+        let high = seg.next;
+        let mut v = self.view_mut();
+        if let Some(last) = v.segments.last_mut() {
+            *last = seg;
+        }
+        Ok((first, high))
+    }
+
+    /// One bounded read (the semantics of [`kappa_core::ports::MemoryLog`]).
+    pub(crate) fn read(&self, request: ReadRequest) -> PortResult<Batch> {
+        // A consistent snapshot of the published segments from the one holding `from`.
+        let (low, high, segments) = {
+            let v = self.view();
+            let (low, high) = (v.low(), v.high());
+            let from = request.from.max(low);
+            let i = v.segments.partition_point(|s| s.base <= from).saturating_sub(1);
+            let segs: Vec<(Segment, u64)> = v.segments[i..]
+                .iter()
+                .map(|s| {
+                    let start = if s.base <= from { s.seek(from) } else { 0 };
+                    (Segment { index: vec![], ..s.clone() }, start)
+                })
+                .collect();
+            (low, high, segs)
+        };
+        let from = request.from.max(low);
+        let lost = (from - request.from).max(0) as u64;
+        let end = request.end.map_or(high, |e| e.min(high));
+        let mut records: Vec<LogRecord> = Vec::new();
+        let mut bytes = 0usize;
+        'segments: for (seg, start) in &segments {
+            if from >= end || seg.base >= end {
+                break;
+            }
+            let mut reader = FrameReader::new(&seg.file, *start, seg.size);
+            loop {
+                if records.len() >= request.max_records
+                    || (bytes >= request.max_bytes && !records.is_empty())
+                {
+                    break 'segments;
+                }
+                match reader.next()? {
+                    Next::End => break,
+                    Next::Bad(pos) => {
+                        return Err(PortError::permanent(
+                            BACKEND,
+                            format!("corrupt frame in {} at byte {pos}", seg.file.path.display()),
+                        ));
+                    }
+                    Next::Frame(_, _, body) => {
+                        if body.offset < from {
+                            continue;
+                        }
+                        if body.offset >= end {
+                            break 'segments;
+                        }
+                        bytes += body.value.len();
+                        records.push(body.to_record());
+                    }
+                }
+            }
+        }
+        let next_offset = records.last().map_or(from, |r| r.offset + 1);
+        Ok(Batch { records, next_offset, high_watermark: high, lost })
+    }
+
+    /// Delete whole sealed segments, oldest first, while the partition holds more than
+    /// `retention_bytes` without them or their newest record is older than `min_ts`. Returns
+    /// the number of records deleted.
+    pub(crate) fn apply_retention(
+        &self,
+        retention_bytes: Option<u64>,
+        min_ts: Option<i64>,
+        config: &EmbeddedLogConfig,
+    ) -> PortResult<u64> {
+        let _guard = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let doomed: Vec<Segment> = {
+            let mut v = self.view_mut();
+            let mut total: u64 = v.segments.iter().map(|s| s.size).sum();
+            let mut n = 0;
+            while n + 1 < v.segments.len() {
+                let s = &v.segments[n];
+                let by_size = retention_bytes.is_some_and(|r| total - s.size >= r);
+                let by_age = min_ts.is_some_and(|t| s.max_ts < t);
+                if !(by_size || by_age) {
+                    break;
+                }
+                total -= s.size;
+                n += 1;
+            }
+            v.segments.drain(..n).collect()
+        };
+        let mut deleted = 0u64;
+        for s in &doomed {
+            deleted += (s.next - s.base) as u64;
+            fs::remove_file(&s.file.path).map_err(|e| io_err("delete segment", &s.file.path, e))?;
+        }
+        if config.fsync && !doomed.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(deleted)
+    }
+}

@@ -1,0 +1,590 @@
+//! The conformance suite of the [`StateStore`] port: every adapter (Redis, the embedded store,
+//! JavaScript-backed ones) must behave exactly like [`crate::ports::MemoryStore`], and this
+//! module says how, as one async function the adapters' tests call.
+//!
+//! It is pure (no runtime, clock or I/O of its own): the caller drives the future with whatever
+//! executor its adapter needs (`pollster` for the in-memory store, tokio for Redis). Concurrent
+//! compare-and-set attempts are joined by a tiny hand-written `join_all`, so against a real
+//! backend they really are in flight together. Every id the suite uses starts with the given
+//! prefix, so runs against a shared server do not collide; the suite removes what it created.
+//! Failures panic with a message naming the broken property.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use serde_json::{Value, json};
+
+use crate::ports::{
+    Checkpoint, PartitionProgress, PortResult, Progress, QueryRecord, ResultRecord, Segment,
+    StateStore, Subscription,
+};
+
+/// Poll every future until all are ready, in one task: the futures are in flight together.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(v) => *output = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future completed")).collect()
+}
+
+/// Unwrap a port result, panicking with the step that failed.
+fn ok<T>(what: &str, r: PortResult<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("state store conformance: {what} failed: {e}"),
+    }
+}
+
+fn query_record(id: &str, body: &str) -> QueryRecord {
+    QueryRecord {
+        id: id.to_string(),
+        body: body.to_string(),
+        topic: "tweets".to_string(),
+        segments: vec![
+            Segment { partition: 0, start: 0, end: Some(1000) },
+            Segment { partition: 0, start: 1000, end: None },
+            Segment { partition: 1, start: 0, end: None },
+        ],
+        created_ms: 1_700_000_000_123,
+    }
+}
+
+fn checkpoint(next_offset: i64, state: Vec<u8>) -> Checkpoint {
+    Checkpoint { next_offset, state, head: next_offset + 17, lost: (next_offset % 3) as u64 }
+}
+
+fn result_record(revision: u64, version: u64) -> ResultRecord {
+    ResultRecord {
+        revision,
+        version,
+        caught_up: revision % 2 == 0,
+        progress: Progress {
+            processed: revision * 100,
+            skipped: revision,
+            lag: 7,
+            lost: revision % 2,
+            partitions: vec![PartitionProgress {
+                partition: 0,
+                offset: (revision * 100) as i64,
+                head: 1000,
+            }],
+        },
+        result: json!({
+            "took": 1,
+            "hits": {"total": {"value": revision, "relation": "eq"}, "hits": []},
+            "aggregations": {"avg": {"value": 0.1 + revision as f64}, "text": "é \"q\" \u{1F600}"}
+        }),
+        error: if revision == 3 {
+            Some(json!({"error": {"type": "x", "reason": "budget"}, "status": 500}))
+        } else {
+            None
+        },
+    }
+}
+
+fn message(kind: &str, version: u64, tag: u64) -> Value {
+    json!({"type": kind, "version": version, "tag": tag, "patch": [{"op": "add", "path": "/x", "value": tag}]})
+}
+
+fn versions(messages: &[Value]) -> Vec<u64> {
+    messages.iter().map(crate::ports::message_version).collect()
+}
+
+/// Check a [`StateStore`] adapter against the reference semantics of [`crate::ports::MemoryStore`].
+///
+/// `prefix` starts every query id the suite uses (use a random one against shared servers);
+/// `ring` is the number of recent messages the store keeps per query (at least 2). The suite
+/// leaves nothing behind: every query it creates is removed at the end.
+pub async fn state_store_conformance(store: &dyn StateStore, prefix: &str, ring: usize) {
+    assert!(ring >= 2, "state store conformance needs a ring of at least 2 messages");
+    registry(store, prefix).await;
+    touch_and_refs(store, prefix).await;
+    checkpoints(store, prefix).await;
+    concurrent_checkpoints(store, prefix).await;
+    results(store, prefix).await;
+    concurrent_results(store, prefix).await;
+    bounded_ring(store, prefix, ring).await;
+    subscriptions(store, prefix).await;
+    removal(store, prefix).await;
+    for suffix in ["q1", "q2", "refs", "cp", "cpx", "res", "resx", "ring", "ringp", "subs", "rm"] {
+        ok("cleanup remove", store.remove(&format!("{prefix}{suffix}")).await);
+    }
+    let left: Vec<String> = ok("queries after cleanup", store.queries().await)
+        .into_iter()
+        .filter(|q| q.starts_with(prefix))
+        .collect();
+    assert!(left.is_empty(), "state store conformance: queries left after remove: {left:?}");
+}
+
+async fn registry(store: &dyn StateStore, prefix: &str) {
+    let q1 = query_record(&format!("{prefix}q1"), r#"{"query":{"match_all":{}}}"#);
+    let q2 = query_record(&format!("{prefix}q2"), r#"{"size":0}"#);
+    assert_eq!(
+        ok("query of an unknown id", store.query(&q1.id).await),
+        None,
+        "query(): an unregistered id has no record"
+    );
+    assert!(ok("register q1", store.register(&q1).await), "register(): a new id returns true");
+    let mut other = q1.clone();
+    other.body = "{}".to_string();
+    assert!(
+        !ok("register q1 again", store.register(&other).await),
+        "register(): an existing id returns false"
+    );
+    assert_eq!(
+        ok("query q1", store.query(&q1.id).await).as_ref(),
+        Some(&q1),
+        "register(): a second registration must not replace the first record"
+    );
+    assert!(ok("register q2", store.register(&q2).await), "register(): a new id returns true");
+    let mut mine: Vec<String> = ok("queries", store.queries().await)
+        .into_iter()
+        .filter(|q| q.starts_with(prefix))
+        .collect();
+    mine.sort();
+    assert_eq!(mine, vec![q1.id.clone(), q2.id.clone()], "queries(): every registered id, once");
+    assert_eq!(ok("query q2", store.query(&q2.id).await), Some(q2), "query(): round trip");
+}
+
+async fn touch_and_refs(store: &dyn StateStore, prefix: &str) {
+    let id = format!("{prefix}refs");
+    assert_eq!(ok("last_touch", store.last_touch(&id).await), None, "last_touch(): None at first");
+    assert_eq!(ok("first touch", store.touch(&id, 100).await), 100, "touch(): first returns now");
+    assert_eq!(ok("touch", store.touch(&id, 250).await), 100, "touch(): returns the last touch");
+    assert_eq!(
+        ok("touch back in time", store.touch(&id, 200).await),
+        250,
+        "touch(): returns the last touch"
+    );
+    assert_eq!(ok("touch", store.touch(&id, 300).await), 200, "touch(): stores every touch");
+    assert_eq!(
+        ok("last_touch", store.last_touch(&id).await),
+        Some(300),
+        "last_touch(): the last touch, without touching"
+    );
+    assert_eq!(ok("last_touch", store.last_touch(&id).await), Some(300), "last_touch() reads only");
+    let other = format!("{prefix}q1");
+    assert_eq!(ok("touch q1", store.touch(&other, 5).await), 5, "touch(): ids are independent");
+
+    assert_eq!(ok("add_refs 0", store.add_refs(&id, 0).await), 0, "add_refs(): starts at 0");
+    assert_eq!(ok("add_refs +2", store.add_refs(&id, 2).await), 2, "add_refs(): adds");
+    assert_eq!(ok("add_refs -1", store.add_refs(&id, -1).await), 1, "add_refs(): drops");
+    assert_eq!(ok("add_refs -5", store.add_refs(&id, -5).await), 0, "add_refs(): never below 0");
+    assert_eq!(ok("add_refs 0", store.add_refs(&id, 0).await), 0, "add_refs(): stays at 0");
+    assert_eq!(ok("add_refs +3", store.add_refs(&id, 3).await), 3, "add_refs(): counts from 0");
+    assert_eq!(ok("add_refs q1", store.add_refs(&other, 1).await), 1, "add_refs(): per id");
+}
+
+async fn checkpoints(store: &dyn StateStore, prefix: &str) {
+    let id = format!("{prefix}cp");
+    let tail = Segment { partition: 0, start: 1000, end: None };
+    let range = Segment { partition: 0, start: 0, end: Some(1000) };
+    let p1 = Segment { partition: 1, start: 0, end: None };
+    assert_eq!(
+        ok("checkpoint before commit", store.checkpoint(&id, &tail).await),
+        None,
+        "checkpoint(): None before the first commit"
+    );
+    let first = checkpoint(1010, vec![0, 1, 2, 255, 0, 0x80, b'\n', b'{']);
+    assert!(
+        !ok(
+            "cas Some on missing",
+            store.compare_and_set_checkpoint(&id, &tail, Some(1000), &first).await
+        ),
+        "compare_and_set_checkpoint(): expecting Some(_) fails when there is no checkpoint"
+    );
+    assert_eq!(ok("checkpoint", store.checkpoint(&id, &tail).await), None, "failed CAS wrote");
+    assert!(
+        ok("cas None", store.compare_and_set_checkpoint(&id, &tail, None, &first).await),
+        "compare_and_set_checkpoint(): expecting None succeeds when there is no checkpoint"
+    );
+    assert!(
+        !ok(
+            "cas None again",
+            store.compare_and_set_checkpoint(&id, &tail, None, &checkpoint(1, vec![])).await
+        ),
+        "compare_and_set_checkpoint(): expecting None succeeds only once"
+    );
+    assert_eq!(
+        ok("checkpoint", store.checkpoint(&id, &tail).await).as_ref(),
+        Some(&first),
+        "checkpoint(): returns the committed checkpoint, bytes intact"
+    );
+    // Every byte value, and a large state: binary state is stored as is.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8 ^ (i >> 8) as u8).collect();
+    let second = checkpoint(2000, big);
+    assert!(
+        !ok("stale cas", store.compare_and_set_checkpoint(&id, &tail, Some(1000), &second).await),
+        "compare_and_set_checkpoint(): a stale expected offset fails"
+    );
+    assert_eq!(
+        ok("checkpoint", store.checkpoint(&id, &tail).await).as_ref(),
+        Some(&first),
+        "compare_and_set_checkpoint(): a failed CAS changes nothing"
+    );
+    assert!(
+        ok("cas", store.compare_and_set_checkpoint(&id, &tail, Some(1010), &second).await),
+        "compare_and_set_checkpoint(): the current expected offset succeeds"
+    );
+    assert_eq!(ok("checkpoint", store.checkpoint(&id, &tail).await).as_ref(), Some(&second));
+    // The same offset again (a batch that only moved the head) is still a CAS on the offset.
+    let third = Checkpoint { head: 5000, lost: 9, ..checkpoint(2000, Vec::new()) };
+    assert!(
+        ok(
+            "cas same offset",
+            store.compare_and_set_checkpoint(&id, &tail, Some(2000), &third).await
+        ),
+        "compare_and_set_checkpoint(): the new offset may equal the expected one"
+    );
+    assert_eq!(
+        ok("checkpoint", store.checkpoint(&id, &tail).await).as_ref(),
+        Some(&third),
+        "checkpoint(): an empty state round-trips"
+    );
+    // Segments, and queries, are independent.
+    assert_eq!(ok("range", store.checkpoint(&id, &range).await), None, "segments are independent");
+    assert_eq!(ok("p1", store.checkpoint(&id, &p1).await), None, "segments are independent");
+    let r = checkpoint(500, vec![7; 10]);
+    assert!(ok("cas range", store.compare_and_set_checkpoint(&id, &range, None, &r).await));
+    assert_eq!(ok("range", store.checkpoint(&id, &range).await), Some(r));
+    assert_eq!(
+        ok("tail", store.checkpoint(&id, &tail).await).as_ref(),
+        Some(&third),
+        "a CAS on one segment leaves the others alone"
+    );
+    let other = format!("{prefix}cpx");
+    assert_eq!(
+        ok("other query", store.checkpoint(&other, &tail).await),
+        None,
+        "checkpoints of different queries are independent"
+    );
+}
+
+async fn concurrent_checkpoints(store: &dyn StateStore, prefix: &str) {
+    let id = format!("{prefix}cpx");
+    let seg = Segment { partition: 3, start: 0, end: None };
+    for (round, expected) in [(0u8, None), (1, Some(0))] {
+        let news: Vec<Checkpoint> = (0..8)
+            .map(|i| checkpoint(100 * (i64::from(round) + 1) + i, vec![round, i as u8]))
+            .collect();
+        let attempts = news
+            .iter()
+            .map(|new| store.compare_and_set_checkpoint(&id, &seg, expected, new))
+            .collect();
+        let outcomes: Vec<bool> =
+            join_all(attempts).await.into_iter().map(|r| ok("concurrent cas", r)).collect();
+        let winners: Vec<usize> = (0..outcomes.len()).filter(|&i| outcomes[i]).collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "compare_and_set_checkpoint(): exactly one of concurrent CASes from {expected:?} wins, \
+             got {outcomes:?}"
+        );
+        assert_eq!(
+            ok("checkpoint", store.checkpoint(&id, &seg).await).as_ref(),
+            Some(&news[winners[0]]),
+            "the stored checkpoint is the winner's"
+        );
+        if round == 0 {
+            // Reset to a known offset for the next round.
+            let winner = news[winners[0]].next_offset;
+            assert!(ok(
+                "cas to 0",
+                store
+                    .compare_and_set_checkpoint(&id, &seg, Some(winner), &checkpoint(0, vec![]))
+                    .await
+            ));
+        }
+    }
+}
+
+async fn results(store: &dyn StateStore, prefix: &str) {
+    let id = format!("{prefix}res");
+    assert_eq!(ok("result", store.result(&id).await), None, "result(): None before the first");
+    assert_eq!(
+        ok("messages_since 0", store.messages_since(&id, 0).await),
+        Some(vec![]),
+        "messages_since(): nothing yet is an empty list, not a gap"
+    );
+    let r1 = result_record(1, 1);
+    let m1 = message("progress", 1, 1);
+    assert!(
+        !ok("cas 1 on none", store.compare_and_set_result(&id, 1, &r1, &m1).await),
+        "compare_and_set_result(): expecting revision 1 fails when there is no result"
+    );
+    assert_eq!(ok("result", store.result(&id).await), None, "a failed result CAS wrote");
+    assert_eq!(
+        ok("messages_since", store.messages_since(&id, 0).await),
+        Some(vec![]),
+        "a failed result CAS appended a message"
+    );
+    assert!(
+        ok("cas 0->1", store.compare_and_set_result(&id, 0, &r1, &m1).await),
+        "compare_and_set_result(): expecting 0 succeeds when there is no result"
+    );
+    assert_eq!(ok("result", store.result(&id).await).as_ref(), Some(&r1), "result(): round trip");
+    let r2 = result_record(2, 2);
+    let m2 = message("delta", 2, 2);
+    assert!(
+        !ok("stale cas 0", store.compare_and_set_result(&id, 0, &r2, &m2).await),
+        "compare_and_set_result(): a stale revision fails"
+    );
+    assert!(ok("cas 1->2", store.compare_and_set_result(&id, 1, &r2, &m2).await));
+    // A progress-only change: the revision moves, the version does not.
+    let r3 = result_record(3, 2);
+    let m3 = message("progress", 2, 3);
+    assert!(ok("cas 2->3", store.compare_and_set_result(&id, 2, &r3, &m3).await));
+    let r4 = result_record(4, 3);
+    let m4 = message("delta", 3, 4);
+    assert!(
+        !ok("cas on the version", store.compare_and_set_result(&id, 2, &r4, &m4).await),
+        "compare_and_set_result(): the CAS is on the revision, not the version"
+    );
+    assert!(
+        !ok("cas 1 again", store.compare_and_set_result(&id, 1, &r4, &m4).await),
+        "compare_and_set_result(): a stale revision fails"
+    );
+    assert_eq!(
+        ok("result", store.result(&id).await).as_ref(),
+        Some(&r3),
+        "compare_and_set_result(): a failed CAS changes nothing"
+    );
+    assert!(ok("cas 3->4", store.compare_and_set_result(&id, 3, &r4, &m4).await));
+    assert_eq!(ok("result", store.result(&id).await).as_ref(), Some(&r4));
+
+    let all = vec![m1.clone(), m2.clone(), m3.clone(), m4.clone()];
+    assert_eq!(
+        ok("messages_since 0", store.messages_since(&id, 0).await),
+        Some(all.clone()),
+        "messages_since(0): every message, oldest first, exactly as appended"
+    );
+    assert_eq!(
+        ok("messages_since 1", store.messages_since(&id, 1).await),
+        Some(all[1..].to_vec()),
+        "messages_since(v): the messages with versions after v"
+    );
+    assert_eq!(
+        ok("messages_since 2", store.messages_since(&id, 2).await),
+        Some(vec![m4.clone()]),
+        "messages_since(v): the messages with versions after v"
+    );
+    assert_eq!(
+        ok("messages_since 3", store.messages_since(&id, 3).await),
+        Some(vec![]),
+        "messages_since(current): an empty list"
+    );
+    assert_eq!(
+        ok("messages_since 9", store.messages_since(&id, 9).await),
+        Some(vec![]),
+        "messages_since(ahead of current): an empty list"
+    );
+}
+
+async fn concurrent_results(store: &dyn StateStore, prefix: &str) {
+    let id = format!("{prefix}resx");
+    for expected in [0u64, 1] {
+        let news: Vec<(ResultRecord, Value)> = (0..8)
+            .map(|i| {
+                let mut r = result_record(expected + 1, expected + 1);
+                r.result = json!({"writer": i});
+                (r, message("delta", expected + 1, i))
+            })
+            .collect();
+        let attempts =
+            news.iter().map(|(r, m)| store.compare_and_set_result(&id, expected, r, m)).collect();
+        let outcomes: Vec<bool> =
+            join_all(attempts).await.into_iter().map(|r| ok("concurrent result cas", r)).collect();
+        let winners: Vec<usize> = (0..outcomes.len()).filter(|&i| outcomes[i]).collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "compare_and_set_result(): exactly one of concurrent CASes from {expected} wins, \
+             got {outcomes:?}"
+        );
+        let (r, m) = &news[winners[0]];
+        assert_eq!(ok("result", store.result(&id).await).as_ref(), Some(r), "the winner's result");
+        let since = ok("messages_since", store.messages_since(&id, expected).await);
+        assert_eq!(
+            since,
+            Some(vec![m.clone()]),
+            "compare_and_set_result(): only the winner's message is appended"
+        );
+    }
+}
+
+async fn bounded_ring(store: &dyn StateStore, prefix: &str, ring: usize) {
+    let id = format!("{prefix}ring");
+    let n = ring as u64 + 3;
+    for v in 1..=n {
+        let r = result_record(v, v);
+        assert!(
+            ok(
+                "ring cas",
+                store.compare_and_set_result(&id, v - 1, &r, &message("delta", v, v)).await
+            ),
+            "compare_and_set_result(): sequential CAS {} -> {v} succeeds",
+            v - 1
+        );
+    }
+    let tail: Vec<u64> = (4..=n).collect();
+    let since3 = ok("messages_since", store.messages_since(&id, 3).await)
+        .unwrap_or_else(|| panic!("messages_since(3): the ring of {ring} holds versions 4..={n}"));
+    assert_eq!(since3.len(), ring, "the ring keeps exactly the last {ring} messages");
+    assert_eq!(versions(&since3), tail, "messages_since(3): consecutive, oldest first");
+    assert_eq!(since3[0], message("delta", 4, 4), "ring messages are stored as appended");
+    assert_eq!(
+        ok("messages_since 0", store.messages_since(&id, 0).await),
+        None,
+        "messages_since(v): None when the ring no longer holds v + 1"
+    );
+    assert_eq!(
+        ok("messages_since 2", store.messages_since(&id, 2).await),
+        None,
+        "messages_since(v): None when the ring no longer holds v + 1"
+    );
+    assert_eq!(
+        ok("messages_since n-1", store.messages_since(&id, n - 1).await).map(|m| versions(&m)),
+        Some(vec![n]),
+        "messages_since(current - 1): the last message"
+    );
+    assert_eq!(
+        ok("messages_since n", store.messages_since(&id, n).await),
+        Some(vec![]),
+        "messages_since(current): an empty list"
+    );
+
+    // A gap before a message that is not a delta (progress, snapshot) needs no snapshot.
+    let id = format!("{prefix}ringp");
+    for v in 1..=ring as u64 + 1 {
+        let kind = if v == 2 { "progress" } else { "delta" };
+        assert!(ok(
+            "ring cas",
+            store
+                .compare_and_set_result(&id, v - 1, &result_record(v, v), &message(kind, v, v))
+                .await
+        ));
+    }
+    assert_eq!(
+        ok("messages_since 0", store.messages_since(&id, 0).await).map(|m| versions(&m)),
+        Some((2..=ring as u64 + 1).collect()),
+        "messages_since(v): a gap before a non-delta message is not a gap"
+    );
+}
+
+async fn subscriptions(store: &dyn StateStore, prefix: &str) {
+    let id = format!("{prefix}subs");
+    assert_eq!(ok("subscriptions", store.subscriptions(&id).await), vec![], "none at first");
+    let s1 =
+        Subscription { url: "https://example.com/hook?a=1&b=é".into(), secret: "s3cr3t".into() };
+    let s2 = Subscription { url: "http://127.0.0.1:9/x".into(), secret: String::new() };
+    ok("subscribe s1", store.subscribe(&id, &s1).await);
+    ok("subscribe s2", store.subscribe(&id, &s2).await);
+    assert_eq!(
+        ok("subscriptions", store.subscriptions(&id).await),
+        vec![s1, s2],
+        "subscriptions(): every subscription, in the order added"
+    );
+    assert_eq!(
+        ok("subscriptions q1", store.subscriptions(&format!("{prefix}q1")).await),
+        vec![],
+        "subscriptions of different queries are independent"
+    );
+}
+
+async fn removal(store: &dyn StateStore, prefix: &str) {
+    let id = format!("{prefix}rm");
+    let q = query_record(&id, "{}");
+    let keep = format!("{prefix}q2");
+    let seg =
+        |p: u32| Segment { partition: p, start: 0, end: if p == 0 { Some(10) } else { None } };
+    assert!(ok("register rm", store.register(&q).await));
+    ok("touch", store.touch(&id, 1).await);
+    ok("add_refs", store.add_refs(&id, 4).await);
+    for p in 0..3 {
+        assert!(ok(
+            "cas",
+            store.compare_and_set_checkpoint(&id, &seg(p), None, &checkpoint(5, vec![1])).await
+        ));
+    }
+    // A checkpoint of a segment the query record does not list is removed too.
+    let extra = Segment { partition: 9, start: 42, end: Some(43) };
+    assert!(ok(
+        "cas extra",
+        store.compare_and_set_checkpoint(&id, &extra, None, &checkpoint(1, vec![])).await
+    ));
+    assert!(ok(
+        "cas result",
+        store.compare_and_set_result(&id, 0, &result_record(1, 1), &message("delta", 1, 1)).await
+    ));
+    ok(
+        "subscribe",
+        store.subscribe(&id, &Subscription { url: "u".into(), secret: "s".into() }).await,
+    );
+    assert!(ok(
+        "cas keep",
+        store.compare_and_set_checkpoint(&keep, &seg(0), None, &checkpoint(3, vec![3])).await
+    ));
+
+    ok("remove", store.remove(&id).await);
+    assert_eq!(ok("query", store.query(&id).await), None, "remove(): the query record is gone");
+    assert!(
+        !ok("queries", store.queries().await).contains(&id),
+        "remove(): the id is no longer listed"
+    );
+    for s in [seg(0), seg(1), seg(2), extra] {
+        assert_eq!(
+            ok("checkpoint", store.checkpoint(&id, &s).await),
+            None,
+            "remove(): checkpoint {} is gone",
+            s.key()
+        );
+    }
+    assert_eq!(ok("result", store.result(&id).await), None, "remove(): the result is gone");
+    assert_eq!(
+        ok("messages_since", store.messages_since(&id, 0).await),
+        Some(vec![]),
+        "remove(): the ring is gone"
+    );
+    assert_eq!(ok("subscriptions", store.subscriptions(&id).await), vec![], "remove(): subs gone");
+    assert_eq!(ok("last_touch", store.last_touch(&id).await), None, "remove(): last touch gone");
+    assert_eq!(ok("touch", store.touch(&id, 77).await), 77, "remove(): the last touch is gone");
+    assert_eq!(ok("add_refs", store.add_refs(&id, 0).await), 0, "remove(): the refs are gone");
+    assert_eq!(
+        ok("kept", store.checkpoint(&keep, &seg(0)).await),
+        Some(checkpoint(3, vec![3])),
+        "remove(): other queries are untouched"
+    );
+    assert!(ok("query q2", store.query(&keep).await).is_some(), "remove(): other queries kept");
+    ok("remove again", store.remove(&id).await);
+    ok("remove unknown", store.remove(&format!("{prefix}never-registered")).await);
+    assert!(ok("register again", store.register(&q).await), "register() after remove() is new");
+    assert!(
+        ok(
+            "cas None after remove",
+            store.compare_and_set_checkpoint(&id, &seg(0), None, &checkpoint(1, vec![])).await
+        ),
+        "compare_and_set_checkpoint(None) succeeds again after remove()"
+    );
+    assert!(
+        ok(
+            "result cas 0 after remove",
+            store
+                .compare_and_set_result(&id, 0, &result_record(1, 1), &message("delta", 1, 1))
+                .await
+        ),
+        "compare_and_set_result(0) succeeds again after remove()"
+    );
+}
