@@ -279,9 +279,12 @@ impl Bucket {
     }
 }
 
+/// Seed of `cardinality` hashes ("kappa"); changing it changes stored sketches.
+const HASH_SEED: u64 = 0x006b_6170_7061;
+
 /// Hash of a value for `cardinality`: typed, so `"1"` and `1` differ, and `1.0` equals `1`.
 fn value_hash(v: &Scalar<'_>) -> Option<u64> {
-    const SEED: u64 = 0x6b61_7070_61;
+    const SEED: u64 = HASH_SEED;
     Some(match TermKey::from_scalar(v)? {
         TermKey::Str(s) => xxh3_64_with_seed(s.as_bytes(), SEED),
         TermKey::Int(i) => xxh3_64_with_seed(&i.to_le_bytes(), SEED ^ 1),
@@ -293,7 +296,7 @@ fn value_hash(v: &Scalar<'_>) -> Option<u64> {
 fn str_hash(v: &Scalar<'_>) -> Option<u64> {
     match v {
         // Hash strings without allocating a key.
-        Scalar::Str(s) => Some(xxh3_64_with_seed(s.as_bytes(), 0x6b61_7070_61)),
+        Scalar::Str(s) => Some(xxh3_64_with_seed(s.as_bytes(), HASH_SEED)),
         other => value_hash(other),
     }
 }
@@ -350,10 +353,10 @@ pub(crate) fn fold(
         (AggKind::Terms { field, missing, include, exclude, .. }, AggState::Terms(map)) => {
             let mut keys: Vec<TermKey> =
                 doc.values(field).iter().filter_map(TermKey::from_scalar).collect();
-            if keys.is_empty() {
-                if let Some(k) = missing.as_ref().and_then(TermKey::from_term) {
-                    keys.push(k);
-                }
+            if keys.is_empty()
+                && let Some(k) = missing.as_ref().and_then(TermKey::from_term)
+            {
+                keys.push(k);
             }
             if keys.len() > 1 {
                 keys.sort_unstable();
@@ -379,10 +382,10 @@ pub(crate) fn fold(
         ) => {
             let mut idx: Vec<i64> = Vec::new();
             for x in doc.values(field).iter().filter_map(numeric) {
-                if let Some(b) = hard_bounds {
-                    if b.min.is_some_and(|m| x < m) || b.max.is_some_and(|m| x > m) {
-                        continue;
-                    }
+                if let Some(b) = hard_bounds
+                    && (b.min.is_some_and(|m| x < m) || b.max.is_some_and(|m| x > m))
+                {
+                    continue;
                 }
                 let n = ((x - offset) / interval).floor();
                 if n.abs() < 9.0e15 {
@@ -444,10 +447,11 @@ pub(crate) fn fold(
                     b.fold(&agg.subs, doc, ctx)?;
                 }
             }
-            if !any && other_bucket_key.is_some() {
-                if let Some(b) = buckets.last_mut() {
-                    b.fold(&agg.subs, doc, ctx)?;
-                }
+            if !any
+                && other_bucket_key.is_some()
+                && let Some(b) = buckets.last_mut()
+            {
+                b.fold(&agg.subs, doc, ctx)?;
             }
         }
         (AggKind::Filter { query }, AggState::Single(b)) => {
@@ -741,11 +745,11 @@ pub(crate) fn render(
             };
             let mut lo = map.keys().next().copied();
             let mut hi = map.keys().next_back().copied();
-            if *min_doc_count == 0 {
-                if let Some(b) = extended_bounds {
-                    lo = min_opt(lo, b.min.map(|m| floor(m as i64)));
-                    hi = max_opt(hi, b.max.map(|m| floor(m as i64)));
-                }
+            if *min_doc_count == 0
+                && let Some(b) = extended_bounds
+            {
+                lo = min_opt(lo, b.min.map(|m| floor(m as i64)));
+                hi = max_opt(hi, b.max.map(|m| floor(m as i64)));
             }
             let keys = filled_keys(map, *min_doc_count, lo, hi, next, ctx)?;
             let fmt = field_format(format);

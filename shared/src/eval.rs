@@ -185,18 +185,18 @@ fn match_field(values: &[Scalar<'_>], query: &str, tokens: &[String], required: 
                     count < required
                 });
             }
-            Scalar::Int(_) | Scalar::Float(_) => {
-                // A match on a numeric field is a numeric term query on the whole text.
-                if query.trim().parse::<f64>().ok().zip(scalar_f64(v)).is_some_and(|(a, b)| a == b)
-                {
-                    return true;
-                }
+            // A match on a numeric field is a numeric term query on the whole text.
+            Scalar::Int(_) | Scalar::Float(_)
+                if query
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .zip(scalar_f64(v))
+                    .is_some_and(|(a, b)| a == b) =>
+            {
+                return true;
             }
-            Scalar::Bool(b) => {
-                if query.trim() == if *b { "true" } else { "false" } {
-                    return true;
-                }
-            }
+            Scalar::Bool(b) if query.trim() == if *b { "true" } else { "false" } => return true,
             _ => {}
         }
         if count >= required {

@@ -192,16 +192,102 @@ impl TopHits {
     }
 }
 
-/// The `_source` of a record after `_source` filtering, as compact JSON text.
+/// The `_source` of a record after `_source` filtering, as JSON text.
+///
+/// The record was already validated by the scanner, so without a filter its bytes are the
+/// source; with one, kept members are copied as raw JSON slices without building a tree (a full
+/// parse is the slow path, taken only for partial includes inside arrays).
 fn render_source(bytes: &[u8], filter: &SourceFilter) -> String {
     if filter.disabled {
         return String::new();
     }
-    let Ok(mut value) = serde_json::from_slice::<Value>(bytes) else { return "null".into() };
-    if !filter.includes.is_empty() || !filter.excludes.is_empty() {
-        filter_object(&mut value, "", filter);
+    let Ok(text) = std::str::from_utf8(bytes) else { return "null".into() };
+    if filter.includes.is_empty() && filter.excludes.is_empty() {
+        return text.trim().to_string();
     }
+    if let Some(s) = filter_raw(text, "", filter) {
+        return s;
+    }
+    let Ok(mut value) = serde_json::from_str::<Value>(text) else { return "null".into() };
+    filter_object(&mut value, "", filter);
     value.to_string()
+}
+
+/// An object's members in document order, values as raw JSON.
+struct RawMembers<'a>(Vec<(std::borrow::Cow<'a, str>, &'a serde_json::value::RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for RawMembers<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawMembers<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    out.push(entry);
+                }
+                Ok(RawMembers(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Filter an object given as raw JSON; None when a partial include reaches into an array.
+fn filter_raw(raw: &str, prefix: &str, filter: &SourceFilter) -> Option<String> {
+    let members: RawMembers<'_> = serde_json::from_str(raw).ok()?;
+    let mut out = String::with_capacity(raw.len().min(1024));
+    out.push('{');
+    for (k, v) in members.0 {
+        let path = if prefix.is_empty() { k.to_string() } else { format!("{prefix}.{k}") };
+        if filter.excludes.iter().any(|p| glob(p, &path)) {
+            continue;
+        }
+        let fully = filter.includes.is_empty() || filter.includes.iter().any(|p| glob(p, &path));
+        let below = format!("{path}.");
+        let partial = !fully
+            && filter
+                .includes
+                .iter()
+                .any(|p| p.starts_with(&below) || glob(&format!("{p}.*"), &path));
+        let excludes_below =
+            filter.excludes.iter().any(|p| p.starts_with(&below) || p.starts_with('*'));
+        let kept = if fully && !excludes_below {
+            Some(v.get().to_string())
+        } else if fully || partial {
+            match v.get().as_bytes().first() {
+                Some(b'{') => {
+                    let sub = if fully {
+                        SourceFilter { includes: Vec::new(), ..filter.clone() }
+                    } else {
+                        filter.clone()
+                    };
+                    filter_raw(v.get(), &path, &sub).filter(|s| fully || s != "{}")
+                }
+                Some(b'[') => return None,
+                _ if fully => Some(v.get().to_string()),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if let Some(kept) = kept {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::to_string(k.as_ref()).ok()?);
+            out.push(':');
+            out.push_str(&kept);
+        }
+    }
+    out.push('}');
+    Some(out)
 }
 
 fn filter_object(v: &mut Value, prefix: &str, filter: &SourceFilter) {
@@ -278,6 +364,30 @@ mod tests {
         };
         let s = render_source(br#"{"text":"hi","user":{"screen_name":"a","id":1}}"#, &f);
         assert_eq!(s, r#"{"user":{"screen_name":"a"}}"#);
+    }
+
+    #[test]
+    fn raw_filtering_agrees_with_tree_filtering() {
+        let doc = br#"{"text":"hi \"x\"","lang":"en","user":{"screen_name":"a","id":1,"loc":{"c":"GB"}},"tags":[{"t":1}],"n":null}"#;
+        let filters = [
+            (vec!["text", "user.screen_name"], vec![]),
+            (vec!["user.*"], vec!["user.id"]),
+            (vec![], vec!["user"]),
+            (vec!["user"], vec!["user.loc.c"]),
+            (vec!["tags.t"], vec![]),
+            (vec!["n", "missing"], vec![]),
+        ];
+        for (inc, exc) in filters {
+            let f = SourceFilter {
+                disabled: false,
+                includes: inc.iter().map(|s| s.to_string()).collect(),
+                excludes: exc.iter().map(|s| s.to_string()).collect(),
+            };
+            let mut tree: Value = serde_json::from_slice(doc).expect("valid");
+            filter_object(&mut tree, "", &f);
+            let fast: Value = serde_json::from_str(&render_source(doc, &f)).expect("valid output");
+            assert_eq!(fast, tree, "includes {inc:?} excludes {exc:?}");
+        }
     }
 
     #[test]

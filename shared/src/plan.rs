@@ -157,10 +157,10 @@ impl Plan {
         ext: &mut Extracted<'r>,
     ) -> Result<(), QueryError> {
         state.records += 1;
-        if let Some(pre) = &self.prefilter {
-            if !pre.may_match(record.value) {
-                return Ok(());
-            }
+        if let Some(pre) = &self.prefilter
+            && !pre.may_match(record.value)
+        {
+            return Ok(());
         }
         if scan::extract(record.value, &self.paths, ext).is_err() {
             state.skipped += 1;

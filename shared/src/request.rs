@@ -505,21 +505,21 @@ pub fn parse_request(body: &Value, limits: &Limits) -> Result<SearchRequest, Que
         None => SourceFilter::default(),
     };
     // `from` and `track_total_hits` are accepted only at their only meaningful values.
-    if let Some(v) = o.get("from") {
-        if v.as_u64() != Some(0) {
-            return Err(QueryError::illegal(
-                "from",
-                "[from] other than 0 is not supported on a live query",
-            ));
-        }
+    if let Some(v) = o.get("from")
+        && v.as_u64() != Some(0)
+    {
+        return Err(QueryError::illegal(
+            "from",
+            "[from] other than 0 is not supported on a live query",
+        ));
     }
-    if let Some(v) = o.get("track_total_hits") {
-        if v != &Value::Bool(true) {
-            return Err(QueryError::illegal(
-                "track_total_hits",
-                "hits.total is always exact: [track_total_hits] can only be true",
-            ));
-        }
+    if let Some(v) = o.get("track_total_hits")
+        && v != &Value::Bool(true)
+    {
+        return Err(QueryError::illegal(
+            "track_total_hits",
+            "hits.total is always exact: [track_total_hits] can only be true",
+        ));
     }
     o.finish()?;
     Ok(SearchRequest { topic, query, aggs, size, sort, source, paths: p.paths })
@@ -967,13 +967,13 @@ impl Parser<'_> {
                         })?;
                         io.number("boost")?;
                         if phrase {
-                            if let Some(slop) = io.number("slop")? {
-                                if slop != 0.0 {
-                                    return Err(QueryError::illegal(
-                                        &io.child("slop"),
-                                        "[match_phrase] only [slop] 0 is supported",
-                                    ));
-                                }
+                            if let Some(slop) = io.number("slop")?
+                                && slop != 0.0
+                            {
+                                return Err(QueryError::illegal(
+                                    &io.child("slop"),
+                                    "[match_phrase] only [slop] 0 is supported",
+                                ));
                             }
                         } else {
                             and = operator(&mut io)?;
@@ -1034,15 +1034,13 @@ impl Parser<'_> {
                     let name = s.split_once('^').map_or(s.as_str(), |(n, _)| n);
                     refs.push(self.field(name, &fp)?);
                 }
-                if let Some(t) = o.string("type")? {
-                    if t != "best_fields" {
-                        return Err(QueryError::illegal(
-                            &o.child("type"),
-                            format!(
-                                "[multi_match] type [{t}] is not supported, only [best_fields]"
-                            ),
-                        ));
-                    }
+                if let Some(t) = o.string("type")?
+                    && t != "best_fields"
+                {
+                    return Err(QueryError::illegal(
+                        &o.child("type"),
+                        format!("[multi_match] type [{t}] is not supported, only [best_fields]"),
+                    ));
                 }
                 o.number("boost")?;
                 o.number("tie_breaker")?;
@@ -1116,24 +1114,24 @@ impl Parser<'_> {
             })
             .transpose()?;
         io.number("boost")?;
-        if let Some(r) = io.string("relation")? {
-            if !r.eq_ignore_ascii_case("intersects") {
-                return Err(QueryError::illegal(
-                    &io.child("relation"),
-                    format!("[range] relation [{r}] is not supported"),
-                ));
-            }
+        if let Some(r) = io.string("relation")?
+            && !r.eq_ignore_ascii_case("intersects")
+        {
+            return Err(QueryError::illegal(
+                &io.child("relation"),
+                format!("[range] relation [{r}] is not supported"),
+            ));
         }
         io.finish()?;
         o.finish()?;
         for (k, v) in &raw {
-            if let Some(v) = v {
-                if !matches!(v, Value::String(_) | Value::Number(_)) {
-                    return Err(QueryError::parsing(
-                        &join(&fpath, k),
-                        format!("[range] [{k}] must be a number or a string, found {}", kind_of(v)),
-                    ));
-                }
+            if let Some(v) = v
+                && !matches!(v, Value::String(_) | Value::Number(_))
+            {
+                return Err(QueryError::parsing(
+                    &join(&fpath, k),
+                    format!("[range] [{k}] must be a number or a string, found {}", kind_of(v)),
+                ));
             }
         }
         let strings: Vec<&str> =
@@ -1224,7 +1222,7 @@ impl Parser<'_> {
                 }
             };
             let fp = join(&ip, name);
-            let mut order = if name == "_doc" || spec.is_none() { Order::Asc } else { Order::Asc };
+            let mut order = Order::Asc;
             let mut missing_first = false;
             let mut mode_max = None;
             match spec {
@@ -1498,13 +1496,13 @@ impl Parser<'_> {
                     Some(v) => source_filter(v, &o.child("_source"))?,
                     None => SourceFilter::default(),
                 };
-                if let Some(v) = o.get("from") {
-                    if v.as_u64() != Some(0) {
-                        return Err(QueryError::illegal(
-                            &o.child("from"),
-                            "[top_hits] [from] other than 0 is not supported",
-                        ));
-                    }
+                if let Some(v) = o.get("from")
+                    && v.as_u64() != Some(0)
+                {
+                    return Err(QueryError::illegal(
+                        &o.child("from"),
+                        "[top_hits] [from] other than 0 is not supported",
+                    ));
                 }
                 AggKind::TopHits { size, sort, source }
             }
@@ -1990,26 +1988,31 @@ fn resolve_terms_order(agg: &mut Agg, path: &str) -> Result<(), QueryError> {
                 format!("Invalid aggregator order path [{p}]: unknown aggregation [{name}]"),
             ));
         };
-        let ok = match (&subs[i].kind, m) {
+        let ok = matches!(
+            (&subs[i].kind, m),
             (
                 AggKind::ValueCount { .. }
-                | AggKind::Sum { .. }
-                | AggKind::Min { .. }
-                | AggKind::Max { .. }
-                | AggKind::Avg { .. }
-                | AggKind::Cardinality { .. },
+                    | AggKind::Sum { .. }
+                    | AggKind::Min { .. }
+                    | AggKind::Max { .. }
+                    | AggKind::Avg { .. }
+                    | AggKind::Cardinality { .. },
                 None,
-            ) => true,
-            (AggKind::Stats { .. }, Some("count" | "min" | "max" | "avg" | "sum")) => true,
-            (
-                AggKind::ExtendedStats { .. },
-                Some(
-                    "count" | "min" | "max" | "avg" | "sum" | "sum_of_squares" | "variance"
-                    | "std_deviation",
-                ),
-            ) => true,
-            _ => false,
-        };
+            ) | (AggKind::Stats { .. }, Some("count" | "min" | "max" | "avg" | "sum"))
+                | (
+                    AggKind::ExtendedStats { .. },
+                    Some(
+                        "count"
+                            | "min"
+                            | "max"
+                            | "avg"
+                            | "sum"
+                            | "sum_of_squares"
+                            | "variance"
+                            | "std_deviation",
+                    ),
+                )
+        );
         if !ok {
             return Err(QueryError::illegal(
                 &join(path, "order"),
@@ -2056,13 +2059,13 @@ fn num_bounds(v: &Value, path: &str) -> Result<Bounds, QueryError> {
     let min = o.number("min")?;
     let max = o.number("max")?;
     o.finish()?;
-    if let (Some(a), Some(b)) = (min, max) {
-        if a > b {
-            return Err(QueryError::illegal(
-                path,
-                format!("[min] {a} must not be greater than [max] {b}"),
-            ));
-        }
+    if let (Some(a), Some(b)) = (min, max)
+        && a > b
+    {
+        return Err(QueryError::illegal(
+            path,
+            format!("[min] {a} must not be greater than [max] {b}"),
+        ));
     }
     Ok(Bounds { min, max })
 }
@@ -2096,13 +2099,10 @@ fn date_bounds(
     let min = get("min")?;
     let max = get("max")?;
     o.finish()?;
-    if let (Some(a), Some(b)) = (min, max) {
-        if a > b {
-            return Err(QueryError::illegal(
-                path,
-                "[extended_bounds] [min] must not be after [max]",
-            ));
-        }
+    if let (Some(a), Some(b)) = (min, max)
+        && a > b
+    {
+        return Err(QueryError::illegal(path, "[extended_bounds] [min] must not be after [max]"));
     }
     Ok(Bounds { min, max })
 }
