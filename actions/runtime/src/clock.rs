@@ -1,0 +1,26 @@
+//! Real time for the handlers (kept out of `kappa-core`, which takes time as an argument).
+
+use async_trait::async_trait;
+use kappa_core::ports::{Clock, Timer};
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods, reason = "the one place the actions read the wall clock")]
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    }
+}
+
+/// Tokio's timer.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TokioTimer;
+
+#[async_trait]
+impl Timer for TokioTimer {
+    async fn sleep(&self, ms: u64) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}
