@@ -4,6 +4,11 @@
 //! (`KAPPA_BENCH_RECORDS=N` sets the log length; default 300,000). Prints records/s and MB/s on
 //! one core for the four benchmark queries of BENCHMARKS.md, and µs for merge, render and diff.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a benchmark binary measures wall time and reads its knobs"
+)]
+
 use std::hint::black_box;
 use std::time::Instant;
 

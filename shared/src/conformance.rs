@@ -70,7 +70,7 @@ fn result_record(revision: u64, version: u64) -> ResultRecord {
     ResultRecord {
         revision,
         version,
-        caught_up: revision % 2 == 0,
+        caught_up: revision & 1 == 0,
         progress: Progress {
             processed: revision * 100,
             skipped: revision,
@@ -106,10 +106,10 @@ fn versions(messages: &[Value]) -> Vec<u64> {
 /// Check a [`StateStore`] adapter against the reference semantics of [`crate::ports::MemoryStore`].
 ///
 /// `prefix` starts every query id the suite uses (use a random one against shared servers);
-/// `ring` is the number of recent messages the store keeps per query (at least 2). The suite
+/// `ring` is the number of recent messages the store keeps per query (at least 4). The suite
 /// leaves nothing behind: every query it creates is removed at the end.
 pub async fn state_store_conformance(store: &dyn StateStore, prefix: &str, ring: usize) {
-    assert!(ring >= 2, "state store conformance needs a ring of at least 2 messages");
+    assert!(ring >= 4, "state store conformance needs a ring of at least 4 messages");
     registry(store, prefix).await;
     touch_and_refs(store, prefix).await;
     checkpoints(store, prefix).await;

@@ -305,7 +305,8 @@ fn case_variants(word: &[u8]) -> Vec<Vec<u8>> {
 impl Prefilter {
     /// The pre-filter implied by `query`, if one applies.
     pub(crate) fn for_query(query: &Query) -> Option<Prefilter> {
-        let mut literals: Vec<Vec<u8>> = literals(query)?.into_iter().map(String::into_bytes).collect();
+        let mut literals: Vec<Vec<u8>> =
+            literals(query)?.into_iter().map(String::into_bytes).collect();
         literals.sort();
         literals.dedup();
         if literals.is_empty() {
@@ -322,21 +323,31 @@ impl Prefilter {
             unicode.push(memchr::memmem::Finder::new("\u{130}".as_bytes()).into_owned());
             unicode.push(memchr::memmem::Finder::new(b"\\u0130").into_owned());
         }
-        let prefixes: Vec<Vec<u8>> = literals.iter().flat_map(|l| case_variants(&l[..l.len().min(3)])).collect();
+        let prefixes: Vec<Vec<u8>> =
+            literals.iter().flat_map(|l| case_variants(&l[..l.len().min(3)])).collect();
         let mut builder = aho_corasick::packed::Config::new().builder();
         for p in &prefixes {
             builder.add(p);
         }
         let search = match (prefixes.len() <= 64).then(|| builder.build()).flatten() {
             Some(packed) => LiteralSearch::Packed(packed),
-            None => LiteralSearch::Automaton(AhoCorasick::builder().ascii_case_insensitive(true).build(&literals).ok()?),
+            None => LiteralSearch::Automaton(
+                AhoCorasick::builder().ascii_case_insensitive(true).build(&literals).ok()?,
+            ),
         };
-        Some(Prefilter { literals, search, escape: memchr::memmem::Finder::new(b"\\u00").into_owned(), unicode })
+        Some(Prefilter {
+            literals,
+            search,
+            escape: memchr::memmem::Finder::new(b"\\u00").into_owned(),
+            unicode,
+        })
     }
 
     /// Whether a record with these bytes may match.
     pub(crate) fn may_match(&self, bytes: &[u8]) -> bool {
-        self.has_literal(bytes) || self.has_escaped_ascii(bytes) || self.unicode.iter().any(|f| f.find(bytes).is_some())
+        self.has_literal(bytes)
+            || self.has_escaped_ascii(bytes)
+            || self.unicode.iter().any(|f| f.find(bytes).is_some())
     }
 
     fn has_literal(&self, bytes: &[u8]) -> bool {
@@ -347,7 +358,11 @@ impl Prefilter {
                 while let Some(m) = packed.find(&bytes[at..]) {
                     let start = at + m.start();
                     let rest = &bytes[start..];
-                    if self.literals.iter().any(|l| rest.len() >= l.len() && rest[..l.len()].eq_ignore_ascii_case(l)) {
+                    if self
+                        .literals
+                        .iter()
+                        .any(|l| rest.len() >= l.len() && rest[..l.len()].eq_ignore_ascii_case(l))
+                    {
                         return true;
                     }
                     at = start + 1;
@@ -408,7 +423,11 @@ mod tests {
     use crate::request::parse_request;
 
     fn prefilter(text: &str) -> Prefilter {
-        let req = parse_request(&serde_json::json!({"topic": "t", "query": {"match": {"text": text}}}), &Limits::default()).expect("valid");
+        let req = parse_request(
+            &serde_json::json!({"topic": "t", "query": {"match": {"text": text}}}),
+            &Limits::default(),
+        )
+        .expect("valid");
         Prefilter::for_query(&req.query).expect("a match query has a pre-filter")
     }
 
@@ -424,7 +443,9 @@ mod tests {
         ] {
             assert!(f.may_match(candidate.as_bytes()), "{candidate} ruled out");
         }
-        for other in [r#"{"text":"Nadal wins"}"#, r#"{"text":"fede rer"}"#, r#"{"text":"\u00e9t\u00e9"}"#] {
+        for other in
+            [r#"{"text":"Nadal wins"}"#, r#"{"text":"fede rer"}"#, r#"{"text":"\u00e9t\u00e9"}"#]
+        {
             assert!(!f.may_match(other.as_bytes()), "{other} kept");
         }
         let k = prefilter("kelvin");
@@ -436,7 +457,11 @@ mod tests {
 
     #[test]
     fn no_prefilter_for_numbers_virtual_fields_or_optional_clauses() {
-        let q = |v: serde_json::Value| parse_request(&serde_json::json!({"topic": "t", "query": v}), &Limits::default()).expect("valid").query;
+        let q = |v: serde_json::Value| {
+            parse_request(&serde_json::json!({"topic": "t", "query": v}), &Limits::default())
+                .expect("valid")
+                .query
+        };
         assert!(Prefilter::for_query(&q(serde_json::json!({"match": {"n": "42"}}))).is_none());
         assert!(Prefilter::for_query(&q(serde_json::json!({"match": {"@key": "abc"}}))).is_none());
         assert!(Prefilter::for_query(&q(serde_json::json!({"bool": {"must": [{"match_all": {}}], "should": [{"match": {"t": "a"}}]}}))).is_none());

@@ -76,12 +76,12 @@ pub fn check_webhook_url(url: &str, allow_private: bool) -> Result<(), String> {
             "webhook host [{host}] is a local name; private targets are not allowed"
         ));
     }
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        if is_private(ip) {
-            return Err(format!(
-                "webhook address [{host}] is loopback, private or link-local; private targets are not allowed"
-            ));
-        }
+    if let Ok(ip) = host.parse::<IpAddr>()
+        && is_private(ip)
+    {
+        return Err(format!(
+            "webhook address [{host}] is loopback, private or link-local; private targets are not allowed"
+        ));
     }
     Ok(())
 }

@@ -72,11 +72,11 @@ impl NowPlus for ManualClock {
 
 fn doc(i: u64) -> Vec<u8> {
     let tags = ["wimbledon", "federer", "ace", "rain"];
-    let mut d = json!({"n": i % 17, "tag": tags[(i % 4) as usize], "user": {"name": format!("u{}", i % 13)}, "text": if i % 5 == 0 { "Federer wins" } else { "rain delay" }});
-    if i % 11 == 0 {
+    let mut d = json!({"n": i % 17, "tag": tags[(i % 4) as usize], "user": {"name": format!("u{}", i % 13)}, "text": if i.is_multiple_of(5) { "Federer wins" } else { "rain delay" }});
+    if i.is_multiple_of(11) {
         d["tag"] = json!([tags[0], tags[0], tags[3]]);
     }
-    if i % 23 == 0 {
+    if i.is_multiple_of(23) {
         return b"{broken".to_vec();
     }
     serde_json::to_vec(&d).expect("serialises")

@@ -290,19 +290,21 @@ impl Partition {
         (v.low(), v.high())
     }
 
-    /// Append a batch; returns `(first offset, new high)`.
+    /// Append a batch; returns the first offset. `published(new_high)` runs after the batch
+    /// became readable, still under the append lock (so notifications come in order).
     pub(crate) fn append(
         &self,
         records: &[NewRecord],
         config: &EmbeddedLogConfig,
-    ) -> PortResult<(i64, i64)> {
+        published: impl FnOnce(i64),
+    ) -> PortResult<i64> {
         let _guard = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
         let (first, active) = {
             let v = self.view();
             (v.high(), v.segments.last().cloned().expect("a partition has an active segment"))
         };
         if records.is_empty() {
-            return Ok((first, first));
+            return Ok(first);
         }
         let mut buf = Vec::with_capacity(records.iter().map(|r| r.value.len() + 64).sum());
         let mut frames = Vec::with_capacity(records.len());
@@ -320,16 +322,25 @@ impl Partition {
             if config.fsync {
                 sync_dir(&self.dir)?;
             }
-            let seg = Segment { base: first, file, size: 0, next: first, max_ts: i64::MIN, index: vec![] };
+            let seg = Segment {
+                base: first,
+                file,
+                size: 0,
+                next: first,
+                max_ts: i64::MIN,
+                index: vec![],
+            };
             self.view_mut().segments.push(seg.clone());
             seg
         } else {
             active
         };
         let at = seg.size;
-        let written = seg.file.file.write_all_at(&buf, at).and_then(|()| {
-            if config.fsync { seg.file.file.sync_data() } else { Ok(()) }
-        });
+        let written = seg
+            .file
+            .file
+            .write_all_at(&buf, at)
+            .and_then(|()| if config.fsync { seg.file.file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             // Nothing was published; cut whatever reached the file (best effort: a reopen would
             // drop the incomplete append anyway).
@@ -340,11 +351,11 @@ impl Partition {
             seg.note_frame(offset, ts, at + pos, len);
         }
         let high = seg.next;
-        let mut v = self.view_mut();
-        if let Some(last) = v.segments.last_mut() {
+        if let Some(last) = self.view_mut().segments.last_mut() {
             *last = seg;
         }
-        Ok((first, high))
+        published(high);
+        Ok(first)
     }
 
     /// One bounded read (the semantics of [`kappa_core::ports::MemoryLog`]).

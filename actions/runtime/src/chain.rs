@@ -33,8 +33,18 @@ pub struct OpenWhiskChain {
 
 impl OpenWhiskChain {
     /// A chain on `api_host` (e.g. `https://openwhisk.example.com`) with an API key `uuid:key`.
-    pub fn new(api_host: &str, api_key: &str, kind: LinkKind, http: Arc<dyn HttpClient>, timer: Arc<dyn Timer>) -> Self {
-        let host = if api_host.starts_with("http") { api_host.trim_end_matches('/').to_string() } else { format!("https://{}", api_host.trim_end_matches('/')) };
+    pub fn new(
+        api_host: &str,
+        api_key: &str,
+        kind: LinkKind,
+        http: Arc<dyn HttpClient>,
+        timer: Arc<dyn Timer>,
+    ) -> Self {
+        let host = if api_host.starts_with("http") {
+            api_host.trim_end_matches('/').to_string()
+        } else {
+            format!("https://{}", api_host.trim_end_matches('/'))
+        };
         let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(api_key));
         OpenWhiskChain { api_host: host, auth, kind, http, timer, attempts: 5 }
     }
@@ -42,8 +52,14 @@ impl OpenWhiskChain {
     fn url(&self, action: &str) -> String {
         // `kappa/process` is package `kappa`, action `process`, in the key's namespace.
         match self.kind {
-            LinkKind::Invoke => format!("{}/api/v1/namespaces/_/actions/{action}?blocking=false", self.api_host),
-            LinkKind::Trigger => format!("{}/api/v1/namespaces/_/triggers/{}", self.api_host, action.replace('/', "-")),
+            LinkKind::Invoke => {
+                format!("{}/api/v1/namespaces/_/actions/{action}?blocking=false", self.api_host)
+            }
+            LinkKind::Trigger => format!(
+                "{}/api/v1/namespaces/_/triggers/{}",
+                self.api_host,
+                action.replace('/', "-")
+            ),
         }
     }
 }
@@ -57,24 +73,50 @@ impl Chain for OpenWhiskChain {
             let request = HttpRequest {
                 method: "POST".into(),
                 url: self.url(action),
-                headers: vec![("authorization".into(), self.auth.clone()), ("content-type".into(), "application/json".into())],
+                headers: vec![
+                    ("authorization".into(), self.auth.clone()),
+                    ("content-type".into(), "application/json".into()),
+                ],
                 body: body.clone(),
             };
             match self.http.send(request).await {
                 Ok(r) if r.status == 202 || r.status == 200 => return Ok(()),
-                Ok(r) if r.status == 204 => return Err(PortError::permanent("openwhisk", format!("trigger for {action} has no active rule"))),
-                Ok(r) if r.status == 429 || r.status >= 500 => {
-                    tracing::warn!(status = r.status, attempt, action, "chain link refused; backing off");
+                Ok(r) if r.status == 204 => {
+                    return Err(PortError::permanent(
+                        "openwhisk",
+                        format!("trigger for {action} has no active rule"),
+                    ));
                 }
-                Ok(r) => return Err(PortError::permanent("openwhisk", format!("firing {action} answered {}", r.status))),
-                Err(e) => tracing::warn!(error = %e, attempt, action, "chain link failed; backing off"),
+                Ok(r) if r.status == 429 || r.status >= 500 => {
+                    tracing::warn!(
+                        status = r.status,
+                        attempt,
+                        action,
+                        "chain link refused; backing off"
+                    );
+                }
+                Ok(r) => {
+                    return Err(PortError::permanent(
+                        "openwhisk",
+                        format!("firing {action} answered {}", r.status),
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, action, "chain link failed; backing off")
+                }
             }
             if attempt < self.attempts {
                 self.timer.sleep(backoff).await;
                 backoff = (backoff * 2).min(8_000);
             }
         }
-        Err(PortError::transient("openwhisk", format!("link to {action} not accepted after {} attempts; the tick will resume it", self.attempts)))
+        Err(PortError::transient(
+            "openwhisk",
+            format!(
+                "link to {action} not accepted after {} attempts; the tick will resume it",
+                self.attempts
+            ),
+        ))
     }
 }
 
@@ -87,23 +129,46 @@ mod tests {
     fn a_rate_limited_link_is_retried_then_accepted() {
         let http = Arc::new(MemoryHttp::default());
         http.script([Ok(429), Ok(429), Ok(202)]);
-        let chain = OpenWhiskChain::new("ow.example.com", "u:k", LinkKind::Invoke, http.clone(), Arc::new(InstantTimer::default()));
+        let chain = OpenWhiskChain::new(
+            "ow.example.com",
+            "u:k",
+            LinkKind::Invoke,
+            http.clone(),
+            Arc::new(InstantTimer::default()),
+        );
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        rt.block_on(chain.fire("kappa/process", &serde_json::json!({"query": "q_1"}))).expect("accepted");
+        rt.block_on(chain.fire("kappa/process", &serde_json::json!({"query": "q_1"})))
+            .expect("accepted");
         let sent = http.sent();
         assert_eq!(sent.len(), 3);
-        assert_eq!(sent[0].url, "https://ow.example.com/api/v1/namespaces/_/actions/kappa/process?blocking=false");
-        assert_eq!(sent[0].headers[0].1, format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("u:k")));
+        assert_eq!(
+            sent[0].url,
+            "https://ow.example.com/api/v1/namespaces/_/actions/kappa/process?blocking=false"
+        );
+        assert_eq!(
+            sent[0].headers[0].1,
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("u:k"))
+        );
     }
 
     #[test]
     fn a_link_refused_every_time_is_a_transient_error() {
         let http = Arc::new(MemoryHttp::default());
         http.script((0..5).map(|_| Ok(429)));
-        let chain = OpenWhiskChain::new("http://127.0.0.1:3233", "u:k", LinkKind::Trigger, http.clone(), Arc::new(InstantTimer::default()));
+        let chain = OpenWhiskChain::new(
+            "http://127.0.0.1:3233",
+            "u:k",
+            LinkKind::Trigger,
+            http.clone(),
+            Arc::new(InstantTimer::default()),
+        );
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        let e = rt.block_on(chain.fire("kappa/process", &serde_json::json!({}))).expect_err("dropped");
+        let e =
+            rt.block_on(chain.fire("kappa/process", &serde_json::json!({}))).expect_err("dropped");
         assert!(e.is_retryable());
-        assert_eq!(http.sent()[0].url, "http://127.0.0.1:3233/api/v1/namespaces/_/triggers/kappa-process");
+        assert_eq!(
+            http.sent()[0].url,
+            "http://127.0.0.1:3233/api/v1/namespaces/_/triggers/kappa-process"
+        );
     }
 }

@@ -35,7 +35,8 @@ pub struct Activation {
 impl Activation {
     /// Parse one `/run` line; fields missing from the line fall back to the `__OW_*` init env.
     pub fn parse(line: &str, env: &HashMap<String, String>) -> Result<Activation, String> {
-        let msg: Value = serde_json::from_str(line).map_err(|e| format!("activation is not JSON: {e}"))?;
+        let msg: Value =
+            serde_json::from_str(line).map_err(|e| format!("activation is not JSON: {e}"))?;
         let field = |k: &str| -> Option<String> {
             match msg.get(k) {
                 Some(Value::String(s)) => Some(s.clone()),
@@ -43,7 +44,9 @@ impl Activation {
                 _ => env.get(&format!("__OW_{}", k.to_ascii_uppercase())).cloned(),
             }
         };
-        let deadline_ms = field("deadline").and_then(|d| d.parse::<i64>().ok()).ok_or("activation has no deadline")?;
+        let deadline_ms = field("deadline")
+            .and_then(|d| d.parse::<i64>().ok())
+            .ok_or("activation has no deadline")?;
         Ok(Activation {
             value: msg.get("value").cloned().unwrap_or(json!({})),
             activation_id: field("activation_id").unwrap_or_default(),
@@ -80,7 +83,13 @@ impl Activation {
         match self.value.get("__ow_body").and_then(Value::as_str) {
             Some(b) => {
                 let json_like = b.trim_start().starts_with(['{', '[']);
-                if json_like { b.as_bytes().to_vec() } else { base64::engine::general_purpose::STANDARD.decode(b).unwrap_or_else(|_| b.as_bytes().to_vec()) }
+                if json_like {
+                    b.as_bytes().to_vec()
+                } else {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b)
+                        .unwrap_or_else(|_| b.as_bytes().to_vec())
+                }
             }
             None => {
                 let mut v = self.value.clone();
@@ -131,7 +140,9 @@ where
                 let task = runtime.spawn(handler(activation));
                 match runtime.block_on(task) {
                     Ok(v) if v.is_object() || v.is_array() => v,
-                    Ok(other) => json!({"error": format!("action returned a non-object result: {other}")}),
+                    Ok(other) => {
+                        json!({"error": format!("action returned a non-object result: {other}")})
+                    }
                     Err(e) if e.is_panic() => {
                         tracing::error!("action panicked");
                         json!({"error": "internal error: the action panicked"})
@@ -144,7 +155,8 @@ where
         // Logs of this activation must precede its result (the proxy then writes the sentinels).
         std::io::stdout().flush()?;
         std::io::stderr().flush()?;
-        let mut text = serde_json::to_string(&result).unwrap_or_else(|_| r#"{"error":"unserialisable result"}"#.into());
+        let mut text = serde_json::to_string(&result)
+            .unwrap_or_else(|_| r#"{"error":"unserialisable result"}"#.into());
         text.retain(|c| c != '\n');
         writeln!(out, "{text}")?;
         out.flush()?;
@@ -153,8 +165,13 @@ where
 
 /// Logs to stderr at the level in `KAPPA_LOG` (default `info`); never logs secrets.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KAPPA_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KAPPA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }
 
 #[cfg(test)]
@@ -171,7 +188,10 @@ mod tests {
         assert_eq!(a.header("authorization"), Some("Bearer k"));
         assert_eq!(a.body(), br#"{"topic":"t"}"#);
         let env = HashMap::from([("__OW_DEADLINE".to_string(), "5".to_string())]);
-        assert_eq!(Activation::parse(r#"{"value":{}}"#, &env).expect("env fallback").deadline_ms, 5);
+        assert_eq!(
+            Activation::parse(r#"{"value":{}}"#, &env).expect("env fallback").deadline_ms,
+            5
+        );
         assert!(Activation::parse(r#"{"value":{}}"#, &HashMap::new()).is_err());
         assert!(Activation::parse("not json", &HashMap::new()).is_err());
     }

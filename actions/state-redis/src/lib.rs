@@ -263,6 +263,11 @@ impl RedisStore {
         })
     }
 
+    /// The first part of every key.
+    pub fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The number of messages kept per query.
     pub fn ring(&self) -> usize {
         self.ring

@@ -1,0 +1,126 @@
+//! Crash safety: a child process commits compare-and-sets and reports each acknowledged one,
+//! then is killed with SIGKILL; reopening the file must show every acknowledged CAS.
+//!
+//! The child is this test binary run again with `KAPPA_STATE_CRASH_CHILD` set to the file: the
+//! `crash_child_writer` test then writes until killed (without the variable it returns at once).
+
+use std::hash::{BuildHasher, Hasher};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use kappa_core::ports::{Checkpoint, Progress, ResultRecord, Segment, StateStore};
+use kappa_state_embedded::EmbeddedStore;
+use serde_json::json;
+
+const CHILD_ENV: &str = "KAPPA_STATE_CRASH_CHILD";
+const RING: usize = 16;
+const SEG: Segment = Segment { partition: 0, start: 0, end: None };
+
+fn result(revision: u64) -> ResultRecord {
+    ResultRecord {
+        revision,
+        version: revision,
+        caught_up: false,
+        progress: Progress::default(),
+        result: json!({"n": revision}),
+        error: None,
+    }
+}
+
+fn checkpoint(n: i64) -> Checkpoint {
+    Checkpoint { next_offset: n, state: n.to_le_bytes().repeat(64), head: n, lost: 0 }
+}
+
+/// The child: commit CAS pairs forever, printing `acked N` after both of the N-th succeeded.
+#[test]
+fn crash_child_writer() {
+    let Some(path) = std::env::var_os(CHILD_ENV) else { return };
+    let store = EmbeddedStore::open(std::path::Path::new(&path), RING).unwrap();
+    pollster::block_on(async {
+        for n in 1..=1_000_000i64 {
+            let expected = if n == 1 { None } else { Some(n - 1) };
+            assert!(
+                store
+                    .compare_and_set_checkpoint("q", &SEG, expected, &checkpoint(n))
+                    .await
+                    .unwrap()
+            );
+            let v = n as u64;
+            let m = json!({"type": "delta", "version": v});
+            assert!(store.compare_and_set_result("q", v - 1, &result(v), &m).await.unwrap());
+            println!("acked {n}");
+        }
+    });
+}
+
+#[test]
+fn every_acknowledged_cas_survives_sigkill() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kappa-state-embedded");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("crash-{:016x}.redb", h.finish()));
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["crash_child_writer", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked = 0i64;
+    while acked < 40 {
+        let line = lines.next().expect("the child stopped before 40 acks").unwrap();
+        if let Some(n) = line.strip_prefix("acked ") {
+            acked = n.trim().parse().unwrap();
+        }
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    // Acks printed after the last one we read, before the kill, are acknowledged too.
+    for line in lines {
+        if let Some(n) = line.unwrap().strip_prefix("acked ") {
+            acked = n.trim().parse().unwrap();
+        }
+    }
+
+    let store = EmbeddedStore::open(&path, RING).expect("reopen after SIGKILL");
+    pollster::block_on(async {
+        let cp = store.checkpoint("q", &SEG).await.unwrap().expect("a checkpoint");
+        assert!(
+            cp.next_offset == acked || cp.next_offset == acked + 1,
+            "acknowledged {acked}, found checkpoint {} (at most one unacknowledged commit more)",
+            cp.next_offset
+        );
+        assert_eq!(cp, checkpoint(cp.next_offset), "the checkpoint is whole");
+        let r = store.result("q").await.unwrap().expect("a result");
+        assert!(
+            r.revision as i64 >= acked && r.revision as i64 <= cp.next_offset,
+            "acknowledged {acked}, found result revision {}",
+            r.revision
+        );
+        assert_eq!(r, result(r.revision), "the result is whole");
+        let since = store.messages_since("q", r.revision - RING as u64).await.unwrap().unwrap();
+        let versions: Vec<u64> = since.iter().map(|m| m["version"].as_u64().unwrap()).collect();
+        assert_eq!(
+            versions,
+            (r.revision - RING as u64 + 1..=r.revision).collect::<Vec<_>>(),
+            "the ring matches the result: committed in the same transaction"
+        );
+        // The store goes on from where it was.
+        let next = cp.next_offset + 1;
+        assert!(
+            store
+                .compare_and_set_checkpoint("q", &SEG, Some(cp.next_offset), &checkpoint(next))
+                .await
+                .unwrap()
+        );
+    });
+    drop(store);
+    std::fs::remove_file(path).unwrap();
+}

@@ -1,0 +1,167 @@
+//! The embedded store: the conformance suite, everything survives a reopen, live events, and
+//! one process-wide opener per file.
+
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+
+use kappa_core::conformance::state_store_conformance;
+use kappa_core::ports::{
+    Checkpoint, Progress, QueryRecord, ResultRecord, Segment, StateStore, Subscription,
+};
+use kappa_state_embedded::EmbeddedStore;
+use serde_json::json;
+
+/// A fresh file path under cargo's scratch directory for integration tests.
+fn scratch(tag: &str) -> PathBuf {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kappa-state-embedded");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{tag}-{:016x}.redb", h.finish()))
+}
+
+fn result(revision: u64) -> ResultRecord {
+    ResultRecord {
+        revision,
+        version: revision,
+        caught_up: true,
+        progress: Progress::default(),
+        result: json!({"n": revision}),
+        error: None,
+    }
+}
+
+#[test]
+fn conforms() {
+    let path = scratch("conform");
+    let store = EmbeddedStore::open(&path, 8).unwrap();
+    pollster::block_on(state_store_conformance(&store, "conf-", 8));
+    drop(store);
+    std::fs::remove_file(path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conforms_under_tokio() {
+    let path = scratch("conform-tokio");
+    let store = EmbeddedStore::open(&path, 4).unwrap();
+    state_store_conformance(&store, "tokio-", 4).await;
+    drop(store);
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn reopen_after_drop_keeps_everything() {
+    let path = scratch("reopen");
+    let q = QueryRecord {
+        id: "q_1".into(),
+        body: r#"{"size":0}"#.into(),
+        topic: "t".into(),
+        segments: vec![Segment { partition: 0, start: 0, end: None }],
+        created_ms: 9,
+    };
+    let seg = q.segments[0];
+    let cp = Checkpoint { next_offset: 77, state: (0..=255u8).collect(), head: 80, lost: 2 };
+    let sub = Subscription { url: "http://h/x".into(), secret: "k".into() };
+    pollster::block_on(async {
+        let s = EmbeddedStore::open(&path, 2).unwrap();
+        assert!(s.register(&q).await.unwrap());
+        s.touch(&q.id, 1234).await.unwrap();
+        s.add_refs(&q.id, 3).await.unwrap();
+        assert!(s.compare_and_set_checkpoint(&q.id, &seg, None, &cp).await.unwrap());
+        for v in 1..=3 {
+            let m = json!({"type": "delta", "version": v});
+            assert!(s.compare_and_set_result(&q.id, v - 1, &result(v), &m).await.unwrap());
+        }
+        s.subscribe(&q.id, &sub).await.unwrap();
+    });
+    pollster::block_on(async {
+        let s = EmbeddedStore::open(&path, 2).unwrap();
+        assert!(!s.register(&q).await.unwrap(), "the registration survived");
+        assert_eq!(s.queries().await.unwrap(), vec!["q_1".to_string()]);
+        assert_eq!(s.query(&q.id).await.unwrap(), Some(q.clone()));
+        assert_eq!(s.last_touch(&q.id).await.unwrap(), Some(1234));
+        assert_eq!(s.add_refs(&q.id, 0).await.unwrap(), 3);
+        assert_eq!(s.checkpoint(&q.id, &seg).await.unwrap(), Some(cp.clone()));
+        assert_eq!(s.result(&q.id).await.unwrap(), Some(result(3)));
+        assert_eq!(
+            s.messages_since(&q.id, 1).await.unwrap(),
+            Some(vec![
+                json!({"type": "delta", "version": 2}),
+                json!({"type": "delta", "version": 3})
+            ])
+        );
+        assert_eq!(s.messages_since(&q.id, 0).await.unwrap(), None, "the ring of 2 dropped v1");
+        assert_eq!(s.subscriptions(&q.id).await.unwrap(), vec![sub.clone()]);
+        // And it keeps working: the ring continues where it was.
+        let m4 = json!({"type": "delta", "version": 4});
+        assert!(s.compare_and_set_result(&q.id, 3, &result(4), &m4).await.unwrap());
+        assert_eq!(s.messages_since(&q.id, 3).await.unwrap(), Some(vec![m4]));
+    });
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn events_follow_successful_result_cas_only() {
+    let path = scratch("events");
+    let s = EmbeddedStore::open(&path, 4).unwrap();
+    let mut rx = s.events();
+    pollster::block_on(async {
+        let m1 = json!({"type": "delta", "version": 1});
+        assert!(s.compare_and_set_result("q_a", 0, &result(1), &m1).await.unwrap());
+        assert!(!s.compare_and_set_result("q_a", 0, &result(1), &json!({"no": 1})).await.unwrap());
+        let m2 = json!({"type": "progress", "version": 1});
+        assert!(s.compare_and_set_result("q_b", 0, &result(1), &m2).await.unwrap());
+        assert_eq!(rx.try_recv().unwrap(), ("q_a".to_string(), m1));
+        assert_eq!(rx.try_recv().unwrap(), ("q_b".to_string(), m2));
+        assert!(rx.try_recv().is_err(), "a failed CAS sends nothing");
+    });
+    drop(s);
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn a_second_opener_gets_an_error_not_a_corrupt_file() {
+    let path = scratch("twice");
+    let s = EmbeddedStore::open(&path, 4).unwrap();
+    let e = EmbeddedStore::open(&path, 4).unwrap_err();
+    assert_eq!(e.backend, "embedded-state");
+    drop(s);
+    EmbeddedStore::open(&path, 4).expect("reopens once the first is dropped");
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn concurrent_threads_cas_exactly_once() {
+    let path = scratch("threads");
+    let s = std::sync::Arc::new(EmbeddedStore::open(&path, 4).unwrap());
+    let seg = Segment { partition: 0, start: 0, end: None };
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut mine = 0;
+                while mine < 10 {
+                    let cur = pollster::block_on(s.checkpoint("q", &seg)).unwrap();
+                    let expected = cur.as_ref().map(|c| c.next_offset);
+                    let next = Checkpoint {
+                        next_offset: expected.unwrap_or(0) + 1,
+                        state: vec![t],
+                        head: 0,
+                        lost: 0,
+                    };
+                    if pollster::block_on(s.compare_and_set_checkpoint("q", &seg, expected, &next))
+                        .unwrap()
+                    {
+                        mine += 1;
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    let total: i64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let end = pollster::block_on(s.checkpoint("q", &seg)).unwrap().unwrap();
+    assert_eq!((total, end.next_offset), (80, 80), "every won CAS advanced exactly once");
+    drop(s);
+    std::fs::remove_file(path).unwrap();
+}
