@@ -320,7 +320,7 @@ async fn results(store: &dyn StateStore, prefix: &str) {
         "messages_since(): nothing yet is an empty list, not a gap"
     );
     let r1 = result_record(1, 1);
-    let m1 = message("progress", 1, 1);
+    let m1 = message("delta", 1, 1);
     assert!(
         !ok("cas 1 on none", store.compare_and_set_result(&id, 1, &r1, &m1).await),
         "compare_and_set_result(): expecting revision 1 fails when there is no result"
@@ -466,10 +466,10 @@ async fn bounded_ring(store: &dyn StateStore, prefix: &str, ring: usize) {
         "messages_since(current): an empty list"
     );
 
-    // A gap before a message that is not a delta (progress, snapshot) needs no snapshot.
+    // A gap before a message that is not a delta (here a snapshot) needs no other snapshot.
     let id = format!("{prefix}ringp");
     for v in 1..=ring as u64 + 1 {
-        let kind = if v == 2 { "progress" } else { "delta" };
+        let kind = if v == 2 { "snapshot" } else { "delta" };
         assert!(ok(
             "ring cas",
             store

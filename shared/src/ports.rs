@@ -456,9 +456,14 @@ pub fn ring_since(ring: &[Value], version: u64, current: u64) -> Option<Vec<Valu
         return Some(Vec::new());
     }
     let first = ring.iter().position(|m| message_version(m) > version)?;
-    if message_version(&ring[first]) != version + 1
-        && ring[first].get("type").and_then(Value::as_str) == Some("delta")
-    {
+    // Only the delta that creates version + 1 (or a snapshot) bridges the gap; if it was trimmed,
+    // even when a progress message of that version is still held, the subscriber needs a snapshot.
+    let bridges = match ring[first].get("type").and_then(Value::as_str) {
+        Some("delta") => message_version(&ring[first]) == version + 1,
+        Some("snapshot") => true,
+        _ => false,
+    };
+    if !bridges {
         return None;
     }
     Some(ring[first..].to_vec())

@@ -1,5 +1,9 @@
 //! The embedded log: conformance, durability (reopen, torn tails, kill -9), retention,
 //! notifications and concurrency.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests name temp dirs by time and pass the crash child its dir by env"
+)]
 
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader};
@@ -193,7 +197,7 @@ async fn a_new_empty_segment_after_a_crash_is_fine() {
     check_contents(&log, "t", 0, 30).await;
     assert_eq!(log.append("t", 0, &recs(30..33)).await.unwrap(), 30);
     check_contents(&log, "t", 0, 33).await;
-    assert!(segments(&dir.0, "t").len() >= n + 1);
+    assert!(segments(&dir.0, "t").len() > n);
 }
 
 #[tokio::test]

@@ -67,6 +67,12 @@ const POLL: Duration = Duration::from_millis(100);
 /// How long an append may wait for its acknowledgements.
 const PRODUCE_TIMEOUT_MS: u64 = 30_000;
 
+/// The monotonic clock of the adapter's own timeouts (not query time).
+#[allow(clippy::disallowed_methods, reason = "I/O timeouts of the adapter need a clock")]
+fn now() -> Instant {
+    Instant::now()
+}
+
 /// Connection settings of a [`KafkaLog`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KafkaLogConfig {
@@ -346,7 +352,7 @@ impl Inner {
         let mut bytes = 0usize;
         let mut next = from;
         let mut last_error: Option<KafkaError> = None;
-        let deadline = Instant::now() + READ_TIMEOUT;
+        let deadline = now() + READ_TIMEOUT;
         loop {
             if records.len() >= request.max_records
                 || (bytes >= request.max_bytes && !records.is_empty())
@@ -354,7 +360,7 @@ impl Inner {
             {
                 break;
             }
-            if Instant::now() >= deadline {
+            if now() >= deadline {
                 break;
             }
             match reader.consumer.poll(POLL) {
@@ -505,7 +511,7 @@ impl LogWriter for KafkaLog {
             }
         }
         // Wait until the metadata shows the topic with its partitions and leaders.
-        let deadline = Instant::now() + META_TIMEOUT;
+        let deadline = now() + META_TIMEOUT;
         loop {
             match self.partitions(topic).await {
                 Ok(Some(n)) => {
@@ -523,7 +529,7 @@ impl LogWriter for KafkaLog {
                 Err(e) if e.retryable => {}
                 Err(e) => return Err(e),
             }
-            if Instant::now() >= deadline {
+            if now() >= deadline {
                 return Err(PortError::transient(
                     BACKEND,
                     format!("topic {topic} created but not ready"),
@@ -547,7 +553,7 @@ impl LogWriter for KafkaLog {
             if let Some(k) = &r.key {
                 rec = rec.key(k.as_slice());
             }
-            let deadline = Instant::now() + Duration::from_millis(PRODUCE_TIMEOUT_MS);
+            let deadline = now() + Duration::from_millis(PRODUCE_TIMEOUT_MS);
             loop {
                 match self.inner.producer.send_result(rec) {
                     Ok(d) => {
@@ -555,7 +561,7 @@ impl LogWriter for KafkaLog {
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                        if Instant::now() < deadline =>
+                        if now() < deadline =>
                     {
                         rec = back;
                         tokio::time::sleep(Duration::from_millis(1)).await;

@@ -1,6 +1,7 @@
 //! Integration tests against a real broker at `KAFKA_BROKERS` (start one with
 //! `scripts/kafka.sh start`); each test prints "skipped: KAFKA_BROKERS not set" without it.
 //! Run them one at a time (`--test-threads=1`): one restarts the broker.
+#![allow(clippy::disallowed_methods, reason = "tests read KAFKA_BROKERS and time their own waits")]
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -13,5 +13,6 @@
 
 pub mod chain;
 pub mod clock;
+pub mod deployment;
 pub mod http;
 pub mod runner;
