@@ -100,7 +100,9 @@ pub async fn release(env: &Env<'_>, id: &str) -> Result<WebResponse, ActionError
     if env.store.query(id).await?.is_none() {
         return Err(ActionError::NotFound { what: "query", name: id.to_string() });
     }
-    let refs = env.store.add_refs(id, -1).await?;
+    // References count live subscribers (streams, webhooks, views); while any remain the
+    // query keeps running for them and is reclaimed by the idle timeout after they leave.
+    let refs = env.store.add_refs(id, 0).await?;
     if refs == 0 {
         env.store.remove(id).await?;
         tracing::info!(query = %id, "query released and reclaimed");

@@ -1,0 +1,360 @@
+//! The HTTP API of api.md, over axum. [`app`] builds the router; it is served by
+//! [`crate::server::start`] and tested without a network with `tower::ServiceExt::oneshot`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ws::{
+    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::{SinkExt, StreamExt};
+use kappa_actions::push::check_webhook_url;
+use kappa_actions::{query, status};
+use kappa_core::ports::{Clock, LogWriter, Subscription, message_version};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::error::{ApiError, json_response, web};
+use crate::ingest;
+use crate::server::Server;
+use crate::stream::{self, Target};
+use crate::views;
+
+type S = State<Arc<Server>>;
+
+/// The router of the API.
+pub fn app(server: Arc<Server>) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/healthz", get(healthz))
+        .route("/v1/topics/{topic}/records", post(ingest_records))
+        .route("/v1/queries", post(create_query))
+        .route("/v1/queries/{id}", get(get_query).delete(delete_query))
+        .route("/v1/queries/{id}/subscriptions", post(add_webhook))
+        .route("/v1/queries/{id}/events", get(query_events))
+        .route("/v1/queries/{id}/ws", get(query_ws))
+        .route("/v1/views/{name}", get(get_view).put(put_view))
+        .route("/v1/views/{name}/events", get(view_events))
+        .route("/v1/views/{name}/ws", get(view_ws))
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
+        .layer(middleware::from_fn_with_state(server.clone(), auth))
+        .with_state(server)
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no handler found for uri [{}] and method [{method}]", uri.path()))
+}
+
+async fn no_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        405,
+        "method_not_allowed_exception",
+        format!("method [{method}] is not allowed for uri [{}]", uri.path()),
+    )
+}
+
+/// Constant-time comparison of two keys.
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(server): S, request: Request, next: Next) -> Response {
+    let keys = &server.config.api_keys;
+    if keys.is_empty() || request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let ok = given.is_some_and(|g| keys.iter().any(|k| same_key(k.as_bytes(), g.as_bytes())));
+    if ok {
+        return next.run(request).await;
+    }
+    let reason = if given.is_some() {
+        "invalid API key"
+    } else {
+        "missing authentication credentials: Authorization: Bearer <key>"
+    };
+    let mut response = ApiError::new(401, "security_exception", reason).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    response
+}
+
+async fn healthz() -> Response {
+    json_response(200, &json!({"status": "ok"}))
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}
+
+/// Read a body up to `limit` bytes; over it, 413 (the rest is drained so the client reads the
+/// answer).
+async fn read_body(body: Body, limit: usize, what: &str) -> Result<Vec<u8>, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
+        seen += chunk.len();
+        if seen > limit {
+            // Drain a bounded amount so the client gets the 413 rather than a reset.
+            if seen > limit.saturating_mul(4).max(64 << 20) {
+                break;
+            }
+            continue;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if seen > limit {
+        return Err(ApiError::too_large(what, limit));
+    }
+    Ok(buf)
+}
+
+#[derive(Deserialize)]
+struct IngestParams {
+    key: Option<String>,
+}
+
+async fn ingest_records(
+    State(server): S,
+    Path(topic): Path<String>,
+    params: Result<Query<IngestParams>, axum::extract::rejection::QueryRejection>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if !ingest::valid_topic(&topic) {
+        return Err(ApiError::new(
+            400,
+            "invalid_index_name_exception",
+            format!("invalid topic name [{topic}]: use 1 to 249 of [A-Za-z0-9._-]"),
+        ));
+    }
+    let body = read_body(body, server.config.ingest_limit, "ingest body").await?;
+    let key = params.key.as_deref().filter(|k| !k.is_empty());
+    let records = ingest::parse(&body, key)?;
+    let log = &*server.core.log;
+    let partitions = log.ensure_topic(&topic, server.config.partitions).await?;
+    let count = records.len();
+    let next = server.round_robin.fetch_add(count as u64, Ordering::Relaxed);
+    let now = server.core.clock.now_ms();
+    let mut written = serde_json::Map::new();
+    for (partition, batch) in ingest::assign(records, partitions, next, now) {
+        let first = LogWriter::append(log, &topic, partition, &batch).await?;
+        written.insert(
+            partition.to_string(),
+            json!({"first_offset": first, "last_offset": first + batch.len() as i64 - 1}),
+        );
+    }
+    let _ = server.wake.send(topic.clone());
+    Ok(json_response(200, &json!({"topic": topic, "count": count, "partitions": written})))
+}
+
+async fn create_query(State(server): S, body: Body) -> Result<Response, ApiError> {
+    let limit = server.core.config.limits.max_body_bytes;
+    let body = read_body(body, limit, "query body").await?;
+    Ok(web(query::create(&server.core.env(), &body).await?))
+}
+
+async fn get_query(State(server): S, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(web(status::status(&server.core.env(), &id).await?))
+}
+
+async fn delete_query(State(server): S, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(web(query::release(&server.core.env(), &id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookBody {
+    url: String,
+    secret: String,
+}
+
+async fn add_webhook(
+    State(server): S,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(body, 64 * 1024, "subscription body").await?;
+    let sub: WebhookBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            400,
+            "parsing_exception",
+            format!("subscription body: {e} (expected {{\"url\",\"secret\"}})"),
+        )
+    })?;
+    if sub.secret.is_empty() {
+        return Err(ApiError::bad_request("[secret] must not be empty"));
+    }
+    check_webhook_url(&sub.url, server.core.config.allow_private_webhooks)
+        .map_err(ApiError::bad_request)?;
+    let store = &*server.core.store;
+    if store.query(&id).await?.is_none() {
+        return Err(ApiError::not_found(format!("query [{id}] not found")));
+    }
+    store.subscribe(&id, &Subscription { url: sub.url.clone(), secret: sub.secret }).await?;
+    store.add_refs(&id, 1).await?;
+    store.touch(&id, server.core.clock.now_ms()).await?;
+    Ok(json_response(201, &json!({"id": id, "url": sub.url, "subscribed": true})))
+}
+
+fn since_param(params: &HashMap<String, String>) -> Result<Option<u64>, ApiError> {
+    params
+        .get("since")
+        .map(|s| {
+            s.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("[since] must be a version number, got [{s}]"))
+            })
+        })
+        .transpose()
+}
+
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_request("[Last-Event-ID] must be a version number"))
+        })
+        .transpose()
+}
+
+fn sse(rx: mpsc::Receiver<Value>) -> Response {
+    let events = tokio_stream::wrappers::ReceiverStream::new(rx).map(|m| {
+        let mut event = Event::default().data(m.to_string());
+        if m.get("version").is_some() {
+            event = event.id(message_version(&m).to_string());
+        }
+        Ok::<_, Infallible>(event)
+    });
+    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+}
+
+fn ws(
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<WebSocketUpgrade, ApiError> {
+    upgrade.map_err(|e| {
+        ApiError::new(e.status().as_u16(), "illegal_argument_exception", e.body_text())
+    })
+}
+
+async fn session(socket: WebSocket, mut rx: mpsc::Receiver<Value>) {
+    let (mut sink, mut incoming) = socket.split();
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => {
+                    if sink.send(Message::Text(m.to_string().into())).await.is_err() {
+                        return;
+                    }
+                }
+                None => {
+                    let _ = sink.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            i = incoming.next() => match i {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn query_events(
+    State(server): S,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let since = last_event_id(&headers)?;
+    Ok(sse(stream::subscribe(&server, Target::Query(id), since).await?))
+}
+
+async fn query_ws(
+    State(server): S,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = ws(upgrade)?;
+    let since = since_param(&params)?;
+    let rx = stream::subscribe(&server, Target::Query(id), since).await?;
+    Ok(upgrade.on_upgrade(move |socket| session(socket, rx)))
+}
+
+async fn follow_view(server: &Arc<Server>, name: &str) -> Result<Target, ApiError> {
+    server
+        .views
+        .follow(name)
+        .await
+        .map(Target::View)
+        .ok_or_else(|| ApiError::not_found(format!("view [{name}] not found")))
+}
+
+async fn put_view(
+    State(server): S,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let limit = server.core.config.limits.max_body_bytes;
+    let body = read_body(body, limit, "query body").await?;
+    let (status, answer) = views::put(&server, &name, &body).await?;
+    Ok(json_response(status, &answer))
+}
+
+async fn get_view(State(server): S, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let def = server
+        .views
+        .get(&name)
+        .await
+        .ok_or_else(|| ApiError::not_found(format!("view [{name}] not found")))?;
+    let mut body = status::status(&server.core.env(), &def.id).await?.body;
+    body["view"] = json!(name);
+    body["pending"] = json!(def.pending);
+    Ok(json_response(200, &body))
+}
+
+async fn view_events(
+    State(server): S,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let since = last_event_id(&headers)?;
+    let target = follow_view(&server, &name).await?;
+    Ok(sse(stream::subscribe(&server, target, since).await?))
+}
+
+async fn view_ws(
+    State(server): S,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = ws(upgrade)?;
+    let since = since_param(&params)?;
+    let target = follow_view(&server, &name).await?;
+    let rx = stream::subscribe(&server, target, since).await?;
+    Ok(upgrade.on_upgrade(move |socket| session(socket, rx)))
+}

@@ -1,0 +1,66 @@
+//! The log and the store `kappa dev` runs on: embedded by default, Kafka and Redis on request.
+
+use std::sync::Arc;
+
+use kappa_core::ports::{LogReader, LogWriter, PortError, StateStore};
+use kappa_log_embedded::{EmbeddedLog, EmbeddedLogConfig};
+use kappa_log_kafka::{KafkaLog, KafkaLogConfig};
+use kappa_state_embedded::EmbeddedStore;
+use kappa_state_redis::{RedisStore, RedisStoreConfig};
+use tokio::sync::broadcast;
+
+use crate::config::DevConfig;
+
+/// A log that is read and written.
+pub trait Log: LogReader + LogWriter {}
+impl<T: LogReader + LogWriter + ?Sized> Log for T {}
+
+/// The opened backends.
+pub struct Backends {
+    /// The log.
+    pub log: Arc<dyn Log>,
+    /// The state store.
+    pub store: Arc<dyn StateStore>,
+    /// Append notifications `(topic, partition, high)`, when the log has them (embedded).
+    pub appends: Option<broadcast::Receiver<(String, u32, i64)>>,
+    /// What runs, for the startup line.
+    pub describe: String,
+}
+
+/// Open the log and the store the configuration names.
+pub async fn open(config: &DevConfig) -> Result<Backends, PortError> {
+    let io = |what: &str, e: std::io::Error| {
+        PortError::permanent("kappa-dev", format!("{what} {}: {e}", config.data_dir.display()))
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| io("create", e))?;
+    let (log, appends, log_name): (Arc<dyn Log>, _, String) = match &config.kafka_brokers {
+        Some(brokers) => {
+            let log =
+                KafkaLog::connect(KafkaLogConfig { brokers: brokers.clone(), extra: vec![] })?;
+            (Arc::new(log), None, format!("kafka {brokers}"))
+        }
+        None => {
+            let dir = config.data_dir.join("log");
+            let log = EmbeddedLog::open(&dir, EmbeddedLogConfig::default())?;
+            let appends = log.subscribe();
+            (Arc::new(log), Some(appends), format!("embedded log {}", dir.display()))
+        }
+    };
+    let (store, store_name): (Arc<dyn StateStore>, String) = match &config.redis_url {
+        Some(url) => {
+            let store = RedisStore::connect(
+                url,
+                RedisStoreConfig { key_prefix: config.redis_prefix.clone(), ring: config.ring },
+            )
+            .await?;
+            let name = format!("{store:?}");
+            (Arc::new(store), name)
+        }
+        None => {
+            let path = config.data_dir.join("state.redb");
+            let store = EmbeddedStore::open(&path, config.ring)?;
+            (Arc::new(store), format!("embedded store {}", path.display()))
+        }
+    };
+    Ok(Backends { log, store, appends, describe: format!("{log_name}; {store_name}") })
+}

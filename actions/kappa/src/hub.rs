@@ -1,0 +1,41 @@
+//! In-process wake-ups of subscribers: the scheduler bumps a query's counter after each batch
+//! that committed; subscribers wait on it and then read the shared ring of the store. A
+//! `watch` coalesces wake-ups, so a notification never blocks and never queues up.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::sync::watch;
+
+/// Per-query wake-ups.
+#[derive(Debug, Default)]
+pub struct Hub {
+    queries: Mutex<HashMap<String, watch::Sender<u64>>>,
+}
+
+impl Hub {
+    /// Wake every subscriber of `id` (no-op without subscribers).
+    pub fn notify(&self, id: &str) {
+        let mut queries = self.queries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = queries.get(id) {
+            if tx.receiver_count() == 0 {
+                queries.remove(id);
+            } else {
+                tx.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+    }
+
+    /// A receiver woken on every [`Hub::notify`] of `id` from now on.
+    pub fn watch(&self, id: &str) -> watch::Receiver<u64> {
+        let mut queries = self.queries.lock().unwrap_or_else(|e| e.into_inner());
+        match queries.get(id) {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = watch::channel(0);
+                queries.insert(id.to_string(), tx);
+                rx
+            }
+        }
+    }
+}

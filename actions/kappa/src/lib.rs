@@ -1,0 +1,32 @@
+//! `kappa dev`: the whole Kappa system on one machine, and the terminal client.
+//!
+//! The server runs the **same handlers** as the OpenWhisk deployment (`kappa-actions`), in
+//! process, over the embedded log and store (or real Kafka and Redis):
+//! - [`scheduler`] plays OpenWhisk's triggers and rules: a [`scheduler::DevChain`] queues the
+//!   links the handlers fire (deduplicated per query segment), a bounded pool of workers runs
+//!   `process`, per-query lanes run `push` (webhooks), and a periodic tick plus a wake-up on
+//!   appends run `tick`;
+//! - [`api`] serves api.md over HTTP with axum ([`api::app`] is testable without a network);
+//! - [`stream`] feeds websocket/SSE subscribers from the store's shared ring of messages, woken
+//!   by [`hub::Hub`] after each batch; each subscriber has a bounded buffer and one that falls
+//!   behind gets a fresh snapshot instead of the backlog;
+//! - [`views`] keeps named views that switch to a new definition once it has caught up;
+//! - [`client`] is `kappa ingest` and `kappa query`.
+//!
+//! Test with: `cargo test -p kappa` (set `KAFKA_BROKERS` and `REDIS_URL` to also run the API
+//! suite against real Kafka and Redis).
+
+pub mod api;
+pub mod backend;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod ingest;
+pub mod scheduler;
+pub mod server;
+pub mod stream;
+pub mod views;
+
+pub use config::DevConfig;
+pub use server::{Running, start};

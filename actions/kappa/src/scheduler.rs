@@ -1,0 +1,404 @@
+//! OpenWhisk's triggers and rules, in process.
+//!
+//! - [`DevChain`] is the `Chain` port: a fired link is queued as a [`Job`]. Process links are
+//!   deduplicated per `(query, segment)`: a link already queued is not queued again, and one
+//!   fired while the same segment runs is queued once, when that run ends. So a hot query never
+//!   floods the queue and a segment never runs twice at once (the CAS would make that harmless,
+//!   only wasteful).
+//! - [`run`] starts a bounded pool of workers for process links (each invocation gets a 60 s
+//!   deadline, like an activation), a lane per query for push links (webhook deliveries stay in
+//!   order and a slow webhook delays only its query's), the periodic tick, and the wake-up on
+//!   appends that lets a caught-up query pick up new records at once.
+//!
+//! Correctness never depends on the scheduler: offsets in the store are the only truth, and the
+//! tick re-fires whatever was dropped (a crash, a failed invocation).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kappa_actions::process::{ProcessEvent, process};
+use kappa_actions::push::{PushEvent, push};
+use kappa_actions::{ActionConfig, ActionError, Context, Env, tick};
+use kappa_core::ports::{Chain, Clock, PortError, PortResult, Segment, StateStore};
+use kappa_runtime::clock::{SystemClock, TokioTimer};
+use kappa_runtime::http::ReqwestHttp;
+use serde_json::Value;
+use tokio::sync::{Semaphore, broadcast, mpsc};
+
+use crate::backend::Log;
+use crate::hub::Hub;
+
+/// Deadline of one in-process invocation, like an OpenWhisk activation's.
+pub const ACTIVATION_MS: i64 = 60_000;
+
+/// A queued link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// Advance one segment.
+    Process(ProcessEvent),
+    /// Deliver a version to webhooks.
+    Push(PushEvent),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Queued,
+    Running,
+    RunningAndRequested,
+}
+
+/// The `Chain` port of `kappa dev`.
+#[derive(Debug)]
+pub struct DevChain {
+    tx: mpsc::UnboundedSender<Job>,
+    links: Mutex<HashMap<(String, Segment), Link>>,
+    process_action: String,
+    push_action: String,
+}
+
+impl DevChain {
+    /// A chain and the queue its links go to.
+    pub fn new(config: &ActionConfig) -> (DevChain, mpsc::UnboundedReceiver<Job>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let chain = DevChain {
+            tx,
+            links: Mutex::new(HashMap::new()),
+            process_action: config.process_action.clone(),
+            push_action: config.push_action.clone(),
+        };
+        (chain, rx)
+    }
+
+    fn links(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Segment), Link>> {
+        self.links.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn send(&self, job: Job) -> PortResult<()> {
+        self.tx.send(job).map_err(|_| PortError::transient("kappa-dev", "scheduler stopped"))
+    }
+
+    /// Queue a process link unless the same segment is already queued.
+    pub fn fire_process(&self, event: ProcessEvent) -> PortResult<()> {
+        let key = (event.query.clone(), event.segment);
+        let mut links = self.links();
+        match links.get(&key).copied() {
+            None => {
+                links.insert(key, Link::Queued);
+                drop(links);
+                self.send(Job::Process(event))
+            }
+            Some(Link::Running) => {
+                links.insert(key, Link::RunningAndRequested);
+                Ok(())
+            }
+            Some(Link::Queued | Link::RunningAndRequested) => Ok(()),
+        }
+    }
+
+    fn started(&self, key: &(String, Segment)) {
+        self.links().insert(key.clone(), Link::Running);
+    }
+
+    /// The run of `key` ended: queue it again if it was requested meanwhile.
+    fn finished(&self, event: &ProcessEvent) {
+        let key = (event.query.clone(), event.segment);
+        let mut links = self.links();
+        if links.get(&key) == Some(&Link::RunningAndRequested) {
+            links.insert(key, Link::Queued);
+            drop(links);
+            let _ = self.send(Job::Process(event.clone()));
+        } else {
+            links.remove(&key);
+        }
+    }
+
+    /// Links queued or running (for tests and logs).
+    pub fn pending(&self) -> usize {
+        self.links().len()
+    }
+}
+
+#[async_trait]
+impl Chain for DevChain {
+    async fn fire(&self, action: &str, params: &Value) -> PortResult<()> {
+        let bad =
+            |e: serde_json::Error| PortError::permanent("kappa-dev", format!("bad link: {e}"));
+        if action == self.process_action {
+            self.fire_process(serde_json::from_value(params.clone()).map_err(bad)?)
+        } else if action == self.push_action {
+            self.send(Job::Push(serde_json::from_value(params.clone()).map_err(bad)?))
+        } else {
+            Err(PortError::permanent("kappa-dev", format!("unknown action {action}")))
+        }
+    }
+}
+
+/// The adapters every in-process invocation shares.
+pub struct Core {
+    /// The log.
+    pub log: Arc<dyn Log>,
+    /// The state store.
+    pub store: Arc<dyn StateStore>,
+    /// The chain.
+    pub chain: DevChain,
+    /// Outgoing HTTP (webhooks).
+    pub http: ReqwestHttp,
+    /// Time.
+    pub clock: SystemClock,
+    /// Backoff waits.
+    pub timer: TokioTimer,
+    /// The handlers' knobs.
+    pub config: ActionConfig,
+    /// Subscriber wake-ups.
+    pub hub: Hub,
+    activations: AtomicU64,
+    lanes: Mutex<HashMap<String, mpsc::UnboundedSender<PushEvent>>>,
+}
+
+impl Core {
+    /// Assemble the core; returns the queue the scheduler drains.
+    pub fn new(
+        log: Arc<dyn Log>,
+        store: Arc<dyn StateStore>,
+        http: ReqwestHttp,
+        config: ActionConfig,
+    ) -> (Core, mpsc::UnboundedReceiver<Job>) {
+        let (chain, rx) = DevChain::new(&config);
+        let core = Core {
+            log,
+            store,
+            chain,
+            http,
+            clock: SystemClock,
+            timer: TokioTimer,
+            config,
+            hub: Hub::default(),
+            activations: AtomicU64::new(0),
+            lanes: Mutex::new(HashMap::new()),
+        };
+        (core, rx)
+    }
+
+    /// The handlers' view of the adapters.
+    pub fn env(&self) -> Env<'_> {
+        Env {
+            log: &*self.log,
+            store: &*self.store,
+            chain: &self.chain,
+            http: &self.http,
+            clock: &self.clock,
+            timer: &self.timer,
+            config: &self.config,
+        }
+    }
+
+    /// A fresh activation context with the standard deadline.
+    pub fn context(&self) -> Context {
+        let n = self.activations.fetch_add(1, Ordering::Relaxed);
+        Context {
+            activation_id: format!("dev-{n}"),
+            deadline_ms: self.clock.now_ms() + ACTIVATION_MS,
+        }
+    }
+}
+
+/// Run one process link.
+async fn run_process(core: Arc<Core>, event: ProcessEvent) {
+    let key = (event.query.clone(), event.segment);
+    core.chain.started(&key);
+    let ctx = core.context();
+    let result = process(&core.env(), &ctx, event.clone()).await;
+    core.chain.finished(&event);
+    match result {
+        Ok(out) => {
+            if out.committed {
+                core.hub.notify(&event.query);
+            }
+        }
+        Err(ActionError::NotFound { .. }) => {
+            tracing::debug!(query = %event.query, "link of a released query dropped");
+        }
+        Err(e) if e.is_retryable() => {
+            tracing::warn!(query = %event.query, segment = %event.segment.key(), error = %e, "process failed; retrying");
+            let core = core.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = core.chain.fire_process(event);
+            });
+        }
+        Err(e) => {
+            // A query that failed for good (budget) says so in its result.
+            tracing::warn!(query = %event.query, segment = %event.segment.key(), error = %e, "process failed");
+            core.hub.notify(&event.query);
+        }
+    }
+}
+
+/// Queue a push on its query's lane (deliveries of one query stay in order).
+fn enqueue_push(core: &Arc<Core>, event: PushEvent) {
+    let mut lanes = core.lanes.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(tx) = lanes.get(&event.query) {
+        match tx.send(event) {
+            Ok(()) => return,
+            Err(mpsc::error::SendError(e)) => return spawn_lane(core, &mut lanes, e),
+        }
+    }
+    spawn_lane(core, &mut lanes, event);
+}
+
+fn spawn_lane(
+    core: &Arc<Core>,
+    lanes: &mut HashMap<String, mpsc::UnboundedSender<PushEvent>>,
+    event: PushEvent,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let query = event.query.clone();
+    let _ = tx.send(event);
+    lanes.insert(query.clone(), tx);
+    let core = core.clone();
+    tokio::spawn(async move {
+        loop {
+            let next = match rx.try_recv() {
+                Ok(e) => Some(e),
+                Err(_) => {
+                    // Close the lane under the lock, so no push is queued on a dead lane.
+                    let mut lanes = core.lanes.lock().unwrap_or_else(|e| e.into_inner());
+                    match rx.try_recv() {
+                        Ok(e) => Some(e),
+                        Err(_) => {
+                            lanes.remove(&query);
+                            None
+                        }
+                    }
+                }
+            };
+            let Some(event) = next else { return };
+            match push(&core.env(), event).await {
+                Ok(out) if out.failed > 0 => {
+                    tracing::warn!(query = %query, failed = out.failed, "webhook deliveries failed")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(query = %query, error = %e, "push failed"),
+            }
+        }
+    });
+}
+
+/// Scheduler knobs.
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerConfig {
+    /// Process invocations at once.
+    pub workers: usize,
+    /// Tick period, ms.
+    pub tick_ms: u64,
+}
+
+/// Start the scheduler: workers, push lanes, tick and wake-ups. Runs until the runtime stops.
+pub fn run(
+    core: Arc<Core>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    config: SchedulerConfig,
+    appends: Option<broadcast::Receiver<(String, u32, i64)>>,
+    wake_tx: mpsc::UnboundedSender<String>,
+    mut wakes: mpsc::UnboundedReceiver<String>,
+) {
+    // Workers.
+    let dispatch = core.clone();
+    tokio::spawn(async move {
+        let permits = Arc::new(Semaphore::new(config.workers.max(1)));
+        while let Some(job) = jobs.recv().await {
+            match job {
+                Job::Push(event) => enqueue_push(&dispatch, event),
+                Job::Process(event) => {
+                    let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                    let core = dispatch.clone();
+                    tokio::spawn(async move {
+                        run_process(core, event).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    });
+    // The periodic tick: re-fire dropped links, reclaim idle queries.
+    let ticker = core.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_millis(config.tick_ms.max(10)));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            if let Err(e) = tick::tick(&ticker.env(), None).await {
+                tracing::warn!(error = %e, "tick failed");
+            }
+        }
+    });
+    // Wake-ups on appends (the embedded log's notifications, and ingests through the API).
+    if let Some(mut appends) = appends {
+        let tx = wake_tx;
+        tokio::spawn(async move {
+            loop {
+                match appends.recv().await {
+                    Ok((topic, _, _)) => {
+                        if tx.send(topic).is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+    let waker = core.clone();
+    tokio::spawn(async move {
+        while let Some(first) = wakes.recv().await {
+            let mut topics = HashSet::from([first]);
+            while let Ok(t) = wakes.try_recv() {
+                topics.insert(t);
+            }
+            for topic in topics {
+                if let Err(e) = tick::tick(&waker.env(), Some(&topic)).await {
+                    tracing::warn!(error = %e, %topic, "wake-up tick failed");
+                }
+            }
+            // Coalesce the wake-ups of a burst of appends.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(start: i64) -> ProcessEvent {
+        ProcessEvent { query: "q_1".into(), segment: Segment { partition: 0, start, end: None } }
+    }
+
+    #[test]
+    fn links_of_one_segment_are_deduplicated() {
+        let (chain, mut rx) = DevChain::new(&crate::config::dev_action_config());
+        for _ in 0..5 {
+            chain.fire_process(event(0)).expect("queued");
+        }
+        chain.fire_process(event(10)).expect("queued");
+        assert_eq!(rx.try_recv(), Ok(Job::Process(event(0))));
+        assert_eq!(rx.try_recv(), Ok(Job::Process(event(10))));
+        assert!(rx.try_recv().is_err(), "one job per segment");
+        // Fired while running: queued once, when the run ends.
+        chain.started(&("q_1".to_string(), event(0).segment));
+        chain.fire_process(event(0)).expect("noted");
+        chain.fire_process(event(0)).expect("noted");
+        assert!(rx.try_recv().is_err());
+        chain.finished(&event(0));
+        assert_eq!(rx.try_recv(), Ok(Job::Process(event(0))));
+        assert!(rx.try_recv().is_err());
+        chain.started(&("q_1".to_string(), event(0).segment));
+        chain.finished(&event(0));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(chain.pending(), 1, "only the other segment is still queued");
+    }
+}

@@ -1,0 +1,267 @@
+//! Websocket and SSE subscribers: a snapshot, then every delta and progress message in order.
+//!
+//! One computation per query whatever the number of subscribers: a subscriber only reads the
+//! store (the result and the shared ring of messages, `messages_since`), woken by the
+//! [`crate::hub::Hub`] after each batch; it never triggers work.
+//!
+//! **Backpressure.** Each subscriber has a pump task that moves messages from the ring into a
+//! bounded buffer drained by its socket. The pump never waits for the socket: when the buffer
+//! is full the subscriber is *behind*, the backlog is dropped, and once there is room again it
+//! gets a fresh snapshot. A slow subscriber therefore costs one store read per wake-up and
+//! never delays the others.
+//!
+//! **No silent gap.** A delta is forwarded only when it applies to the last version sent
+//! (`from == last`); anything else (a ring that lost messages, a resume from a version the ring
+//! no longer holds) is answered by a snapshot.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kappa_actions::result::snapshot_message;
+use kappa_core::ports::{Progress, StateStore, message_version};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+
+use crate::error::ApiError;
+use crate::server::Server;
+
+/// What a subscriber follows.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One query id.
+    Query(String),
+    /// A view: its current query, switching when the view does.
+    View(watch::Receiver<String>),
+}
+
+/// Open a subscription: validates the query, takes a reference (for a query id; a view holds
+/// its own) and starts the pump. Messages arrive on the returned receiver; dropping it ends the
+/// subscription and drops the reference.
+pub async fn subscribe(
+    server: &Arc<Server>,
+    target: Target,
+    since: Option<u64>,
+) -> Result<mpsc::Receiver<Value>, ApiError> {
+    let (id, holds_ref) = match &target {
+        Target::Query(id) => (id.clone(), true),
+        Target::View(rx) => (rx.borrow().clone(), false),
+    };
+    let store = &*server.core.store;
+    if store.query(&id).await?.is_none() {
+        return Err(ApiError::not_found(format!("query [{id}] not found")));
+    }
+    store.touch(&id, now(server)).await?;
+    if holds_ref {
+        store.add_refs(&id, 1).await?;
+    }
+    let (tx, rx) = mpsc::channel(server.config.subscriber_buffer.max(2));
+    let server = server.clone();
+    tokio::spawn(async move {
+        let view = match target {
+            Target::View(rx) => Some(rx),
+            Target::Query(_) => None,
+        };
+        pump(&server, id.clone(), view, since, &tx).await;
+        if holds_ref {
+            let store = &*server.core.store;
+            if let Err(e) = store.add_refs(&id, -1).await {
+                tracing::warn!(query = %id, error = %e, "could not drop a subscriber's reference");
+            }
+            let _ = store.touch(&id, now(&server)).await;
+        }
+    });
+    Ok(rx)
+}
+
+fn now(server: &Server) -> i64 {
+    kappa_core::ports::Clock::now_ms(&server.core.clock)
+}
+
+/// What the subscriber has been sent.
+struct Sent {
+    version: u64,
+    caught_up: bool,
+    progress: Progress,
+    error: Option<Value>,
+}
+
+enum Outcome {
+    /// Keep going.
+    Ok,
+    /// The buffer is full or the ring has a gap: a snapshot is due.
+    Snapshot,
+    /// The subscriber is gone.
+    Closed,
+}
+
+fn offer(tx: &mpsc::Sender<Value>, m: Value) -> Outcome {
+    match tx.try_send(m) {
+        Ok(()) => Outcome::Ok,
+        Err(mpsc::error::TrySendError::Full(_)) => Outcome::Snapshot,
+        Err(mpsc::error::TrySendError::Closed(_)) => Outcome::Closed,
+    }
+}
+
+/// Forward the messages after `sent` from the ring; Snapshot on a gap or a full buffer.
+async fn forward(
+    store: &dyn StateStore,
+    id: &str,
+    sent: &mut Sent,
+    tx: &mpsc::Sender<Value>,
+) -> Outcome {
+    let msgs = match store.messages_since(id, sent.version).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return Outcome::Snapshot,
+        Err(e) => {
+            tracing::warn!(query = %id, error = %e, "ring read failed");
+            return Outcome::Ok;
+        }
+    };
+    for m in msgs {
+        let version = message_version(&m);
+        let kind = m.get("type").and_then(Value::as_str).unwrap_or("");
+        let from = m.get("from").and_then(Value::as_u64);
+        let fits = match kind {
+            "delta" => version == sent.version + 1 && from == Some(sent.version),
+            _ => version == sent.version,
+        };
+        if !fits {
+            // A message the subscriber cannot apply: the ring lost what came before it.
+            return Outcome::Snapshot;
+        }
+        sent.version = version;
+        if let Some(c) = m.get("caught_up").and_then(Value::as_bool) {
+            sent.caught_up = c;
+        }
+        if let Some(p) = m.get("progress").and_then(|p| serde_json::from_value(p.clone()).ok()) {
+            sent.progress = p;
+        }
+        match offer(tx, m) {
+            Outcome::Ok => {}
+            other => return other,
+        }
+    }
+    Outcome::Ok
+}
+
+async fn pump(
+    server: &Arc<Server>,
+    mut id: String,
+    mut view: Option<watch::Receiver<String>>,
+    since: Option<u64>,
+    tx: &mpsc::Sender<Value>,
+) {
+    let store = &*server.core.store;
+    let mut wake = server.core.hub.watch(&id);
+    let mut sent: Option<Sent> = since.map(|v| Sent {
+        version: v,
+        caught_up: false,
+        progress: Progress::default(),
+        error: None,
+    });
+    let mut behind = false;
+    loop {
+        let current = match store.result(&id).await {
+            Ok(Some(r)) => Some(r),
+            Ok(None) => {
+                let _ = tx.try_send(json!({"type": "error", "id": id, "error": {"type": "resource_not_found_exception", "reason": format!("query [{id}] was released")}, "status": 404}));
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(query = %id, error = %e, "result read failed");
+                None
+            }
+        };
+        if let Some(r) = current {
+            // A resume from the future, or a subscriber that fell behind: snapshot.
+            if sent.as_ref().is_some_and(|s| s.version > r.version) {
+                sent = None;
+            }
+            let mut outcome = Outcome::Ok;
+            if behind || sent.is_none() {
+                if tx.capacity() > 0 {
+                    let snap = snapshot_message(&id, &r);
+                    outcome = offer(tx, snap);
+                    if matches!(outcome, Outcome::Ok) {
+                        behind = false;
+                        sent = Some(Sent {
+                            version: r.version,
+                            caught_up: r.caught_up,
+                            progress: r.progress.clone(),
+                            error: r.error.clone(),
+                        });
+                    }
+                }
+            } else if let Some(s) = sent.as_mut() {
+                if r.version > s.version {
+                    outcome = forward(store, &id, s, tx).await;
+                }
+                if matches!(outcome, Outcome::Ok)
+                    && s.version == r.version
+                    && (s.caught_up != r.caught_up
+                        || s.progress != r.progress
+                        || s.error != r.error)
+                {
+                    // The result did not change, its progress did.
+                    let mut m = json!({"type": "progress", "id": id, "version": r.version, "caught_up": r.caught_up, "progress": r.progress});
+                    if let Some(e) = &r.error {
+                        m["error"] = e.clone();
+                    }
+                    outcome = offer(tx, m);
+                    if matches!(outcome, Outcome::Ok) {
+                        s.caught_up = r.caught_up;
+                        s.progress = r.progress.clone();
+                        s.error = r.error.clone();
+                    }
+                }
+            }
+            match outcome {
+                Outcome::Ok => {}
+                Outcome::Snapshot => {
+                    if !behind {
+                        tracing::info!(query = %id, "subscriber behind or ring gap: a snapshot replaces the backlog");
+                    }
+                    behind = true;
+                    if tx.capacity() > 0 {
+                        continue;
+                    }
+                }
+                Outcome::Closed => return,
+            }
+        }
+        // Wait for the next batch, a view switch, the subscriber leaving, or a poll.
+        let poll = if behind { Duration::from_millis(50) } else { Duration::from_secs(2) };
+        tokio::select! {
+            changed = wake.changed() => {
+                if changed.is_err() {
+                    wake = server.core.hub.watch(&id);
+                }
+            }
+            Some(new_id) = view_changed(&mut view) => {
+                if new_id != id {
+                    id = new_id;
+                    wake = server.core.hub.watch(&id);
+                    sent = None;
+                    behind = false;
+                }
+            }
+            () = tx.closed() => return,
+            () = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+/// The next id of a view; pending forever for a plain query.
+async fn view_changed(view: &mut Option<watch::Receiver<String>>) -> Option<String> {
+    match view {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                // The view is gone: keep following the last query.
+                *view = None;
+                return std::future::pending().await;
+            }
+            Some(rx.borrow_and_update().clone())
+        }
+        None => std::future::pending().await,
+    }
+}
