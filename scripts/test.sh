@@ -12,9 +12,18 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "toolchain"
+step "toolchain and build prerequisites"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add wasm32-unknown-unknown >/dev/null
+# rdkafka builds its bundled librdkafka with TLS (OpenSSL) and zlib.
+need=()
+for pkg in libssl-dev pkg-config zlib1g-dev build-essential; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >&2
+fi
 
 step "real tweets for test data"
 scripts/fetch-tweets.sh >&2
@@ -41,7 +50,8 @@ if [ "${KAPPA_SKIP_SERVICES:-0}" != 1 ]; then
 fi
 
 step "tests"
-cargo test --workspace --locked
+# One test at a time within each binary: the integration tier restarts Kafka and Redis.
+cargo test --workspace --locked -- --test-threads=1
 
 step "fuzz: arbitrary JSON into the query parser and engine (${FUZZ_CASES:-20000} cases)"
 PROPTEST_CASES="${FUZZ_CASES:-20000}" cargo test -p kappa-core --test bad_requests --locked --release \
