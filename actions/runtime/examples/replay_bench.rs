@@ -26,7 +26,8 @@ use serde_json::json;
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0) + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
     ticks / 100.0
 }
 
@@ -38,30 +39,58 @@ fn q2(topic: &str) -> serde_json::Value {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let n: u64 = std::env::var("KAPPA_BENCH_RECORDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let n: u64 =
+        std::env::var("KAPPA_BENCH_RECORDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
     let brokers = std::env::var("KAFKA_BROKERS")?;
     let redis = std::env::var("REDIS_URL")?;
     let log = KafkaLog::connect(KafkaLogConfig { brokers: brokers.clone(), extra: vec![] })?;
     let store = RedisStore::connect(&redis, RedisStoreConfig::default()).await?;
     let chain = MemoryChain::default();
     let http = MemoryHttp::default();
-    let config = ActionConfig { batch_records: 10_000, read_records: 2_000, split_records: i64::MAX, ..ActionConfig::default() };
-    let env = Env { log: &log, store: &store, chain: &chain, http: &http, clock: &SystemClock, timer: &TokioTimer, config: &config };
+    let config = ActionConfig {
+        batch_records: 10_000,
+        read_records: 2_000,
+        split_records: i64::MAX,
+        ..ActionConfig::default()
+    };
+    let env = Env {
+        log: &log,
+        store: &store,
+        chain: &chain,
+        http: &http,
+        clock: &SystemClock,
+        timer: &TokioTimer,
+        config: &config,
+    };
     let topic = format!("bench-{}", SystemClock.now_ms());
     log.ensure_topic(&topic, 1).await?;
 
     let base = kappa_tweetgen::TweetGen::load_default_base()?;
-    let generator = kappa_tweetgen::TweetGen::new(base, kappa_tweetgen::GenConfig { total: n, ..Default::default() });
+    let generator = kappa_tweetgen::TweetGen::new(
+        base,
+        kappa_tweetgen::GenConfig { total: n, ..Default::default() },
+    );
     let t = Instant::now();
     let mut bytes = 0usize;
     let mut i = 0;
     while i < n {
-        let batch: Vec<NewRecord> = generator.iter(i..(i + 5_000).min(n)).map(|r| NewRecord { key: Some(r.key.into_bytes()), value: r.value, timestamp: r.timestamp_ms }).collect();
+        let batch: Vec<NewRecord> = generator
+            .iter(i..(i + 5_000).min(n))
+            .map(|r| NewRecord {
+                key: Some(r.key.into_bytes()),
+                value: r.value,
+                timestamp: r.timestamp_ms,
+            })
+            .collect();
         bytes += batch.iter().map(|r| r.value.len()).sum::<usize>();
         i += batch.len() as u64;
         log.append(&topic, 0, &batch).await?;
     }
-    println!("produced {n} records ({:.0} MB) to {topic} in {:.1}s", bytes as f64 / 1e6, t.elapsed().as_secs_f64());
+    println!(
+        "produced {n} records ({:.0} MB) to {topic} in {:.1}s",
+        bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
 
     // Replay: one chain, one invocation at a time, as one core would run it.
     let body = q2(&topic).to_string();
@@ -70,39 +99,72 @@ async fn main() -> anyhow::Result<()> {
     let (cpu0, t) = (cpu_seconds(), Instant::now());
     let mut invocations = 0;
     loop {
-        let links: Vec<_> = chain.take().into_iter().filter(|(a, _)| a == &config.process_action).collect();
+        let links: Vec<_> =
+            chain.take().into_iter().filter(|(a, _)| a == &config.process_action).collect();
         if links.is_empty() {
             break;
         }
         for (_, params) in links {
             let event: ProcessEvent = serde_json::from_value(params)?;
-            let ctx = Context { activation_id: "bench".into(), deadline_ms: SystemClock.now_ms() + 60_000 };
+            let ctx = Context {
+                activation_id: "bench".into(),
+                deadline_ms: SystemClock.now_ms() + 60_000,
+            };
             let out = process(&env, &ctx, event).await?;
             if std::env::var("KAPPA_BENCH_VERBOSE").is_ok() {
-                eprintln!("{} -> {} ({} records, {})", out.from, out.next_offset, out.records, out.stopped);
+                eprintln!(
+                    "{} -> {} ({} records, {})",
+                    out.from, out.next_offset, out.records, out.stopped
+                );
             }
             invocations += 1;
         }
     }
     let (cpu, wall) = (cpu_seconds() - cpu0, t.elapsed().as_secs_f64());
-    println!("replay Q2 through process into Redis: {invocations} invocations, {:.0} records/s per CPU second ({:.0} records/s wall, {cpu:.1} CPU s)", n as f64 / cpu, n as f64 / wall);
+    println!(
+        "replay Q2 through process into Redis: {invocations} invocations, {:.0} records/s per CPU second ({:.0} records/s wall, {cpu:.1} CPU s)",
+        n as f64 / cpu,
+        n as f64 / wall
+    );
 
     // The same records folded directly, for the ratio.
     let plan = Plan::parse(&q2(&topic), &Limits::default())?;
     let records: Vec<_> = generator.iter(0..n.min(200_000)).collect();
     let t = Instant::now();
     let mut state = plan.empty_state();
-    plan.fold_all(&mut state, records.iter().enumerate().map(|(i, r)| Record { value: &r.value, timestamp: r.timestamp_ms, offset: i as i64, partition: 0, key: None }))?;
+    plan.fold_all(
+        &mut state,
+        records.iter().enumerate().map(|(i, r)| Record {
+            value: &r.value,
+            timestamp: r.timestamp_ms,
+            offset: i as i64,
+            partition: 0,
+            key: None,
+        }),
+    )?;
     let fold = records.len() as f64 / t.elapsed().as_secs_f64();
-    println!("pure fold of Q2 in this process: {fold:.0} records/s; replay/fold = {:.0}%", 100.0 * (n as f64 / cpu) / fold);
+    println!(
+        "pure fold of Q2 in this process: {fold:.0} records/s; replay/fold = {:.0}%",
+        100.0 * (n as f64 / cpu) / fold
+    );
 
     // Per-invocation overhead: fold one new record per invocation.
     let mut times = Vec::new();
-    let segment = store.query(&id).await?.map(|q| q.segments[0]).ok_or_else(|| anyhow::anyhow!("query missing"))?;
+    let segment = store
+        .query(&id)
+        .await?
+        .map(|q| q.segments[0])
+        .ok_or_else(|| anyhow::anyhow!("query missing"))?;
     for j in 0..200u64 {
         let r = generator.record(n + j);
-        log.append(&topic, 0, &[NewRecord { key: None, value: r.value, timestamp: r.timestamp_ms }]).await?;
-        let ctx = Context { activation_id: "bench".into(), deadline_ms: SystemClock.now_ms() + 60_000 };
+        log.append(
+            &topic,
+            0,
+            &[NewRecord { key: None, value: r.value, timestamp: r.timestamp_ms }],
+        )
+        .await?;
+        let ctx =
+            Context { activation_id: "bench".into(), deadline_ms: SystemClock.now_ms() + 60_000 };
         let t = Instant::now();
         let out = process(&env, &ctx, ProcessEvent { query: id.clone(), segment }).await?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
@@ -110,14 +172,26 @@ async fn main() -> anyhow::Result<()> {
         chain.take();
     }
     times.sort_by(f64::total_cmp);
-    println!("per-invocation overhead (1 record: load + read + CAS + refresh/publish + link): median {:.2} ms, p99 {:.2} ms", times[times.len() / 2], times[times.len() * 99 / 100]);
+    println!(
+        "per-invocation overhead (1 record: load + read + CAS + refresh/publish + link): median {:.2} ms, p99 {:.2} ms",
+        times[times.len() / 2],
+        times[times.len() * 99 / 100]
+    );
 
     // Peak RSS of one native action process running one 10,000-record batch of a fresh query.
     let body2 = json!({"topic": topic, "aggs": {"tags": {"terms": {"field": "entities.hashtags.text", "size": 10}}, "users": {"cardinality": {"field": "user.screen_name"}}}}).to_string();
     let created = query::create(&env, body2.as_bytes()).await?;
     let id2 = created.body["id"].as_str().unwrap_or_default().to_string();
-    let segment = store.query(&id2).await?.map(|q| q.segments[0]).ok_or_else(|| anyhow::anyhow!("query missing"))?;
-    let exe = std::env::current_exe()?.parent().and_then(|p| p.parent()).map(|p| p.join("kappa-action")).ok_or_else(|| anyhow::anyhow!("no exe dir"))?;
+    let segment = store
+        .query(&id2)
+        .await?
+        .map(|q| q.segments[0])
+        .ok_or_else(|| anyhow::anyhow!("query missing"))?;
+    let exe = std::env::current_exe()?
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("kappa-action"))
+        .ok_or_else(|| anyhow::anyhow!("no exe dir"))?;
     let mut child = Command::new(&exe)
         .env("KAFKA_BROKERS", &brokers)
         .env("REDIS_URL", &redis)
@@ -128,19 +202,33 @@ async fn main() -> anyhow::Result<()> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| anyhow::anyhow!("run `cargo build --release -p kappa-runtime` first ({}): {e}", exe.display()))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "run `cargo build --release -p kappa-runtime` first ({}): {e}",
+                exe.display()
+            )
+        })?;
     let line = json!({"value": {"query": id2, "segment": segment}, "action_name": "/guest/kappa/process", "activation_id": "rss", "deadline": (SystemClock.now_ms() + 60_000).to_string()});
     let mut stdin = child.stdin.take().ok_or_else(|| anyhow::anyhow!("stdin"))?;
     writeln!(stdin, "{line}")?;
     stdin.flush()?;
     let mut out = String::new();
-    std::io::BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("stdout"))?).read_line(&mut out)?;
+    std::io::BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("stdout"))?)
+        .read_line(&mut out)?;
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
     let hwm = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: ?").to_string();
     drop(stdin);
     let _ = child.wait();
     let result: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
     let cp = store.checkpoint(&id2, &segment).await?.map(|c| c.next_offset);
-    println!("one kappa-action process, one 10,000-record batch: peak RSS {} (checkpoint now at {cp:?}; result {})", hwm.trim_start_matches("VmHWM:").trim(), if result.get("error").is_some() { "committed; the next link needs an OpenWhisk API host" } else { "ok" });
+    println!(
+        "one kappa-action process, one 10,000-record batch: peak RSS {} (checkpoint now at {cp:?}; result {})",
+        hwm.trim_start_matches("VmHWM:").trim(),
+        if result.get("error").is_some() {
+            "committed; the next link needs an OpenWhisk API host"
+        } else {
+            "ok"
+        }
+    );
     Ok(())
 }

@@ -38,6 +38,44 @@ pub struct DeploymentError {
     pub problem: String,
 }
 
+/// The settings a deployment may pass as package parameters (wskdeploy `inputs`): they arrive in
+/// every activation's `value` unless the platform put them in the environment (`init: true`).
+pub const SETTINGS: [&str; 6] =
+    ["KAFKA_BROKERS", "REDIS_URL", "KAPPA_API_KEYS", "KAPPA_CONFIG", "KAPPA_LINK", "KAPPA_TOPIC"];
+
+/// The environment overlaid with settings found in an activation's parameters (non-string
+/// values, e.g. a `KAPPA_CONFIG` object, as JSON text); the environment wins.
+pub fn settings_from(
+    env: &HashMap<String, String>,
+    params: &serde_json::Value,
+) -> HashMap<String, String> {
+    let mut merged = env.clone();
+    for key in SETTINGS {
+        if merged.get(key).is_some_and(|v| !v.is_empty()) {
+            continue;
+        }
+        match params.get(key) {
+            Some(serde_json::Value::String(s)) => {
+                merged.insert(key.to_string(), s.clone());
+            }
+            Some(serde_json::Value::Null) | None => {}
+            Some(other) => {
+                merged.insert(key.to_string(), other.to_string());
+            }
+        }
+    }
+    merged
+}
+
+/// Remove the settings (and the platform's `__ow_*` fields) from an event, leaving its own fields.
+pub fn strip_settings(params: &serde_json::Value) -> serde_json::Value {
+    let mut v = params.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.retain(|k, _| !k.starts_with("__ow_") && !SETTINGS.contains(&k.as_str()));
+    }
+    v
+}
+
 impl Deployment {
     /// Read the settings from a map of environment variables.
     pub fn from_map(env: &HashMap<String, String>) -> Result<Deployment, DeploymentError> {
@@ -103,6 +141,18 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn package_parameters_supply_settings_the_environment_lacks() {
+        let params = serde_json::json!({"KAFKA_BROKERS": "k:9092", "REDIS_URL": "redis://r", "KAPPA_CONFIG": {"batch_records": 7}, "query": "q_1", "__ow_headers": {}});
+        let merged = settings_from(&env(&[("REDIS_URL", "redis://from-env")]), &params);
+        let d = Deployment::from_map(&merged).expect("valid");
+        assert_eq!(
+            (d.kafka_brokers.as_str(), d.redis_url.as_str(), d.config.batch_records),
+            ("k:9092", "redis://from-env", 7)
+        );
+        assert_eq!(strip_settings(&params), serde_json::json!({"query": "q_1"}));
     }
 
     #[test]

@@ -20,7 +20,8 @@ fn activation(action: &str, value: Value) -> String {
 
 #[test]
 fn activations_in_one_warm_container_each_get_one_result_line_on_fd3() {
-    let (Ok(kafka), Ok(redis)) = (std::env::var("KAFKA_BROKERS"), std::env::var("REDIS_URL")) else {
+    let (Ok(kafka), Ok(redis)) = (std::env::var("KAFKA_BROKERS"), std::env::var("REDIS_URL"))
+    else {
         println!("skipped: KAFKA_BROKERS and REDIS_URL not set");
         return;
     };
@@ -45,26 +46,42 @@ fn activations_in_one_warm_container_each_get_one_result_line_on_fd3() {
         stdin.flush().expect("flush");
         let mut out = String::new();
         results.read_line(&mut out).expect("one result line");
-        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("result is not JSON ({e}): {out}"))
+        serde_json::from_str(out.trim())
+            .unwrap_or_else(|e| panic!("result is not JSON ({e}): {out}"))
     };
 
-    let bad_query = call(activation("query", json!({"__ow_method": "post", "__ow_path": "", "__ow_headers": {}, "__ow_body": r#"{"topic":"t","aggs":{"x":{"terms":{"field":"a","sizee":1}}}}"#})));
+    let bad_query = call(activation(
+        "query",
+        json!({"__ow_method": "post", "__ow_path": "", "__ow_headers": {}, "__ow_body": r#"{"topic":"t","aggs":{"x":{"terms":{"field":"a","sizee":1}}}}"#}),
+    ));
     assert_eq!(bad_query["statusCode"], json!(400), "{bad_query}");
     assert_eq!(bad_query["body"]["error"]["path"], json!("aggs.x.terms"));
 
-    let missing = call(activation("status", json!({"__ow_method": "get", "__ow_path": "/v1/queries/q_00", "__ow_headers": {}})));
+    let missing = call(activation(
+        "status",
+        json!({"__ow_method": "get", "__ow_path": "/v1/queries/q_00", "__ow_headers": {}}),
+    ));
     assert_eq!(missing["statusCode"], json!(404));
     assert_eq!(missing["body"]["error"]["type"], json!("resource_not_found_exception"));
 
-    let no_topic = call(activation("query", json!({"__ow_method": "post", "__ow_path": "", "__ow_headers": {}, "__ow_body": r#"{"topic":"kappa-no-such-topic-xyz"}"#})));
+    let no_topic = call(activation(
+        "query",
+        json!({"__ow_method": "post", "__ow_path": "", "__ow_headers": {}, "__ow_body": r#"{"topic":"kappa-no-such-topic-xyz"}"#}),
+    ));
     assert_eq!(no_topic["statusCode"], json!(404), "{no_topic}");
     assert_eq!(no_topic["body"]["error"]["type"], json!("index_not_found_exception"));
 
-    let unknown = call(activation("process", json!({"query": "q_missing", "segment": {"partition": 0, "start": 0, "end": null}})));
+    let unknown = call(activation(
+        "process",
+        json!({"query": "q_missing", "segment": {"partition": 0, "start": 0, "end": null}}),
+    ));
     assert_eq!(unknown["error"]["retryable"], json!(false), "{unknown}");
 
     let malformed = call(activation("process", json!({"nope": 1})));
-    assert!(malformed["error"]["message"].as_str().is_some_and(|m| m.contains("bad event")), "{malformed}");
+    assert!(
+        malformed["error"]["message"].as_str().is_some_and(|m| m.contains("bad event")),
+        "{malformed}"
+    );
 
     let not_json = call("this is not an activation".to_string());
     assert!(not_json["error"].is_string(), "{not_json}");
@@ -73,7 +90,10 @@ fn activations_in_one_warm_container_each_get_one_result_line_on_fd3() {
     assert!(no_deadline["error"].as_str().is_some_and(|m| m.contains("deadline")), "{no_deadline}");
 
     // Still warm after all that: it answers again, then exits cleanly when stdin closes.
-    let again = call(activation("status", json!({"__ow_method": "get", "__ow_path": "/v1/queries/q_01", "__ow_headers": {}})));
+    let again = call(activation(
+        "status",
+        json!({"__ow_method": "get", "__ow_path": "/v1/queries/q_01", "__ow_headers": {}}),
+    ));
     assert_eq!(again["statusCode"], json!(404));
     drop(stdin);
     assert!(child.wait().expect("exits").success());

@@ -47,64 +47,24 @@ const BACKEND: &str = "redis";
 /// KEYS: the checkpoint hash, the query's set of checkpoint keys. ARGV: expected `next_offset`
 /// (`""` for "no checkpoint yet"), then the new `next_offset`, `state`, `head`, `lost`.
 /// Offsets are compared as canonical decimal strings, so no float rounding is involved.
-const CAS_CHECKPOINT: &str = r"
-local cur = redis.call('HGET', KEYS[1], 'next_offset')
-if ARGV[1] == '' then
-  if cur then return 0 end
-elseif cur ~= ARGV[1] then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'next_offset', ARGV[2], 'state', ARGV[3], 'head', ARGV[4], 'lost', ARGV[5])
-redis.call('SADD', KEYS[2], KEYS[1])
-return 1
-";
+const CAS_CHECKPOINT: &str = include_str!("cas_checkpoint.lua");
 
 /// Replace the result only if its revision is still the expected one, append the message to
 /// the ring, trim the ring and publish the message.
 ///
 /// KEYS: the result hash, the ring list. ARGV: expected revision (`"0"` for none), new
 /// revision, new version, record JSON, message JSON, ring size, channel.
-const CAS_RESULT: &str = r"
-local cur = redis.call('HGET', KEYS[1], 'revision') or '0'
-if cur ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'revision', ARGV[2], 'version', ARGV[3], 'record', ARGV[4])
-local n = tonumber(ARGV[6])
-if n > 0 then
-  redis.call('RPUSH', KEYS[2], ARGV[5])
-  redis.call('LTRIM', KEYS[2], -n, -1)
-else
-  redis.call('DEL', KEYS[2])
-end
-redis.call('PUBLISH', ARGV[7], ARGV[5])
-return 1
-";
+const CAS_RESULT: &str = include_str!("cas_result.lua");
 
 /// Set the last touch and return the previous one (or the new one when there was none), as a
 /// string so that no epoch value goes through a Lua float.
-const TOUCH: &str = r"
-local last = redis.call('HGET', KEYS[1], 'touch')
-redis.call('HSET', KEYS[1], 'touch', ARGV[1])
-if last then return last end
-return ARGV[1]
-";
+const TOUCH: &str = include_str!("touch.lua");
 
 /// Add to the reference count, never going below 0.
-const ADD_REFS: &str = r"
-local n = redis.call('HINCRBY', KEYS[1], 'refs', ARGV[1])
-if n < 0 then
-  redis.call('HSET', KEYS[1], 'refs', '0')
-  n = 0
-end
-return n
-";
+const ADD_REFS: &str = include_str!("add_refs.lua");
 
 /// Delete every key of a query: the checkpoints listed in KEYS[1], then all of KEYS.
-const REMOVE: &str = r"
-local cps = redis.call('SMEMBERS', KEYS[1])
-for _, k in ipairs(cps) do redis.call('DEL', k) end
-redis.call('DEL', unpack(KEYS))
-return #cps
-";
+const REMOVE: &str = include_str!("remove.lua");
 
 /// Configuration of a [`RedisStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]

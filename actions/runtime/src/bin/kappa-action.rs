@@ -18,7 +18,7 @@ use kappa_core::ports::{Chain, HttpClient, Timer};
 use kappa_log_kafka::{KafkaLog, KafkaLogConfig};
 use kappa_runtime::chain::OpenWhiskChain;
 use kappa_runtime::clock::{SystemClock, TokioTimer};
-use kappa_runtime::deployment::Deployment;
+use kappa_runtime::deployment::{Deployment, settings_from, strip_settings};
 use kappa_runtime::http::ReqwestHttp;
 use kappa_runtime::runner::{self, Activation, error_result};
 use kappa_state_redis::{RedisStore, RedisStoreConfig};
@@ -35,10 +35,11 @@ struct Adapters {
 fn main() -> anyhow::Result<()> {
     runner::init_logging();
     let env: HashMap<String, String> = std::env::vars().collect();
-    let deployment = Deployment::from_map(&env);
     let adapters: Arc<OnceCell<Adapters>> = Arc::new(OnceCell::new());
     runner::serve(move |activation| {
-        let deployment = deployment.clone();
+        // Settings come from the environment (init parameters) or, as wskdeploy passes package
+        // inputs, from the activation's parameters; the first activation sets the container up.
+        let deployment = Deployment::from_map(&settings_from(&env, &activation.value));
         let adapters = adapters.clone();
         async move {
             let deployment = match deployment {
@@ -94,14 +95,14 @@ async fn handle(a: &Adapters, activation: Activation) -> Value {
     let name = short_name(&activation.action_name).to_string();
     let result = match name.as_str() {
         "process" => {
-            match serde_json::from_value::<ProcessEvent>(strip_platform(&activation.value)) {
+            match serde_json::from_value::<ProcessEvent>(strip_settings(&activation.value)) {
                 Ok(event) => process::process(&env, &ctx, event)
                     .await
                     .map(|o| serde_json::to_value(o).unwrap_or_default()),
                 Err(e) => Err(ActionError::BadEvent(e.to_string())),
             }
         }
-        "push" => match serde_json::from_value::<PushEvent>(strip_platform(&activation.value)) {
+        "push" => match serde_json::from_value::<PushEvent>(strip_settings(&activation.value)) {
             Ok(event) => {
                 push::push(&env, event).await.map(|o| serde_json::to_value(o).unwrap_or_default())
             }
@@ -150,13 +151,4 @@ async fn web(env: &Env<'_>, a: &Adapters, activation: &Activation) -> WebRespons
         )),
     };
     outcome.unwrap_or_else(WebResponse::from)
-}
-
-/// Trigger fires add `__ow_headers`; events are the rest.
-fn strip_platform(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(m) = v.as_object_mut() {
-        m.retain(|k, _| !k.starts_with("__ow_"));
-    }
-    v
 }

@@ -1,0 +1,66 @@
+//! Records cross the JavaScript boundary as one buffer, not one object each: the JS side
+//! (`js/io.js`, `fetch`) packs a Kafka fetch response into frames
+//! `offset: i64 LE | timestamp: i64 LE | key length: i32 LE (-1: no key) | value length: u32 LE |
+//! key | value`, and Rust reads them with one copy of the buffer.
+
+use kappa_core::ports::LogRecord;
+
+/// Decode a framed batch; an error names the byte where it is cut.
+pub fn decode(buf: &[u8]) -> Result<Vec<LogRecord>, String> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    let take = |at: &mut usize, n: usize| -> Result<&[u8], String> {
+        let end = at.checked_add(n).filter(|e| *e <= buf.len());
+        let end = end.ok_or_else(|| format!("record frame cut at byte {at}"))?;
+        let s = &buf[*at..end];
+        *at = end;
+        Ok(s)
+    };
+    while at < buf.len() {
+        let offset = i64::from_le_bytes(take(&mut at, 8)?.try_into().unwrap_or_default());
+        let timestamp = i64::from_le_bytes(take(&mut at, 8)?.try_into().unwrap_or_default());
+        let key_len = i32::from_le_bytes(take(&mut at, 4)?.try_into().unwrap_or_default());
+        let value_len = u32::from_le_bytes(take(&mut at, 4)?.try_into().unwrap_or_default());
+        let key = if key_len < 0 { None } else { Some(take(&mut at, key_len as usize)?.to_vec()) };
+        let value = take(&mut at, value_len as usize)?.to_vec();
+        out.push(LogRecord { offset, timestamp, key, value });
+    }
+    Ok(out)
+}
+
+/// Encode records as frames (the JS side's format; used by tests).
+pub fn encode(records: &[LogRecord]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        out.extend_from_slice(&r.offset.to_le_bytes());
+        out.extend_from_slice(&r.timestamp.to_le_bytes());
+        match &r.key {
+            Some(k) => {
+                out.extend_from_slice(&(k.len() as i32).to_le_bytes());
+            }
+            None => out.extend_from_slice(&(-1i32).to_le_bytes()),
+        }
+        out.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
+        if let Some(k) = &r.key {
+            out.extend_from_slice(k);
+        }
+        out.extend_from_slice(&r.value);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_a_cut_frame_is_an_error() {
+        let records = vec![
+            LogRecord { offset: 5, timestamp: 1_700_000_000_000, key: None, value: b"{}".to_vec() },
+            LogRecord { offset: 9, timestamp: -1, key: Some(b"k".to_vec()), value: vec![] },
+        ];
+        let buf = encode(&records);
+        assert_eq!(decode(&buf).expect("decodes"), records);
+        assert!(decode(&buf[..buf.len() - 1]).expect_err("cut").contains("cut"));
+    }
+}

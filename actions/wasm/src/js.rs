@@ -1,0 +1,402 @@
+//! The ports over the JavaScript I/O primitives of `js/io.js`, and the exported entry point.
+//!
+//! Values cross the boundary as JSON text (parameters, results), one framed buffer per Kafka
+//! fetch ([`crate::frame`]), and command arrays / replies for Redis (bulk strings as bytes).
+
+use async_trait::async_trait;
+use base64::Engine;
+use js_sys::{Array, Reflect, Uint8Array};
+use kappa_actions::Env;
+use kappa_core::ports::{
+    Batch, Chain, Clock, HttpClient, HttpRequest, HttpResponse, LogReader, PortError, PortResult,
+    ReadRequest, Timer, Watermarks,
+};
+use serde_json::Value;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+
+use crate::settings::{Activation, LinkKind};
+use crate::store::{Arg, CallError, RedisCall, Reply, ScriptStore};
+
+#[wasm_bindgen]
+extern "C" {
+    /// The I/O object `js/io.js` builds once per container (connections are reused).
+    pub type Io;
+
+    #[wasm_bindgen(method, catch)]
+    async fn partitions(this: &Io, topic: &str) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    async fn watermarks(this: &Io, topic: &str, partition: u32) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    async fn fetch(
+        this: &Io,
+        topic: &str,
+        partition: u32,
+        from: &str,
+        max_bytes: u32,
+    ) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    async fn redis(this: &Io, args: Array) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    async fn http(
+        this: &Io,
+        method: &str,
+        url: &str,
+        headers: Array,
+        body: Uint8Array,
+    ) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method)]
+    async fn sleep(this: &Io, ms: f64);
+}
+
+thread_local! {
+    /// The container's I/O object. The ports must be `Send + Sync` and a JS value is neither,
+    /// so the adapters are empty structs that take it from here (one thread in a wasm module).
+    static IO: std::cell::RefCell<JsValue> = const { std::cell::RefCell::new(JsValue::UNDEFINED) };
+}
+
+fn io() -> Io {
+    IO.with(|c| c.borrow().clone()).unchecked_into()
+}
+
+/// Run one activation: `action` is the short name, `params` the action's parameters and `env`
+/// the relevant part of `process.env`; answers the result object (failures as `{"error"}`).
+#[wasm_bindgen]
+pub async fn run(params: JsValue, env: JsValue, io: JsValue) -> JsValue {
+    IO.with(|c| *c.borrow_mut() = io);
+    let now = js_sys::Date::now() as i64;
+    let params = from_js(&params);
+    let env = from_js(&env);
+    let result = match Activation::read(&params, &env, now) {
+        Err(e) => serde_json::json!({"error": e.to_string()}),
+        Ok(activation) => {
+            let log = JsLog;
+            let store = ScriptStore::new(JsRedis);
+            let http = JsHttp;
+            let timer = JsTimer;
+            let chain = JsChain::new(&activation);
+            let env = Env {
+                log: &log,
+                store: &store,
+                chain: &chain,
+                http: &http,
+                clock: &JsClock,
+                timer: &timer,
+                config: &activation.config,
+            };
+            crate::dispatch(&env, &activation).await
+        }
+    };
+    js_sys::JSON::parse(&result.to_string()).unwrap_or(JsValue::NULL)
+}
+
+fn from_js(v: &JsValue) -> Value {
+    js_sys::JSON::stringify(v)
+        .ok()
+        .and_then(|s| s.as_string())
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// The message of a thrown JS error, and whether `io.js` marked it transient.
+fn js_error(e: &JsValue) -> (String, bool) {
+    let message = Reflect::get(e, &"message".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "unknown JavaScript error".into());
+    let transient =
+        Reflect::get(e, &"transient".into()).ok().and_then(|t| t.as_bool()).unwrap_or(false);
+    (message, transient)
+}
+
+fn port_error(backend: &'static str, what: &str, e: &JsValue) -> PortError {
+    let (message, transient) = js_error(e);
+    let message = format!("{what}: {message}");
+    if transient {
+        PortError::transient(backend, message)
+    } else {
+        PortError::permanent(backend, message)
+    }
+}
+
+fn get(v: &JsValue, key: &str) -> JsValue {
+    Reflect::get(v, &key.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn offset(v: &JsValue, what: &str) -> PortResult<i64> {
+    v.as_string()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_f64().map(|f| f as i64))
+        .ok_or_else(|| PortError::permanent("kafka", format!("{what} is not an offset")))
+}
+
+// ------------------------------------------------------------------------------------------
+// Log
+
+struct JsLog;
+
+#[async_trait(?Send)]
+impl LogReader for JsLog {
+    async fn partitions(&self, topic: &str) -> PortResult<Option<u32>> {
+        let n = io().partitions(topic).await.map_err(|e| port_error("kafka", "partitions", &e))?;
+        Ok(n.as_f64().map(|n| n as u32))
+    }
+
+    async fn watermarks(&self, topic: &str, partition: u32) -> PortResult<Watermarks> {
+        let w = io()
+            .watermarks(topic, partition)
+            .await
+            .map_err(|e| port_error("kafka", "watermarks", &e))?;
+        Ok(Watermarks {
+            low: offset(&get(&w, "low"), "low")?,
+            high: offset(&get(&w, "high"), "high")?,
+        })
+    }
+
+    /// The semantics of `kappa-log-kafka` (and `MemoryLog`): start at the low watermark when
+    /// `from` was deleted (counted as lost), stop at `end`, the head seen, `max_records`, or
+    /// `max_bytes` (at least one record).
+    async fn read(&self, topic: &str, partition: u32, request: ReadRequest) -> PortResult<Batch> {
+        let mut from = request.from;
+        // A fetch brings whole record batches up to this many bytes and the rest of the
+        // response is dropped, so ask for about what `max_records` needs (1 KiB a record), not
+        // for all of `max_bytes`: a read of 1000 small records should not decode the partition.
+        let fetch_bytes = request
+            .max_bytes
+            .min(request.max_records.saturating_mul(1024))
+            .clamp(256 << 10, 64 << 20) as u32;
+        for _ in 0..3 {
+            let r = io()
+                .fetch(topic, partition, &from.to_string(), fetch_bytes)
+                .await
+                .map_err(|e| port_error("kafka", &format!("read {topic}/{partition}"), &e))?;
+            let low = offset(&get(&r, "low"), "low")?;
+            let high = offset(&get(&r, "high"), "high")?;
+            if get(&r, "outOfRange").as_bool() == Some(true) || from < low {
+                if from < low {
+                    from = low;
+                    continue;
+                }
+                let lost = (from - request.from).max(0) as u64;
+                return Ok(Batch {
+                    records: vec![],
+                    next_offset: from,
+                    high_watermark: high,
+                    lost,
+                });
+            }
+            let end = request.end.map_or(high, |e| e.min(high));
+            let lost = (from - request.from).max(0) as u64;
+            if from >= end || request.max_records == 0 {
+                return Ok(Batch {
+                    records: vec![],
+                    next_offset: from,
+                    high_watermark: high,
+                    lost,
+                });
+            }
+            let frame = Uint8Array::new(&get(&r, "frame")).to_vec();
+            let fetched =
+                crate::frame::decode(&frame).map_err(|e| PortError::permanent("kafka", e))?;
+            let mut records = Vec::new();
+            let mut bytes = 0usize;
+            let mut next = from;
+            let mut full = false;
+            for rec in fetched {
+                if rec.offset < next {
+                    continue;
+                }
+                if rec.offset >= end {
+                    // Everything before `end` was delivered: the rest are gaps.
+                    next = end;
+                    break;
+                }
+                if records.len() >= request.max_records
+                    || (bytes >= request.max_bytes && !records.is_empty())
+                {
+                    full = true;
+                    break;
+                }
+                bytes += rec.value.len();
+                next = rec.offset + 1;
+                records.push(rec);
+            }
+            if records.is_empty() && next < end && !full {
+                return Err(PortError::transient(
+                    "kafka",
+                    format!("read {topic}/{partition}: no records at {from} below the head {end}"),
+                ));
+            }
+            return Ok(Batch { records, next_offset: next, high_watermark: high, lost });
+        }
+        Err(PortError::transient(
+            "kafka",
+            format!("read {topic}/{partition}: retention moved during the read"),
+        ))
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Redis
+
+struct JsRedis;
+
+fn reply(v: &JsValue) -> Reply {
+    if v.is_null() || v.is_undefined() {
+        Reply::Nil
+    } else if let Some(n) = v.as_f64() {
+        Reply::Int(n as i64)
+    } else if let Some(s) = v.as_string() {
+        Reply::Bytes(s.into_bytes())
+    } else if Array::is_array(v) {
+        Reply::Array(Array::from(v).iter().map(|x| reply(&x)).collect())
+    } else if v.is_instance_of::<Uint8Array>() {
+        Reply::Bytes(Uint8Array::new(v).to_vec())
+    } else {
+        Reply::Nil
+    }
+}
+
+#[async_trait(?Send)]
+impl RedisCall for JsRedis {
+    async fn call(&self, args: Vec<Arg>) -> Result<Reply, CallError> {
+        let array = Array::new();
+        for a in &args {
+            match a {
+                Arg::Str(s) => array.push(&JsValue::from_str(s)),
+                Arg::Bytes(b) => array.push(&Uint8Array::from(b.as_slice())),
+            };
+        }
+        match io().redis(array).await {
+            Ok(v) => Ok(reply(&v)),
+            Err(e) => {
+                let (message, transient) = js_error(&e);
+                Err(CallError { message, transient })
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// HTTP, clock, timer, chain
+
+struct JsHttp;
+
+#[async_trait(?Send)]
+impl HttpClient for JsHttp {
+    async fn send(&self, request: HttpRequest) -> PortResult<HttpResponse> {
+        let headers = Array::new();
+        for (k, v) in &request.headers {
+            headers.push(&Array::of2(&JsValue::from_str(k), &JsValue::from_str(v)));
+        }
+        let r = io()
+            .http(&request.method, &request.url, headers, Uint8Array::from(request.body.as_slice()))
+            .await
+            .map_err(|e| {
+                let (message, _) = js_error(&e);
+                PortError::transient("http", message)
+            })?;
+        Ok(HttpResponse {
+            status: get(&r, "status").as_f64().unwrap_or(0.0) as u16,
+            body: Uint8Array::new(&get(&r, "body")).to_vec(),
+        })
+    }
+}
+
+struct JsClock;
+
+impl Clock for JsClock {
+    fn now_ms(&self) -> i64 {
+        js_sys::Date::now() as i64
+    }
+}
+
+struct JsTimer;
+
+#[async_trait(?Send)]
+impl Timer for JsTimer {
+    async fn sleep(&self, ms: u64) {
+        io().sleep(ms as f64).await;
+    }
+}
+
+/// Chain links over the OpenWhisk REST API, as `kappa-runtime`'s `OpenWhiskChain`: a
+/// non-blocking invoke (or a trigger fire) with the activation's key, retried with backoff
+/// on 429 and 5xx.
+struct JsChain {
+    api_host: String,
+    auth: String,
+    link: LinkKind,
+}
+
+impl JsChain {
+    fn new(a: &Activation) -> Self {
+        let host = a.api_host.trim_end_matches('/');
+        let api_host =
+            if host.starts_with("http") { host.to_string() } else { format!("https://{host}") };
+        let auth =
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(&a.api_key));
+        JsChain { api_host, auth, link: a.link }
+    }
+
+    fn url(&self, action: &str) -> String {
+        match self.link {
+            LinkKind::Invoke => {
+                format!("{}/api/v1/namespaces/_/actions/{action}?blocking=false", self.api_host)
+            }
+            LinkKind::Trigger => format!(
+                "{}/api/v1/namespaces/_/triggers/{}",
+                self.api_host,
+                action.replace('/', "-")
+            ),
+        }
+    }
+}
+
+#[async_trait(?Send)]
+impl Chain for JsChain {
+    async fn fire(&self, action: &str, params: &Value) -> PortResult<()> {
+        let body = serde_json::to_vec(params).unwrap_or_default();
+        let attempts = 5;
+        let mut backoff = 250;
+        for attempt in 1..=attempts {
+            let request = HttpRequest {
+                method: "POST".into(),
+                url: self.url(action),
+                headers: vec![
+                    ("authorization".into(), self.auth.clone()),
+                    ("content-type".into(), "application/json".into()),
+                ],
+                body: body.clone(),
+            };
+            match JsHttp.send(request).await {
+                Ok(r) if r.status == 202 || r.status == 200 => return Ok(()),
+                Ok(r) if r.status == 204 => {
+                    return Err(PortError::permanent(
+                        "openwhisk",
+                        format!("trigger for {action} has no active rule"),
+                    ));
+                }
+                Ok(r) if r.status == 429 || r.status >= 500 => {}
+                Ok(r) => {
+                    return Err(PortError::permanent(
+                        "openwhisk",
+                        format!("firing {action} answered {}", r.status),
+                    ));
+                }
+                Err(_) => {}
+            }
+            if attempt < attempts {
+                JsTimer.sleep(backoff).await;
+                backoff = (backoff * 2).min(8_000);
+            }
+        }
+        Err(PortError::transient(
+            "openwhisk",
+            format!(
+                "link to {action} not accepted after {attempts} attempts; the tick will resume it"
+            ),
+        ))
+    }
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Build Kappa's OpenWhisk action artefacts into build/actions/:
+#
+#   <action>.zip       native, kind rust:1.34: `exec` at the top level = the static
+#                      x86_64-unknown-linux-musl kappa-action binary (it dispatches on the
+#                      action's name, so every zip holds the same binary)
+#   <action>-wasm.zip  WASM, kind nodejs:20: package.json, index.js (exports main), io.js,
+#                      the wasm-bindgen glue kappa_wasm.js + kappa_wasm_bg.wasm, node_modules
+#
+#   scripts/build-actions.sh            # both
+#   scripts/build-actions.sh native     # only the native zips
+#   scripts/build-actions.sh wasm       # only the WASM zips
+#
+# Installs what is missing: the musl and wasm32 targets, musl-tools (apt), wasm-bindgen-cli at
+# exactly the version of the wasm-bindgen crate in Cargo.lock (cargo install, without --locked),
+# kafkajs and redis (npm). The native build uses its own target directory (target/deploy) so it
+# does not wait on other builds' lock (target/deploy-wasm for the module). The action names are the ones manifest.yaml deploys
+# (tests/deploy checks that they match).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+step() { printf '==> %s\n' "$*" >&2; }
+
+ACTIONS="query status process push tick"
+what=${1:-all}
+out="$repo/build/actions"
+mkdir -p "$out"
+target_dir="${KAPPA_DEPLOY_TARGET_DIR:-$repo/target/deploy}"
+wasm_target_dir="${KAPPA_WASM_TARGET_DIR:-$repo/target/deploy-wasm}"
+
+build_native() {
+    step "native: static kappa-action for x86_64-unknown-linux-musl"
+    rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1
+    if ! command -v musl-gcc >/dev/null; then
+        apt-get install -y musl-tools >/dev/null
+    fi
+    # librdkafka's SSL needs OpenSSL: actions/log-kafka builds it from source for musl
+    # (rdkafka's ssl-vendored feature), which needs perl and make.
+    CARGO_TARGET_DIR="$target_dir" CC_x86_64_unknown_linux_musl=musl-gcc \
+        cargo build -p kappa-runtime --bin kappa-action --release --locked \
+        --target x86_64-unknown-linux-musl
+    local exe="$target_dir/x86_64-unknown-linux-musl/release/kappa-action"
+    if readelf -l "$exe" | grep -q 'program interpreter'; then
+        echo "error: $exe is dynamically linked; ActionLoop images differ in libc" >&2
+        exit 1
+    fi
+    local stage
+    stage=$(mktemp -d)
+    cp "$exe" "$stage/exec"
+    strip "$stage/exec"
+    chmod 0755 "$stage/exec"
+    for action in $ACTIONS; do
+        rm -f "build/actions/${action}.zip"
+        (cd "$stage" && zip -q -X "$out/${action}.zip" exec)
+        printf '%s\n' "build/actions/${action}.zip" >&2
+    done
+    rm -rf "$stage"
+}
+
+build_wasm() {
+    step "wasm: kappa-wasm for wasm32-unknown-unknown + wasm-bindgen --target nodejs"
+    rustup target add wasm32-unknown-unknown >/dev/null 2>&1
+    local version
+    version=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' Cargo.lock)
+    if ! command -v wasm-bindgen >/dev/null || [ "$(wasm-bindgen --version | awk '{print $2}')" != "$version" ]; then
+        # Must match the crate exactly; its own lockfile pins crates this registry may lack,
+        # so no --locked.
+        cargo install wasm-bindgen-cli --version "$version" >&2
+    fi
+    # Size over speed for the module (opt-level z measured as fast as s for the fold): the
+    # release profile, overridden from the environment (the workspace's profiles stay as they are).
+    CARGO_TARGET_DIR="$wasm_target_dir" CARGO_PROFILE_RELEASE_OPT_LEVEL="${KAPPA_WASM_OPT:-z}" \
+        CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
+        CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=true CARGO_PROFILE_RELEASE_PANIC=abort \
+        cargo build -p kappa-wasm --release --locked --target wasm32-unknown-unknown
+    local stage="$repo/build/wasm"
+    rm -rf "$stage"
+    mkdir -p "$stage"
+    wasm-bindgen --target nodejs --out-dir "$stage" --no-typescript \
+        "$wasm_target_dir/wasm32-unknown-unknown/release/kappa_wasm.wasm"
+    # No wasm-opt pass: Debian's binaryen 108 breaks wasm-bindgen's externref table
+    # ("WebAssembly.Table.set(): Argument 1 is invalid"), and the module is within 2 MB without.
+    cp actions/wasm/js/index.js actions/wasm/js/io.js actions/wasm/js/package.json "$stage/"
+    (cd "$stage" && npm install --omit=dev --no-audit --no-fund --silent >&2)
+    for action in $ACTIONS; do
+        rm -f "build/actions/${action}-wasm.zip"
+        (cd "$stage" && zip -q -X -r "$out/${action}-wasm.zip" package.json index.js io.js \
+            kappa_wasm.js kappa_wasm_bg.wasm node_modules)
+        printf '%s\n' "build/actions/${action}-wasm.zip" >&2
+    done
+}
+
+case "$what" in
+    all) build_native; build_wasm ;;
+    native) build_native ;;
+    wasm) build_wasm ;;
+    *) echo "usage: $0 [all|native|wasm]" >&2; exit 2 ;;
+esac
+ls -l "$out" >&2
