@@ -17,7 +17,7 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add wasm32-unknown-unknown >/dev/null
 # rdkafka builds its bundled librdkafka with TLS (OpenSSL) and zlib.
 need=()
-for pkg in libssl-dev pkg-config zlib1g-dev build-essential; do
+for pkg in libssl-dev pkg-config zlib1g-dev build-essential zip unzip; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -48,6 +48,11 @@ if [ "${KAPPA_SKIP_SERVICES:-0}" != 1 ]; then
   services_started=1
   export KAFKA_BROKERS REDIS_URL
 fi
+
+step "WASM action zips (nodejs:20) for the Node.js contract test"
+scripts/build-actions.sh wasm >&2
+# The WASM test compares with the native exec (the debug build of the same binary).
+export KAPPA_NATIVE_EXEC="$repo/target/debug/kappa-action"
 
 step "tests"
 # One test at a time within each binary: the integration tier restarts Kafka and Redis.
