@@ -188,7 +188,9 @@ delete.topic.enable=true
 num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
-log.retention.hours=168
+# Test data carries event-time timestamps months in the past: keep everything (tests that
+# need retention delete records explicitly).
+log.retention.ms=-1
 log.retention.check.interval.ms=60000
 EOF
 }

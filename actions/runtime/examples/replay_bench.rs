@@ -121,6 +121,8 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let (cpu, wall) = (cpu_seconds() - cpu0, t.elapsed().as_secs_f64());
+    let processed = store.result(&id).await?.map_or(0, |r| r.progress.processed);
+    println!("replayed: {processed} of {n} records processed");
     println!(
         "replay Q2 through process into Redis: {invocations} invocations, {:.0} records/s per CPU second ({:.0} records/s wall, {cpu:.1} CPU s)",
         n as f64 / cpu,
