@@ -110,6 +110,16 @@ pub async fn release(env: &Env<'_>, id: &str) -> Result<WebResponse, ActionError
     Ok(WebResponse::json(200, json!({"id": id, "acknowledged": true})))
 }
 
+/// A holder that took a reference (a view, a subscription) gives it back; the query is
+/// reclaimed when it was the last one.
+pub async fn unreference(env: &Env<'_>, id: &str) -> Result<(), ActionError> {
+    if env.store.add_refs(id, -1).await? == 0 {
+        env.store.remove(id).await?;
+        tracing::info!(query = %id, "last reference dropped; query reclaimed");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

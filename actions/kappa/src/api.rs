@@ -15,7 +15,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::{SinkExt, StreamExt};
 use kappa_actions::push::check_webhook_url;
@@ -36,7 +36,8 @@ type S = State<Arc<Server>>;
 /// The router of the API.
 pub fn app(server: Arc<Server>) -> Router {
     Router::new()
-        .route("/", get(dashboard))
+        .route("/", get(crate::dashboard::index))
+        .route("/assets/{file}", get(crate::dashboard::asset))
         .route("/healthz", get(healthz))
         .route("/v1/topics/{topic}/records", post(ingest_records))
         .route("/v1/queries", post(create_query))
@@ -101,10 +102,6 @@ async fn healthz() -> Response {
     json_response(200, &json!({"status": "ok"}))
 }
 
-async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
-}
-
 /// Read a body up to `limit` bytes; over it, 413 (the rest is drained so the client reads the
 /// answer).
 async fn read_body(body: Body, limit: usize, what: &str) -> Result<Vec<u8>, ApiError> {
@@ -143,30 +140,48 @@ async fn ingest_records(
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if !ingest::valid_topic(&topic) {
-        return Err(ApiError::new(
-            400,
-            "invalid_index_name_exception",
-            format!("invalid topic name [{topic}]: use 1 to 249 of [A-Za-z0-9._-]"),
-        ));
+        return Err(invalid_topic(&topic));
     }
     let body = read_body(body, server.config.ingest_limit, "ingest body").await?;
     let key = params.key.as_deref().filter(|k| !k.is_empty());
     let records = ingest::parse(&body, key)?;
+    Ok(json_response(200, &append_records(&server, &topic, records).await?))
+}
+
+fn invalid_topic(topic: &str) -> ApiError {
+    ApiError::new(
+        400,
+        "invalid_index_name_exception",
+        format!("invalid topic name [{topic}]: use 1 to 249 of [A-Za-z0-9._-]"),
+    )
+}
+
+/// The ingest path: create the topic if needed, spread `records` over its partitions (by key,
+/// keyless ones round-robin), append them, wake the topic's queries. Returns the body of
+/// `POST /v1/topics/{topic}/records`. The HTTP handler and `kappa dev --demo` both use it.
+pub async fn append_records(
+    server: &Server,
+    topic: &str,
+    records: Vec<ingest::Parsed>,
+) -> Result<Value, ApiError> {
+    if !ingest::valid_topic(topic) {
+        return Err(invalid_topic(topic));
+    }
     let log = &*server.core.log;
-    let partitions = log.ensure_topic(&topic, server.config.partitions).await?;
+    let partitions = log.ensure_topic(topic, server.config.partitions).await?;
     let count = records.len();
     let next = server.round_robin.fetch_add(count as u64, Ordering::Relaxed);
     let now = server.core.clock.now_ms();
     let mut written = serde_json::Map::new();
     for (partition, batch) in ingest::assign(records, partitions, next, now) {
-        let first = LogWriter::append(log, &topic, partition, &batch).await?;
+        let first = LogWriter::append(log, topic, partition, &batch).await?;
         written.insert(
             partition.to_string(),
             json!({"first_offset": first, "last_offset": first + batch.len() as i64 - 1}),
         );
     }
-    let _ = server.wake.send(topic.clone());
-    Ok(json_response(200, &json!({"topic": topic, "count": count, "partitions": written})))
+    let _ = server.wake.send(topic.to_string());
+    Ok(json!({"topic": topic, "count": count, "partitions": written}))
 }
 
 async fn create_query(State(server): S, body: Body) -> Result<Response, ApiError> {

@@ -11,7 +11,9 @@
 //!   by [`hub::Hub`] after each batch; each subscriber has a bounded buffer and one that falls
 //!   behind gets a fresh snapshot instead of the backlog;
 //! - [`views`] keeps named views that switch to a new definition once it has caught up;
-//! - [`client`] is `kappa ingest` and `kappa query`.
+//! - [`client`] is `kappa ingest` and `kappa query`;
+//! - [`demo`] streams synthetic event-week tweets (`kappa dev --demo`, `kappa demo`);
+//! - [`dashboard`] serves the page at `/` (assets embedded in the binary).
 //!
 //! Test with: `cargo test -p kappa` (set `KAFKA_BROKERS` and `REDIS_URL` to also run the API
 //! suite against real Kafka and Redis).
@@ -20,6 +22,8 @@ pub mod api;
 pub mod backend;
 pub mod client;
 pub mod config;
+pub mod dashboard;
+pub mod demo;
 pub mod error;
 pub mod hub;
 pub mod ingest;

@@ -2,11 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use kappa::client::{self, Remote};
 use kappa::config::{DevConfig, dev_action_config};
+use kappa::demo::{self, DemoConfig, Schedule};
 
 #[derive(Parser)]
 #[command(name = "kappa", version, about = "Live Elasticsearch-style queries over a Kafka log")]
@@ -23,6 +25,47 @@ enum Command {
     Ingest(IngestArgs),
     /// Post a query and print its result (with --follow, every update).
     Query(QueryArgs),
+    /// Stream synthetic event-week tweets into a running server or a Kafka topic.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct FeedArgs {
+    /// Peak rate multiplier during a "match" (bursts at the end of each cycle).
+    #[arg(long = "demo-peak", default_value_t = 4.0)]
+    peak: f64,
+    /// Length of one quiet-then-match cycle, seconds.
+    #[arg(long = "demo-cycle-secs", default_value_t = 60.0)]
+    cycle_secs: f64,
+    /// Length of the match at the end of each cycle, seconds (0: a flat rate).
+    #[arg(long = "demo-match-secs", default_value_t = 15.0)]
+    match_secs: f64,
+    /// Generator seed.
+    #[arg(long = "demo-seed", default_value_t = 2026)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Background rate, records per second (more during matches, see --demo-peak).
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    /// Topic.
+    #[arg(long, default_value = "tweets")]
+    topic: String,
+    /// Write straight to this Kafka cluster instead of a server.
+    #[arg(long = "kafka", conflicts_with = "server")]
+    kafka: Option<String>,
+    /// Stop after this many records.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Index of the first generated record (use a new one to avoid repeating tweets).
+    #[arg(long, default_value_t = 0)]
+    start_index: u64,
+    #[command(flatten)]
+    feed: FeedArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
 }
 
 #[derive(Args)]
@@ -69,6 +112,14 @@ struct DevArgs {
     /// Most records one process invocation folds.
     #[arg(long, default_value_t = 20_000)]
     batch_records: usize,
+    /// Stream synthetic event-week tweets into topic `tweets` (see --demo-rate).
+    #[arg(long)]
+    demo: bool,
+    /// Background demo rate, records per second (more during matches).
+    #[arg(long, default_value_t = 50.0)]
+    demo_rate: f64,
+    #[command(flatten)]
+    feed: FeedArgs,
 }
 
 #[derive(Args)]
@@ -109,6 +160,21 @@ struct QueryArgs {
     remote: RemoteArgs,
 }
 
+impl FeedArgs {
+    fn demo_config(&self, rate: f64) -> DemoConfig {
+        DemoConfig {
+            schedule: Schedule {
+                rate: rate.max(0.0),
+                peak: self.peak.max(0.0),
+                cycle_secs: self.cycle_secs,
+                match_secs: self.match_secs,
+            },
+            seed: self.seed,
+            ..DemoConfig::default()
+        }
+    }
+}
+
 impl DevArgs {
     fn config(self) -> DevConfig {
         let mut action = dev_action_config();
@@ -143,8 +209,29 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => {
             kappa_runtime::runner::init_logging();
+            let demo = if args.demo {
+                let config = args.feed.demo_config(args.demo_rate);
+                let tweet_gen = demo::load_generator(&demo::base_path(), config.seed)?;
+                Some((Arc::new(tweet_gen), config))
+            } else {
+                None
+            };
             let running = kappa::start(args.config()).await.context("kappa dev")?;
             eprintln!("kappa dev listening on http://{} ({})", running.addr, running.describe);
+            if let Some((tweet_gen, config)) = demo {
+                eprintln!(
+                    "demo: streaming tweets into topic {} at {}/s ({}x during matches)",
+                    config.topic, config.schedule.rate, config.schedule.peak
+                );
+                let feed = demo::spawn(tweet_gen, running.server.clone(), config);
+                tokio::spawn(async move {
+                    match feed.await {
+                        Ok(Err(e)) => tracing::error!(error = %e, "demo stopped"),
+                        Err(e) => tracing::error!(error = %e, "demo task failed"),
+                        Ok(Ok(_)) => {}
+                    }
+                });
+            }
             tokio::select! {
                 () = async { let _ = tokio::signal::ctrl_c().await; } => {}
                 () = running.wait() => {}
@@ -160,6 +247,33 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
             .context("ingest")?;
+        }
+        Command::Demo(args) => {
+            kappa_runtime::runner::init_logging();
+            let mut config = args.feed.demo_config(args.rate);
+            config.topic = args.topic;
+            config.max_records = args.count;
+            config.start_index = args.start_index;
+            let tweet_gen = Arc::new(demo::load_generator(&demo::base_path(), config.seed)?);
+            let (sink, target) = match &args.kafka {
+                Some(brokers) => (demo::Sink::kafka(brokers)?, format!("kafka {brokers}")),
+                None => {
+                    let r = remote(args.remote);
+                    let target = r.server.clone();
+                    (demo::Sink::http(r), target)
+                }
+            };
+            eprintln!(
+                "demo: streaming tweets into {target} topic {} at {}/s ({}x during matches)",
+                config.topic, config.schedule.rate, config.schedule.peak
+            );
+            let sent = tokio::select! {
+                r = demo::run(tweet_gen, sink, config) => r.context("demo")?,
+                _ = tokio::signal::ctrl_c() => 0,
+            };
+            if sent > 0 {
+                eprintln!("demo: sent {sent} records");
+            }
         }
         Command::Query(args) => {
             let body = std::fs::read(&args.file)

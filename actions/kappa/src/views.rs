@@ -147,7 +147,7 @@ pub async fn put(server: &Arc<Server>, name: &str, body: &[u8]) -> Result<(u16, 
 }
 
 async fn release(server: &Arc<Server>, id: &str) {
-    if let Err(e) = query::release(&server.core.env(), id).await {
+    if let Err(e) = query::unreference(&server.core.env(), id).await {
         tracing::debug!(query = %id, error = %e, "release of a view's query");
     }
 }

@@ -181,7 +181,11 @@ fn consumer_config(base: &ClientConfig, extra: &[(String, String)]) -> ClientCon
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "8388608")
         .set("queued.min.messages", "100000")
-        .set("queued.max.messages.kbytes", "32768");
+        .set("queued.max.messages.kbytes", "32768")
+        // librdkafka >= 2.4 waits this long before fetching again once the prefetch queue was
+        // full (default 1 s): a replaying reader drains the queue in milliseconds, so that wait
+        // would stall every few batches.
+        .set("fetch.queue.backoff.ms", "1");
     for (k, v) in extra {
         c.set(k, v);
     }

@@ -37,6 +37,49 @@ fn q2(topic: &str) -> serde_json::Value {
         "per_hour": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1h"}}}})
 }
 
+/// A log that accounts the wall time spent reading.
+struct TimedLog<'a> {
+    inner: &'a KafkaLog,
+    reading: std::sync::Mutex<f64>,
+}
+
+#[async_trait::async_trait]
+impl kappa_core::ports::LogReader for TimedLog<'_> {
+    async fn partitions(&self, topic: &str) -> kappa_core::ports::PortResult<Option<u32>> {
+        self.inner.partitions(topic).await
+    }
+    async fn watermarks(
+        &self,
+        topic: &str,
+        p: u32,
+    ) -> kappa_core::ports::PortResult<kappa_core::ports::Watermarks> {
+        self.inner.watermarks(topic, p).await
+    }
+    async fn read(
+        &self,
+        topic: &str,
+        p: u32,
+        r: kappa_core::ports::ReadRequest,
+    ) -> kappa_core::ports::PortResult<kappa_core::ports::Batch> {
+        let t = Instant::now();
+        let b = self.inner.read(topic, p, r).await;
+        let dt = t.elapsed().as_secs_f64();
+        *self.reading.lock().unwrap_or_else(|e| e.into_inner()) += dt;
+        if std::env::var("KAPPA_BENCH_VERBOSE").is_ok() {
+            if let Ok(b) = &b {
+                eprintln!(
+                    "read from {} max {}: {} records in {:.1} ms",
+                    r.from,
+                    r.max_records,
+                    b.records.len(),
+                    dt * 1e3
+                );
+            }
+        }
+        b
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let n: u64 =
@@ -53,8 +96,9 @@ async fn main() -> anyhow::Result<()> {
         split_records: i64::MAX,
         ..ActionConfig::default()
     };
+    let timed = TimedLog { inner: &log, reading: std::sync::Mutex::new(0.0) };
     let env = Env {
-        log: &log,
+        log: &timed,
         store: &store,
         chain: &chain,
         http: &http,
@@ -122,7 +166,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let (cpu, wall) = (cpu_seconds() - cpu0, t.elapsed().as_secs_f64());
     let processed = store.result(&id).await?.map_or(0, |r| r.progress.processed);
-    println!("replayed: {processed} of {n} records processed");
+    println!(
+        "replayed: {processed} of {n} records processed; {:.1} s of {wall:.1} s wall spent in Kafka reads",
+        *timed.reading.lock().unwrap_or_else(|e| e.into_inner())
+    );
     println!(
         "replay Q2 through process into Redis: {invocations} invocations, {:.0} records/s per CPU second ({:.0} records/s wall, {cpu:.1} CPU s)",
         n as f64 / cpu,

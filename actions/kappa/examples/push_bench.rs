@@ -1,0 +1,237 @@
+//! Push benchmarks of `kappa dev` (figures for BENCHMARKS.md), against the real binary in its own
+//! process (so client and server sockets each fit in the file-descriptor limit).
+//!
+//! Run with: `cargo build --release -p kappa && cargo run --release -p kappa --example push_bench`
+//! Prints:
+//! - produce → delta latency on a websocket, p50/p99, at 5,000 records/s with 100 distinct queries
+//!   and 1,000 subscribers;
+//! - fan-out: 10,000 websocket subscribers of one query all receive a delta, p99;
+//! - sharing: server CPU for 1,000 identical queries vs one, over the same ingest.
+#![allow(clippy::disallowed_methods, reason = "a benchmark reads the wall clock and its knobs")]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+struct Server {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(port: u16) -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent()?.parent().map(|d| d.join("kappa")))
+        .expect("exe dir");
+    let child = Command::new(exe)
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path())
+        .args(["--partitions", "4", "--subscriber-buffer", "256"])
+        .env("KAPPA_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run `cargo build --release -p kappa` first");
+    Server { child, base: format!("127.0.0.1:{port}"), _dir: dir }
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    (f.get(11).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0))
+        / 100.0
+}
+
+fn doc(i: u64) -> Value {
+    json!({"text": format!("tweet {i}"), "n": i % 100, "tag": format!("t{}", i % 37)})
+}
+
+async fn wait_up(http: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if http.get(format!("http://{base}/healthz")).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not start");
+}
+
+async fn ingest(http: &reqwest::Client, base: &str, from: u64, n: u64) {
+    let body: String = (from..from + n).map(|i| doc(i).to_string() + "\n").collect();
+    let r = http
+        .post(format!("http://{base}/v1/topics/bench/records"))
+        .body(body)
+        .send()
+        .await
+        .expect("ingest");
+    assert!(r.status().is_success(), "ingest: {}", r.status());
+}
+
+async fn create(http: &reqwest::Client, base: &str, body: &Value) -> String {
+    let r: Value = http
+        .post(format!("http://{base}/v1/queries"))
+        .json(body)
+        .send()
+        .await
+        .expect("query")
+        .json()
+        .await
+        .expect("json");
+    r["id"].as_str().expect("id").to_string()
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN)
+}
+
+/// Subscribe and record, for every message, (arrival, processed).
+async fn subscribe(
+    base: &str,
+    id: &str,
+    log: Arc<Mutex<Vec<(Instant, u64)>>>,
+) -> tokio::task::JoinHandle<()> {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{base}/v1/queries/{id}/ws"))
+        .await
+        .expect("ws");
+    tokio::spawn(async move {
+        let (_, mut rx) = ws.split();
+        while let Some(Ok(m)) = rx.next().await {
+            if let Ok(text) = m.to_text() {
+                if let Ok(v) = serde_json::from_str::<Value>(text) {
+                    let processed = v["progress"]["processed"].as_u64().unwrap_or(0);
+                    log.lock().await.push((Instant::now(), processed));
+                }
+            }
+        }
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let http = reqwest::Client::new();
+
+    // 1. Latency at 5,000 records/s, 100 distinct queries, 1,000 subscribers.
+    let s = start(18431);
+    wait_up(&http, &s.base).await;
+    ingest(&http, &s.base, 0, 100).await;
+    let mut ids = Vec::new();
+    for q in 0..100 {
+        ids.push(create(&http, &s.base, &json!({"topic": "bench", "aggs": {"tags": {"terms": {"field": "tag", "size": q + 1}}, "n": {"stats": {"field": "n"}}}})).await);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let logs: Vec<Arc<Mutex<Vec<(Instant, u64)>>>> =
+        (0..1000).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+    let mut tasks = Vec::new();
+    for (i, log) in logs.iter().enumerate() {
+        tasks.push(subscribe(&s.base, &ids[i % ids.len()], log.clone()).await);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rate = 5_000u64;
+    let seconds = 10u64;
+    let per_batch = 100u64;
+    let mut posts: Vec<(Instant, u64)> = Vec::new();
+    let start_at = Instant::now();
+    let mut sent = 100u64;
+    for k in 0..(rate * seconds / per_batch) {
+        let due = start_at + Duration::from_micros(k * per_batch * 1_000_000 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let t = Instant::now();
+        ingest(&http, &s.base, sent, per_batch).await;
+        sent += per_batch;
+        posts.push((t, sent));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut latencies = Vec::new();
+    for log in &logs {
+        let log = log.lock().await;
+        for (t_post, total) in &posts {
+            // The first message whose result covers this batch.
+            if let Some((arrival, _)) = log.iter().find(|(_, p)| p >= total) {
+                latencies.push(arrival.saturating_duration_since(*t_post).as_secs_f64() * 1e3);
+            }
+        }
+    }
+    let covered = latencies.len();
+    println!(
+        "produce→delta at {rate} records/s, 100 queries, 1,000 ws subscribers: p50 {:.1} ms, p99 {:.1} ms ({covered} batch×subscriber observations of {})",
+        percentile(&mut latencies, 0.5),
+        percentile(&mut latencies, 0.99),
+        posts.len() * logs.len()
+    );
+    tasks.iter().for_each(|t| t.abort());
+    drop(s);
+
+    // 2. Fan-out: 10,000 subscribers of one query.
+    let s = start(18432);
+    wait_up(&http, &s.base).await;
+    ingest(&http, &s.base, 0, 100).await;
+    let id =
+        create(&http, &s.base, &json!({"topic": "bench", "aggs": {"n": {"sum": {"field": "n"}}}}))
+            .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let logs: Vec<Arc<Mutex<Vec<(Instant, u64)>>>> =
+        (0..10_000).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+    let mut tasks = Vec::new();
+    for log in &logs {
+        tasks.push(subscribe(&s.base, &id, log.clone()).await);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t = Instant::now();
+    ingest(&http, &s.base, 100, 100).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut fan = Vec::new();
+    for log in &logs {
+        if let Some((arrival, _)) = log.lock().await.iter().find(|(_, p)| *p >= 200) {
+            fan.push(arrival.saturating_duration_since(t).as_secs_f64() * 1e3);
+        }
+    }
+    println!(
+        "fan-out to {} of 10,000 ws subscribers of one query: p50 {:.0} ms, p99 {:.0} ms",
+        fan.len(),
+        percentile(&mut fan, 0.5),
+        percentile(&mut fan, 0.99)
+    );
+    tasks.iter().for_each(|t| t.abort());
+    drop(s);
+
+    // 3. Sharing: CPU of 1,000 identical queries vs one, over the same 20,000-record ingest.
+    let mut cpu = Vec::new();
+    for copies in [1, 1000] {
+        let s = start(18433 + copies as u16 % 7);
+        wait_up(&http, &s.base).await;
+        ingest(&http, &s.base, 0, 100).await;
+        let body = json!({"topic": "bench", "aggs": {"tags": {"terms": {"field": "tag"}}}});
+        for _ in 0..copies {
+            create(&http, &s.base, &body).await;
+        }
+        // Measured over the ingest and its computation, after the POSTs themselves.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let c0 = cpu_seconds(s.child.id());
+        for k in 0..20 {
+            ingest(&http, &s.base, 100 + k * 1000, 1000).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        cpu.push(cpu_seconds(s.child.id()) - c0);
+    }
+    println!(
+        "sharing: server CPU over a 20,000-record ingest: {:.2} s with 1 query, {:.2} s with 1,000 identical ones (ratio {:.3})",
+        cpu[0],
+        cpu[1],
+        cpu[1] / cpu[0]
+    );
+}
