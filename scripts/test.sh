@@ -59,7 +59,10 @@ step "tests"
 cargo test --workspace --locked -- --test-threads=1
 
 step "fuzz: arbitrary JSON into the query parser and engine (${FUZZ_CASES:-20000} cases)"
-PROPTEST_CASES="${FUZZ_CASES:-20000}" cargo test -p kappa-core --test bad_requests --locked --release \
+PROPTEST_CASES="${FUZZ_CASES:-20000}" cargo test -p kappa-core --test bad_requests --locked \
   arbitrary_json_never_panics
+
+step "dashboard: page logic through the WASM core, and headless Chromium against kappa dev"
+scripts/test-dashboard.sh
 
 step "all tests passed"

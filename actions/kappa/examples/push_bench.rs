@@ -17,6 +17,9 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+/// Per subscriber: (arrival, records processed) of every message received.
+type MessageLog = Arc<Mutex<Vec<(Instant, u64)>>>;
+
 struct Server {
     child: Child,
     base: String,
@@ -100,22 +103,18 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// Subscribe and record, for every message, (arrival, processed).
-async fn subscribe(
-    base: &str,
-    id: &str,
-    log: Arc<Mutex<Vec<(Instant, u64)>>>,
-) -> tokio::task::JoinHandle<()> {
+async fn subscribe(base: &str, id: &str, log: MessageLog) -> tokio::task::JoinHandle<()> {
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{base}/v1/queries/{id}/ws"))
         .await
         .expect("ws");
     tokio::spawn(async move {
         let (_, mut rx) = ws.split();
         while let Some(Ok(m)) = rx.next().await {
-            if let Ok(text) = m.to_text() {
-                if let Ok(v) = serde_json::from_str::<Value>(text) {
-                    let processed = v["progress"]["processed"].as_u64().unwrap_or(0);
-                    log.lock().await.push((Instant::now(), processed));
-                }
+            if let Ok(text) = m.to_text()
+                && let Ok(v) = serde_json::from_str::<Value>(text)
+            {
+                let processed = v["progress"]["processed"].as_u64().unwrap_or(0);
+                log.lock().await.push((Instant::now(), processed));
             }
         }
     })
@@ -134,8 +133,7 @@ async fn main() {
         ids.push(create(&http, &s.base, &json!({"topic": "bench", "aggs": {"tags": {"terms": {"field": "tag", "size": q + 1}}, "n": {"stats": {"field": "n"}}}})).await);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let logs: Vec<Arc<Mutex<Vec<(Instant, u64)>>>> =
-        (0..1000).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+    let logs: Vec<MessageLog> = (0..1000).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
     let mut tasks = Vec::new();
     for (i, log) in logs.iter().enumerate() {
         tasks.push(subscribe(&s.base, &ids[i % ids.len()], log.clone()).await);
@@ -184,8 +182,7 @@ async fn main() {
         create(&http, &s.base, &json!({"topic": "bench", "aggs": {"n": {"sum": {"field": "n"}}}}))
             .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let logs: Vec<Arc<Mutex<Vec<(Instant, u64)>>>> =
-        (0..10_000).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+    let logs: Vec<MessageLog> = (0..10_000).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
     let mut tasks = Vec::new();
     for log in &logs {
         tasks.push(subscribe(&s.base, &id, log.clone()).await);

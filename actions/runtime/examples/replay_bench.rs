@@ -65,16 +65,16 @@ impl kappa_core::ports::LogReader for TimedLog<'_> {
         let b = self.inner.read(topic, p, r).await;
         let dt = t.elapsed().as_secs_f64();
         *self.reading.lock().unwrap_or_else(|e| e.into_inner()) += dt;
-        if std::env::var("KAPPA_BENCH_VERBOSE").is_ok() {
-            if let Ok(b) = &b {
-                eprintln!(
-                    "read from {} max {}: {} records in {:.1} ms",
-                    r.from,
-                    r.max_records,
-                    b.records.len(),
-                    dt * 1e3
-                );
-            }
+        if std::env::var("KAPPA_BENCH_VERBOSE").is_ok()
+            && let Ok(b) = &b
+        {
+            eprintln!(
+                "read from {} max {}: {} records in {:.1} ms",
+                r.from,
+                r.max_records,
+                b.records.len(),
+                dt * 1e3
+            );
         }
         b
     }

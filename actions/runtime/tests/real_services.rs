@@ -190,7 +190,6 @@ async fn drain(s: &Services, faults: &dyn Faults, duplicate: bool, mut between: 
         }
         let env = s.env();
         let runs = links.into_iter().map(|(action, params)| {
-            let env = env;
             async move {
                 if action == env.config.process_action {
                     let e: ProcessEvent = serde_json::from_value(params).expect("event");
