@@ -189,15 +189,13 @@ async fn drain(s: &Services, faults: &dyn Faults, duplicate: bool, mut between: 
             links = links.iter().cloned().chain(links.iter().cloned()).collect();
         }
         let env = s.env();
-        let runs = links.into_iter().map(|(action, params)| {
-            async move {
-                if action == env.config.process_action {
-                    let e: ProcessEvent = serde_json::from_value(params).expect("event");
-                    let _ = process_with_faults(&env, &ctx(), e, faults).await;
-                } else {
-                    let e: PushEvent = serde_json::from_value(params).expect("event");
-                    let _ = push(&env, e).await;
-                }
+        let runs = links.into_iter().map(|(action, params)| async move {
+            if action == env.config.process_action {
+                let e: ProcessEvent = serde_json::from_value(params).expect("event");
+                let _ = process_with_faults(&env, &ctx(), e, faults).await;
+            } else {
+                let e: PushEvent = serde_json::from_value(params).expect("event");
+                let _ = push(&env, e).await;
             }
         });
         futures_join(runs).await;
