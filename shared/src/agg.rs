@@ -311,9 +311,15 @@ fn passes(filter: &Option<TermsFilter>, key: &TermKey, default: bool) -> bool {
     }
 }
 
-/// The date format of a date aggregation's field values.
-fn field_format(format: &Option<DateFormat>) -> DateFormat {
-    format.clone().unwrap_or_else(DateFormat::default_format)
+/// The date format of a date aggregation's field values (borrowed: this runs per record).
+fn field_format(format: &Option<DateFormat>) -> &DateFormat {
+    format.as_ref().unwrap_or_else(|| default_date_format())
+}
+
+/// The default date format, parsed once.
+pub(crate) fn default_date_format() -> &'static DateFormat {
+    static DEFAULT: std::sync::LazyLock<DateFormat> = std::sync::LazyLock::new(DateFormat::default_format);
+    &DEFAULT
 }
 
 /// Fold one matching document into an aggregation's state.
@@ -402,7 +408,7 @@ pub(crate) fn fold(
             let starts: Vec<i64> = doc
                 .values(field)
                 .iter()
-                .filter_map(|v| date_millis(v, &fmt, time_zone))
+                .filter_map(|v| date_millis(v, fmt, time_zone))
                 .map(|ms| match interval {
                     DateInterval::Calendar(unit) => {
                         date::calendar_floor(ms - offset, *unit, time_zone) + offset
@@ -429,7 +435,7 @@ pub(crate) fn fold(
             let xs: Vec<f64> = doc
                 .values(field)
                 .iter()
-                .filter_map(|v| date_millis(v, &fmt, time_zone))
+                .filter_map(|v| date_millis(v, fmt, time_zone))
                 .map(|ms| ms as f64)
                 .collect();
             for (r, b) in ranges.iter().zip(buckets.iter_mut()) {

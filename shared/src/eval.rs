@@ -239,7 +239,7 @@ fn in_range(
                     date_millis(v, format, time_zone).map(|ms| ms as f64)
                 }
                 _ => scalar_f64(v).or_else(|| match v {
-                    Scalar::Str(s) => DateFormat::default_format()
+                    Scalar::Str(s) => crate::agg::default_date_format()
                         .parse_millis(s, &crate::date::TimeZone::utc())
                         .map(|ms| ms as f64),
                     _ => None,
