@@ -318,7 +318,8 @@ fn field_format(format: &Option<DateFormat>) -> &DateFormat {
 
 /// The default date format, parsed once.
 pub(crate) fn default_date_format() -> &'static DateFormat {
-    static DEFAULT: std::sync::LazyLock<DateFormat> = std::sync::LazyLock::new(DateFormat::default_format);
+    static DEFAULT: std::sync::LazyLock<DateFormat> =
+        std::sync::LazyLock::new(DateFormat::default_format);
     &DEFAULT
 }
 
