@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::executor::block_on;
 use futures::future::join_all;
-use kappa_actions::process::{Faults, ProcessEvent, process_with_faults};
+use kappa_actions::process::{Faults, NoFaults, ProcessEvent, process_with_faults};
 use kappa_actions::push::{PushEvent, push};
 use kappa_actions::{ActionConfig, ActionError, Context, Env, query, status, tick};
 use kappa_core::ports::{
@@ -56,17 +56,10 @@ impl World {
     }
 
     fn ctx(&self) -> Context {
-        Context { activation_id: "a1".into(), deadline_ms: self.clock.now_ms_plus(60_000) }
-    }
-}
-
-trait NowPlus {
-    fn now_ms_plus(&self, ms: i64) -> i64;
-}
-
-impl NowPlus for ManualClock {
-    fn now_ms_plus(&self, ms: i64) -> i64 {
-        kappa_core::ports::Clock::now_ms(self) + ms
+        Context {
+            activation_id: "a1".into(),
+            deadline_ms: kappa_core::ports::Clock::now_ms(&*self.clock) + 60_000,
+        }
     }
 }
 
@@ -162,13 +155,6 @@ impl Faults for CrashAt {
     }
 }
 
-struct NoFault;
-impl Faults for NoFault {
-    fn at(&self, _: &'static str) -> Result<(), ActionError> {
-        Ok(())
-    }
-}
-
 /// Run fired links until none are left. `mangle` may drop or duplicate links.
 fn drain(
     w: &World,
@@ -227,7 +213,7 @@ fn a_clean_replay_equals_one_pass_and_is_caught_up() {
     let w = World::new(small_batches());
     fill(&w, 3, 100);
     let id = create(&w, &body());
-    drain(&w, &NoFault, |_, l| l);
+    drain(&w, &NoFaults, |_, l| l);
     let s = result_of(&w, &id);
     assert_eq!(s["result"], oracle(&w, &body()));
     assert_eq!(s["caught_up"], json!(true));
@@ -239,7 +225,7 @@ fn a_clean_replay_equals_one_pass_and_is_caught_up() {
         .expect("append");
     let t = block_on(tick::tick(&w.env(), None)).expect("tick");
     assert_eq!(t.fired, 1);
-    drain(&w, &NoFault, |_, l| l);
+    drain(&w, &NoFaults, |_, l| l);
     let s = result_of(&w, &id);
     assert_eq!(s["result"], oracle(&w, &body()));
     assert_eq!(s["progress"]["processed"], json!(301));
@@ -250,7 +236,7 @@ fn every_link_duplicated_and_run_concurrently_never_double_counts() {
     let w = World::new(small_batches());
     fill(&w, 2, 120);
     let id = create(&w, &body());
-    drain(&w, &NoFault, |_, links| {
+    drain(&w, &NoFaults, |_, links| {
         links.iter().cloned().chain(links.iter().cloned()).chain(links.iter().cloned()).collect()
     });
     let s = result_of(&w, &id);
@@ -288,7 +274,7 @@ fn dropped_links_are_resumed_by_the_tick() {
     fill(&w, 3, 90);
     let id = create(&w, &body());
     let mut dropped = 0;
-    drain(&w, &NoFault, |round, links| {
+    drain(&w, &NoFaults, |round, links| {
         if round % 3 == 1 {
             dropped += links.len();
             Vec::new()
@@ -302,7 +288,7 @@ fn dropped_links_are_resumed_by_the_tick() {
         if t.fired == 0 {
             break;
         }
-        drain(&w, &NoFault, |_, l| l);
+        drain(&w, &NoFaults, |_, l| l);
     }
     assert_eq!(result_of(&w, &id)["result"], oracle(&w, &body()));
 }
@@ -314,7 +300,7 @@ fn records_deleted_by_retention_are_reported_as_loss() {
     let id = create(&w, &body());
     // Retention deletes the first 25 records before the query reads them.
     w.log.truncate_before(TOPIC, 0, 25);
-    drain(&w, &NoFault, |_, l| l);
+    drain(&w, &NoFaults, |_, l| l);
     let s = result_of(&w, &id);
     assert_eq!(s["progress"]["lost"], json!(25));
     assert_eq!(s["progress"]["processed"], json!(35));
@@ -336,22 +322,16 @@ fn a_batch_near_its_deadline_stops_early_and_commits_what_it_did() {
     let event: ProcessEvent = serde_json::from_value(params).expect("event");
     // The deadline is already within the margin: the invocation reads nothing and says why.
     let ctx = Context { activation_id: "late".into(), deadline_ms: NOW + 500 };
-    let out = block_on(process_with_faults(&w.env(), &ctx, event.clone(), &NoFault)).expect("ok");
+    let out = block_on(process_with_faults(&w.env(), &ctx, event.clone(), &NoFaults)).expect("ok");
     assert_eq!((out.records, out.stopped, out.fired_next), (0, "deadline", true));
     // A clock that advances with every read (a slow log) stops mid-batch, and what was read is
     // committed.
-    struct Slow;
-    impl Faults for Slow {
-        fn at(&self, _: &'static str) -> Result<(), ActionError> {
-            Ok(())
-        }
-    }
     let ctx = Context { activation_id: "slow".into(), deadline_ms: NOW + 1000 + 30 };
     w.chain.take();
     let env = w.env();
     let reader = SlowLog { inner: &w.log, clock: &w.clock };
     let env = Env { log: &reader, ..env };
-    let out = block_on(process_with_faults(&env, &ctx, event, &Slow)).expect("ok");
+    let out = block_on(process_with_faults(&env, &ctx, event, &NoFaults)).expect("ok");
     assert_eq!(out.stopped, "deadline");
     assert!(out.committed && out.records > 0 && out.records < 200, "{out:?}");
     let s = result_of(&w, &id);
@@ -442,7 +422,7 @@ fn a_state_over_its_memory_budget_fails_the_query_visibly() {
         w.log.append(TOPIC, 0, &recs).await.expect("append");
     });
     let id = create(&w, &json!({"topic": TOPIC, "aggs": {"k": {"terms": {"field": "id"}}}}));
-    drain(&w, &NoFault, |_, l| l);
+    drain(&w, &NoFaults, |_, l| l);
     let s = result_of(&w, &id);
     assert_eq!(s["error"]["error"]["type"], json!("circuit_breaking_exception"), "{s}");
 }
@@ -465,7 +445,7 @@ fn deltas_chain_from_version_to_version_and_webhooks_are_signed() {
         &kappa_core::ports::Subscription { url: "http://127.0.0.1:9/x".into(), secret: "x".into() },
     ))
     .expect("sub");
-    drain(&w, &NoFault, |_, l| l);
+    drain(&w, &NoFaults, |_, l| l);
     // Replaying the ring from version 0 rebuilds the final result exactly.
     let messages = block_on(w.store.messages_since(&id, 0)).expect("ok").expect("held");
     let mut doc = oracle_empty();
@@ -513,7 +493,7 @@ fn failed_webhook_deliveries_are_retried_with_backoff() {
         },
     ))
     .expect("sub");
-    drain(&w, &NoFault, |_, links| {
+    drain(&w, &NoFaults, |_, links| {
         links.into_iter().filter(|(a, _)| a != &w.config.push_action).collect()
     });
     w.http.script([

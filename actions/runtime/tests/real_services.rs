@@ -11,7 +11,7 @@
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use kappa_actions::process::{Faults, ProcessEvent, process_with_faults};
+use kappa_actions::process::{Faults, NoFaults, ProcessEvent, process_with_faults};
 use kappa_actions::push::{PushEvent, push};
 use kappa_actions::{ActionConfig, ActionError, Context, Env, query, status, tick};
 use kappa_core::ports::{
@@ -271,7 +271,7 @@ async fn duplicated_and_concurrent_invocations_count_every_record_once() {
         .as_str()
         .expect("id")
         .to_string();
-    drain(&s, &CrashAt("never", AtomicUsize::new(0)), true, |_| {}).await;
+    drain(&s, &NoFaults, true, |_| {}).await;
     check(&s, &topic, &id, 0).await;
     let got = status::status(&s.env(), &id).await.expect("status").body;
     assert_eq!(got["progress"]["processed"], json!(1800));
@@ -307,7 +307,7 @@ async fn redis_and_kafka_restarts_mid_replay_lose_and_double_nothing() {
         .as_str()
         .expect("id")
         .to_string();
-    drain(&s, &CrashAt("never", AtomicUsize::new(0)), false, |round| match round {
+    drain(&s, &NoFaults, false, |round| match round {
         1 => script("redis.sh", "restart"),
         3 => script("kafka.sh", "restart"),
         _ => {}
@@ -339,6 +339,6 @@ async fn early_segments_deleted_by_retention_are_reported_as_loss() {
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Offset(200)).expect("tpl");
     admin.delete_records(&tpl, &rdkafka::admin::AdminOptions::new()).await.expect("delete records");
-    drain(&s, &CrashAt("never", AtomicUsize::new(0)), false, |_| {}).await;
+    drain(&s, &NoFaults, false, |_| {}).await;
     check(&s, &topic, &id, 200).await;
 }
