@@ -304,7 +304,7 @@ async fn query_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let since = last_event_id(&headers)?;
-    Ok(sse(stream::subscribe(&server, Target::Query(id), since).await?))
+    Ok(sse(stream::subscribe(&server.streams, Target::Query(id), since).await?))
 }
 
 async fn query_ws(
@@ -315,7 +315,7 @@ async fn query_ws(
 ) -> Result<Response, ApiError> {
     let upgrade = ws(upgrade)?;
     let since = since_param(&params)?;
-    let rx = stream::subscribe(&server, Target::Query(id), since).await?;
+    let rx = stream::subscribe(&server.streams, Target::Query(id), since).await?;
     Ok(upgrade.on_upgrade(move |socket| session(socket, rx)))
 }
 
@@ -358,7 +358,7 @@ async fn view_events(
 ) -> Result<Response, ApiError> {
     let since = last_event_id(&headers)?;
     let target = follow_view(&server, &name).await?;
-    Ok(sse(stream::subscribe(&server, target, since).await?))
+    Ok(sse(stream::subscribe(&server.streams, target, since).await?))
 }
 
 async fn view_ws(
@@ -370,6 +370,6 @@ async fn view_ws(
     let upgrade = ws(upgrade)?;
     let since = since_param(&params)?;
     let target = follow_view(&server, &name).await?;
-    let rx = stream::subscribe(&server, target, since).await?;
+    let rx = stream::subscribe(&server.streams, target, since).await?;
     Ok(upgrade.on_upgrade(move |socket| session(socket, rx)))
 }

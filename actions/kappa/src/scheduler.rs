@@ -152,8 +152,8 @@ pub struct Core {
     pub timer: TokioTimer,
     /// The handlers' knobs.
     pub config: ActionConfig,
-    /// Subscriber wake-ups.
-    pub hub: Hub,
+    /// Subscriber wake-ups (shared with [`crate::stream::Streams`]).
+    pub hub: Arc<Hub>,
     activations: AtomicU64,
     lanes: Mutex<HashMap<String, mpsc::UnboundedSender<PushEvent>>>,
 }
@@ -175,7 +175,7 @@ impl Core {
             clock: SystemClock,
             timer: TokioTimer,
             config,
-            hub: Hub::default(),
+            hub: Arc::new(Hub::default()),
             activations: AtomicU64::new(0),
             lanes: Mutex::new(HashMap::new()),
         };

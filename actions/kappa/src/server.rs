@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::backend::{self, Log};
 use crate::config::{ConfigError, DevConfig};
 use crate::scheduler::{self, Core, SchedulerConfig};
+use crate::stream::Streams;
 use crate::views::{self, Views};
 
 /// The HTTP layer's knobs.
@@ -47,6 +48,8 @@ pub struct Server {
     pub config: ServerConfig,
     /// Named views.
     pub views: Views,
+    /// Websocket and SSE subscribers.
+    pub streams: Arc<Streams>,
     /// Wakes the queries of a topic after an ingest.
     pub(crate) wake: mpsc::UnboundedSender<String>,
     /// Next partition for keyless records.
@@ -90,7 +93,13 @@ fn assemble(
         wake_tx.clone(),
         wake_rx,
     );
+    let streams = Arc::new(Streams {
+        store: core.store.clone(),
+        hub: core.hub.clone(),
+        buffer: config.subscriber_buffer,
+    });
     let server = Arc::new(Server {
+        streams,
         core,
         config: ServerConfig::from_dev(config),
         views,

@@ -22,8 +22,21 @@ use kappa_core::ports::{Progress, StateStore, message_version};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
+use kappa_runtime::clock::SystemClock;
+
 use crate::error::ApiError;
-use crate::server::Server;
+use crate::hub::Hub;
+
+/// What subscribers need, shared by `kappa dev` and `kappa gateway`: the store they read, the
+/// hub that wakes them, and the size of each subscriber's buffer.
+pub struct Streams {
+    /// Results and the shared ring of messages.
+    pub store: Arc<dyn StateStore>,
+    /// Wake-ups after each committed batch (from the scheduler, or from Redis pub/sub).
+    pub hub: Arc<Hub>,
+    /// Messages buffered per subscriber before it gets a snapshot instead.
+    pub buffer: usize,
+}
 
 /// What a subscriber follows.
 #[derive(Debug, Clone)]
@@ -38,7 +51,7 @@ pub enum Target {
 /// its own) and starts the pump. Messages arrive on the returned receiver; dropping it ends the
 /// subscription and drops the reference.
 pub async fn subscribe(
-    server: &Arc<Server>,
+    server: &Arc<Streams>,
     target: Target,
     since: Option<u64>,
 ) -> Result<mpsc::Receiver<Value>, ApiError> {
@@ -46,7 +59,7 @@ pub async fn subscribe(
         Target::Query(id) => (id.clone(), true),
         Target::View(rx) => (rx.borrow().clone(), false),
     };
-    let store = &*server.core.store;
+    let store = &*server.store;
     if store.query(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("query [{id}] not found")));
     }
@@ -54,7 +67,7 @@ pub async fn subscribe(
     if holds_ref {
         store.add_refs(&id, 1).await?;
     }
-    let (tx, rx) = mpsc::channel(server.config.subscriber_buffer.max(2));
+    let (tx, rx) = mpsc::channel(server.buffer.max(2));
     let server = server.clone();
     tokio::spawn(async move {
         let view = match target {
@@ -63,7 +76,7 @@ pub async fn subscribe(
         };
         pump(&server, id.clone(), view, since, &tx).await;
         if holds_ref {
-            let store = &*server.core.store;
+            let store = &*server.store;
             if let Err(e) = store.add_refs(&id, -1).await {
                 tracing::warn!(query = %id, error = %e, "could not drop a subscriber's reference");
             }
@@ -73,8 +86,8 @@ pub async fn subscribe(
     Ok(rx)
 }
 
-fn now(server: &Server) -> i64 {
-    kappa_core::ports::Clock::now_ms(&server.core.clock)
+fn now(_server: &Streams) -> i64 {
+    kappa_core::ports::Clock::now_ms(&SystemClock)
 }
 
 /// What the subscriber has been sent.
@@ -145,14 +158,14 @@ async fn forward(
 }
 
 async fn pump(
-    server: &Arc<Server>,
+    server: &Arc<Streams>,
     mut id: String,
     mut view: Option<watch::Receiver<String>>,
     since: Option<u64>,
     tx: &mpsc::Sender<Value>,
 ) {
-    let store = &*server.core.store;
-    let mut wake = server.core.hub.watch(&id);
+    let store = &*server.store;
+    let mut wake = server.hub.watch(&id);
     let mut sent: Option<Sent> = since.map(|v| Sent {
         version: v,
         caught_up: false,
@@ -234,13 +247,13 @@ async fn pump(
         tokio::select! {
             changed = wake.changed() => {
                 if changed.is_err() {
-                    wake = server.core.hub.watch(&id);
+                    wake = server.hub.watch(&id);
                 }
             }
             Some(new_id) = view_changed(&mut view) => {
                 if new_id != id {
                     id = new_id;
-                    wake = server.core.hub.watch(&id);
+                    wake = server.hub.watch(&id);
                     sent = None;
                     behind = false;
                 }

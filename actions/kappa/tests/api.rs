@@ -445,8 +445,9 @@ async fn check_backpressure(srv: &Srv) {
     let id = srv.query(&body).await;
     srv.caught_up(&id, 1).await;
     // A subscriber that never reads (buffer of `subscriber_buffer` messages), and a reader.
-    let mut stalled =
-        subscribe(&srv.running.server, Target::Query(id.clone()), None).await.expect("subscribes");
+    let mut stalled = subscribe(&srv.running.server.streams, Target::Query(id.clone()), None)
+        .await
+        .expect("subscribes");
     let mut ws = ws_connect(srv, &format!("/v1/queries/{id}/ws")).await;
     let mut f = Follower::default();
     f.apply(&ws_next(&mut ws).await);
