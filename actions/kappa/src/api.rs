@@ -54,11 +54,11 @@ pub fn app(server: Arc<Server>) -> Router {
         .with_state(server)
 }
 
-async fn no_route(method: Method, uri: Uri) -> ApiError {
+pub(crate) async fn no_route(method: Method, uri: Uri) -> ApiError {
     ApiError::not_found(format!("no handler found for uri [{}] and method [{method}]", uri.path()))
 }
 
-async fn no_method(method: Method, uri: Uri) -> ApiError {
+pub(crate) async fn no_method(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
         405,
         "method_not_allowed_exception",
@@ -72,9 +72,30 @@ fn same_key(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn auth(State(server): S, request: Request, next: Next) -> Response {
-    let keys = &server.config.api_keys;
+    match authorize(&server.config.api_keys, &request) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// A request without a valid key: 401 `security_exception` with `WWW-Authenticate: Bearer`.
+pub(crate) struct Unauthorized(&'static str);
+
+impl IntoResponse for Unauthorized {
+    fn into_response(self) -> Response {
+        let mut response = ApiError::new(401, "security_exception", self.0).into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        response
+    }
+}
+
+/// Check the request's `Authorization: Bearer <key>` against `keys` (none configured: open;
+/// `/healthz` is always open).
+pub(crate) fn authorize(keys: &[String], request: &Request) -> Result<(), Unauthorized> {
     if keys.is_empty() || request.uri().path() == "/healthz" {
-        return next.run(request).await;
+        return Ok(());
     }
     let given = request
         .headers()
@@ -84,27 +105,22 @@ async fn auth(State(server): S, request: Request, next: Next) -> Response {
         .map(str::trim);
     let ok = given.is_some_and(|g| keys.iter().any(|k| same_key(k.as_bytes(), g.as_bytes())));
     if ok {
-        return next.run(request).await;
+        return Ok(());
     }
-    let reason = if given.is_some() {
+    Err(Unauthorized(if given.is_some() {
         "invalid API key"
     } else {
         "missing authentication credentials: Authorization: Bearer <key>"
-    };
-    let mut response = ApiError::new(401, "security_exception", reason).into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-    response
+    }))
 }
 
-async fn healthz() -> Response {
+pub(crate) async fn healthz() -> Response {
     json_response(200, &json!({"status": "ok"}))
 }
 
 /// Read a body up to `limit` bytes; over it, 413 (the rest is drained so the client reads the
 /// answer).
-async fn read_body(body: Body, limit: usize, what: &str) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(body: Body, limit: usize, what: &str) -> Result<Vec<u8>, ApiError> {
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
     let mut seen = 0usize;
@@ -233,7 +249,7 @@ async fn add_webhook(
     Ok(json_response(201, &json!({"id": id, "url": sub.url, "subscribed": true})))
 }
 
-fn since_param(params: &HashMap<String, String>) -> Result<Option<u64>, ApiError> {
+pub(crate) fn since_param(params: &HashMap<String, String>) -> Result<Option<u64>, ApiError> {
     params
         .get("since")
         .map(|s| {
@@ -244,7 +260,7 @@ fn since_param(params: &HashMap<String, String>) -> Result<Option<u64>, ApiError
         .transpose()
 }
 
-fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+pub(crate) fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     headers
         .get("last-event-id")
         .map(|v| {
@@ -256,7 +272,7 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         .transpose()
 }
 
-fn sse(rx: mpsc::Receiver<Value>) -> Response {
+pub(crate) fn sse(rx: mpsc::Receiver<Value>) -> Response {
     let events = tokio_stream::wrappers::ReceiverStream::new(rx).map(|m| {
         let mut event = Event::default().data(m.to_string());
         if m.get("version").is_some() {
@@ -267,7 +283,7 @@ fn sse(rx: mpsc::Receiver<Value>) -> Response {
     Sse::new(events).keep_alive(KeepAlive::default()).into_response()
 }
 
-fn ws(
+pub(crate) fn ws(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<WebSocketUpgrade, ApiError> {
     upgrade.map_err(|e| {
@@ -275,7 +291,7 @@ fn ws(
     })
 }
 
-async fn session(socket: WebSocket, mut rx: mpsc::Receiver<Value>) {
+pub(crate) async fn session(socket: WebSocket, mut rx: mpsc::Receiver<Value>) {
     let (mut sink, mut incoming) = socket.split();
     loop {
         tokio::select! {

@@ -26,6 +26,16 @@ impl Hub {
         }
     }
 
+    /// Wake every subscriber of every query (after a gap in the wake-up feed, e.g. a lost
+    /// pub/sub connection: each subscriber then re-reads the store and catches up).
+    pub fn notify_all(&self) {
+        let mut queries = self.queries.lock().unwrap_or_else(|e| e.into_inner());
+        queries.retain(|_, tx| tx.receiver_count() > 0);
+        for tx in queries.values() {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
     /// A receiver woken on every [`Hub::notify`] of `id` from now on.
     pub fn watch(&self, id: &str) -> watch::Receiver<u64> {
         let mut queries = self.queries.lock().unwrap_or_else(|e| e.into_inner());

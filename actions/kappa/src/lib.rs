@@ -13,7 +13,9 @@
 //! - [`views`] keeps named views that switch to a new definition once it has caught up;
 //! - [`client`] is `kappa ingest` and `kappa query`;
 //! - [`demo`] streams synthetic event-week tweets (`kappa dev --demo`, `kappa demo`);
-//! - [`dashboard`] serves the page at `/` (assets embedded in the binary).
+//! - [`dashboard`] serves the page at `/` (assets embedded in the binary);
+//! - [`gateway`] is `kappa gateway`, the websocket/SSE push gateway of a deployed package
+//!   (same subscriber code, fed by the push action, scaled out through Redis pub/sub).
 //!
 //! Test with: `cargo test -p kappa` (set `KAFKA_BROKERS` and `REDIS_URL` to also run the API
 //! suite against real Kafka and Redis).
@@ -25,6 +27,7 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod error;
+pub mod gateway;
 pub mod hub;
 pub mod ingest;
 pub mod scheduler;

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use kappa::client::{self, Remote};
 use kappa::config::{DevConfig, dev_action_config};
 use kappa::demo::{self, DemoConfig, Schedule};
+use kappa::gateway::{self, GatewayConfig};
 
 #[derive(Parser)]
 #[command(name = "kappa", version, about = "Live Elasticsearch-style queries over a Kafka log")]
@@ -27,6 +28,38 @@ enum Command {
     Query(QueryArgs),
     /// Stream synthetic event-week tweets into a running server or a Kafka topic.
     Demo(DemoArgs),
+    /// Serve websocket/SSE subscribers of a deployed package (fed by its push action).
+    Gateway(GatewayArgs),
+}
+
+#[derive(Args)]
+struct GatewayArgs {
+    /// Address to listen on (non-loopback addresses need --api-key).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: SocketAddr,
+    /// The deployment's Redis.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    redis_url: String,
+    /// Key prefix in Redis (the package's `redis_prefix`).
+    #[arg(long, default_value = "kappa")]
+    redis_prefix: String,
+    /// Token the push action presents on /v1/internal/deltas (repeatable; at least one).
+    #[arg(
+        long = "push-token",
+        env = "KAPPA_PUSH_TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    push_tokens: Vec<String>,
+    /// Accepted subscriber bearer key (repeatable).
+    #[arg(long = "api-key", env = "KAPPA_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    api_keys: Vec<String>,
+    /// Messages buffered per websocket/SSE subscriber before it gets a snapshot instead.
+    #[arg(long, default_value_t = 256)]
+    subscriber_buffer: usize,
+    /// Largest push body, bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    push_limit: usize,
 }
 
 #[derive(Args)]
@@ -80,7 +113,7 @@ struct DevArgs {
     #[arg(long, default_value_t = 4)]
     partitions: u32,
     /// Accepted bearer key (repeatable); every route but /healthz then needs one.
-    #[arg(long = "api-key", env = "KAPPA_API_KEYS", value_delimiter = ',')]
+    #[arg(long = "api-key", env = "KAPPA_API_KEYS", value_delimiter = ',', hide_env_values = true)]
     api_keys: Vec<String>,
     /// Process invocations run at once.
     #[arg(long, default_value_t = 4)]
@@ -273,6 +306,24 @@ async fn main() -> anyhow::Result<()> {
             };
             if sent > 0 {
                 eprintln!("demo: sent {sent} records");
+            }
+        }
+        Command::Gateway(args) => {
+            kappa_runtime::runner::init_logging();
+            let config = GatewayConfig {
+                listen: args.listen,
+                redis_url: args.redis_url,
+                redis_prefix: args.redis_prefix,
+                push_tokens: args.push_tokens,
+                api_keys: args.api_keys,
+                subscriber_buffer: args.subscriber_buffer,
+                push_limit: args.push_limit,
+            };
+            let running = gateway::start(config).await.context("kappa gateway")?;
+            eprintln!("kappa gateway listening on http://{}", running.addr);
+            tokio::select! {
+                () = async { let _ = tokio::signal::ctrl_c().await; } => {}
+                () = running.wait() => {}
             }
         }
         Command::Query(args) => {

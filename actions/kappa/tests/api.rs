@@ -6,125 +6,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Srv, oracle, sample_query, start, tweet, unique};
-use futures_util::{SinkExt, StreamExt};
+use common::{
+    Backend, Follower, Srv, SseClient, oracle, sample_query, start, tweet, unique, ws_connect,
+    ws_next,
+};
+use futures_util::SinkExt;
 use kappa::stream::{Target, subscribe};
 use kappa_core::patch;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn ws_connect(srv: &Srv, path: &str) -> Ws {
-    let mut req = srv.ws_url(path).into_client_request().expect("request");
-    if let Some(k) = &srv.key {
-        req.headers_mut().insert("authorization", format!("Bearer {k}").parse().expect("header"));
-    }
-    tokio_tungstenite::connect_async(req).await.expect("websocket connects").0
-}
-
-async fn ws_next(ws: &mut Ws) -> Value {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
-            .await
-            .expect("message in time");
-        match m.expect("open").expect("ok") {
-            Message::Text(t) => return serde_json::from_str(&t).expect("json"),
-            Message::Close(_) => panic!("closed"),
-            _ => {}
-        }
-    }
-}
-
-struct SseClient {
-    stream:
-        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buf: Vec<u8>,
-}
-
-impl SseClient {
-    async fn open(srv: &Srv, path: &str, last_event_id: Option<u64>) -> SseClient {
-        let mut rb = srv.http.get(srv.url(path));
-        if let Some(k) = &srv.key {
-            rb = rb.bearer_auth(k);
-        }
-        if let Some(v) = last_event_id {
-            rb = rb.header("last-event-id", v.to_string());
-        }
-        let r = rb.send().await.expect("sse");
-        assert_eq!(r.status().as_u16(), 200);
-        SseClient { stream: Box::pin(r.bytes_stream()), buf: Vec::new() }
-    }
-
-    /// (event id, message)
-    async fn next(&mut self) -> (Option<u64>, Value) {
-        loop {
-            if let Some(i) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let event: Vec<u8> = self.buf.drain(..i + 2).collect();
-                let text = String::from_utf8_lossy(&event).to_string();
-                let mut id = None;
-                let mut data = None;
-                for l in text.lines() {
-                    if let Some(v) = l.strip_prefix("id:") {
-                        id = v.trim().parse().ok();
-                    }
-                    if let Some(v) = l.strip_prefix("data:") {
-                        data = Some(v.trim().to_string());
-                    }
-                }
-                if let Some(d) = data {
-                    return (id, serde_json::from_str(&d).expect("json"));
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(20), self.stream.next())
-                .await
-                .expect("event in time")
-                .expect("open")
-                .expect("ok");
-            self.buf.extend_from_slice(&chunk);
-        }
-    }
-}
-
-/// Follows a stream: applies snapshots and deltas, checking versions are consecutive.
-#[derive(Default)]
-struct Follower {
-    id: Option<String>,
-    version: Option<u64>,
-    result: Value,
-    snapshots: usize,
-}
-
-impl Follower {
-    fn apply(&mut self, m: &Value) {
-        match m["type"].as_str() {
-            Some("snapshot") => {
-                self.id = m["id"].as_str().map(str::to_string);
-                self.version = m["version"].as_u64();
-                self.result = m["result"].clone();
-                self.snapshots += 1;
-            }
-            Some("delta") => {
-                let v = self.version.expect("a delta after a snapshot");
-                assert_eq!(m["from"].as_u64(), Some(v), "delta applies to the version held: {m}");
-                assert_eq!(m["version"].as_u64(), Some(v + 1), "consecutive versions: {m}");
-                patch::apply(&mut self.result, &m["patch"]).expect("patch applies");
-                self.version = Some(v + 1);
-            }
-            Some("progress") => {
-                assert_eq!(
-                    m["version"].as_u64(),
-                    self.version,
-                    "progress at the version held: {m}"
-                );
-            }
-            other => panic!("unexpected message {other:?}: {m}"),
-        }
-    }
-}
 
 async fn check_ingest_query_oracle(srv: &Srv) {
     let topic = unique("tweets");

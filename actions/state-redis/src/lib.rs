@@ -259,15 +259,35 @@ impl RedisStore {
         &self,
         id: &str,
     ) -> PortResult<impl Stream<Item = Value> + Send + 'static + use<>> {
-        let channel = self.events_channel(id);
+        Ok(self
+            .subscribe_channel(&self.events_channel(id))
+            .await?
+            .filter_map(|payload| std::future::ready(serde_json::from_slice(&payload).ok())))
+    }
+
+    /// The payloads published on `channel` from now on, on a dedicated pub/sub connection.
+    /// The stream ends when the connection is lost; whoever needs every message subscribes
+    /// again and catches up from the store.
+    pub async fn subscribe_channel(
+        &self,
+        channel: &str,
+    ) -> PortResult<impl Stream<Item = Vec<u8>> + Send + 'static + use<>> {
         let mut pubsub =
             self.client.get_async_pubsub().await.map_err(|e| {
                 redis_error(&format!("pub/sub connect to {}", self.display_url), &e)
             })?;
-        pubsub.subscribe(&channel).await.map_err(|e| redis_error("subscribe", &e))?;
-        Ok(pubsub.into_on_message().filter_map(|msg| {
-            std::future::ready(serde_json::from_slice(msg.get_payload_bytes()).ok())
-        }))
+        pubsub.subscribe(channel).await.map_err(|e| redis_error("subscribe", &e))?;
+        Ok(pubsub.into_on_message().map(|msg| msg.get_payload_bytes().to_vec()))
+    }
+
+    /// Publish `payload` on `channel`; returns how many connections received it.
+    pub async fn publish(&self, channel: &str, payload: &[u8]) -> PortResult<i64> {
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| redis_error("publish", &e))
     }
 
     fn conn(&self) -> ConnectionManager {

@@ -3,11 +3,15 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use kappa::DevConfig;
 use kappa::config::dev_action_config;
+use kappa_core::patch;
 use kappa_core::ports::{LogReader, ReadRequest};
 use kappa_core::{Limits, Plan, Record};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 pub struct Srv {
     pub running: kappa::Running,
@@ -201,4 +205,126 @@ pub async fn oracle(log: &dyn LogReader, body: &Value) -> Value {
         }
     }
     plan.render(&state).expect("renders")
+}
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn ws_connect(srv: &Srv, path: &str) -> Ws {
+    ws_open(&srv.ws_url(path), srv.key.as_deref()).await
+}
+
+/// A websocket to `url`, with a bearer key if given.
+pub async fn ws_open(url: &str, key: Option<&str>) -> Ws {
+    let mut req = url.into_client_request().expect("request");
+    if let Some(k) = key {
+        req.headers_mut().insert("authorization", format!("Bearer {k}").parse().expect("header"));
+    }
+    tokio_tungstenite::connect_async(req).await.expect("websocket connects").0
+}
+
+pub async fn ws_next(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("message in time");
+        match m.expect("open").expect("ok") {
+            Message::Text(t) => return serde_json::from_str(&t).expect("json"),
+            Message::Close(_) => panic!("closed"),
+            _ => {}
+        }
+    }
+}
+
+pub struct SseClient {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: Vec<u8>,
+}
+
+impl SseClient {
+    pub async fn open(srv: &Srv, path: &str, last_event_id: Option<u64>) -> SseClient {
+        SseClient::open_url(&srv.url(path), srv.key.as_deref(), last_event_id).await
+    }
+
+    /// SSE from `url`, with a bearer key and a `Last-Event-ID` if given.
+    pub async fn open_url(url: &str, key: Option<&str>, last_event_id: Option<u64>) -> SseClient {
+        let mut rb = reqwest::Client::new().get(url);
+        if let Some(k) = key {
+            rb = rb.bearer_auth(k);
+        }
+        if let Some(v) = last_event_id {
+            rb = rb.header("last-event-id", v.to_string());
+        }
+        let r = rb.send().await.expect("sse");
+        assert_eq!(r.status().as_u16(), 200);
+        SseClient { stream: Box::pin(r.bytes_stream()), buf: Vec::new() }
+    }
+
+    /// (event id, message)
+    pub async fn next(&mut self) -> (Option<u64>, Value) {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let event: Vec<u8> = self.buf.drain(..i + 2).collect();
+                let text = String::from_utf8_lossy(&event).to_string();
+                let mut id = None;
+                let mut data = None;
+                for l in text.lines() {
+                    if let Some(v) = l.strip_prefix("id:") {
+                        id = v.trim().parse().ok();
+                    }
+                    if let Some(v) = l.strip_prefix("data:") {
+                        data = Some(v.trim().to_string());
+                    }
+                }
+                if let Some(d) = data {
+                    return (id, serde_json::from_str(&d).expect("json"));
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(20), self.stream.next())
+                .await
+                .expect("event in time")
+                .expect("open")
+                .expect("ok");
+            self.buf.extend_from_slice(&chunk);
+        }
+    }
+}
+
+/// Follows a stream: applies snapshots and deltas, checking versions are consecutive.
+#[derive(Default)]
+pub struct Follower {
+    pub id: Option<String>,
+    pub version: Option<u64>,
+    pub result: Value,
+    pub snapshots: usize,
+}
+
+impl Follower {
+    pub fn apply(&mut self, m: &Value) {
+        match m["type"].as_str() {
+            Some("snapshot") => {
+                self.id = m["id"].as_str().map(str::to_string);
+                self.version = m["version"].as_u64();
+                self.result = m["result"].clone();
+                self.snapshots += 1;
+            }
+            Some("delta") => {
+                let v = self.version.expect("a delta after a snapshot");
+                assert_eq!(m["from"].as_u64(), Some(v), "delta applies to the version held: {m}");
+                assert_eq!(m["version"].as_u64(), Some(v + 1), "consecutive versions: {m}");
+                patch::apply(&mut self.result, &m["patch"]).expect("patch applies");
+                self.version = Some(v + 1);
+            }
+            Some("progress") => {
+                assert_eq!(
+                    m["version"].as_u64(),
+                    self.version,
+                    "progress at the version held: {m}"
+                );
+            }
+            other => panic!("unexpected message {other:?}: {m}"),
+        }
+    }
 }
