@@ -11,6 +11,8 @@
 //!
 //! Test with: `cargo test -p kappa-deploy`.
 
+pub mod platform;
+
 use std::collections::BTreeSet;
 
 use serde_yaml::{Mapping, Value};
