@@ -87,8 +87,15 @@ fn main() {
         ),
     ];
     for (name, line) in cases {
-        let runs: Vec<(f64, f64)> = (0..30).map(|_| cold_start(&exe, &kafka, &redis, &line)).collect();
-        println!("{name}: cold (start + first result) {}", summary(runs.iter().map(|r| r.0).collect()));
-        println!("{name}: warm (second activation)   {}", summary(runs.iter().map(|r| r.1).collect()));
+        let runs: Vec<(f64, f64)> =
+            (0..30).map(|_| cold_start(&exe, &kafka, &redis, &line)).collect();
+        println!(
+            "{name}: cold (start + first result) {}",
+            summary(runs.iter().map(|r| r.0).collect())
+        );
+        println!(
+            "{name}: warm (second activation)   {}",
+            summary(runs.iter().map(|r| r.1).collect())
+        );
     }
 }
