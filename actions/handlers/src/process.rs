@@ -107,7 +107,14 @@ pub async fn process_with_faults(
         &env.config.limits,
     )?;
     let segment = event.segment;
-    if let Some(error) = env.store.result(&query.id).await?.and_then(|r| r.error) {
+    // The result (for a failed query, and as the refresh's starting point) and the checkpoint,
+    // in one round trip.
+    let (current, loaded) = futures_util::future::try_join(
+        env.store.result(&query.id),
+        env.store.checkpoint(&query.id, &segment),
+    )
+    .await?;
+    if let Some(error) = current.as_ref().and_then(|r| r.error.as_ref()) {
         // The query failed for good: its chains stop here.
         tracing::info!(query = %query.id, %error, "query failed earlier; chain stopped");
         return Ok(ProcessOutput {
@@ -124,8 +131,7 @@ pub async fn process_with_faults(
         });
     }
 
-    // 1. Load.
-    let loaded = env.store.checkpoint(&query.id, &segment).await?;
+    // 1. Load (above, with the result).
     let expected = loaded.as_ref().map(|c| c.next_offset);
     let (mut state, mut next, mut head, mut lost) = match &loaded {
         Some(cp) => (plan.decode(&cp.state)?, cp.next_offset, cp.head, cp.lost),
@@ -194,7 +200,8 @@ pub async fn process_with_faults(
         output.records += n as u64;
         let advanced = batch.next_offset > next;
         next = batch.next_offset.max(next);
-        if n == 0 && !advanced {
+        if (n == 0 && !advanced) || (segment.end.is_none() && next >= batch.high_watermark) {
+            // At the head this read saw: another read would only confirm it.
             break "head";
         }
     };
@@ -223,8 +230,13 @@ pub async fn process_with_faults(
     }
     faults.at("committed")?;
 
-    // 4. Refresh the merged result and publish the delta.
-    let Refreshed { version, changed, .. } = result::refresh(env, &query, &plan).await?;
+    // 4. Refresh the merged result and publish the delta. `current` was read before the
+    //    commit, so this segment's fresh state may stand in for its checkpoint (see `Known`);
+    //    without a commit of ours (nothing new) every checkpoint is read.
+    let own = (!unchanged).then_some((segment, &checkpoint, &state));
+    let known = result::Known { current: Some(current), own };
+    let Refreshed { version, changed, .. } =
+        result::refresh_known(env, &query, &plan, known).await?;
     output.version = version;
     if changed {
         env.chain

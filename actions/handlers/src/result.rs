@@ -39,27 +39,58 @@ pub struct Merged {
     pub caught_up: bool,
 }
 
+/// What a refresh's caller already holds, to save store round trips and decoding on the first
+/// attempt (every retry reads everything afresh).
+#[derive(Default)]
+pub struct Known<'a> {
+    /// The result as read before the caller's commit (`None`: not read).
+    pub current: Option<Option<ResultRecord>>,
+    /// The segment the caller has just committed, with its checkpoint and its state in memory.
+    /// Sound only for a commit made *after* `current` was read: a result built from a newer
+    /// checkpoint of that segment was written after that commit, so it changed the revision
+    /// and the first attempt's compare-and-set fails.
+    pub own: Option<(Segment, &'a Checkpoint, &'a PartialState)>,
+}
+
 /// Where a segment stands: its checkpoint or its start.
 pub(crate) fn target(segment: &Segment, cp: Option<&Checkpoint>) -> i64 {
     segment.end.unwrap_or_else(|| cp.map_or(segment.start, |c| c.head.max(c.next_offset)))
 }
 
-/// Load and merge every segment's committed state.
+/// Load and merge every segment's committed state (`own`: one segment the caller holds in
+/// memory; the others are read concurrently).
 pub async fn merge_segments(
     env: &Env<'_>,
     query: &QueryRecord,
     plan: &Plan,
+    own: Option<(Segment, &Checkpoint, &PartialState)>,
 ) -> Result<Merged, ActionError> {
     let mut state = plan.empty_state();
     let mut progress = Progress::default();
     let mut caught_up = true;
     let mut per_partition: std::collections::BTreeMap<u32, Vec<(Segment, Option<Checkpoint>)>> =
         Default::default();
+    let is_own = |s: &Segment| own.as_ref().is_some_and(|(o, _, _)| o == s);
+    let mut read = futures_util::future::try_join_all(
+        query.segments.iter().filter(|s| !is_own(s)).map(|s| env.store.checkpoint(&query.id, s)),
+    )
+    .await?
+    .into_iter();
     for segment in &query.segments {
-        let cp = env.store.checkpoint(&query.id, segment).await?;
+        let cp = match &own {
+            Some((o, cp, part)) if o == segment => {
+                plan.merge(&mut state, part)?;
+                Some((*cp).clone())
+            }
+            _ => {
+                let cp = read.next().flatten();
+                if let Some(cp) = &cp {
+                    plan.merge(&mut state, &plan.decode(&cp.state)?)?;
+                }
+                cp
+            }
+        };
         if let Some(cp) = &cp {
-            let part = plan.decode(&cp.state)?;
-            plan.merge(&mut state, &part)?;
             progress.lost += cp.lost;
         }
         let next = cp.as_ref().map_or(segment.start, |c| c.next_offset);
@@ -98,10 +129,23 @@ pub async fn refresh(
     query: &QueryRecord,
     plan: &Plan,
 ) -> Result<Refreshed, ActionError> {
+    refresh_known(env, query, plan, Known::default()).await
+}
+
+/// [`refresh`], starting from what the caller already holds.
+pub async fn refresh_known(
+    env: &Env<'_>,
+    query: &QueryRecord,
+    plan: &Plan,
+    mut known: Known<'_>,
+) -> Result<Refreshed, ActionError> {
     let mut last = None;
     for _ in 0..REFRESH_ATTEMPTS {
-        let current = env.store.result(&query.id).await?;
-        let merged = match merge_segments(env, query, plan).await {
+        let current = match known.current.take() {
+            Some(current) => current,
+            None => env.store.result(&query.id).await?,
+        };
+        let merged = match merge_segments(env, query, plan, known.own.take()).await {
             Ok(m) => m,
             Err(ActionError::Query(e)) => {
                 // The merged state outgrew the budget: the query fails for good, visibly.
