@@ -91,7 +91,17 @@ impl IntoResponse for Unauthorized {
     }
 }
 
-/// Check the request's `Authorization: Bearer <key>` against `keys` (none configured: open;
+/// `?access_token=<key>` of a GET on a push stream (`…/ws`, `…/events`): browsers' `WebSocket`
+/// and `EventSource` cannot send an `Authorization` header. Never logged (no request URI is).
+fn stream_access_token(request: &Request) -> Option<&str> {
+    let path = request.uri().path();
+    if request.method() != Method::GET || !(path.ends_with("/ws") || path.ends_with("/events")) {
+        return None;
+    }
+    request.uri().query()?.split('&').find_map(|pair| pair.strip_prefix("access_token="))
+}
+
+/// Check the request's `Authorization: Bearer <key>` (or a stream's `?access_token=`) against `keys` (none configured: open;
 /// `/healthz` is always open).
 pub(crate) fn authorize(keys: &[String], request: &Request) -> Result<(), Unauthorized> {
     if keys.is_empty() || request.uri().path() == "/healthz" {
@@ -102,7 +112,8 @@ pub(crate) fn authorize(keys: &[String], request: &Request) -> Result<(), Unauth
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .map(str::trim)
+        .or_else(|| stream_access_token(request));
     let ok = given.is_some_and(|g| keys.iter().any(|k| same_key(k.as_bytes(), g.as_bytes())));
     if ok {
         return Ok(());

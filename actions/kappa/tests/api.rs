@@ -391,13 +391,29 @@ async fn check_auth() {
     assert_eq!(r.status().as_u16(), 401);
     let r = http.get(srv.url("/v1/queries/q_1")).bearer_auth("k2").send().await.expect("ok");
     assert_eq!(r.status().as_u16(), 404, "a valid key passes");
-    // The websocket needs the key too.
+    // The websocket needs the key too; a browser, which cannot set headers on a websocket or
+    // an EventSource, passes it as `?access_token=` (on stream routes only).
     let err = tokio_tungstenite::connect_async(srv.ws_url("/v1/queries/q_1/ws")).await;
     assert!(err.is_err());
+    let err =
+        tokio_tungstenite::connect_async(srv.ws_url("/v1/queries/q_1/ws?access_token=k3")).await;
+    assert!(err.is_err(), "a wrong token");
+    let r = http.get(srv.url("/v1/queries/q_1?access_token=k1")).send().await.expect("ok");
+    assert_eq!(r.status().as_u16(), 401, "only stream routes take a token in the URL");
     // The authenticated client works end to end.
     srv.ingest("t", &[json!({"a": 1})]).await;
     let id = srv.query(&json!({"topic": "t"})).await;
     srv.caught_up(&id, 1).await;
+    let mut ws =
+        common::ws_open(&srv.ws_url(&format!("/v1/queries/{id}/ws?access_token=k2")), None).await;
+    assert_eq!(ws_next(&mut ws).await["type"], "snapshot");
+    let mut sse = SseClient::open_url(
+        &srv.url(&format!("/v1/queries/{id}/events?access_token=k1")),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(sse.next().await.1["type"], "snapshot");
 }
 
 async fn check_ingest_limit() {
