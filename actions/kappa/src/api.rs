@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use crate::error::{ApiError, json_response, web};
 use crate::ingest;
 use crate::server::Server;
-use crate::stream::{self, Target};
+use crate::stream::{self, Streams, Target};
 use crate::views;
 
 type S = State<Arc<Server>>;
@@ -260,7 +260,7 @@ async fn add_webhook(
     Ok(json_response(201, &json!({"id": id, "url": sub.url, "subscribed": true})))
 }
 
-pub(crate) fn since_param(params: &HashMap<String, String>) -> Result<Option<u64>, ApiError> {
+fn since_param(params: &HashMap<String, String>) -> Result<Option<u64>, ApiError> {
     params
         .get("since")
         .map(|s| {
@@ -271,7 +271,7 @@ pub(crate) fn since_param(params: &HashMap<String, String>) -> Result<Option<u64
         .transpose()
 }
 
-pub(crate) fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     headers
         .get("last-event-id")
         .map(|v| {
@@ -283,7 +283,7 @@ pub(crate) fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError
         .transpose()
 }
 
-pub(crate) fn sse(rx: mpsc::Receiver<Value>) -> Response {
+fn sse(rx: mpsc::Receiver<Value>) -> Response {
     let events = tokio_stream::wrappers::ReceiverStream::new(rx).map(|m| {
         let mut event = Event::default().data(m.to_string());
         if m.get("version").is_some() {
@@ -294,7 +294,7 @@ pub(crate) fn sse(rx: mpsc::Receiver<Value>) -> Response {
     Sse::new(events).keep_alive(KeepAlive::default()).into_response()
 }
 
-pub(crate) fn ws(
+fn ws(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<WebSocketUpgrade, ApiError> {
     upgrade.map_err(|e| {
@@ -302,7 +302,7 @@ pub(crate) fn ws(
     })
 }
 
-pub(crate) async fn session(socket: WebSocket, mut rx: mpsc::Receiver<Value>) {
+async fn session(socket: WebSocket, mut rx: mpsc::Receiver<Value>) {
     let (mut sink, mut incoming) = socket.split();
     loop {
         tokio::select! {
@@ -325,13 +325,35 @@ pub(crate) async fn session(socket: WebSocket, mut rx: mpsc::Receiver<Value>) {
     }
 }
 
+/// The SSE stream of `target`, resuming after `Last-Event-ID` (`kappa dev` and the gateway).
+pub(crate) async fn events_response(
+    streams: &Arc<Streams>,
+    target: Target,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let since = last_event_id(headers)?;
+    Ok(sse(stream::subscribe(streams, target, since).await?))
+}
+
+/// The websocket of `target`, resuming after `?since=` (`kappa dev` and the gateway).
+pub(crate) async fn ws_response(
+    streams: &Arc<Streams>,
+    target: Target,
+    params: &HashMap<String, String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let upgrade = ws(upgrade)?;
+    let since = since_param(params)?;
+    let rx = stream::subscribe(streams, target, since).await?;
+    Ok(upgrade.on_upgrade(move |socket| session(socket, rx)))
+}
+
 async fn query_events(
     State(server): S,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let since = last_event_id(&headers)?;
-    Ok(sse(stream::subscribe(&server.streams, Target::Query(id), since).await?))
+    events_response(&server.streams, Target::Query(id), &headers).await
 }
 
 async fn query_ws(
@@ -340,10 +362,7 @@ async fn query_ws(
     Query(params): Query<HashMap<String, String>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = ws(upgrade)?;
-    let since = since_param(&params)?;
-    let rx = stream::subscribe(&server.streams, Target::Query(id), since).await?;
-    Ok(upgrade.on_upgrade(move |socket| session(socket, rx)))
+    ws_response(&server.streams, Target::Query(id), &params, upgrade).await
 }
 
 async fn follow_view(server: &Arc<Server>, name: &str) -> Result<Target, ApiError> {
@@ -383,9 +402,8 @@ async fn view_events(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let since = last_event_id(&headers)?;
     let target = follow_view(&server, &name).await?;
-    Ok(sse(stream::subscribe(&server.streams, target, since).await?))
+    events_response(&server.streams, target, &headers).await
 }
 
 async fn view_ws(
@@ -394,9 +412,6 @@ async fn view_ws(
     Query(params): Query<HashMap<String, String>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = ws(upgrade)?;
-    let since = since_param(&params)?;
     let target = follow_view(&server, &name).await?;
-    let rx = stream::subscribe(&server.streams, target, since).await?;
-    Ok(upgrade.on_upgrade(move |socket| session(socket, rx)))
+    ws_response(&server.streams, target, &params, upgrade).await
 }

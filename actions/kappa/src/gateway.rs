@@ -40,12 +40,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{
-    authorize, healthz, last_event_id, no_method, no_route, read_body, session, since_param, sse,
-    ws,
+    authorize, events_response, healthz, no_method, no_route, read_body, ws_response,
 };
 use crate::error::{ApiError, json_response, web};
 use crate::hub::Hub;
-use crate::stream::{self, Streams, Target};
+use crate::stream::{Streams, Target};
 
 /// Everything `kappa gateway` runs with.
 #[derive(Debug, Clone)]
@@ -205,8 +204,7 @@ async fn query_events(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let since = last_event_id(&headers)?;
-    Ok(sse(stream::subscribe(&gateway.streams, Target::Query(id), since).await?))
+    events_response(&gateway.streams, Target::Query(id), &headers).await
 }
 
 async fn query_ws(
@@ -215,10 +213,7 @@ async fn query_ws(
     Query(params): Query<HashMap<String, String>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let upgrade = ws(upgrade)?;
-    let since = since_param(&params)?;
-    let rx = stream::subscribe(&gateway.streams, Target::Query(id), since).await?;
-    Ok(upgrade.on_upgrade(move |socket| session(socket, rx)))
+    ws_response(&gateway.streams, Target::Query(id), &params, upgrade).await
 }
 
 /// Follow `{prefix}:gateway` for ever: each wake-up notifies the subscribers of its query;
