@@ -3,6 +3,9 @@
 #
 #   scripts/build-actions.sh && scripts/deploy.sh          # native actions (manifest.yaml)
 #   scripts/build-actions.sh wasm && scripts/deploy.sh wasm # Node.js/WASM (manifest.wasm.yaml)
+#   scripts/build-actions.sh native && scripts/deploy.sh blackbox
+#                                   # the native zips on the blackbox ActionLoop image
+#                                   # openwhisk/actionloop-base (where rust:1.34 is missing)
 #   scripts/deploy.sh undeploy [wasm]
 #
 # Runs on the deployer's machine, not in this repository's test machine: it needs `wskdeploy`
@@ -19,6 +22,12 @@ mode=${1:-native}
 flavour=${2:-}
 manifest=manifest.yaml
 [ "$mode" = wasm ] || [ "$flavour" = wasm ] && manifest=manifest.wasm.yaml
+if [ "$mode" = blackbox ] || [ "$flavour" = blackbox ]; then
+    # Same package and zips; each action names the image instead of the kind (kind blackbox).
+    manifest=$(mktemp --suffix=.yaml -p "$repo")
+    trap 'rm -f "$manifest"' EXIT
+    sed 's#runtime: rust:1.34#docker: openwhisk/actionloop-base:nightly#' manifest.yaml > "$manifest"
+fi
 
 command -v wskdeploy >/dev/null || {
     echo "wskdeploy not found: install it from the apache/openwhisk-wskdeploy releases" >&2

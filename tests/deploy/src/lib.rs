@@ -39,22 +39,44 @@ pub enum Flavour {
     Native,
     /// wasm-bindgen module in a Node.js zip, kind `nodejs:20`.
     Wasm,
+    /// The native zips on the blackbox ActionLoop image ([`BLACKBOX_IMAGE`]; the blackbox
+    /// invoker pool), for platforms without the `rust:1.34` kind.
+    Blackbox,
+}
+
+/// The ActionLoop image the blackbox flavour runs the native `exec` on (the proxy alone, no
+/// compiler: the zip's `exec` runs as is).
+pub const BLACKBOX_IMAGE: &str = "openwhisk/actionloop-base:nightly";
+
+/// The blackbox variant of the native manifest, as `scripts/deploy.sh blackbox` writes it: each
+/// `runtime: rust:1.34` becomes `docker: <BLACKBOX_IMAGE>`.
+pub fn blackbox_variant(native_manifest: &str) -> String {
+    native_manifest.replace("runtime: rust:1.34", &format!("docker: {BLACKBOX_IMAGE}"))
 }
 
 impl Flavour {
     /// The artefact the build script writes for `action`.
     pub fn artefact(self, action: &str) -> String {
         match self {
-            Flavour::Native => format!("build/actions/{action}.zip"),
+            Flavour::Native | Flavour::Blackbox => format!("build/actions/{action}.zip"),
             Flavour::Wasm => format!("build/actions/{action}-wasm.zip"),
         }
     }
 
-    /// The OpenWhisk kind.
+    /// The OpenWhisk kind (`docker` for a blackbox image).
     pub fn runtime(self) -> &'static str {
         match self {
             Flavour::Native => "rust:1.34",
             Flavour::Wasm => "nodejs:20",
+            Flavour::Blackbox => "",
+        }
+    }
+
+    /// The image of a blackbox flavour.
+    pub fn docker(self) -> &'static str {
+        match self {
+            Flavour::Blackbox => BLACKBOX_IMAGE,
+            Flavour::Native | Flavour::Wasm => "",
         }
     }
 }
@@ -128,6 +150,13 @@ pub fn check_manifest(manifest: &Value, flavour: Flavour) -> Vec<String> {
             problems.push(format!(
                 "action {name}: runtime is [{runtime}], expected [{}]",
                 flavour.runtime()
+            ));
+        }
+        let docker = get(action, "docker").and_then(Value::as_str).unwrap_or("");
+        if docker != flavour.docker() {
+            problems.push(format!(
+                "action {name}: docker image is [{docker}], expected [{}]",
+                flavour.docker()
             ));
         }
         let limits = get(action, "limits");

@@ -3,7 +3,8 @@
 //! so a green run means something.
 
 use kappa_deploy::{
-    ACTIONS, Flavour, built_actions, check_manifest, check_serverless, dispatched, parse,
+    ACTIONS, BLACKBOX_IMAGE, Flavour, blackbox_variant, built_actions, check_manifest,
+    check_serverless, dispatched, parse,
 };
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -32,6 +33,18 @@ fn the_native_manifest_is_deployable() {
 fn the_wasm_manifest_is_deployable() {
     let m = parse(&read("manifest.wasm.yaml")).expect("manifest.wasm.yaml parses");
     assert_clean("manifest.wasm.yaml", &check_manifest(&m, Flavour::Wasm));
+}
+
+#[test]
+fn the_blackbox_variant_deploy_writes_is_deployable() {
+    let m = parse(&blackbox_variant(&read("manifest.yaml"))).expect("YAML");
+    assert_clean("manifest.yaml (blackbox)", &check_manifest(&m, Flavour::Blackbox));
+    let deploy = read("scripts/deploy.sh");
+    assert!(
+        deploy.contains(&format!("docker: {BLACKBOX_IMAGE}"))
+            && deploy.contains("runtime: rust:1.34"),
+        "scripts/deploy.sh blackbox rewrites the runtime lines into the same image"
+    );
 }
 
 #[test]

@@ -20,8 +20,8 @@ use futures_util::StreamExt;
 use kappa::gateway::{self, GatewayConfig};
 use kappa_core::ports::{LogWriter, NewRecord};
 use kappa_core::{Limits as QueryLimits, Plan, Record, patch};
-use kappa_deploy::Flavour;
 use kappa_deploy::platform::{Limits, PlatformConfig, RunningPlatform, Runtime};
+use kappa_deploy::{Flavour, blackbox_variant};
 use kappa_log_kafka::{KafkaLog, KafkaLogConfig};
 use serde_json::{Map, Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -184,10 +184,13 @@ async fn end_to_end(flavour: Flavour, runtime: Runtime, kafka: String, redis: St
     .await
     .expect("gateway");
 
+    let native = || std::fs::read_to_string(Path::new(ROOT).join("manifest.yaml"));
     let manifest = match flavour {
-        Flavour::Native => "manifest.yaml",
-        Flavour::Wasm => "manifest.wasm.yaml",
-    };
+        Flavour::Native => native(),
+        Flavour::Blackbox => native().map(|m| blackbox_variant(&m)),
+        Flavour::Wasm => std::fs::read_to_string(Path::new(ROOT).join("manifest.wasm.yaml")),
+    }
+    .expect("manifest");
     let mut params = Map::new();
     params.insert("KAFKA_BROKERS".into(), json!(kafka));
     params.insert("REDIS_URL".into(), json!(redis));
@@ -203,7 +206,7 @@ async fn end_to_end(flavour: Flavour, runtime: Runtime, kafka: String, redis: St
         ),
     );
     let platform = RunningPlatform::start(PlatformConfig {
-        manifest: std::fs::read_to_string(Path::new(ROOT).join(manifest)).expect("manifest"),
+        manifest,
         flavour,
         runtime,
         package_params: params,
