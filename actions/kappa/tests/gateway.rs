@@ -182,3 +182,51 @@ fn deltas_posted_to_one_instance_reach_the_subscribers_of_every_instance() {
                 .expect("the gateway test finishes in time");
         });
 }
+
+/// Run `scripts/redis.sh restart` for the server on `url`'s port.
+fn restart_redis(url: &str) {
+    let port = url.rsplit(':').next().and_then(|p| p.split('/').next()).unwrap_or("16379");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/redis.sh");
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .arg("restart")
+        .env("REDIS_PORT", port)
+        .status()
+        .expect("run scripts/redis.sh restart");
+    assert!(status.success(), "scripts/redis.sh restart failed");
+}
+
+async fn check_resubscribes_after_a_redis_restart() {
+    let (_, redis_url) = common::real_backends().expect("real backends");
+    let gw = gateway(&unique("kappa-gw-restart"), 1 << 20).await;
+    let feed = format!("http://{}/v1/internal/deltas", gw.addr);
+    let wake = br#"{"type":"progress","id":"q_restart","version":1}"#.to_vec();
+    let (s, v) = post(&feed, Some(PUSH_TOKEN), wake.clone()).await;
+    assert_eq!((s, v["instances"].as_i64()), (202, Some(1)), "{v}");
+    restart_redis(&redis_url);
+    // The pub/sub connection died with the server: the gateway subscribes again by itself.
+    let mut last = (0, Value::Null);
+    for _ in 0..100 {
+        last = post(&feed, Some(PUSH_TOKEN), wake.clone()).await;
+        if last.0 == 202 && last.1["instances"].as_i64() == Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!((last.0, last.1["instances"].as_i64()), (202, Some(1)), "{:?}", last);
+    gw.stop().await;
+}
+
+#[test]
+fn a_gateway_follows_wake_ups_again_after_a_redis_restart() {
+    if common::real_backends().is_none() {
+        eprintln!("skipped: set KAFKA_BROKERS and REDIS_URL to test the push gateway");
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(check_resubscribes_after_a_redis_restart());
+}
