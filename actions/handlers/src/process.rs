@@ -233,7 +233,7 @@ pub async fn process_with_faults(
     // 4. Refresh the merged result and publish the delta. `current` was read before the
     //    commit, so this segment's fresh state may stand in for its checkpoint (see `Known`);
     //    without a commit of ours (nothing new) every checkpoint is read.
-    let own = (!unchanged).then_some((segment, &checkpoint, &state));
+    let own = if unchanged { Vec::new() } else { vec![(segment, &checkpoint, &state)] };
     let known = result::Known { current: Some(current), own };
     let Refreshed { version, changed, .. } =
         result::refresh_known(env, &query, &plan, known).await?;

@@ -45,11 +45,11 @@ pub struct Merged {
 pub struct Known<'a> {
     /// The result as read before the caller's commit (`None`: not read).
     pub current: Option<Option<ResultRecord>>,
-    /// The segment the caller has just committed, with its checkpoint and its state in memory.
-    /// Sound only for a commit made *after* `current` was read: a result built from a newer
-    /// checkpoint of that segment was written after that commit, so it changed the revision
+    /// Segments the caller has just committed, with their checkpoints and states in memory.
+    /// Sound only for commits made *after* `current` was read: a result built from a newer
+    /// checkpoint of such a segment was written after that commit, so it changed the revision
     /// and the first attempt's compare-and-set fails.
-    pub own: Option<(Segment, &'a Checkpoint, &'a PartialState)>,
+    pub own: Vec<(Segment, &'a Checkpoint, &'a PartialState)>,
 }
 
 /// Where a segment stands: its checkpoint or its start.
@@ -57,32 +57,36 @@ pub(crate) fn target(segment: &Segment, cp: Option<&Checkpoint>) -> i64 {
     segment.end.unwrap_or_else(|| cp.map_or(segment.start, |c| c.head.max(c.next_offset)))
 }
 
-/// Load and merge every segment's committed state (`own`: one segment the caller holds in
+/// Load and merge every segment's committed state (`own`: segments the caller holds in
 /// memory; the others are read concurrently).
 pub async fn merge_segments(
     env: &Env<'_>,
     query: &QueryRecord,
     plan: &Plan,
-    own: Option<(Segment, &Checkpoint, &PartialState)>,
+    own: &[(Segment, &Checkpoint, &PartialState)],
 ) -> Result<Merged, ActionError> {
     let mut state = plan.empty_state();
     let mut progress = Progress::default();
     let mut caught_up = true;
     let mut per_partition: std::collections::BTreeMap<u32, Vec<(Segment, Option<Checkpoint>)>> =
         Default::default();
-    let is_own = |s: &Segment| own.as_ref().is_some_and(|(o, _, _)| o == s);
+    let own_of = |s: &Segment| own.iter().find(|(o, _, _)| o == s);
     let mut read = futures_util::future::try_join_all(
-        query.segments.iter().filter(|s| !is_own(s)).map(|s| env.store.checkpoint(&query.id, s)),
+        query
+            .segments
+            .iter()
+            .filter(|s| own_of(s).is_none())
+            .map(|s| env.store.checkpoint(&query.id, s)),
     )
     .await?
     .into_iter();
     for segment in &query.segments {
-        let cp = match &own {
-            Some((o, cp, part)) if o == segment => {
+        let cp = match own_of(segment) {
+            Some((_, cp, part)) => {
                 plan.merge(&mut state, part)?;
                 Some((*cp).clone())
             }
-            _ => {
+            None => {
                 let cp = read.next().flatten();
                 if let Some(cp) = &cp {
                     plan.merge(&mut state, &plan.decode(&cp.state)?)?;
@@ -145,7 +149,8 @@ pub async fn refresh_known(
             Some(current) => current,
             None => env.store.result(&query.id).await?,
         };
-        let merged = match merge_segments(env, query, plan, known.own.take()).await {
+        let own = std::mem::take(&mut known.own);
+        let merged = match merge_segments(env, query, plan, &own).await {
             Ok(m) => m,
             Err(ActionError::Query(e)) => {
                 // The merged state outgrew the budget: the query fails for good, visibly.
