@@ -29,7 +29,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use kappa_core::ports::{
     Checkpoint, PortError, PortResult, QueryRecord, ResultRecord, Segment, StateStore,
-    Subscription, ring_since,
+    Subscription, message_version, ring_since,
 };
 use redb::{Database, ReadableTable, TableDefinition};
 use serde_json::Value;
@@ -247,6 +247,12 @@ impl StateStore for EmbeddedStore {
     }
 
     async fn add_refs(&self, id: &str, delta: i64) -> PortResult<i64> {
+        if delta == 0 {
+            // A read (the tick asks every query's count on every wake-up): no durable commit.
+            let tx = self.read_tx("add_refs")?;
+            let t = table!(tx, REFS, "add_refs");
+            return Ok(t.get(id).map_err(|e| db_error("add_refs", e))?.map_or(0, |v| v.value()));
+        }
         self.write("add_refs", |tx| {
             let mut t = table!(tx, REFS, "add_refs");
             let cur = t.get(id).map_err(|e| db_error("add_refs", e))?.map_or(0, |v| v.value());
@@ -355,15 +361,22 @@ impl StateStore for EmbeddedStore {
         if version >= current {
             return Ok(Some(Vec::new()));
         }
+        // Newest first, decoding only the messages after `version`: versions never decrease
+        // along the ring, so the rest cannot be returned, and a subscriber one version behind
+        // costs one decode instead of the whole ring's.
         let mut ring = Vec::new();
         let messages = table!(tx, RING, what);
-        for entry in messages.range((id, 0u64)..).map_err(|e| db_error(what, e))? {
-            let (k, v) = entry.map_err(|e| db_error(what, e))?;
-            if k.value().0 != id {
+        for entry in
+            messages.range((id, 0u64)..=(id, u64::MAX)).map_err(|e| db_error(what, e))?.rev()
+        {
+            let (_, v) = entry.map_err(|e| db_error(what, e))?;
+            let message = from_json::<Value>("ring message", v.value())?;
+            if message_version(&message) <= version {
                 break;
             }
-            ring.push(from_json::<Value>("ring message", v.value())?);
+            ring.push(message);
         }
+        ring.reverse();
         Ok(ring_since(&ring, version, current))
     }
 
