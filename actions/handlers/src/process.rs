@@ -100,8 +100,8 @@ pub async fn process_with_faults(
 
 /// Process one batch of each of `segments` of one query, then refresh the result once.
 ///
-/// The same steps as [`process`] for each segment (each checkpoint is still committed alone,
-/// by its own compare-and-set), but one refresh covers every segment that committed, and the
+/// The same steps as [`process`] for each segment, run concurrently (each checkpoint is still
+/// committed alone, by its own compare-and-set), but one refresh covers every segment that committed, and the
 /// next links are fired after it. A host that wakes several segments of a query at once (the
 /// partitions of a caught-up query after an append) merges, renders and diffs the result once
 /// instead of once per segment. Returns one output per segment, in order.
@@ -157,11 +157,11 @@ async fn process_segments_with_faults(
             .collect());
     }
 
-    // 1.–3. for each segment: load, fold, commit.
-    let mut outputs = Vec::with_capacity(segments.len());
-    for &segment in segments {
-        outputs.push(advance(env, ctx, &query, &plan, segment, faults).await?);
-    }
+    // 1.–3. for each segment: load, fold, commit. Concurrently, so that a store that commits
+    //    the writes waiting together (the embedded one) makes them durable with one sync.
+    let advances = segments.iter().map(|&s| advance(env, ctx, &query, &plan, s, faults));
+    let mut outputs =
+        futures::future::join_all(advances).await.into_iter().collect::<Result<Vec<_>, _>>()?;
     if !outputs.iter().any(|o| o.committed) {
         return Ok(outputs);
     }
