@@ -19,11 +19,13 @@
 //! no longer holds) is answered by a snapshot.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use kappa_actions::result::snapshot_message;
 use kappa_core::ports::{PortResult, Progress, ResultRecord, StateStore, message_version};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
@@ -45,6 +47,43 @@ pub struct Streams {
     feeds: Mutex<HashMap<String, Weak<Slot>>>,
 }
 
+/// A message for subscribers. Those of a query share one (an `Arc`), so it is serialized, and
+/// its progress parsed, once however many subscribers send it.
+#[derive(Debug)]
+pub struct Outgoing {
+    value: Value,
+    text: OnceLock<String>,
+    progress: OnceLock<Option<Progress>>,
+}
+
+/// A shared [`Outgoing`] message.
+pub type Shared = Arc<Outgoing>;
+
+impl Outgoing {
+    /// Wrap a message.
+    pub fn new(value: Value) -> Shared {
+        Arc::new(Outgoing { value, text: OnceLock::new(), progress: OnceLock::new() })
+    }
+
+    /// The message as JSON text.
+    pub fn text(&self) -> &str {
+        self.text.get_or_init(|| self.value.to_string())
+    }
+
+    fn progress(&self) -> Option<&Progress> {
+        self.progress
+            .get_or_init(|| self.value.get("progress").and_then(|p| Progress::deserialize(p).ok()))
+            .as_ref()
+    }
+}
+
+impl Deref for Outgoing {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.value
+    }
+}
+
 /// One store read of a query, shared by its subscribers.
 struct Feed {
     /// The hub value its reader had seen before reading: the read reflects every wake-up up to
@@ -56,7 +95,7 @@ struct Feed {
     result: Option<ResultRecord>,
     /// The ring after version `base` (`None`: the ring no longer bridges from `base`).
     base: u64,
-    messages: Option<Vec<Value>>,
+    messages: Option<Vec<Shared>>,
 }
 
 /// A query's latest [`Feed`]; the lock makes concurrent subscribers wait for one read.
@@ -111,7 +150,8 @@ impl Streams {
         let messages = match &result {
             Some(r) if r.version > base => self.store.messages_since(id, base).await?,
             _ => Some(Vec::new()),
-        };
+        }
+        .map(|m| m.into_iter().map(Outgoing::new).collect());
         let read = latest.as_ref().map_or(1, |f| f.read + 1);
         let released = result.is_none();
         let feed = Arc::new(Feed { seen, read, result, base, messages });
@@ -137,7 +177,7 @@ pub async fn subscribe(
     server: &Arc<Streams>,
     target: Target,
     since: Option<u64>,
-) -> Result<mpsc::Receiver<Value>, ApiError> {
+) -> Result<mpsc::Receiver<Shared>, ApiError> {
     let (id, holds_ref) = match &target {
         Target::Query(id) => (id.clone(), true),
         Target::View(rx) => (rx.borrow().clone(), false),
@@ -190,7 +230,7 @@ enum Outcome {
     Closed,
 }
 
-fn offer(tx: &mpsc::Sender<Value>, m: Value) -> Outcome {
+fn offer(tx: &mpsc::Sender<Shared>, m: Shared) -> Outcome {
     match tx.try_send(m) {
         Ok(()) => Outcome::Ok,
         Err(mpsc::error::TrySendError::Full(_)) => Outcome::Snapshot,
@@ -205,14 +245,17 @@ async fn forward(
     feed: &Feed,
     id: &str,
     sent: &mut Sent,
-    tx: &mpsc::Sender<Value>,
+    tx: &mpsc::Sender<Shared>,
 ) -> Outcome {
     let shared = match &feed.messages {
         Some(m) if sent.version >= feed.base => {
             Ok(Some(m.iter().filter(|m| message_version(m) > sent.version).cloned().collect()))
         }
         // Behind the shared read (a resume from an older version): read alone.
-        _ => store.messages_since(id, sent.version).await,
+        _ => store
+            .messages_since(id, sent.version)
+            .await
+            .map(|m| m.map(|m| m.into_iter().map(Outgoing::new).collect::<Vec<_>>())),
     };
     let msgs = match shared {
         Ok(Some(m)) => m,
@@ -238,8 +281,8 @@ async fn forward(
         if let Some(c) = m.get("caught_up").and_then(Value::as_bool) {
             sent.caught_up = c;
         }
-        if let Some(p) = m.get("progress").and_then(|p| serde_json::from_value(p.clone()).ok()) {
-            sent.progress = p;
+        if let Some(p) = m.progress() {
+            sent.progress = p.clone();
         }
         match offer(tx, m) {
             Outcome::Ok => {}
@@ -254,7 +297,7 @@ async fn pump(
     mut id: String,
     mut view: Option<watch::Receiver<String>>,
     since: Option<u64>,
-    tx: &mpsc::Sender<Value>,
+    tx: &mpsc::Sender<Shared>,
 ) {
     let store = &*server.store;
     let mut wake = server.hub.watch(&id);
@@ -285,7 +328,7 @@ async fn pump(
         if let Some(f) = &feed {
             last_read = f.read;
             if f.result.is_none() {
-                let _ = tx.try_send(json!({"type": "error", "id": id, "error": {"type": "resource_not_found_exception", "reason": format!("query [{id}] was released")}, "status": 404}));
+                let _ = tx.try_send(Outgoing::new(json!({"type": "error", "id": id, "error": {"type": "resource_not_found_exception", "reason": format!("query [{id}] was released")}, "status": 404})));
                 return;
             }
         }
@@ -298,7 +341,7 @@ async fn pump(
             if behind || sent.is_none() {
                 if tx.capacity() > 0 {
                     let snap = snapshot_message(&id, r);
-                    outcome = offer(tx, snap);
+                    outcome = offer(tx, Outgoing::new(snap));
                     if matches!(outcome, Outcome::Ok) {
                         behind = false;
                         sent = Some(Sent {
@@ -324,7 +367,7 @@ async fn pump(
                     if let Some(e) = &r.error {
                         m["error"] = e.clone();
                     }
-                    outcome = offer(tx, m);
+                    outcome = offer(tx, Outgoing::new(m));
                     if matches!(outcome, Outcome::Ok) {
                         s.caught_up = r.caught_up;
                         s.progress = r.progress.clone();
