@@ -13,9 +13,12 @@
 //! concurrent invocation of the same batch loses the CAS in 3 and stops without effects. A crash
 //! after 3 loses at most the refresh (the next refresh recomputes it from the checkpoints) and
 //! the next link (the safety-net tick re-fires it). So every record is counted exactly once.
+//!
+//! [`process_segments`] runs 1–3 for several segments of one query, each committed alone, then
+//! 4 and 5 once: the same analysis holds per segment.
 
-use kappa_core::ports::{Checkpoint, ReadRequest, Segment};
-use kappa_core::{Plan, Record};
+use kappa_core::ports::{Checkpoint, QueryRecord, ReadRequest, Segment};
+use kappa_core::{PartialState, Plan, Record};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -90,15 +93,43 @@ pub async fn process_with_faults(
     event: ProcessEvent,
     faults: &dyn Faults,
 ) -> Result<ProcessOutput, ActionError> {
+    let mut outputs =
+        process_segments_with_faults(env, ctx, &event.query, &[event.segment], faults).await?;
+    Ok(outputs.swap_remove(0))
+}
+
+/// Process one batch of each of `segments` of one query, then refresh the result once.
+///
+/// The same steps as [`process`] for each segment, run concurrently (each checkpoint is still
+/// committed alone, by its own compare-and-set), but one refresh covers every segment that committed, and the
+/// next links are fired after it. A host that wakes several segments of a query at once (the
+/// partitions of a caught-up query after an append) merges, renders and diffs the result once
+/// instead of once per segment. Returns one output per segment, in order.
+pub async fn process_segments(
+    env: &Env<'_>,
+    ctx: &Context,
+    query: &str,
+    segments: &[Segment],
+) -> Result<Vec<ProcessOutput>, ActionError> {
+    process_segments_with_faults(env, ctx, query, segments, &NoFaults).await
+}
+
+async fn process_segments_with_faults(
+    env: &Env<'_>,
+    ctx: &Context,
+    id: &str,
+    segments: &[Segment],
+    faults: &dyn Faults,
+) -> Result<Vec<ProcessOutput>, ActionError> {
     let query = env
         .store
-        .query(&event.query)
+        .query(id)
         .await?
-        .ok_or_else(|| ActionError::NotFound { what: "query", name: event.query.clone() })?;
-    if !query.segments.contains(&event.segment) {
+        .ok_or_else(|| ActionError::NotFound { what: "query", name: id.to_string() })?;
+    if let Some(segment) = segments.iter().find(|s| !query.segments.contains(s)) {
         return Err(ActionError::BadEvent(format!(
             "segment {} is not one of query {}",
-            event.segment.key(),
+            segment.key(),
             query.id
         )));
     }
@@ -106,32 +137,98 @@ pub async fn process_with_faults(
         &serde_json::from_str(&query.body).map_err(|e| ActionError::BadEvent(e.to_string()))?,
         &env.config.limits,
     )?;
-    let segment = event.segment;
-    // The result (for a failed query, and as the refresh's starting point) and the checkpoint,
-    // in one round trip.
+    // The result (for a failed query, and as the refresh's starting point) and every
+    // segment's checkpoint, in one round trip, before any commit of ours.
     let (current, loaded) = futures_util::future::try_join(
         env.store.result(&query.id),
-        env.store.checkpoint(&query.id, &segment),
+        futures_util::future::try_join_all(
+            segments.iter().map(|s| env.store.checkpoint(&query.id, s)),
+        ),
     )
     .await?;
     if let Some(error) = current.as_ref().and_then(|r| r.error.as_ref()) {
         // The query failed for good: its chains stop here.
         tracing::info!(query = %query.id, %error, "query failed earlier; chain stopped");
-        return Ok(ProcessOutput {
-            query: query.id.clone(),
-            segment,
-            from: 0,
-            next_offset: 0,
-            records: 0,
-            committed: false,
-            at_head: true,
-            fired_next: false,
-            version: 0,
-            stopped: "failed",
-        });
+        return Ok(segments
+            .iter()
+            .map(|&segment| ProcessOutput {
+                query: query.id.clone(),
+                segment,
+                from: 0,
+                next_offset: 0,
+                records: 0,
+                committed: false,
+                at_head: true,
+                fired_next: false,
+                version: 0,
+                stopped: "failed",
+            })
+            .collect());
     }
 
-    // 1. Load (above, with the result).
+    // 1.–3. for each segment: load, fold, commit. Concurrently, so that a store that commits
+    //    the writes waiting together (the embedded one) makes them durable with one sync.
+    let advances = segments
+        .iter()
+        .zip(loaded)
+        .map(|(&s, loaded)| advance(env, ctx, &query, &plan, s, loaded, faults));
+    let advanced = futures_util::future::join_all(advances)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    let (mut outputs, fresh): (Vec<ProcessOutput>, Vec<Option<Fresh>>) =
+        advanced.into_iter().unzip();
+    if !outputs.iter().any(|o| o.committed) {
+        return Ok(outputs);
+    }
+
+    // 4. Refresh the merged result and publish the delta. `current` was read before our
+    //    commits, so the states they committed may stand in for their checkpoints (see `Known`).
+    let own = outputs
+        .iter()
+        .zip(&fresh)
+        .filter_map(|(o, f)| f.as_ref().map(|(cp, state)| (o.segment, cp, state)))
+        .collect();
+    let known = result::Known { current: Some(current), own };
+    let Refreshed { version, changed, .. } =
+        result::refresh_known(env, &query, &plan, known).await?;
+    if changed {
+        env.chain
+            .fire(&env.config.push_action, &json!({"query": query.id, "version": version}))
+            .await?;
+    }
+    faults.at("refreshed")?;
+
+    // 5. Only after the commit: fire the next link unless the segment is done or at the head.
+    for output in outputs.iter_mut().filter(|o| o.committed) {
+        output.version = version;
+        if !output.at_head {
+            let event = ProcessEvent { query: query.id.clone(), segment: output.segment };
+            env.chain
+                .fire(&env.config.process_action, &serde_json::to_value(event).unwrap_or_default())
+                .await?;
+            output.fired_next = true;
+        }
+        tracing::debug!(query = %query.id, segment = %output.segment.key(), from = output.from, next = output.next_offset, records = output.records, stopped = output.stopped, "batch processed");
+    }
+    Ok(outputs)
+}
+
+/// A checkpoint this invocation committed, with its state still in memory.
+type Fresh = (Checkpoint, PartialState);
+
+/// Steps 1–3 for one segment: from its loaded checkpoint, fold a batch, commit by
+/// compare-and-set. Returns the committed checkpoint and state when this call wrote them.
+async fn advance(
+    env: &Env<'_>,
+    ctx: &Context,
+    query: &QueryRecord,
+    plan: &Plan,
+    segment: Segment,
+    loaded: Option<Checkpoint>,
+    faults: &dyn Faults,
+) -> Result<(ProcessOutput, Option<Fresh>), ActionError> {
+    // 1. Load (done by the caller, with the result).
     let expected = loaded.as_ref().map(|c| c.next_offset);
     let (mut state, mut next, mut head, mut lost) = match &loaded {
         Some(cp) => (plan.decode(&cp.state)?, cp.next_offset, cp.head, cp.lost),
@@ -226,37 +323,11 @@ pub async fn process_with_faults(
     output.next_offset = next;
     if !committed {
         tracing::info!(query = %query.id, segment = %segment.key(), from, "duplicate batch: another invocation committed first");
-        return Ok(output);
+        return Ok((output, None));
     }
     faults.at("committed")?;
 
-    // 4. Refresh the merged result and publish the delta. `current` was read before the
-    //    commit, so this segment's fresh state may stand in for its checkpoint (see `Known`);
-    //    without a commit of ours (nothing new) every checkpoint is read.
-    let own = if unchanged { Vec::new() } else { vec![(segment, &checkpoint, &state)] };
-    let known = result::Known { current: Some(current), own };
-    let Refreshed { version, changed, .. } =
-        result::refresh_known(env, &query, &plan, known).await?;
-    output.version = version;
-    if changed {
-        env.chain
-            .fire(&env.config.push_action, &json!({"query": query.id, "version": version}))
-            .await?;
-    }
-    faults.at("refreshed")?;
-
-    // 5. Only after the commit: fire the next link unless the segment is done or at the head.
     output.at_head = matches!(stopped, "segment end" | "head");
-    if !output.at_head {
-        env.chain
-            .fire(
-                &env.config.process_action,
-                &serde_json::to_value(ProcessEvent { query: query.id.clone(), segment })
-                    .unwrap_or_default(),
-            )
-            .await?;
-        output.fired_next = true;
-    }
-    tracing::debug!(query = %query.id, segment = %segment.key(), from, next, records = output.records, stopped, "batch processed");
-    Ok(output)
+    // Without a write of ours (nothing new) the refresh reads this checkpoint like the others.
+    Ok((output, (!unchanged).then_some((checkpoint, state))))
 }

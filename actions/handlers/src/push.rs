@@ -111,6 +111,11 @@ fn is_private(ip: IpAddr) -> bool {
 
 /// Deliver the message(s) of `event.version`.
 pub async fn push(env: &Env<'_>, event: PushEvent) -> Result<PushOutput, ActionError> {
+    let subscriptions = env.store.subscriptions(&event.query).await?;
+    if subscriptions.is_empty() && env.config.gateway_url.is_none() {
+        // Nobody to deliver to (the usual case in `kappa dev`): skip reading the ring.
+        return Ok(PushOutput::default());
+    }
     let messages = env.store.messages_since(&event.query, event.version.saturating_sub(1)).await?;
     let message = match messages.and_then(|m| {
         m.into_iter().find(|m| m.get("version").and_then(Value::as_u64) == Some(event.version))
@@ -124,7 +129,7 @@ pub async fn push(env: &Env<'_>, event: PushEvent) -> Result<PushOutput, ActionE
     };
     let body = serde_json::to_vec(&message).unwrap_or_default();
     let mut out = PushOutput::default();
-    for sub in env.store.subscriptions(&event.query).await? {
+    for sub in subscriptions {
         if deliver(env, &sub, &body).await {
             out.delivered += 1;
         } else {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use futures::executor::block_on;
 use futures::future::join_all;
-use kappa_actions::process::{Faults, NoFaults, ProcessEvent, process_with_faults};
+use kappa_actions::process::{
+    Faults, NoFaults, ProcessEvent, process_segments, process_with_faults,
+};
 use kappa_actions::push::{PushEvent, push};
 use kappa_actions::{ActionConfig, ActionError, Context, Env, query, status, tick};
 use kappa_core::ports::{
@@ -229,6 +231,51 @@ fn a_clean_replay_equals_one_pass_and_is_caught_up() {
     let s = result_of(&w, &id);
     assert_eq!(s["result"], oracle(&w, &body()));
     assert_eq!(s["progress"]["processed"], json!(301));
+}
+
+#[test]
+fn segments_run_together_and_duplicated_equal_one_pass() {
+    // As `kappa dev` runs a caught-up query: the links of one query in one invocation (and
+    // here every such invocation twice, concurrently).
+    let w = World::new(small_batches());
+    fill(&w, 3, 100);
+    let id = create(&w, &body());
+    let run_grouped = |w: &World| loop {
+        let links = w.chain.take();
+        if links.is_empty() {
+            return;
+        }
+        let mut segments = Vec::new();
+        for (action, params) in links {
+            if action == w.config.process_action {
+                let e: ProcessEvent = serde_json::from_value(params).expect("event");
+                assert_eq!(e.query, id);
+                if !segments.contains(&e.segment) {
+                    segments.push(e.segment);
+                }
+            }
+        }
+        let (env, ctx) = (w.env(), w.ctx());
+        let runs = (0..2).map(|_| process_segments(&env, &ctx, &id, &segments));
+        for outputs in block_on(join_all(runs)) {
+            assert_eq!(outputs.expect("ok").len(), segments.len());
+        }
+    };
+    run_grouped(&w);
+    let s = result_of(&w, &id);
+    assert_eq!(s["result"], oracle(&w, &body()));
+    assert_eq!(s["progress"]["processed"], json!(300));
+    // Live: an append to every partition, one wake-up, one invocation for all of them.
+    for p in 0..3 {
+        let r = NewRecord { key: None, value: doc(u64::from(p) + 5), timestamp: NOW };
+        block_on(w.log.append(TOPIC, p, &[r])).expect("append");
+    }
+    assert_eq!(block_on(tick::tick(&w.env(), None)).expect("tick").fired, 3);
+    run_grouped(&w);
+    let s = result_of(&w, &id);
+    assert_eq!(s["result"], oracle(&w, &body()));
+    assert_eq!(s["progress"]["processed"], json!(303));
+    assert_eq!(s["caught_up"], json!(true));
 }
 
 #[test]

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use crate::error::{ApiError, json_response, web};
 use crate::ingest;
 use crate::server::Server;
-use crate::stream::{self, Streams, Target};
+use crate::stream::{self, Shared, Streams, Target};
 use crate::views;
 
 type S = State<Arc<Server>>;
@@ -283,9 +283,9 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         .transpose()
 }
 
-fn sse(rx: mpsc::Receiver<Value>) -> Response {
+fn sse(rx: mpsc::Receiver<Shared>) -> Response {
     let events = tokio_stream::wrappers::ReceiverStream::new(rx).map(|m| {
-        let mut event = Event::default().data(m.to_string());
+        let mut event = Event::default().data(m.text());
         if m.get("version").is_some() {
             event = event.id(message_version(&m).to_string());
         }
@@ -302,13 +302,13 @@ fn ws(
     })
 }
 
-async fn session(socket: WebSocket, mut rx: mpsc::Receiver<Value>) {
+async fn session(socket: WebSocket, mut rx: mpsc::Receiver<Shared>) {
     let (mut sink, mut incoming) = socket.split();
     loop {
         tokio::select! {
             m = rx.recv() => match m {
                 Some(m) => {
-                    if sink.send(Message::Text(m.to_string().into())).await.is_err() {
+                    if sink.send(Message::Text(m.text().into())).await.is_err() {
                         return;
                     }
                 }

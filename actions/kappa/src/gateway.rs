@@ -298,7 +298,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
     let channel = format!("{}:gateway", config.redis_prefix);
     let hub = Arc::new(Hub::default());
     let wakes = tokio::spawn(follow_wakes(redis.clone(), channel.clone(), hub.clone()));
-    let streams = Arc::new(Streams { store: redis.clone(), hub, buffer: config.subscriber_buffer });
+    let streams = Arc::new(Streams::new(redis.clone(), hub, config.subscriber_buffer));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let gateway = Arc::new(Gateway { streams, redis, config, channel });

@@ -1,9 +1,15 @@
 //! In-process wake-ups of subscribers: the scheduler bumps a query's counter after each batch
 //! that committed; subscribers wait on it and then read the shared ring of the store. A
 //! `watch` coalesces wake-ups, so a notification never blocks and never queues up.
+//!
+//! The counter is one sequence for all queries, so it never goes back (not even when a query's
+//! channel is dropped and made again): a store read that began after a subscriber saw value `n`
+//! reflects every notification up to `n`, which lets subscribers share reads
+//! ([`crate::stream`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::watch;
 
@@ -11,6 +17,7 @@ use tokio::sync::watch;
 #[derive(Debug, Default)]
 pub struct Hub {
     queries: Mutex<HashMap<String, watch::Sender<u64>>>,
+    sequence: AtomicU64,
 }
 
 impl Hub {
@@ -21,7 +28,9 @@ impl Hub {
             if tx.receiver_count() == 0 {
                 queries.remove(id);
             } else {
-                tx.send_modify(|n| *n = n.wrapping_add(1));
+                // Under the lock, so values reach each channel in increasing order.
+                let n = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+                tx.send_replace(n);
             }
         }
     }
@@ -32,7 +41,8 @@ impl Hub {
         let mut queries = self.queries.lock().unwrap_or_else(|e| e.into_inner());
         queries.retain(|_, tx| tx.receiver_count() > 0);
         for tx in queries.values() {
-            tx.send_modify(|n| *n = n.wrapping_add(1));
+            let n = self.sequence.fetch_add(1, Ordering::Relaxed) + 1;
+            tx.send_replace(n);
         }
     }
 
@@ -42,7 +52,7 @@ impl Hub {
         match queries.get(id) {
             Some(tx) => tx.subscribe(),
             None => {
-                let (tx, rx) = watch::channel(0);
+                let (tx, rx) = watch::channel(self.sequence.load(Ordering::Relaxed));
                 queries.insert(id.to_string(), tx);
                 rx
             }

@@ -3,13 +3,15 @@
 //! The server runs the **same handlers** as the OpenWhisk deployment (`kappa-actions`), in
 //! process, over the embedded log and store (or real Kafka and Redis):
 //! - [`scheduler`] plays OpenWhisk's triggers and rules: a [`scheduler::DevChain`] queues the
-//!   links the handlers fire (deduplicated per query segment), a bounded pool of workers runs
-//!   `process`, per-query lanes run `push` (webhooks), and a periodic tick plus a wake-up on
-//!   appends run `tick`;
+//!   links the handlers fire (deduplicated per query segment; the caught-up segments of a query
+//!   run together, with one result refresh), a bounded pool of workers runs `process`,
+//!   per-query lanes run `push` (webhooks), and a periodic tick plus a wake-up on appends run
+//!   `tick`;
 //! - [`api`] serves api.md over HTTP with axum ([`api::app`] is testable without a network);
 //! - [`stream`] feeds websocket/SSE subscribers from the store's shared ring of messages, woken
-//!   by [`hub::Hub`] after each batch; each subscriber has a bounded buffer and one that falls
-//!   behind gets a fresh snapshot instead of the backlog;
+//!   by [`hub::Hub`] after each batch (the subscribers of a query share one store read per
+//!   wake-up and each message); each subscriber has a bounded buffer and one that falls behind
+//!   gets a fresh snapshot instead of the backlog;
 //! - [`views`] keeps named views that switch to a new definition once it has caught up;
 //! - [`client`] is `kappa ingest` and `kappa query`;
 //! - [`demo`] streams synthetic event-week tweets (`kappa dev --demo`, `kappa demo`);

@@ -5,6 +5,12 @@
 //!   fired while the same segment runs is queued once, when that run ends. So a hot query never
 //!   floods the queue and a segment never runs twice at once (the CAS would make that harmless,
 //!   only wasteful).
+//! - A segment whose last run ended at the head is *caught up*: its next link joins its query's
+//!   group instead, and one [`Job::Group`] advances all the waiting segments of the query in one
+//!   invocation ([`process_segments`]: each checkpoint committed alone, one result refresh).
+//!   So an append that wakes every partition of a live query costs one merge, render and diff
+//!   of its result, not one per partition. Segments still replaying stay separate links, which
+//!   the workers run in parallel.
 //! - [`run`] starts a bounded pool of workers for process links (each invocation gets a 60 s
 //!   deadline, like an activation), a lane per query for push links (webhook deliveries stay in
 //!   order and a slow webhook delays only its query's), the periodic tick, and the wake-up on
@@ -19,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kappa_actions::process::{ProcessEvent, process};
+use kappa_actions::process::{ProcessEvent, ProcessOutput, process, process_segments};
 use kappa_actions::push::{PushEvent, push};
 use kappa_actions::{ActionConfig, ActionError, Context, Env, tick};
 use kappa_core::ports::{Chain, Clock, PortError, PortResult, Segment, StateStore};
@@ -39,6 +45,8 @@ pub const ACTIVATION_MS: i64 = 60_000;
 pub enum Job {
     /// Advance one segment.
     Process(ProcessEvent),
+    /// Advance the waiting caught-up segments of a query together.
+    Group(String),
     /// Deliver a version to webhooks.
     Push(PushEvent),
 }
@@ -50,11 +58,32 @@ enum Link {
     RunningAndRequested,
 }
 
+/// The caught-up segments of one query, advanced together.
+#[derive(Debug, Default)]
+struct Group {
+    /// A [`Job::Group`] is in the queue.
+    queued: bool,
+    /// Waiting for the next run.
+    pending: Vec<Segment>,
+    /// In the current run.
+    running: Vec<Segment>,
+    /// Fired while in the current run: placed when it ends (with the group if the run
+    /// reached the head, alone otherwise).
+    requested: Vec<Segment>,
+}
+
+#[derive(Debug, Default)]
+struct Links {
+    segments: HashMap<(String, Segment), Link>,
+    groups: HashMap<String, Group>,
+    caught_up: HashSet<(String, Segment)>,
+}
+
 /// The `Chain` port of `kappa dev`.
 #[derive(Debug)]
 pub struct DevChain {
     tx: mpsc::UnboundedSender<Job>,
-    links: Mutex<HashMap<(String, Segment), Link>>,
+    links: Mutex<Links>,
     process_action: String,
     push_action: String,
 }
@@ -65,14 +94,14 @@ impl DevChain {
         let (tx, rx) = mpsc::unbounded_channel();
         let chain = DevChain {
             tx,
-            links: Mutex::new(HashMap::new()),
+            links: Mutex::new(Links::default()),
             process_action: config.process_action.clone(),
             push_action: config.push_action.clone(),
         };
         (chain, rx)
     }
 
-    fn links(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Segment), Link>> {
+    fn links(&self) -> std::sync::MutexGuard<'_, Links> {
         self.links.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -80,44 +109,131 @@ impl DevChain {
         self.tx.send(job).map_err(|_| PortError::transient("kappa-dev", "scheduler stopped"))
     }
 
-    /// Queue a process link unless the same segment is already queued.
+    /// Queue a process link unless the same segment is already queued (alone or in its
+    /// query's group).
     pub fn fire_process(&self, event: ProcessEvent) -> PortResult<()> {
         let key = (event.query.clone(), event.segment);
-        let mut links = self.links();
-        match links.get(&key).copied() {
-            None => {
-                links.insert(key, Link::Queued);
-                drop(links);
-                self.send(Job::Process(event))
-            }
+        let mut guard = self.links();
+        let links = &mut *guard;
+        match links.segments.get(&key).copied() {
             Some(Link::Running) => {
-                links.insert(key, Link::RunningAndRequested);
-                Ok(())
+                links.segments.insert(key, Link::RunningAndRequested);
+                return Ok(());
             }
-            Some(Link::Queued | Link::RunningAndRequested) => Ok(()),
+            Some(Link::Queued | Link::RunningAndRequested) => return Ok(()),
+            None => {}
         }
+        let caught_up = links.caught_up.contains(&key);
+        if let Some(group) = links.groups.get_mut(&event.query) {
+            if group.running.contains(&event.segment) {
+                if !group.requested.contains(&event.segment) {
+                    group.requested.push(event.segment);
+                }
+                return Ok(());
+            }
+            if group.pending.contains(&event.segment) {
+                return Ok(());
+            }
+            if caught_up {
+                // Runs with the group's next run (queued now, or when the current run ends).
+                group.pending.push(event.segment);
+                return Ok(());
+            }
+        } else if caught_up {
+            let group = Group { queued: true, pending: vec![event.segment], ..Group::default() };
+            links.groups.insert(event.query.clone(), group);
+            drop(guard);
+            return self.send(Job::Group(event.query));
+        }
+        links.segments.insert(key, Link::Queued);
+        drop(guard);
+        self.send(Job::Process(event))
     }
 
     fn started(&self, key: &(String, Segment)) {
-        self.links().insert(key.clone(), Link::Running);
+        self.links().segments.insert(key.clone(), Link::Running);
     }
 
-    /// The run of `key` ended: queue it again if it was requested meanwhile.
-    fn finished(&self, event: &ProcessEvent) {
+    /// The run of `event`'s segment ended (`at_head`: it reached the head): queue it again if
+    /// it was requested meanwhile.
+    fn finished(&self, event: &ProcessEvent, at_head: bool) {
         let key = (event.query.clone(), event.segment);
         let mut links = self.links();
-        if links.get(&key) == Some(&Link::RunningAndRequested) {
-            links.insert(key, Link::Queued);
+        if at_head {
+            links.caught_up.insert(key.clone());
+        } else {
+            links.caught_up.remove(&key);
+        }
+        if links.segments.get(&key) == Some(&Link::RunningAndRequested) {
+            links.segments.insert(key, Link::Queued);
             drop(links);
             let _ = self.send(Job::Process(event.clone()));
         } else {
-            links.remove(&key);
+            links.segments.remove(&key);
         }
     }
 
-    /// Links queued or running (for tests and logs).
+    /// The segments a group run of `query` advances.
+    fn started_group(&self, query: &str) -> Vec<Segment> {
+        let mut links = self.links();
+        let Some(group) = links.groups.get_mut(query) else { return Vec::new() };
+        group.queued = false;
+        group.running = std::mem::take(&mut group.pending);
+        group.running.clone()
+    }
+
+    /// A group run of `query` ended; `at_head` per segment run. Segments fired meanwhile join
+    /// the next group run if they are at the head, else run alone (in parallel with others).
+    fn finished_group(&self, query: &str, at_head: &[(Segment, bool)]) {
+        let mut guard = self.links();
+        let links = &mut *guard;
+        for &(segment, head) in at_head {
+            let key = (query.to_string(), segment);
+            if head {
+                links.caught_up.insert(key);
+            } else {
+                links.caught_up.remove(&key);
+            }
+        }
+        let Some(group) = links.groups.get_mut(query) else { return };
+        group.running.clear();
+        let mut alone = Vec::new();
+        for segment in std::mem::take(&mut group.requested) {
+            if links.caught_up.contains(&(query.to_string(), segment)) {
+                if !group.pending.contains(&segment) {
+                    group.pending.push(segment);
+                }
+            } else {
+                alone.push(segment);
+            }
+        }
+        let requeue = !group.pending.is_empty() && !group.queued;
+        if requeue {
+            group.queued = true;
+        } else if group.pending.is_empty() && !group.queued {
+            links.groups.remove(query);
+        }
+        for segment in &alone {
+            links.segments.insert((query.to_string(), *segment), Link::Queued);
+        }
+        drop(guard);
+        if requeue {
+            let _ = self.send(Job::Group(query.to_string()));
+        }
+        for segment in alone {
+            let _ = self.send(Job::Process(ProcessEvent { query: query.to_string(), segment }));
+        }
+    }
+
+    /// Forget a released query's caught-up segments.
+    fn forget(&self, query: &str) {
+        self.links().caught_up.retain(|(q, _)| q != query);
+    }
+
+    /// Links queued or running (for tests and logs): segments alone, plus one per group.
     pub fn pending(&self) -> usize {
-        self.links().len()
+        let links = self.links();
+        links.segments.len() + links.groups.len()
     }
 }
 
@@ -211,7 +327,7 @@ async fn run_process(core: Arc<Core>, event: ProcessEvent) {
     core.chain.started(&key);
     let ctx = core.context();
     let result = process(&core.env(), &ctx, event.clone()).await;
-    core.chain.finished(&event);
+    core.chain.finished(&event, result.as_ref().is_ok_and(|o| o.committed && o.at_head));
     match result {
         Ok(out) => {
             if out.committed {
@@ -219,6 +335,7 @@ async fn run_process(core: Arc<Core>, event: ProcessEvent) {
             }
         }
         Err(ActionError::NotFound { .. }) => {
+            core.chain.forget(&event.query);
             tracing::debug!(query = %event.query, "link of a released query dropped");
         }
         Err(e) if e.is_retryable() => {
@@ -233,6 +350,49 @@ async fn run_process(core: Arc<Core>, event: ProcessEvent) {
             // A query that failed for good (budget) says so in its result.
             tracing::warn!(query = %event.query, segment = %event.segment.key(), error = %e, "process failed");
             core.hub.notify(&event.query);
+        }
+    }
+}
+
+/// Run one group link: the waiting caught-up segments of `query`, in one invocation.
+async fn run_group(core: Arc<Core>, query: String) {
+    let segments = core.chain.started_group(&query);
+    if segments.is_empty() {
+        core.chain.finished_group(&query, &[]);
+        return;
+    }
+    let ctx = core.context();
+    let result = process_segments(&core.env(), &ctx, &query, &segments).await;
+    let at_head: Vec<(Segment, bool)> = match &result {
+        Ok(outputs) => {
+            outputs.iter().map(|o: &ProcessOutput| (o.segment, o.committed && o.at_head)).collect()
+        }
+        Err(_) => segments.iter().map(|s| (*s, false)).collect(),
+    };
+    core.chain.finished_group(&query, &at_head);
+    match result {
+        Ok(outputs) => {
+            if outputs.iter().any(|o| o.committed) {
+                core.hub.notify(&query);
+            }
+        }
+        Err(ActionError::NotFound { .. }) => {
+            core.chain.forget(&query);
+            tracing::debug!(query = %query, "links of a released query dropped");
+        }
+        Err(e) if e.is_retryable() => {
+            tracing::warn!(query = %query, segments = segments.len(), error = %e, "process failed; retrying");
+            let core = core.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                for segment in segments {
+                    let _ = core.chain.fire_process(ProcessEvent { query: query.clone(), segment });
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(query = %query, segments = segments.len(), error = %e, "process failed");
+            core.hub.notify(&query);
         }
     }
 }
@@ -320,6 +480,14 @@ pub fn run(
                         drop(permit);
                     });
                 }
+                Job::Group(query) => {
+                    let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                    let core = dispatch.clone();
+                    tokio::spawn(async move {
+                        run_group(core, query).await;
+                        drop(permit);
+                    });
+                }
             }
         }
     });
@@ -393,12 +561,57 @@ mod tests {
         chain.fire_process(event(0)).expect("noted");
         chain.fire_process(event(0)).expect("noted");
         assert!(rx.try_recv().is_err());
-        chain.finished(&event(0));
+        chain.finished(&event(0), false);
         assert_eq!(rx.try_recv(), Ok(Job::Process(event(0))));
         assert!(rx.try_recv().is_err());
         chain.started(&("q_1".to_string(), event(0).segment));
-        chain.finished(&event(0));
+        chain.finished(&event(0), false);
         assert!(rx.try_recv().is_err());
         assert_eq!(chain.pending(), 1, "only the other segment is still queued");
+    }
+
+    fn live(partition: u32) -> ProcessEvent {
+        ProcessEvent { query: "q_1".into(), segment: Segment { partition, start: 0, end: None } }
+    }
+
+    #[test]
+    fn caught_up_segments_of_a_query_run_together() {
+        let (chain, mut rx) = DevChain::new(&crate::config::dev_action_config());
+        // Every partition runs alone until it has reached the head once.
+        for p in 0..3 {
+            chain.fire_process(live(p)).expect("queued");
+            assert_eq!(rx.try_recv(), Ok(Job::Process(live(p))));
+            chain.started(&("q_1".to_string(), live(p).segment));
+            chain.finished(&live(p), true);
+        }
+        assert!(rx.try_recv().is_err());
+        assert_eq!(chain.pending(), 0);
+        // The next wake-up of all three: one group job, once.
+        for _ in 0..2 {
+            for p in 0..3 {
+                chain.fire_process(live(p)).expect("queued");
+            }
+        }
+        assert_eq!(rx.try_recv(), Ok(Job::Group("q_1".into())));
+        assert!(rx.try_recv().is_err(), "one job per query");
+        let segments = chain.started_group("q_1");
+        assert_eq!(segments, vec![live(0).segment, live(1).segment, live(2).segment]);
+        // Fired during the run: partition 0 is behind (it goes alone), partition 1 caught up
+        // (next group run); nothing runs twice at once.
+        chain.fire_process(live(0)).expect("noted");
+        chain.fire_process(live(1)).expect("noted");
+        assert!(rx.try_recv().is_err());
+        chain.finished_group(
+            "q_1",
+            &[(live(0).segment, false), (live(1).segment, true), (live(2).segment, true)],
+        );
+        let mut jobs = vec![rx.try_recv().expect("job"), rx.try_recv().expect("job")];
+        jobs.sort_by_key(|j| format!("{j:?}"));
+        assert_eq!(jobs, vec![Job::Group("q_1".into()), Job::Process(live(0))]);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(chain.started_group("q_1"), vec![live(1).segment]);
+        chain.finished_group("q_1", &[(live(1).segment, true)]);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(chain.pending(), 1, "partition 0 is still queued alone");
     }
 }

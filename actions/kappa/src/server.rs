@@ -93,11 +93,8 @@ fn assemble(
         wake_tx.clone(),
         wake_rx,
     );
-    let streams = Arc::new(Streams {
-        store: core.store.clone(),
-        hub: core.hub.clone(),
-        buffer: config.subscriber_buffer,
-    });
+    let streams =
+        Arc::new(Streams::new(core.store.clone(), core.hub.clone(), config.subscriber_buffer));
     let server = Arc::new(Server {
         streams,
         core,

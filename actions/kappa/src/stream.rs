@@ -10,15 +10,22 @@
 //! gets a fresh snapshot. A slow subscriber therefore costs one store read per wake-up and
 //! never delays the others.
 //!
+//! **Shared reads.** The subscribers of a query share one store read per wake-up (a [`Feed`]:
+//! the result and the ring since the last read): the first one woken reads, the others take its
+//! read, so 10,000 subscribers of a query cost one read, not 10,000.
+//!
 //! **No silent gap.** A delta is forwarded only when it applies to the last version sent
 //! (`from == last`); anything else (a ring that lost messages, a resume from a version the ring
 //! no longer holds) is answered by a snapshot.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use kappa_actions::result::snapshot_message;
-use kappa_core::ports::{Progress, StateStore, message_version};
+use kappa_core::ports::{PortResult, Progress, ResultRecord, StateStore, message_version};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
@@ -36,6 +43,122 @@ pub struct Streams {
     pub hub: Arc<Hub>,
     /// Messages buffered per subscriber before it gets a snapshot instead.
     pub buffer: usize,
+    /// The latest shared read of each followed query (held by its subscribers' pumps).
+    feeds: Mutex<HashMap<String, Weak<Slot>>>,
+}
+
+/// A message for subscribers. Those of a query share one (an `Arc`), so it is serialized, and
+/// its progress parsed, once however many subscribers send it.
+#[derive(Debug)]
+pub struct Outgoing {
+    value: Value,
+    text: OnceLock<String>,
+    progress: OnceLock<Option<Progress>>,
+}
+
+/// A shared [`Outgoing`] message.
+pub type Shared = Arc<Outgoing>;
+
+impl Outgoing {
+    /// Wrap a message.
+    pub fn new(value: Value) -> Shared {
+        Arc::new(Outgoing { value, text: OnceLock::new(), progress: OnceLock::new() })
+    }
+
+    /// The message as JSON text.
+    pub fn text(&self) -> &str {
+        self.text.get_or_init(|| self.value.to_string())
+    }
+
+    fn progress(&self) -> Option<&Progress> {
+        self.progress
+            .get_or_init(|| self.value.get("progress").and_then(|p| Progress::deserialize(p).ok()))
+            .as_ref()
+    }
+}
+
+impl Deref for Outgoing {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.value
+    }
+}
+
+/// One store read of a query, shared by its subscribers.
+struct Feed {
+    /// The hub value its reader had seen before reading: the read reflects every wake-up up to
+    /// it (the hub's values never go back).
+    seen: u64,
+    /// The number of this read among the query's reads (a poll asks for a newer one).
+    read: u64,
+    /// The result; `None` once the query is released.
+    result: Option<ResultRecord>,
+    /// The ring after version `base` (`None`: the ring no longer bridges from `base`).
+    base: u64,
+    messages: Option<Vec<Shared>>,
+}
+
+/// A query's latest [`Feed`]; the lock makes concurrent subscribers wait for one read.
+type Slot = tokio::sync::Mutex<Option<Arc<Feed>>>;
+
+impl Streams {
+    /// Subscribers over `store`, woken by `hub`, each buffering `buffer` messages.
+    pub fn new(store: Arc<dyn StateStore>, hub: Arc<Hub>, buffer: usize) -> Self {
+        Streams { store, hub, buffer, feeds: Mutex::new(HashMap::new()) }
+    }
+
+    fn slot(&self, id: &str) -> Arc<Slot> {
+        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = feeds.get(id).and_then(Weak::upgrade) {
+            return slot;
+        }
+        // Forget the queries nobody follows any more before adding one.
+        feeds.retain(|_, w| w.strong_count() > 0);
+        let slot = Arc::new(Slot::default());
+        feeds.insert(id.to_string(), Arc::downgrade(&slot));
+        slot
+    }
+
+    /// A read of `id` made after the subscriber saw hub value `seen` (and newer than read
+    /// `after`, for a poll) that holds the messages after `since` when one is given: the
+    /// latest shared read if it qualifies, else a new one, shared from then on.
+    async fn feed(
+        &self,
+        slot: &Slot,
+        id: &str,
+        seen: u64,
+        after: Option<u64>,
+        since: Option<u64>,
+    ) -> PortResult<Arc<Feed>> {
+        let mut latest = slot.lock().await;
+        if let Some(f) = latest.as_ref() {
+            let fresh = f.seen >= seen && after.is_none_or(|a| f.read > a);
+            let covers = since.is_none_or(|v| v >= f.base && f.messages.is_some());
+            if fresh && covers {
+                return Ok(f.clone());
+            }
+        }
+        let result = self.store.result(id).await?;
+        // From the older of what this subscriber and the previous read's readers have, so that
+        // both can take this read.
+        let previous = latest.as_ref().and_then(|f| f.result.as_ref().map(|r| r.version));
+        let base = match (since, previous) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(v), None) | (None, Some(v)) => v,
+            (None, None) => result.as_ref().map_or(0, |r| r.version),
+        };
+        let messages = match &result {
+            Some(r) if r.version > base => self.store.messages_since(id, base).await?,
+            _ => Some(Vec::new()),
+        }
+        .map(|m| m.into_iter().map(Outgoing::new).collect());
+        let read = latest.as_ref().map_or(1, |f| f.read + 1);
+        let released = result.is_none();
+        let feed = Arc::new(Feed { seen, read, result, base, messages });
+        // A released query is not shared: an id registered again must not look released.
+        *latest = (!released).then(|| feed.clone());
+        Ok(feed)
+    }
 }
 
 /// What a subscriber follows.
@@ -54,7 +177,7 @@ pub async fn subscribe(
     server: &Arc<Streams>,
     target: Target,
     since: Option<u64>,
-) -> Result<mpsc::Receiver<Value>, ApiError> {
+) -> Result<mpsc::Receiver<Shared>, ApiError> {
     let (id, holds_ref) = match &target {
         Target::Query(id) => (id.clone(), true),
         Target::View(rx) => (rx.borrow().clone(), false),
@@ -107,7 +230,7 @@ enum Outcome {
     Closed,
 }
 
-fn offer(tx: &mpsc::Sender<Value>, m: Value) -> Outcome {
+fn offer(tx: &mpsc::Sender<Shared>, m: Shared) -> Outcome {
     match tx.try_send(m) {
         Ok(()) => Outcome::Ok,
         Err(mpsc::error::TrySendError::Full(_)) => Outcome::Snapshot,
@@ -115,14 +238,26 @@ fn offer(tx: &mpsc::Sender<Value>, m: Value) -> Outcome {
     }
 }
 
-/// Forward the messages after `sent` from the ring; Snapshot on a gap or a full buffer.
+/// Forward the messages after `sent` from the ring (the shared read's when it holds them);
+/// Snapshot on a gap or a full buffer.
 async fn forward(
     store: &dyn StateStore,
+    feed: &Feed,
     id: &str,
     sent: &mut Sent,
-    tx: &mpsc::Sender<Value>,
+    tx: &mpsc::Sender<Shared>,
 ) -> Outcome {
-    let msgs = match store.messages_since(id, sent.version).await {
+    let shared = match &feed.messages {
+        Some(m) if sent.version >= feed.base => {
+            Ok(Some(m.iter().filter(|m| message_version(m) > sent.version).cloned().collect()))
+        }
+        // Behind the shared read (a resume from an older version): read alone.
+        _ => store
+            .messages_since(id, sent.version)
+            .await
+            .map(|m| m.map(|m| m.into_iter().map(Outgoing::new).collect::<Vec<_>>())),
+    };
+    let msgs = match shared {
         Ok(Some(m)) => m,
         Ok(None) => return Outcome::Snapshot,
         Err(e) => {
@@ -146,8 +281,8 @@ async fn forward(
         if let Some(c) = m.get("caught_up").and_then(Value::as_bool) {
             sent.caught_up = c;
         }
-        if let Some(p) = m.get("progress").and_then(|p| serde_json::from_value(p.clone()).ok()) {
-            sent.progress = p;
+        if let Some(p) = m.progress() {
+            sent.progress = p.clone();
         }
         match offer(tx, m) {
             Outcome::Ok => {}
@@ -162,10 +297,11 @@ async fn pump(
     mut id: String,
     mut view: Option<watch::Receiver<String>>,
     since: Option<u64>,
-    tx: &mpsc::Sender<Value>,
+    tx: &mpsc::Sender<Shared>,
 ) {
     let store = &*server.store;
     let mut wake = server.hub.watch(&id);
+    let mut slot = server.slot(&id);
     let mut sent: Option<Sent> = since.map(|v| Sent {
         version: v,
         caught_up: false,
@@ -173,19 +309,30 @@ async fn pump(
         error: None,
     });
     let mut behind = false;
+    // The shared read this subscriber last used, and whether it was woken by a poll (which
+    // looks for changes nobody was notified of, so it needs a newer read).
+    let mut last_read = 0;
+    let mut polled = false;
     loop {
-        let current = match store.result(&id).await {
-            Ok(Some(r)) => Some(r),
-            Ok(None) => {
-                let _ = tx.try_send(json!({"type": "error", "id": id, "error": {"type": "resource_not_found_exception", "reason": format!("query [{id}] was released")}, "status": 404}));
-                return;
-            }
+        let seen = *wake.borrow_and_update();
+        let since = sent.as_ref().filter(|_| !behind).map(|s| s.version);
+        let after = (polled && !behind).then_some(last_read);
+        polled = false;
+        let feed = match server.feed(&slot, &id, seen, after, since).await {
+            Ok(f) => Some(f),
             Err(e) => {
                 tracing::warn!(query = %id, error = %e, "result read failed");
                 None
             }
         };
-        if let Some(r) = current {
+        if let Some(f) = &feed {
+            last_read = f.read;
+            if f.result.is_none() {
+                let _ = tx.try_send(Outgoing::new(json!({"type": "error", "id": id, "error": {"type": "resource_not_found_exception", "reason": format!("query [{id}] was released")}, "status": 404})));
+                return;
+            }
+        }
+        if let Some((f, r)) = feed.as_ref().and_then(|f| Some((f, f.result.as_ref()?))) {
             // A resume from the future, or a subscriber that fell behind: snapshot.
             if sent.as_ref().is_some_and(|s| s.version > r.version) {
                 sent = None;
@@ -193,8 +340,8 @@ async fn pump(
             let mut outcome = Outcome::Ok;
             if behind || sent.is_none() {
                 if tx.capacity() > 0 {
-                    let snap = snapshot_message(&id, &r);
-                    outcome = offer(tx, snap);
+                    let snap = snapshot_message(&id, r);
+                    outcome = offer(tx, Outgoing::new(snap));
                     if matches!(outcome, Outcome::Ok) {
                         behind = false;
                         sent = Some(Sent {
@@ -207,7 +354,7 @@ async fn pump(
                 }
             } else if let Some(s) = sent.as_mut() {
                 if r.version > s.version {
-                    outcome = forward(store, &id, s, tx).await;
+                    outcome = forward(store, f, &id, s, tx).await;
                 }
                 if matches!(outcome, Outcome::Ok)
                     && s.version == r.version
@@ -220,7 +367,7 @@ async fn pump(
                     if let Some(e) = &r.error {
                         m["error"] = e.clone();
                     }
-                    outcome = offer(tx, m);
+                    outcome = offer(tx, Outgoing::new(m));
                     if matches!(outcome, Outcome::Ok) {
                         s.caught_up = r.caught_up;
                         s.progress = r.progress.clone();
@@ -254,12 +401,14 @@ async fn pump(
                 if new_id != id {
                     id = new_id;
                     wake = server.hub.watch(&id);
+                    slot = server.slot(&id);
+                    last_read = 0;
                     sent = None;
                     behind = false;
                 }
             }
             () = tx.closed() => return,
-            () = tokio::time::sleep(poll) => {}
+            () = tokio::time::sleep(poll) => polled = true,
         }
     }
 }

@@ -6,9 +6,13 @@
 //!   transactions are serialized and committed durably (`fsync` before `commit` returns). So a
 //!   CAS is atomic against concurrent callers in the process, and a CAS that returned `true`
 //!   survives a `kill -9` or a power cut right after.
-//! - **Blocking calls.** A transaction is short and the store is for development, so calls run
-//!   on the caller's thread (no runtime needed: it works under tokio, `pollster` or anything);
-//!   expect about one `fsync` per successful write.
+//! - **Group commit.** Writes go to one committer thread, which runs every write waiting at
+//!   that moment in one durable transaction (each write's read-compare-write still sees the
+//!   ones before it) and answers each caller after the shared `fsync`: concurrent writers pay
+//!   for one `fsync` together instead of one each, and a caller's thread never blocks on the
+//!   disk. If any write of a batch fails, the batch is aborted and each write is run again
+//!   alone, so one bad write never takes others down. Reads run on the caller's thread. No
+//!   runtime is needed (it works under tokio, `pollster` or anything).
 //! - **Live notifications in-process.** `kappa dev` has no Redis pub/sub, so
 //!   [`EmbeddedStore::events`] hands out a [`tokio::sync::broadcast`] receiver fed by every
 //!   successful `compare_and_set_result` right after its commit (only tokio's `sync` feature).
@@ -24,16 +28,19 @@
 //! Test with: `cargo test -p kappa-state-embedded` (no service needed; includes a SIGKILL crash
 //! test that re-runs the test binary as a child writer).
 
+use std::any::Any;
 use std::path::Path;
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use kappa_core::ports::{
     Checkpoint, PortError, PortResult, QueryRecord, ResultRecord, Segment, StateStore,
-    Subscription, ring_since,
+    Subscription, message_version, ring_since,
 };
 use redb::{Database, ReadableTable, TableDefinition};
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
 const BACKEND: &str = "embedded-state";
 
@@ -49,6 +56,24 @@ const SUBSCRIPTIONS: TableDefinition<'static, &str, &[u8]> = TableDefinition::ne
 
 /// Messages buffered per events receiver before a slow one starts lagging.
 const EVENTS_CAPACITY: usize = 1024;
+
+/// Most writes committed by one transaction.
+const MAX_BATCH: usize = 256;
+
+/// What a write returns to its caller (see [`EmbeddedStore::write`]), and whether its event is
+/// to be published.
+type Output = (Box<dyn Any + Send>, bool);
+/// One write: runs inside a shared transaction, and again alone if its batch fails.
+type Op = Box<dyn Fn(&redb::WriteTransaction) -> PortResult<Output> + Send>;
+
+/// A write waiting for the committer.
+struct Request {
+    what: &'static str,
+    op: Op,
+    /// A live event, published after the commit if the write says so.
+    event: Option<(String, Value)>,
+    reply: oneshot::Sender<PortResult<Box<dyn Any + Send>>>,
+}
 
 /// A [`PortError`] for a failed database operation: I/O errors are transient (the transaction
 /// was aborted and nothing changed), everything else (corruption, a file locked by another
@@ -77,9 +102,80 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, raw: &[u8]) -> PortResu
 
 /// A [`StateStore`] in one redb file (see the crate docs).
 pub struct EmbeddedStore {
-    db: Database,
+    db: Arc<Database>,
     ring: usize,
     events: broadcast::Sender<(String, Value)>,
+    /// To the committer thread; `None` only while dropping.
+    requests: Option<mpsc::Sender<Request>>,
+    committer: Option<JoinHandle<()>>,
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        // Stop the committer and wait for it, so the file is closed (and can be opened again)
+        // once the store is dropped.
+        self.requests.take();
+        if let Some(committer) = self.committer.take() {
+            let _ = committer.join();
+        }
+    }
+}
+
+/// The committer thread: run the waiting writes in one transaction, answer after the commit.
+fn commit_loop(
+    db: Arc<Database>,
+    requests: mpsc::Receiver<Request>,
+    events: broadcast::Sender<(String, Value)>,
+) {
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let outcomes = match commit(&db, &batch) {
+            Ok(outs) => outs.into_iter().map(Ok).collect(),
+            Err(e) if batch.len() == 1 => vec![Err(e)],
+            // Isolate the failing write: each one again, alone.
+            Err(_) => batch
+                .iter()
+                .map(|r| commit(&db, std::slice::from_ref(r)).map(|mut o| o.remove(0)))
+                .collect::<Vec<_>>(),
+        };
+        for (request, outcome) in batch.into_iter().zip(outcomes) {
+            let reply = outcome.map(|(out, publish)| {
+                if let Some(event) = request.event.filter(|_| publish) {
+                    // No receiver is not an error: nobody is listening.
+                    let _ = events.send(event);
+                }
+                out
+            });
+            // A caller that went away no longer needs the answer; its write stands.
+            let _ = request.reply.send(reply);
+        }
+    }
+}
+
+/// Run `batch` in one durable write transaction; an error aborts all of it.
+fn commit(db: &Database, batch: &[Request]) -> PortResult<Vec<Output>> {
+    let what = batch.first().map_or("write", |r| r.what);
+    let mut tx = db.begin_write().map_err(|e| db_error(what, e))?;
+    // The default, made explicit: `commit` returns only once the data is on disk.
+    tx.set_durability(redb::Durability::Immediate);
+    let mut outs = Vec::with_capacity(batch.len());
+    for request in batch {
+        match (request.op)(&tx) {
+            Ok(out) => outs.push(out),
+            Err(e) => {
+                let _ = tx.abort();
+                return Err(e);
+            }
+        }
+    }
+    tx.commit().map_err(|e| db_error(what, e))?;
+    Ok(outs)
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -111,7 +207,18 @@ impl EmbeddedStore {
         }
         tx.commit().map_err(|e| db_error("open", e))?;
         let (events, _) = broadcast::channel(EVENTS_CAPACITY);
-        Ok(EmbeddedStore { db, ring, events })
+        let db = Arc::new(db);
+        let (requests, queue) = mpsc::channel();
+        let committer = {
+            let (db, events) = (db.clone(), events.clone());
+            std::thread::Builder::new()
+                .name("kappa-store-commit".into())
+                .spawn(move || commit_loop(db, queue, events))
+                .map_err(|e| {
+                    PortError::permanent(BACKEND, format!("cannot start the committer: {e}"))
+                })?
+        };
+        Ok(EmbeddedStore { db, ring, events, requests: Some(requests), committer: Some(committer) })
     }
 
     /// The number of messages kept per query.
@@ -129,18 +236,36 @@ impl EmbeddedStore {
         self.events.subscribe()
     }
 
-    /// Run `f` in one write transaction and commit it when it returns `Ok`; an `Err` aborts.
-    fn write<T>(
+    /// Run `f` in a durable write transaction (shared with the writes waiting at the same
+    /// time) and return its output once committed; an `Err` commits nothing of `f`.
+    async fn write<T: Send + 'static>(
         &self,
-        what: &str,
-        f: impl FnOnce(&redb::WriteTransaction) -> PortResult<T>,
+        what: &'static str,
+        f: impl Fn(&redb::WriteTransaction) -> PortResult<T> + Send + 'static,
     ) -> PortResult<T> {
-        let mut tx = self.db.begin_write().map_err(|e| db_error(what, e))?;
-        // The default, made explicit: `commit` returns only once the data is on disk.
-        tx.set_durability(redb::Durability::Immediate);
-        let out = f(&tx)?;
-        tx.commit().map_err(|e| db_error(what, e))?;
-        Ok(out)
+        let op: Op =
+            Box::new(move |tx| f(tx).map(|out| (Box::new(out) as Box<dyn Any + Send>, false)));
+        self.submit(what, op, None).await
+    }
+
+    /// Queue `op` for the committer and wait for its commit.
+    async fn submit<T: 'static>(
+        &self,
+        what: &'static str,
+        op: Op,
+        event: Option<(String, Value)>,
+    ) -> PortResult<T> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || PortError::permanent(BACKEND, format!("{what}: the committer stopped"));
+        self.requests
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(Request { what, op, event, reply })
+            .map_err(|_| stopped())?;
+        let out = answer.await.map_err(|_| stopped())??;
+        out.downcast::<T>()
+            .map(|t| *t)
+            .map_err(|_| PortError::permanent(BACKEND, format!("{what}: unexpected output")))
     }
 
     fn read_tx(&self, what: &str) -> PortResult<redb::ReadTransaction> {
@@ -159,7 +284,8 @@ macro_rules! table {
 impl StateStore for EmbeddedStore {
     async fn register(&self, query: &QueryRecord) -> PortResult<bool> {
         let record = to_json("query record", query)?;
-        self.write("register", |tx| {
+        let query = query.clone();
+        self.write("register", move |tx| {
             let mut t = table!(tx, QUERIES, "register");
             if t.get(query.id.as_str()).map_err(|e| db_error("register", e))?.is_some() {
                 return Ok(false);
@@ -167,6 +293,7 @@ impl StateStore for EmbeddedStore {
             t.insert(query.id.as_str(), record.as_slice()).map_err(|e| db_error("register", e))?;
             Ok(true)
         })
+        .await
     }
 
     async fn query(&self, id: &str) -> PortResult<Option<QueryRecord>> {
@@ -188,7 +315,9 @@ impl StateStore for EmbeddedStore {
     }
 
     async fn remove(&self, id: &str) -> PortResult<()> {
-        self.write("remove", |tx| {
+        let id = id.to_string();
+        self.write("remove", move |tx| {
+            let id = id.as_str();
             let e = |e: redb::StorageError| db_error("remove", e);
             table!(tx, QUERIES, "remove").remove(id).map_err(e)?;
             table!(tx, TOUCH, "remove").remove(id).map_err(e)?;
@@ -230,14 +359,17 @@ impl StateStore for EmbeddedStore {
             }
             Ok(())
         })
+        .await
     }
 
     async fn touch(&self, id: &str, now_ms: i64) -> PortResult<i64> {
-        self.write("touch", |tx| {
+        let id = id.to_string();
+        self.write("touch", move |tx| {
             let mut t = table!(tx, TOUCH, "touch");
-            let last = t.insert(id, now_ms).map_err(|e| db_error("touch", e))?;
+            let last = t.insert(id.as_str(), now_ms).map_err(|e| db_error("touch", e))?;
             Ok(last.map_or(now_ms, |l| l.value()))
         })
+        .await
     }
 
     async fn last_touch(&self, id: &str) -> PortResult<Option<i64>> {
@@ -247,13 +379,22 @@ impl StateStore for EmbeddedStore {
     }
 
     async fn add_refs(&self, id: &str, delta: i64) -> PortResult<i64> {
-        self.write("add_refs", |tx| {
+        if delta == 0 {
+            // A read (the tick asks every query's count on every wake-up): no durable commit.
+            let tx = self.read_tx("add_refs")?;
+            let t = table!(tx, REFS, "add_refs");
+            return Ok(t.get(id).map_err(|e| db_error("add_refs", e))?.map_or(0, |v| v.value()));
+        }
+        let id = id.to_string();
+        self.write("add_refs", move |tx| {
             let mut t = table!(tx, REFS, "add_refs");
-            let cur = t.get(id).map_err(|e| db_error("add_refs", e))?.map_or(0, |v| v.value());
+            let cur =
+                t.get(id.as_str()).map_err(|e| db_error("add_refs", e))?.map_or(0, |v| v.value());
             let n = cur.saturating_add(delta).max(0);
-            t.insert(id, n).map_err(|e| db_error("add_refs", e))?;
+            t.insert(id.as_str(), n).map_err(|e| db_error("add_refs", e))?;
             Ok(n)
         })
+        .await
     }
 
     async fn checkpoint(&self, id: &str, segment: &Segment) -> PortResult<Option<Checkpoint>> {
@@ -276,22 +417,27 @@ impl StateStore for EmbeddedStore {
             .map_err(|e| PortError::permanent(BACKEND, format!("cannot encode checkpoint: {e}")))?;
         let key = segment.key();
         let what = "compare_and_set_checkpoint";
-        let won = self.write(what, |tx| {
-            let mut t = table!(tx, CHECKPOINTS, what);
-            let current = match t.get((id, key.as_str())).map_err(|e| db_error(what, e))? {
-                Some(raw) => Some(
-                    postcard::from_bytes::<Checkpoint>(raw.value())
-                        .map_err(|e| corrupt("checkpoint", e))?
-                        .next_offset,
-                ),
-                None => None,
-            };
-            if current != expected {
-                return Ok(false);
-            }
-            t.insert((id, key.as_str()), encoded.as_slice()).map_err(|e| db_error(what, e))?;
-            Ok(true)
-        })?;
+        let id = id.to_string();
+        let won = self
+            .write(what, move |tx| {
+                let mut t = table!(tx, CHECKPOINTS, what);
+                let current =
+                    match t.get((id.as_str(), key.as_str())).map_err(|e| db_error(what, e))? {
+                        Some(raw) => Some(
+                            postcard::from_bytes::<Checkpoint>(raw.value())
+                                .map_err(|e| corrupt("checkpoint", e))?
+                                .next_offset,
+                        ),
+                        None => None,
+                    };
+                if current != expected {
+                    return Ok(false);
+                }
+                t.insert((id.as_str(), key.as_str()), encoded.as_slice())
+                    .map_err(|e| db_error(what, e))?;
+                Ok(true)
+            })
+            .await?;
         Ok(won)
     }
 
@@ -313,15 +459,18 @@ impl StateStore for EmbeddedStore {
         let encoded_message = to_json("message", message)?;
         let what = "compare_and_set_result";
         let ring = self.ring as u64;
-        let won = self.write(what, |tx| {
+        let (revision, version) = (new.revision, new.version);
+        let key = id.to_string();
+        let op: Op = Box::new(move |tx| {
+            let id = key.as_str();
             let mut results = table!(tx, RESULTS, what);
             let current =
                 results.get(id).map_err(|e| db_error(what, e))?.map_or(0, |r| r.value().0);
             if current != expected {
-                return Ok(false);
+                return Ok((Box::new(false), false));
             }
             results
-                .insert(id, (new.revision, new.version, record.as_slice()))
+                .insert(id, (revision, version, record.as_slice()))
                 .map_err(|e| db_error(what, e))?;
             let mut bounds = table!(tx, RING_BOUNDS, what);
             let (mut first, mut next) =
@@ -336,13 +485,10 @@ impl StateStore for EmbeddedStore {
                 first += 1;
             }
             bounds.insert(id, (first, next)).map_err(|e| db_error(what, e))?;
-            Ok(true)
-        })?;
-        if won {
-            // No receiver is not an error: nobody is listening.
-            let _ = self.events.send((id.to_string(), message.clone()));
-        }
-        Ok(won)
+            // Published by the committer right after the commit, so in commit order.
+            Ok((Box::new(true), true))
+        });
+        self.submit(what, op, Some((id.to_string(), message.clone()))).await
     }
 
     async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Value>>> {
@@ -355,20 +501,29 @@ impl StateStore for EmbeddedStore {
         if version >= current {
             return Ok(Some(Vec::new()));
         }
+        // Newest first, decoding only the messages after `version`: versions never decrease
+        // along the ring, so the rest cannot be returned, and a subscriber one version behind
+        // costs one decode instead of the whole ring's.
         let mut ring = Vec::new();
         let messages = table!(tx, RING, what);
-        for entry in messages.range((id, 0u64)..).map_err(|e| db_error(what, e))? {
-            let (k, v) = entry.map_err(|e| db_error(what, e))?;
-            if k.value().0 != id {
+        for entry in
+            messages.range((id, 0u64)..=(id, u64::MAX)).map_err(|e| db_error(what, e))?.rev()
+        {
+            let (_, v) = entry.map_err(|e| db_error(what, e))?;
+            let message = from_json::<Value>("ring message", v.value())?;
+            if message_version(&message) <= version {
                 break;
             }
-            ring.push(from_json::<Value>("ring message", v.value())?);
+            ring.push(message);
         }
+        ring.reverse();
         Ok(ring_since(&ring, version, current))
     }
 
     async fn subscribe(&self, id: &str, subscription: &Subscription) -> PortResult<()> {
-        self.write("subscribe", |tx| {
+        let (id, subscription) = (id.to_string(), subscription.clone());
+        self.write("subscribe", move |tx| {
+            let id = id.as_str();
             let mut t = table!(tx, SUBSCRIPTIONS, "subscribe");
             let mut subs: Vec<Subscription> =
                 match t.get(id).map_err(|e| db_error("subscribe", e))? {
@@ -380,6 +535,7 @@ impl StateStore for EmbeddedStore {
             t.insert(id, raw.as_slice()).map_err(|e| db_error("subscribe", e))?;
             Ok(())
         })
+        .await
     }
 
     async fn subscriptions(&self, id: &str) -> PortResult<Vec<Subscription>> {
