@@ -7,6 +7,9 @@
 //!   and 1,000 subscribers;
 //! - fan-out: 10,000 websocket subscribers of one query all receive a delta, p99;
 //! - sharing: server CPU for 1,000 identical queries vs one, over the same 200,000-record ingest.
+//!
+//! `PUSH_BENCH_ONLY=latency` stops after the first figure; `PUSH_BENCH_SERVER_ARGS="--workers 8"`
+//! passes flags to the server.
 #![allow(clippy::disallowed_methods, reason = "a benchmark reads the wall clock and its knobs")]
 
 use std::process::{Child, Command, Stdio};
@@ -43,6 +46,8 @@ fn start(port: u16) -> Server {
         .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir.path())
         .args(["--partitions", "4", "--subscriber-buffer", "256"])
+        // Extra server flags to compare settings (e.g. `--workers 16`).
+        .args(std::env::var("PUSH_BENCH_SERVER_ARGS").unwrap_or_default().split_whitespace())
         .env("KAPPA_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -173,6 +178,9 @@ async fn main() {
     );
     tasks.iter().for_each(|t| t.abort());
     drop(s);
+    if std::env::var("PUSH_BENCH_ONLY").is_ok_and(|only| only == "latency") {
+        return;
+    }
 
     // 2. Fan-out: 10,000 subscribers of one query.
     let s = start(18432);
