@@ -455,7 +455,11 @@ pub fn ring_since(ring: &[Value], version: u64, current: u64) -> Option<Vec<Valu
     if version >= current {
         return Some(Vec::new());
     }
-    let first = ring.iter().position(|m| message_version(m) > version)?;
+    // From the newest end: a subscriber is usually one message behind a long ring.
+    let first = ring.iter().rposition(|m| message_version(m) <= version).map_or(0, |i| i + 1);
+    if first == ring.len() {
+        return None;
+    }
     // Only the delta that creates version + 1 (or a snapshot) bridges the gap; if it was trimmed,
     // even when a progress message of that version is still held, the subscriber needs a snapshot.
     let bridges = match ring[first].get("type").and_then(Value::as_str) {

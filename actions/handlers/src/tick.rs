@@ -22,6 +22,9 @@ pub struct TickOutput {
 }
 
 /// Check every registered query (or only those on `topic`, for a feed event).
+///
+/// A feed event only wakes the queries of its topic: it comes with every batch of appends, so
+/// it skips reclaiming idle queries, which the periodic tick (`topic: None`) does.
 pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, ActionError> {
     let mut out = TickOutput::default();
     let now = env.clock.now_ms();
@@ -31,13 +34,15 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
             continue;
         }
         out.queries += 1;
-        let refs = env.store.add_refs(&id, 0).await?;
-        let last = env.store.last_touch(&id).await?.unwrap_or(query.created_ms);
-        if refs == 0 && now - last > env.config.idle_timeout_ms {
-            env.store.remove(&id).await?;
-            out.reclaimed += 1;
-            tracing::info!(query = %id, idle_ms = now - last, "idle query reclaimed");
-            continue;
+        if topic.is_none() {
+            let refs = env.store.add_refs(&id, 0).await?;
+            let last = env.store.last_touch(&id).await?.unwrap_or(query.created_ms);
+            if refs == 0 && now - last > env.config.idle_timeout_ms {
+                env.store.remove(&id).await?;
+                out.reclaimed += 1;
+                tracing::info!(query = %id, idle_ms = now - last, "idle query reclaimed");
+                continue;
+            }
         }
         for segment in &query.segments {
             let cp = env.store.checkpoint(&id, segment).await?;

@@ -50,7 +50,12 @@ fn start(port: u16) -> Server {
         .args(std::env::var("PUSH_BENCH_SERVER_ARGS").unwrap_or_default().split_whitespace())
         .env("KAPPA_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(
+            std::env::var("PUSH_BENCH_SERVER_LOG")
+                .ok()
+                .and_then(|f| std::fs::File::create(f).ok())
+                .map_or(Stdio::null(), Stdio::from),
+        )
         .spawn()
         .expect("run `cargo build --release -p kappa` first");
     Server { child, base: format!("127.0.0.1:{port}"), _dir: dir }
@@ -107,6 +112,17 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN)
 }
 
+/// The part of a pushed message the benchmark reads.
+#[derive(serde::Deserialize)]
+struct Seen {
+    progress: Option<SeenProgress>,
+}
+
+#[derive(serde::Deserialize)]
+struct SeenProgress {
+    processed: u64,
+}
+
 /// Subscribe and record, for every message, (arrival, processed).
 async fn subscribe(base: &str, id: &str, log: MessageLog) -> tokio::task::JoinHandle<()> {
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{base}/v1/queries/{id}/ws"))
@@ -115,10 +131,12 @@ async fn subscribe(base: &str, id: &str, log: MessageLog) -> tokio::task::JoinHa
     tokio::spawn(async move {
         let (_, mut rx) = ws.split();
         while let Some(Ok(m)) = rx.next().await {
+            // Only the field the figures need: the clients share the server's 2 cores, and
+            // decoding whole messages into `Value`s took a third of what the server had.
             if let Ok(text) = m.to_text()
-                && let Ok(v) = serde_json::from_str::<Value>(text)
+                && let Ok(seen) = serde_json::from_str::<Seen>(text)
             {
-                let processed = v["progress"]["processed"].as_u64().unwrap_or(0);
+                let processed = seen.progress.map_or(0, |p| p.processed);
                 log.lock().await.push((Instant::now(), processed));
             }
         }
@@ -168,6 +186,26 @@ async fn main() {
                 latencies.push(arrival.saturating_duration_since(*t_post).as_secs_f64() * 1e3);
             }
         }
+    }
+    if let Ok(path) = std::env::var("PUSH_BENCH_DUMP") {
+        let mut out = String::new();
+        for (k, (t_post, total)) in posts.iter().enumerate() {
+            let mut per: Vec<f64> = Vec::new();
+            for log in &logs {
+                let log = log.lock().await;
+                if let Some((arrival, _)) = log.iter().find(|(_, p)| p >= total) {
+                    per.push(arrival.saturating_duration_since(*t_post).as_secs_f64() * 1e3);
+                }
+            }
+            let t = t_post.duration_since(start_at).as_secs_f64() * 1e3;
+            out += &format!(
+                "{k} {t:.0} {:.1} {:.1} {:.1}\n",
+                percentile(&mut per, 0.0),
+                percentile(&mut per, 0.5),
+                percentile(&mut per, 1.0)
+            );
+        }
+        let _ = std::fs::write(path, out);
     }
     let covered = latencies.len();
     println!(

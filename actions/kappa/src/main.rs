@@ -11,6 +11,11 @@ use kappa::config::{DevConfig, dev_action_config};
 use kappa::demo::{self, DemoConfig, Schedule};
 use kappa::gateway::{self, GatewayConfig};
 
+/// glibc's allocator spent a third of the server's CPU under push load (many small, short-lived
+/// JSON values across threads; `perf`, BENCHMARKS.md); mimalloc's thread-local free lists do not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "kappa", version, about = "Live Elasticsearch-style queries over a Kafka log")]
 struct Cli {

@@ -3,9 +3,11 @@
 //! Why it is shaped this way:
 //! - **redb**, a pure-Rust ACID key-value store: no server to run, no C to build. Every
 //!   compare-and-set is one write transaction (read, compare, write, commit), and redb's write
-//!   transactions are serialized and committed durably (`fsync` before `commit` returns). So a
-//!   CAS is atomic against concurrent callers in the process, and a CAS that returned `true`
-//!   survives a `kill -9` or a power cut right after.
+//!   transactions are serialized and reach the disk in commit order. So a CAS is atomic
+//!   against concurrent callers in the process, and a CAS that returned `true` survives a
+//!   `kill -9` or a power cut right after — at once for every write but checkpoints, which are
+//!   synced with the next result write (`Sync::WithNext`): a crash can only lose checkpoints
+//!   nothing outside has seen a result of, and those batches are simply folded again.
 //! - **Group commit.** Writes go to one committer thread, which runs every write waiting at
 //!   that moment in one durable transaction (each write's read-compare-write still sees the
 //!   ones before it) and answers each caller after the shared `fsync`: concurrent writers pay
@@ -13,6 +15,8 @@
 //!   disk. If any write of a batch fails, the batch is aborted and each write is run again
 //!   alone, so one bad write never takes others down. Reads run on the caller's thread. No
 //!   runtime is needed (it works under tokio, `pollster` or anything).
+//! - **Decoded copies** of query records and of each query's latest result and messages
+//!   (`Latest`), kept exact by the committer, so the hot reads decode no JSON.
 //! - **Live notifications in-process.** `kappa dev` has no Redis pub/sub, so
 //!   [`EmbeddedStore::events`] hands out a [`tokio::sync::broadcast`] receiver fed by every
 //!   successful `compare_and_set_result` right after its commit (only tokio's `sync` feature).
@@ -29,8 +33,9 @@
 //! test that re-runs the test binary as a child writer).
 
 use std::any::Any;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -60,18 +65,95 @@ const EVENTS_CAPACITY: usize = 1024;
 /// Most writes committed by one transaction.
 const MAX_BATCH: usize = 256;
 
-/// What a write returns to its caller (see [`EmbeddedStore::write`]), and whether its event is
-/// to be published.
+/// What a write returns to its caller (see [`EmbeddedStore::write`]), and whether its
+/// `on_commit` is to run.
 type Output = (Box<dyn Any + Send>, bool);
 /// One write: runs inside a shared transaction, and again alone if its batch fails.
 type Op = Box<dyn Fn(&redb::WriteTransaction) -> PortResult<Output> + Send>;
+
+/// What a write does in memory once committed.
+type OnCommit = Box<dyn FnOnce() + Send>;
+
+/// Messages of each query kept decoded in [`Latest`].
+const CACHED_MESSAGES: usize = 64;
+
+/// Decoded copies of the hottest reads: each query's record (never rewritten once
+/// registered), and its latest committed result record with its last messages.
+///
+/// Every invocation and every wake-up tick reads query records, every invocation its result,
+/// and every subscriber wake-up the result and the newest messages; decoding them from JSON
+/// each time was a sixth of `kappa dev`'s CPU under push load. Only this process writes the
+/// file, so the committer keeps these copies exact: it applies each result write (and each
+/// removal) right after its commit, in commit order, before answering the writer. A miss is
+/// filled from the file under the lock, so a fill can never overwrite a newer commit or bring
+/// back a removed query.
+struct Latest {
+    inner: Mutex<Decoded>,
+    /// Messages kept per query: never more than the ring holds, so a message the ring has
+    /// trimmed is never served from here.
+    keep: usize,
+}
+
+#[derive(Default)]
+struct Decoded {
+    queries: HashMap<String, QueryRecord>,
+    results: HashMap<String, Recent>,
+}
+
+struct Recent {
+    record: ResultRecord,
+    /// A contiguous suffix of the ring (possibly empty), oldest first.
+    messages: VecDeque<Value>,
+}
+
+impl Latest {
+    fn lock(&self) -> MutexGuard<'_, Decoded> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// After a committed result write.
+    fn committed(&self, id: &str, record: ResultRecord, message: Value) {
+        let mut decoded = self.lock();
+        let recent = decoded
+            .results
+            .entry(id.to_string())
+            .or_insert_with(|| Recent { record: record.clone(), messages: VecDeque::new() });
+        recent.record = record;
+        recent.messages.push_back(message);
+        while recent.messages.len() > self.keep {
+            recent.messages.pop_front();
+        }
+    }
+
+    /// After a committed removal.
+    fn removed(&self, id: &str) {
+        let mut decoded = self.lock();
+        decoded.queries.remove(id);
+        decoded.results.remove(id);
+    }
+}
+
+/// When a write reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    /// Before its caller is answered (`fsync` in the commit).
+    Now,
+    /// With the next write that is synced `Now` (committed and visible at once, but a crash
+    /// before that write loses it). Only for writes whose loss is a clean rollback: a
+    /// checkpoint lost this way is simply folded again, and anything derived from it and
+    /// shown outside (a result, a pushed message) is synced `Now`, after it, in one file whose
+    /// commits reach the disk in order.
+    WithNext,
+}
 
 /// A write waiting for the committer.
 struct Request {
     what: &'static str,
     op: Op,
-    /// A live event, published after the commit if the write says so.
-    event: Option<(String, Value)>,
+    sync: Sync,
+    /// Run right after the commit if the write says so, before the caller is answered (so in
+    /// commit order, and a caller's next read sees its effects).
+    on_commit: Option<OnCommit>,
     reply: oneshot::Sender<PortResult<Box<dyn Any + Send>>>,
 }
 
@@ -105,6 +187,7 @@ pub struct EmbeddedStore {
     db: Arc<Database>,
     ring: usize,
     events: broadcast::Sender<(String, Value)>,
+    latest: Arc<Latest>,
     /// To the committer thread; `None` only while dropping.
     requests: Option<mpsc::Sender<Request>>,
     committer: Option<JoinHandle<()>>,
@@ -122,11 +205,7 @@ impl Drop for EmbeddedStore {
 }
 
 /// The committer thread: run the waiting writes in one transaction, answer after the commit.
-fn commit_loop(
-    db: Arc<Database>,
-    requests: mpsc::Receiver<Request>,
-    events: broadcast::Sender<(String, Value)>,
-) {
+fn commit_loop(db: Arc<Database>, requests: mpsc::Receiver<Request>) {
     while let Ok(first) = requests.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -145,10 +224,9 @@ fn commit_loop(
                 .collect::<Vec<_>>(),
         };
         for (request, outcome) in batch.into_iter().zip(outcomes) {
-            let reply = outcome.map(|(out, publish)| {
-                if let Some(event) = request.event.filter(|_| publish) {
-                    // No receiver is not an error: nobody is listening.
-                    let _ = events.send(event);
+            let reply = outcome.map(|(out, applies)| {
+                if let Some(on_commit) = request.on_commit.filter(|_| applies) {
+                    on_commit();
                 }
                 out
             });
@@ -162,8 +240,10 @@ fn commit_loop(
 fn commit(db: &Database, batch: &[Request]) -> PortResult<Vec<Output>> {
     let what = batch.first().map_or("write", |r| r.what);
     let mut tx = db.begin_write().map_err(|e| db_error(what, e))?;
-    // The default, made explicit: `commit` returns only once the data is on disk.
-    tx.set_durability(redb::Durability::Immediate);
+    // Synced when any write of the batch needs it (which also syncs the earlier `WithNext`
+    // ones: redb's commits reach the disk in order).
+    let durable = batch.iter().any(|r| r.sync == Sync::Now);
+    tx.set_durability(if durable { redb::Durability::Immediate } else { redb::Durability::None });
     let mut outs = Vec::with_capacity(batch.len());
     for request in batch {
         match (request.op)(&tx) {
@@ -210,15 +290,22 @@ impl EmbeddedStore {
         let db = Arc::new(db);
         let (requests, queue) = mpsc::channel();
         let committer = {
-            let (db, events) = (db.clone(), events.clone());
+            let db = db.clone();
             std::thread::Builder::new()
                 .name("kappa-store-commit".into())
-                .spawn(move || commit_loop(db, queue, events))
+                .spawn(move || commit_loop(db, queue))
                 .map_err(|e| {
                     PortError::permanent(BACKEND, format!("cannot start the committer: {e}"))
                 })?
         };
-        Ok(EmbeddedStore { db, ring, events, requests: Some(requests), committer: Some(committer) })
+        Ok(EmbeddedStore {
+            db,
+            ring,
+            events,
+            latest: Arc::new(Latest { inner: Mutex::default(), keep: ring.min(CACHED_MESSAGES) }),
+            requests: Some(requests),
+            committer: Some(committer),
+        })
     }
 
     /// The number of messages kept per query.
@@ -245,7 +332,19 @@ impl EmbeddedStore {
     ) -> PortResult<T> {
         let op: Op =
             Box::new(move |tx| f(tx).map(|out| (Box::new(out) as Box<dyn Any + Send>, false)));
-        self.submit(what, op, None).await
+        self.submit(what, op, Sync::Now, None).await
+    }
+
+    /// [`EmbeddedStore::write`], then `on_commit` once committed.
+    async fn write_then<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        on_commit: OnCommit,
+        f: impl Fn(&redb::WriteTransaction) -> PortResult<T> + Send + 'static,
+    ) -> PortResult<T> {
+        let op: Op =
+            Box::new(move |tx| f(tx).map(|out| (Box::new(out) as Box<dyn Any + Send>, true)));
+        self.submit(what, op, Sync::Now, Some(on_commit)).await
     }
 
     /// Queue `op` for the committer and wait for its commit.
@@ -253,14 +352,15 @@ impl EmbeddedStore {
         &self,
         what: &'static str,
         op: Op,
-        event: Option<(String, Value)>,
+        sync: Sync,
+        on_commit: Option<OnCommit>,
     ) -> PortResult<T> {
         let (reply, answer) = oneshot::channel();
         let stopped = || PortError::permanent(BACKEND, format!("{what}: the committer stopped"));
         self.requests
             .as_ref()
             .ok_or_else(stopped)?
-            .send(Request { what, op, event, reply })
+            .send(Request { what, op, sync, on_commit, reply })
             .map_err(|_| stopped())?;
         let out = answer.await.map_err(|_| stopped())??;
         out.downcast::<T>()
@@ -297,10 +397,20 @@ impl StateStore for EmbeddedStore {
     }
 
     async fn query(&self, id: &str) -> PortResult<Option<QueryRecord>> {
+        let mut latest = self.latest.lock();
+        if let Some(query) = latest.queries.get(id) {
+            return Ok(Some(query.clone()));
+        }
+        // A miss: filled under the lock (see `Latest`).
         let tx = self.read_tx("query")?;
         let t = table!(tx, QUERIES, "query");
         let raw = t.get(id).map_err(|e| db_error("query", e))?;
-        raw.map(|r| from_json("query record", r.value())).transpose()
+        let query: Option<QueryRecord> =
+            raw.map(|r| from_json("query record", r.value())).transpose()?;
+        if let Some(query) = &query {
+            latest.queries.insert(id.to_string(), query.clone());
+        }
+        Ok(query)
     }
 
     async fn queries(&self) -> PortResult<Vec<String>> {
@@ -315,8 +425,11 @@ impl StateStore for EmbeddedStore {
     }
 
     async fn remove(&self, id: &str) -> PortResult<()> {
+        let latest = self.latest.clone();
+        let removed = id.to_string();
+        let on_commit: OnCommit = Box::new(move || latest.removed(&removed));
         let id = id.to_string();
-        self.write("remove", move |tx| {
+        self.write_then("remove", on_commit, move |tx| {
             let id = id.as_str();
             let e = |e: redb::StorageError| db_error("remove", e);
             table!(tx, QUERIES, "remove").remove(id).map_err(e)?;
@@ -418,34 +531,46 @@ impl StateStore for EmbeddedStore {
         let key = segment.key();
         let what = "compare_and_set_checkpoint";
         let id = id.to_string();
-        let won = self
-            .write(what, move |tx| {
-                let mut t = table!(tx, CHECKPOINTS, what);
-                let current =
-                    match t.get((id.as_str(), key.as_str())).map_err(|e| db_error(what, e))? {
-                        Some(raw) => Some(
-                            postcard::from_bytes::<Checkpoint>(raw.value())
-                                .map_err(|e| corrupt("checkpoint", e))?
-                                .next_offset,
-                        ),
-                        None => None,
-                    };
-                if current != expected {
-                    return Ok(false);
-                }
-                t.insert((id.as_str(), key.as_str()), encoded.as_slice())
-                    .map_err(|e| db_error(what, e))?;
-                Ok(true)
-            })
-            .await?;
-        Ok(won)
+        // Synced with the result write that follows it (see `Sync::WithNext`): a checkpoint
+        // lost in a crash is folded again, and nothing derived from it was shown yet.
+        let op: Op = Box::new(move |tx| {
+            let mut t = table!(tx, CHECKPOINTS, what);
+            let current = match t.get((id.as_str(), key.as_str())).map_err(|e| db_error(what, e))? {
+                Some(raw) => Some(
+                    postcard::from_bytes::<Checkpoint>(raw.value())
+                        .map_err(|e| corrupt("checkpoint", e))?
+                        .next_offset,
+                ),
+                None => None,
+            };
+            if current != expected {
+                return Ok((Box::new(false), false));
+            }
+            t.insert((id.as_str(), key.as_str()), encoded.as_slice())
+                .map_err(|e| db_error(what, e))?;
+            Ok((Box::new(true), false))
+        });
+        self.submit(what, op, Sync::WithNext, None).await
     }
 
     async fn result(&self, id: &str) -> PortResult<Option<ResultRecord>> {
+        let mut latest = self.latest.lock();
+        if let Some(recent) = latest.results.get(id) {
+            return Ok(Some(recent.record.clone()));
+        }
+        // A miss: filled under the lock (see `Latest`).
         let tx = self.read_tx("result")?;
         let t = table!(tx, RESULTS, "result");
         let raw = t.get(id).map_err(|e| db_error("result", e))?;
-        raw.map(|r| from_json("result record", r.value().2)).transpose()
+        let record: Option<ResultRecord> =
+            raw.map(|r| from_json("result record", r.value().2)).transpose()?;
+        if let Some(record) = &record {
+            latest.results.insert(
+                id.to_string(),
+                Recent { record: record.clone(), messages: VecDeque::new() },
+            );
+        }
+        Ok(record)
     }
 
     async fn compare_and_set_result(
@@ -485,13 +610,36 @@ impl StateStore for EmbeddedStore {
                 first += 1;
             }
             bounds.insert(id, (first, next)).map_err(|e| db_error(what, e))?;
-            // Published by the committer right after the commit, so in commit order.
+            // `on_commit` runs right after the commit, so in commit order.
             Ok((Box::new(true), true))
         });
-        self.submit(what, op, Some((id.to_string(), message.clone()))).await
+        let (latest, events) = (self.latest.clone(), self.events.clone());
+        let (id, new, message) = (id.to_string(), new.clone(), message.clone());
+        let on_commit: OnCommit = Box::new(move || {
+            if events.receiver_count() > 0 {
+                let _ = events.send((id.clone(), message.clone()));
+            }
+            latest.committed(&id, new, message);
+        });
+        self.submit(what, op, Sync::Now, Some(on_commit)).await
     }
 
     async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Value>>> {
+        {
+            let mut latest = self.latest.lock();
+            if let Some(recent) = latest.results.get_mut(id) {
+                let current = recent.record.version;
+                if version >= current {
+                    return Ok(Some(Vec::new()));
+                }
+                // The cached suffix holds every message after `version` when it starts at or
+                // before it (versions never decrease along the ring).
+                let messages = recent.messages.make_contiguous();
+                if messages.first().is_some_and(|m| message_version(m) <= version) {
+                    return Ok(ring_since(messages, version, current));
+                }
+            }
+        }
         let what = "messages_since";
         let tx = self.read_tx(what)?;
         let current = table!(tx, RESULTS, what)

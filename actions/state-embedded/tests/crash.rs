@@ -1,5 +1,7 @@
 //! Crash safety: a child process commits compare-and-sets and reports each acknowledged one,
-//! then is killed with SIGKILL; reopening the file must show every acknowledged CAS.
+//! then is killed with SIGKILL; reopening the file must show every acknowledged CAS (a
+//! checkpoint is synced with the result write after it, so at least up to the last result
+//! acknowledged).
 //!
 //! The child is this test binary run again with `KAPPA_STATE_CRASH_CHILD` set to the file: the
 //! `crash_child_writer` test then writes until killed (without the variable it returns at once).

@@ -119,6 +119,59 @@ fn events_follow_successful_result_cas_only() {
     std::fs::remove_file(path).unwrap();
 }
 
+/// The decoded copies the store serves reads from stay exact: across a removal and a new
+/// registration of the same id, with a ring longer than the copy, and after a reopen.
+#[test]
+fn decoded_copies_follow_removals_and_the_file() {
+    let path = scratch("decoded");
+    let ring = 200;
+    let query = |topic: &str| QueryRecord {
+        id: "q_d".into(),
+        body: format!(r#"{{"topic":"{topic}"}}"#),
+        topic: topic.into(),
+        segments: vec![Segment { partition: 0, start: 0, end: None }],
+        created_ms: 1,
+    };
+    let delta = |v: u64| json!({"type": "delta", "version": v, "from": v - 1});
+    let s = EmbeddedStore::open(&path, ring).unwrap();
+    pollster::block_on(async {
+        assert!(s.register(&query("a")).await.unwrap());
+        assert_eq!(s.query("q_d").await.unwrap(), Some(query("a")));
+        for v in 1..=150 {
+            assert!(s.compare_and_set_result("q_d", v - 1, &result(v), &delta(v)).await.unwrap());
+        }
+        assert_eq!(s.result("q_d").await.unwrap(), Some(result(150)));
+        // Older than the in-memory copy holds: read from the file, still consecutive.
+        let since = s.messages_since("q_d", 10).await.unwrap().expect("the ring holds 11..");
+        assert_eq!(since.len(), 140);
+        assert_eq!(since[0], delta(11));
+        assert_eq!(s.messages_since("q_d", 149).await.unwrap(), Some(vec![delta(150)]));
+
+        s.remove("q_d").await.unwrap();
+        assert_eq!(s.query("q_d").await.unwrap(), None, "a removed query is not served");
+        assert_eq!(s.result("q_d").await.unwrap(), None);
+        assert_eq!(s.messages_since("q_d", 149).await.unwrap(), Some(vec![]));
+        assert!(s.register(&query("b")).await.unwrap());
+        assert_eq!(s.query("q_d").await.unwrap(), Some(query("b")), "the new record, not the old");
+        assert!(s.compare_and_set_result("q_d", 0, &result(1), &delta(1)).await.unwrap());
+        assert_eq!(s.messages_since("q_d", 0).await.unwrap(), Some(vec![delta(1)]));
+    });
+    drop(s);
+    let s = EmbeddedStore::open(&path, ring).unwrap();
+    pollster::block_on(async {
+        assert_eq!(s.query("q_d").await.unwrap(), Some(query("b")));
+        assert_eq!(s.result("q_d").await.unwrap(), Some(result(1)));
+        assert!(s.compare_and_set_result("q_d", 1, &result(2), &delta(2)).await.unwrap());
+        assert_eq!(
+            s.messages_since("q_d", 0).await.unwrap(),
+            Some(vec![delta(1), delta(2)]),
+            "a copy filled after a reopen starts empty and falls back to the file"
+        );
+    });
+    drop(s);
+    std::fs::remove_file(path).unwrap();
+}
+
 #[test]
 fn a_second_opener_gets_an_error_not_a_corrupt_file() {
     let path = scratch("twice");
