@@ -19,6 +19,7 @@
 pub mod config;
 pub mod env;
 pub mod error;
+pub mod plans;
 pub mod process;
 pub mod push;
 pub mod query;

@@ -24,6 +24,7 @@ use serde_json::json;
 
 use crate::env::{Context, Env};
 use crate::error::ActionError;
+use crate::plans;
 use crate::result::{self, Refreshed};
 
 /// The event of one process invocation.
@@ -133,10 +134,8 @@ async fn process_segments_with_faults(
             query.id
         )));
     }
-    let plan = Plan::parse(
-        &serde_json::from_str(&query.body).map_err(|e| ActionError::BadEvent(e.to_string()))?,
-        &env.config.limits,
-    )?;
+    let plan = plans::plan_of(&query, &env.config.limits)?;
+    let plan = &*plan;
     // The result (for a failed query, and as the refresh's starting point) and every
     // segment's checkpoint, in one round trip, before any commit of ours.
     let (current, loaded) = futures_util::future::try_join(
@@ -171,7 +170,7 @@ async fn process_segments_with_faults(
     let advances = segments
         .iter()
         .zip(loaded)
-        .map(|(&s, loaded)| advance(env, ctx, &query, &plan, s, loaded, faults));
+        .map(|(&s, loaded)| advance(env, ctx, &query, plan, s, loaded, faults));
     let advanced = futures_util::future::join_all(advances)
         .await
         .into_iter()
@@ -191,7 +190,7 @@ async fn process_segments_with_faults(
         .collect();
     let known = result::Known { current: Some(current), own };
     let Refreshed { version, changed, .. } =
-        result::refresh_known(env, &query, &plan, known).await?;
+        result::refresh_known(env, &query, plan, known).await?;
     if changed {
         env.chain
             .fire(&env.config.push_action, &json!({"query": query.id, "version": version}))
