@@ -5,10 +5,10 @@
 //!   compare-and-set is one write transaction (read, compare, write, commit), and redb's write
 //!   transactions are serialized and reach the disk in commit order. So a CAS is atomic
 //!   against concurrent callers in the process, and a CAS that returned `true` survives a
-//!   `kill -9` or a power cut right after — at once for every write but checkpoints, which are
-//!   synced with the next result write (`Sync::WithNext`): a crash can only lose checkpoints
-//!   nothing outside has seen a result of, and those batches are simply folded again.
-//! - **Group commit.** Writes go to one committer thread, which runs every write waiting at
+//!   `kill -9` or a power cut right after — at once for every write but checkpoints, which
+//!   reach the file with the next result write or an idle flush (`Pending`): a crash can only
+//!   lose checkpoints nothing outside has seen a result of, and those batches are folded again.
+//! - **Group commit.** Writes (but checkpoints, see `Pending`) go to one committer thread, which runs every write waiting at
 //!   that moment in one durable transaction (each write's read-compare-write still sees the
 //!   ones before it) and answers each caller after the shared `fsync`: concurrent writers pay
 //!   for one `fsync` together instead of one each, and a caller's thread never blocks on the
@@ -133,24 +133,41 @@ impl Latest {
     }
 }
 
-/// When a write reaches the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sync {
-    /// Before its caller is answered (`fsync` in the commit).
-    Now,
-    /// With the next write that is synced `Now` (committed and visible at once, but a crash
-    /// before that write loses it). Only for writes whose loss is a clean rollback: a
-    /// checkpoint lost this way is simply folded again, and anything derived from it and
-    /// shown outside (a result, a pushed message) is synced `Now`, after it, in one file whose
-    /// commits reach the disk in order.
-    WithNext,
+/// Checkpoints written but not yet in the file, by `(query id, segment key)`.
+///
+/// A checkpoint compare-and-set is decided here, on the caller's thread, against this map or
+/// else the file, and is visible to every reader at once; the committer writes the map into
+/// the file at the start of its next transaction (the next result write, which is synced, or
+/// an idle flush) and then forgets the entries it wrote. So a live batch costs one commit
+/// (its result) instead of two, and a checkpoint reaches the disk no later than any result
+/// derived from it: the same file, the same or an earlier transaction. A crash loses at most
+/// checkpoints nothing outside has seen a result of, and those batches are folded again.
+#[derive(Default)]
+struct Pending {
+    writes: HashMap<(String, String), PendingWrite>,
+    /// Numbers the writes, so the committer forgets only what it wrote.
+    count: u64,
+}
+
+struct PendingWrite {
+    number: u64,
+    next_offset: i64,
+    encoded: Vec<u8>,
+}
+
+/// How long the committer leaves checkpoints in memory when no other write comes.
+const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(50);
+
+type SharedPending = Arc<Mutex<Pending>>;
+
+fn lock_pending(pending: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
+    pending.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A write waiting for the committer.
 struct Request {
     what: &'static str,
     op: Op,
-    sync: Sync,
     /// Run right after the commit if the write says so, before the caller is answered (so in
     /// commit order, and a caller's next read sees its effects).
     on_commit: Option<OnCommit>,
@@ -188,6 +205,7 @@ pub struct EmbeddedStore {
     ring: usize,
     events: broadcast::Sender<(String, Value)>,
     latest: Arc<Latest>,
+    pending: SharedPending,
     /// To the committer thread; `None` only while dropping.
     requests: Option<mpsc::Sender<Request>>,
     committer: Option<JoinHandle<()>>,
@@ -205,8 +223,25 @@ impl Drop for EmbeddedStore {
 }
 
 /// The committer thread: run the waiting writes in one transaction, answer after the commit.
-fn commit_loop(db: Arc<Database>, requests: mpsc::Receiver<Request>) {
-    while let Ok(first) = requests.recv() {
+fn commit_loop(db: Arc<Database>, requests: mpsc::Receiver<Request>, pending: SharedPending) {
+    loop {
+        let first = match requests.recv_timeout(IDLE_FLUSH) {
+            Ok(first) => first,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if !lock_pending(&pending).writes.is_empty()
+                    && let Err(e) = commit(&db, &pending, &[])
+                {
+                    // No caller to answer: the checkpoints stay pending for the next commit.
+                    tracing::warn!(error = %e, "flushing checkpoints failed; retried with the next write");
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // Closing: the checkpoints still in memory go to the file.
+                let _ = commit(&db, &pending, &[]);
+                return;
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match requests.try_recv() {
@@ -214,13 +249,13 @@ fn commit_loop(db: Arc<Database>, requests: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        let outcomes = match commit(&db, &batch) {
+        let outcomes = match commit(&db, &pending, &batch) {
             Ok(outs) => outs.into_iter().map(Ok).collect(),
             Err(e) if batch.len() == 1 => vec![Err(e)],
             // Isolate the failing write: each one again, alone.
             Err(_) => batch
                 .iter()
-                .map(|r| commit(&db, std::slice::from_ref(r)).map(|mut o| o.remove(0)))
+                .map(|r| commit(&db, &pending, std::slice::from_ref(r)).map(|mut o| o.remove(0)))
                 .collect::<Vec<_>>(),
         };
         for (request, outcome) in batch.into_iter().zip(outcomes) {
@@ -236,14 +271,23 @@ fn commit_loop(db: Arc<Database>, requests: mpsc::Receiver<Request>) {
     }
 }
 
-/// Run `batch` in one durable write transaction; an error aborts all of it.
-fn commit(db: &Database, batch: &[Request]) -> PortResult<Vec<Output>> {
-    let what = batch.first().map_or("write", |r| r.what);
+/// Run the pending checkpoints, then `batch`, in one durable write transaction; an error
+/// aborts all of it (the checkpoints stay pending).
+fn commit(db: &Database, pending: &Mutex<Pending>, batch: &[Request]) -> PortResult<Vec<Output>> {
+    let what = batch.first().map_or("flush checkpoints", |r| r.what);
     let mut tx = db.begin_write().map_err(|e| db_error(what, e))?;
-    // Synced when any write of the batch needs it (which also syncs the earlier `WithNext`
-    // ones: redb's commits reach the disk in order).
-    let durable = batch.iter().any(|r| r.sync == Sync::Now);
-    tx.set_durability(if durable { redb::Durability::Immediate } else { redb::Durability::None });
+    // The default, made explicit: `commit` returns only once the data is on disk.
+    tx.set_durability(redb::Durability::Immediate);
+    // Checkpoints first: a removal in the batch then removes them too.
+    let written: Vec<((String, String), u64)> = {
+        let pending = lock_pending(pending);
+        let mut t = tx.open_table(CHECKPOINTS).map_err(|e| db_error(what, e))?;
+        for ((id, segment), w) in &pending.writes {
+            t.insert((id.as_str(), segment.as_str()), w.encoded.as_slice())
+                .map_err(|e| db_error(what, e))?;
+        }
+        pending.writes.iter().map(|(k, w)| (k.clone(), w.number)).collect()
+    };
     let mut outs = Vec::with_capacity(batch.len());
     for request in batch {
         match (request.op)(&tx) {
@@ -255,6 +299,13 @@ fn commit(db: &Database, batch: &[Request]) -> PortResult<Vec<Output>> {
         }
     }
     tx.commit().map_err(|e| db_error(what, e))?;
+    // In the file now: forget them, unless written again meanwhile.
+    let mut pending = lock_pending(pending);
+    for (key, number) in written {
+        if pending.writes.get(&key).is_some_and(|w| w.number == number) {
+            pending.writes.remove(&key);
+        }
+    }
     Ok(outs)
 }
 
@@ -289,11 +340,12 @@ impl EmbeddedStore {
         let (events, _) = broadcast::channel(EVENTS_CAPACITY);
         let db = Arc::new(db);
         let (requests, queue) = mpsc::channel();
+        let pending = SharedPending::default();
         let committer = {
-            let db = db.clone();
+            let (db, pending) = (db.clone(), pending.clone());
             std::thread::Builder::new()
                 .name("kappa-store-commit".into())
-                .spawn(move || commit_loop(db, queue))
+                .spawn(move || commit_loop(db, queue, pending))
                 .map_err(|e| {
                     PortError::permanent(BACKEND, format!("cannot start the committer: {e}"))
                 })?
@@ -303,6 +355,7 @@ impl EmbeddedStore {
             ring,
             events,
             latest: Arc::new(Latest { inner: Mutex::default(), keep: ring.min(CACHED_MESSAGES) }),
+            pending,
             requests: Some(requests),
             committer: Some(committer),
         })
@@ -332,7 +385,7 @@ impl EmbeddedStore {
     ) -> PortResult<T> {
         let op: Op =
             Box::new(move |tx| f(tx).map(|out| (Box::new(out) as Box<dyn Any + Send>, false)));
-        self.submit(what, op, Sync::Now, None).await
+        self.submit(what, op, None).await
     }
 
     /// [`EmbeddedStore::write`], then `on_commit` once committed.
@@ -344,7 +397,7 @@ impl EmbeddedStore {
     ) -> PortResult<T> {
         let op: Op =
             Box::new(move |tx| f(tx).map(|out| (Box::new(out) as Box<dyn Any + Send>, true)));
-        self.submit(what, op, Sync::Now, Some(on_commit)).await
+        self.submit(what, op, Some(on_commit)).await
     }
 
     /// Queue `op` for the committer and wait for its commit.
@@ -352,7 +405,6 @@ impl EmbeddedStore {
         &self,
         what: &'static str,
         op: Op,
-        sync: Sync,
         on_commit: Option<OnCommit>,
     ) -> PortResult<T> {
         let (reply, answer) = oneshot::channel();
@@ -360,12 +412,20 @@ impl EmbeddedStore {
         self.requests
             .as_ref()
             .ok_or_else(stopped)?
-            .send(Request { what, op, sync, on_commit, reply })
+            .send(Request { what, op, on_commit, reply })
             .map_err(|_| stopped())?;
         let out = answer.await.map_err(|_| stopped())??;
         out.downcast::<T>()
             .map(|t| *t)
             .map_err(|_| PortError::permanent(BACKEND, format!("{what}: unexpected output")))
+    }
+
+    /// A checkpoint as the file has it, encoded.
+    fn file_checkpoint(&self, id: &str, segment: &str) -> PortResult<Option<Vec<u8>>> {
+        let tx = self.read_tx("checkpoint")?;
+        let t = tx.open_table(CHECKPOINTS).map_err(|e| db_error("checkpoint", e))?;
+        let raw = t.get((id, segment)).map_err(|e| db_error("checkpoint", e))?;
+        Ok(raw.map(|r| r.value().to_vec()))
     }
 
     fn read_tx(&self, what: &str) -> PortResult<redb::ReadTransaction> {
@@ -425,9 +485,13 @@ impl StateStore for EmbeddedStore {
     }
 
     async fn remove(&self, id: &str) -> PortResult<()> {
-        let latest = self.latest.clone();
+        let (latest, pending) = (self.latest.clone(), self.pending.clone());
         let removed = id.to_string();
-        let on_commit: OnCommit = Box::new(move || latest.removed(&removed));
+        let on_commit: OnCommit = Box::new(move || {
+            latest.removed(&removed);
+            // Written after the removal was queued: gone with the query too.
+            lock_pending(&pending).writes.retain(|(id, _), _| *id != removed);
+        });
         let id = id.to_string();
         self.write_then("remove", on_commit, move |tx| {
             let id = id.as_str();
@@ -511,12 +575,12 @@ impl StateStore for EmbeddedStore {
     }
 
     async fn checkpoint(&self, id: &str, segment: &Segment) -> PortResult<Option<Checkpoint>> {
-        let tx = self.read_tx("checkpoint")?;
-        let t = table!(tx, CHECKPOINTS, "checkpoint");
         let key = segment.key();
-        let raw = t.get((id, key.as_str())).map_err(|e| db_error("checkpoint", e))?;
-        raw.map(|r| postcard::from_bytes(r.value()).map_err(|e| corrupt("checkpoint", e)))
-            .transpose()
+        let decode = |raw: &[u8]| postcard::from_bytes(raw).map_err(|e| corrupt("checkpoint", e));
+        if let Some(w) = lock_pending(&self.pending).writes.get(&(id.to_string(), key.clone())) {
+            return decode(&w.encoded).map(Some);
+        }
+        self.file_checkpoint(id, &key)?.map(|raw| decode(&raw)).transpose()
     }
 
     async fn compare_and_set_checkpoint(
@@ -528,29 +592,28 @@ impl StateStore for EmbeddedStore {
     ) -> PortResult<bool> {
         let encoded = postcard::to_stdvec(new)
             .map_err(|e| PortError::permanent(BACKEND, format!("cannot encode checkpoint: {e}")))?;
-        let key = segment.key();
-        let what = "compare_and_set_checkpoint";
-        let id = id.to_string();
-        // Synced with the result write that follows it (see `Sync::WithNext`): a checkpoint
-        // lost in a crash is folded again, and nothing derived from it was shown yet.
-        let op: Op = Box::new(move |tx| {
-            let mut t = table!(tx, CHECKPOINTS, what);
-            let current = match t.get((id.as_str(), key.as_str())).map_err(|e| db_error(what, e))? {
+        let key = (id.to_string(), segment.key());
+        // Decided under the lock against the pending write or else the file, which only the
+        // committer changes, with the same values (see `Pending`) or by a removal.
+        let mut pending = lock_pending(&self.pending);
+        let current = match pending.writes.get(&key) {
+            Some(w) => Some(w.next_offset),
+            None => match self.file_checkpoint(&key.0, &key.1)? {
                 Some(raw) => Some(
-                    postcard::from_bytes::<Checkpoint>(raw.value())
+                    postcard::from_bytes::<Checkpoint>(&raw)
                         .map_err(|e| corrupt("checkpoint", e))?
                         .next_offset,
                 ),
                 None => None,
-            };
-            if current != expected {
-                return Ok((Box::new(false), false));
-            }
-            t.insert((id.as_str(), key.as_str()), encoded.as_slice())
-                .map_err(|e| db_error(what, e))?;
-            Ok((Box::new(true), false))
-        });
-        self.submit(what, op, Sync::WithNext, None).await
+            },
+        };
+        if current != expected {
+            return Ok(false);
+        }
+        pending.count += 1;
+        let number = pending.count;
+        pending.writes.insert(key, PendingWrite { number, next_offset: new.next_offset, encoded });
+        Ok(true)
     }
 
     async fn result(&self, id: &str) -> PortResult<Option<ResultRecord>> {
@@ -621,7 +684,7 @@ impl StateStore for EmbeddedStore {
             }
             latest.committed(&id, new, message);
         });
-        self.submit(what, op, Sync::Now, Some(on_commit)).await
+        self.submit(what, op, Some(on_commit)).await
     }
 
     async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Value>>> {

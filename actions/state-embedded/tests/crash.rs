@@ -1,7 +1,7 @@
 //! Crash safety: a child process commits compare-and-sets and reports each acknowledged one,
 //! then is killed with SIGKILL; reopening the file must show every acknowledged CAS (a
-//! checkpoint is synced with the result write after it, so at least up to the last result
-//! acknowledged).
+//! checkpoint is written with the result write after it, or by the idle flush, so at least up
+//! to the last result acknowledged).
 //!
 //! The child is this test binary run again with `KAPPA_STATE_CRASH_CHILD` set to the file: the
 //! `crash_child_writer` test then writes until killed (without the variable it returns at once).
@@ -16,6 +16,7 @@ use kappa_state_embedded::EmbeddedStore;
 use serde_json::json;
 
 const CHILD_ENV: &str = "KAPPA_STATE_CRASH_CHILD";
+const IDLE_ENV: &str = "KAPPA_STATE_CRASH_IDLE";
 const RING: usize = 16;
 const SEG: Segment = Segment { partition: 0, start: 0, end: None };
 
@@ -40,6 +41,15 @@ fn crash_child_writer() {
     let Some(path) = std::env::var_os(CHILD_ENV) else { return };
     let store = EmbeddedStore::open(std::path::Path::new(&path), RING).unwrap();
     pollster::block_on(async {
+        if std::env::var_os(IDLE_ENV).is_some() {
+            // A checkpoint and no write after it: only the idle flush puts it in the file.
+            let cp = checkpoint(7);
+            assert!(store.compare_and_set_checkpoint("idle", &SEG, None, &cp).await.unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            println!("idle");
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            return;
+        }
         for n in 1..=1_000_000i64 {
             let expected = if n == 1 { None } else { Some(n - 1) };
             assert!(
@@ -123,6 +133,34 @@ fn every_acknowledged_cas_survives_sigkill() {
                 .unwrap()
         );
     });
+    drop(store);
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn a_checkpoint_alone_reaches_the_file_when_the_store_is_idle() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kappa-state-embedded");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("idle-{:016x}.redb", h.finish()));
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["crash_child_writer", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, &path)
+        .env(IDLE_ENV, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while !lines.next().expect("the child stopped early").unwrap().trim_end().ends_with("idle") {}
+    child.kill().unwrap(); // SIGKILL, with no write after the checkpoint
+    child.wait().unwrap();
+    let store = EmbeddedStore::open(&path, RING).expect("reopen after SIGKILL");
+    assert_eq!(pollster::block_on(store.checkpoint("idle", &SEG)).unwrap(), Some(checkpoint(7)));
     drop(store);
     std::fs::remove_file(path).unwrap();
 }

@@ -147,7 +147,13 @@ fn decoded_copies_follow_removals_and_the_file() {
         assert_eq!(since[0], delta(11));
         assert_eq!(s.messages_since("q_d", 149).await.unwrap(), Some(vec![delta(150)]));
 
+        let seg = Segment { partition: 0, start: 0, end: None };
+        let cp = Checkpoint { next_offset: 5, state: vec![1, 2], head: 5, lost: 0 };
+        assert!(s.compare_and_set_checkpoint("q_d", &seg, None, &cp).await.unwrap());
+        assert_eq!(s.checkpoint("q_d", &seg).await.unwrap(), Some(cp.clone()), "visible at once");
+        assert!(!s.compare_and_set_checkpoint("q_d", &seg, None, &cp).await.unwrap());
         s.remove("q_d").await.unwrap();
+        assert_eq!(s.checkpoint("q_d", &seg).await.unwrap(), None, "removed with its query");
         assert_eq!(s.query("q_d").await.unwrap(), None, "a removed query is not served");
         assert_eq!(s.result("q_d").await.unwrap(), None);
         assert_eq!(s.messages_since("q_d", 149).await.unwrap(), Some(vec![]));
