@@ -8,11 +8,11 @@
 //!   `kill -9` or a power cut right after — at once for every write but checkpoints, which
 //!   reach the file with the next result write or an idle flush (`Pending`): a crash can only
 //!   lose checkpoints nothing outside has seen a result of, and those batches are folded again.
-//! - **Group commit.** Writes (but checkpoints, see `Pending`) go to one committer thread, which runs every write waiting at
-//!   that moment in one durable transaction (each write's read-compare-write still sees the
-//!   ones before it) and answers each caller after the shared `fsync`: concurrent writers pay
-//!   for one `fsync` together instead of one each, and a caller's thread never blocks on the
-//!   disk. If any write of a batch fails, the batch is aborted and each write is run again
+//! - **Group commit.** Writes (but checkpoints, see `Pending`) go to one committer thread,
+//!   which runs every write waiting at that moment in one durable transaction (each write's
+//!   read-compare-write still sees the ones before it) and answers each caller after the
+//!   shared `fsync`: concurrent writers pay for one `fsync` together instead of one each, and a
+//!   caller's thread never blocks on the disk. If any write of a batch fails, the batch is aborted and each write is run again
 //!   alone, so one bad write never takes others down. Reads run on the caller's thread. No
 //!   runtime is needed (it works under tokio, `pollster` or anything).
 //! - **Decoded copies** of query records and of each query's latest result and messages
