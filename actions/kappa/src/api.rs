@@ -304,6 +304,17 @@ fn ws(
 
 async fn session(socket: WebSocket, mut rx: mpsc::Receiver<Shared>) {
     let (mut sink, mut incoming) = socket.split();
+    // The client's side in a task of its own, polled only when the socket has something to
+    // read: polled next to every send, tungstenite prepared a read buffer each time (6% of
+    // `kappa dev`'s CPU under push load).
+    let mut closed = tokio::spawn(async move {
+        while let Some(Ok(m)) = incoming.next().await {
+            if matches!(m, Message::Close(_)) {
+                return;
+            }
+        }
+    });
+    let _stop_reading = AbortOnDrop(closed.abort_handle());
     loop {
         tokio::select! {
             m = rx.recv() => match m {
@@ -317,11 +328,17 @@ async fn session(socket: WebSocket, mut rx: mpsc::Receiver<Shared>) {
                     return;
                 }
             },
-            i = incoming.next() => match i {
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-                Some(Ok(_)) => {}
-            },
+            _ = &mut closed => return,
         }
+    }
+}
+
+/// Aborts a task when dropped (the session's reader, when the session ends first).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

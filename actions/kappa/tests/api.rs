@@ -211,6 +211,35 @@ async fn check_stream(srv: &Srv) {
     let m = ws_next(&mut ws3).await;
     assert_eq!((m["type"].as_str(), m["version"].as_u64()), (Some("snapshot"), Some(v)));
     let _ = ws.send(Message::Close(None)).await;
+
+    // A websocket subscriber holds a reference on its query while open, and gives it back when
+    // the client closes (so the query can be reclaimed once idle), with nothing sent to it.
+    let store = srv.running.server.core.store.clone();
+    let refs = || {
+        let (store, id) = (store.clone(), id.clone());
+        async move { store.add_refs(&id, 0).await.expect("refs") }
+    };
+    let settle = |want: i64| {
+        let refs = refs.clone();
+        async move {
+            for _ in 0..100 {
+                if refs().await == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("references stayed at {}, expected {want}", refs().await);
+        }
+    };
+    let mut one = ws_connect(srv, &format!("/v1/queries/{id}/ws")).await;
+    assert_eq!(ws_next(&mut one).await["type"], "snapshot");
+    let open = refs().await;
+    let mut two = ws_connect(srv, &format!("/v1/queries/{id}/ws")).await;
+    assert_eq!(ws_next(&mut two).await["type"], "snapshot");
+    settle(open + 1).await;
+    two.send(Message::Close(None)).await.expect("close");
+    settle(open).await;
+    drop(one);
 }
 
 async fn check_views(srv: &Srv) {
