@@ -219,17 +219,14 @@ async fn check_stream(srv: &Srv) {
         let (store, id) = (store.clone(), id.clone());
         async move { store.add_refs(&id, 0).await.expect("refs") }
     };
-    let settle = |want: i64| {
-        let refs = refs.clone();
-        async move {
-            for _ in 0..100 {
-                if refs().await == want {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+    let settle = |want: i64| async move {
+        for _ in 0..100 {
+            if refs().await == want {
+                return;
             }
-            panic!("references stayed at {}, expected {want}", refs().await);
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        panic!("references stayed at {}, expected {want}", refs().await);
     };
     let mut one = ws_connect(srv, &format!("/v1/queries/{id}/ws")).await;
     assert_eq!(ws_next(&mut one).await["type"], "snapshot");
