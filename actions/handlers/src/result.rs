@@ -180,14 +180,6 @@ pub async fn refresh_known(
             return Ok(Refreshed { version, changed: false, caught_up: merged.caught_up });
         }
         let new_version = if changed && current.is_some() { version + 1 } else { version };
-        let record = ResultRecord {
-            revision: revision + 1,
-            version: new_version,
-            caught_up: merged.caught_up,
-            progress: merged.progress.clone(),
-            result: result.clone(),
-            error: error.clone(),
-        };
         let message = match &current {
             Some(c) if changed => json!({
                 "type": "delta", "id": query.id, "version": new_version, "from": version,
@@ -196,6 +188,14 @@ pub async fn refresh_known(
             _ => {
                 json!({"type": "progress", "id": query.id, "version": new_version, "caught_up": merged.caught_up, "progress": merged.progress})
             }
+        };
+        let record = ResultRecord {
+            revision: revision + 1,
+            version: new_version,
+            caught_up: merged.caught_up,
+            progress: merged.progress,
+            result,
+            error,
         };
         if env.store.compare_and_set_result(&query.id, revision, &record, &message).await? {
             return Ok(Refreshed {
