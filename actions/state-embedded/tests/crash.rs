@@ -6,11 +6,13 @@
 //! The child is this test binary run again with `KAPPA_STATE_CRASH_CHILD` set to the file: the
 //! `crash_child_writer` test then writes until killed (without the variable it returns at once).
 
-use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+mod common;
 
+use std::io::{BufRead, BufReader, Lines};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+use common::scratch;
 use kappa_core::ports::{Checkpoint, Progress, ResultRecord, Segment, StateStore};
 use kappa_state_embedded::EmbeddedStore;
 use serde_json::json;
@@ -33,6 +35,23 @@ fn result(revision: u64) -> ResultRecord {
 
 fn checkpoint(n: i64) -> Checkpoint {
     Checkpoint { next_offset: n, state: n.to_le_bytes().repeat(64), head: n, lost: 0 }
+}
+
+/// This test binary again, as the child writer on `path` (`idle`: one checkpoint, then wait),
+/// and the lines it prints.
+fn spawn_child(path: &Path, idle: bool) -> (Child, Lines<BufReader<ChildStdout>>) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["crash_child_writer", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if idle {
+        command.env(IDLE_ENV, "1");
+    }
+    let mut child = command.spawn().unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
 }
 
 /// The child: commit CAS pairs forever, printing `acked N` after both of the N-th succeeded.
@@ -71,20 +90,8 @@ fn every_acknowledged_cas_survives_sigkill() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kappa-state-embedded");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("crash-{:016x}.redb", h.finish()));
-
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child_writer", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, &path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let path = scratch("crash");
+    let (mut child, mut lines) = spawn_child(&path, false);
     let mut acked = 0i64;
     while acked < 40 {
         let line = lines.next().expect("the child stopped before 40 acks").unwrap();
@@ -142,20 +149,8 @@ fn a_checkpoint_alone_reaches_the_file_when_the_store_is_idle() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kappa-state-embedded");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("idle-{:016x}.redb", h.finish()));
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child_writer", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, &path)
-        .env(IDLE_ENV, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let path = scratch("idle");
+    let (mut child, mut lines) = spawn_child(&path, true);
     while !lines.next().expect("the child stopped early").unwrap().trim_end().ends_with("idle") {}
     child.kill().unwrap(); // SIGKILL, with no write after the checkpoint
     child.wait().unwrap();

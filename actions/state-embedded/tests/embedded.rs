@@ -1,24 +1,15 @@
 //! The embedded store: the conformance suite, everything survives a reopen, live events, and
 //! one process-wide opener per file.
 
-use std::hash::{BuildHasher, Hasher};
-use std::path::PathBuf;
+mod common;
 
+use common::scratch;
 use kappa_core::conformance::state_store_conformance;
 use kappa_core::ports::{
     Checkpoint, Progress, QueryRecord, ResultRecord, Segment, StateStore, Subscription,
 };
 use kappa_state_embedded::EmbeddedStore;
 use serde_json::json;
-
-/// A fresh file path under cargo's scratch directory for integration tests.
-fn scratch(tag: &str) -> PathBuf {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kappa-state-embedded");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(format!("{tag}-{:016x}.redb", h.finish()))
-}
 
 fn result(revision: u64) -> ResultRecord {
     ResultRecord {
