@@ -33,6 +33,7 @@
 //! test that re-runs the test binary as a child writer).
 
 use std::any::Any;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
@@ -114,11 +115,14 @@ impl Latest {
     /// After a committed result write.
     fn committed(&self, id: &str, record: ResultRecord, message: Value) {
         let mut decoded = self.lock();
-        let recent = decoded
-            .results
-            .entry(id.to_string())
-            .or_insert_with(|| Recent { record: record.clone(), messages: VecDeque::new() });
-        recent.record = record;
+        let recent = match decoded.results.entry(id.to_string()) {
+            Entry::Occupied(e) => {
+                let recent = e.into_mut();
+                recent.record = record;
+                recent
+            }
+            Entry::Vacant(e) => e.insert(Recent { record, messages: VecDeque::new() }),
+        };
         recent.messages.push_back(message);
         while recent.messages.len() > self.keep {
             recent.messages.pop_front();
