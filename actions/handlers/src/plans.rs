@@ -6,7 +6,7 @@
 //! batch (under live load that was a few percent of `kappa dev`'s CPU).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use kappa_core::ports::QueryRecord;
 use kappa_core::{Limits, Plan};
@@ -20,21 +20,24 @@ const MAX_PLANS: usize = 1024;
 /// The compiled plans, by query body, with the limits they were compiled under.
 type Plans = HashMap<String, (Limits, Arc<Plan>)>;
 
-static PLANS: Mutex<Option<Plans>> = Mutex::new(None);
+static PLANS: LazyLock<Mutex<Plans>> = LazyLock::new(Mutex::default);
+
+fn plans() -> MutexGuard<'static, Plans> {
+    PLANS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The plan of `query` under `limits`, compiled on first use.
 pub fn plan_of(query: &QueryRecord, limits: &Limits) -> Result<Arc<Plan>, ActionError> {
-    let lock = || PLANS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((l, plan)) = lock().get_or_insert_with(HashMap::new).get(&query.body)
+    if let Some((l, plan)) = plans().get(&query.body)
         && l == limits
     {
         return Ok(plan.clone());
     }
+    // Compiled outside the lock; two callers racing on a new body both compile, one plan stays.
     let body =
         serde_json::from_str(&query.body).map_err(|e| ActionError::BadEvent(e.to_string()))?;
     let plan = Arc::new(Plan::parse(&body, limits)?);
-    let mut plans = lock();
-    let plans = plans.get_or_insert_with(HashMap::new);
+    let mut plans = plans();
     if plans.len() >= MAX_PLANS {
         plans.clear();
     }
@@ -46,6 +49,9 @@ pub fn plan_of(query: &QueryRecord, limits: &Limits) -> Result<Arc<Plan>, Action
 mod tests {
     use super::*;
     use kappa_core::ports::Segment;
+
+    /// The tests share the process's cache, and one of them empties it.
+    static SERIAL: Mutex<()> = Mutex::new(());
 
     fn record(body: &str) -> QueryRecord {
         QueryRecord {
@@ -59,6 +65,7 @@ mod tests {
 
     #[test]
     fn a_plan_is_compiled_once_per_body_and_limits() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let body = r#"{"topic":"t","aggs":{"n":{"sum":{"field":"plans-test"}}}}"#;
         let limits = Limits::default();
         let a = plan_of(&record(body), &limits).expect("valid");
@@ -70,5 +77,21 @@ mod tests {
         let other = r#"{"topic":"t","aggs":{"n":{"max":{"field":"plans-test"}}}}"#;
         assert_ne!(plan_of(&record(other), &limits).expect("valid").id(), a.id());
         assert!(plan_of(&record("{not json"), &limits).is_err(), "a bad body is an error");
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let body = |i: usize| {
+            format!(r#"{{"topic":"bound-{i}","aggs":{{"n":{{"sum":{{"field":"n"}}}}}}}}"#)
+        };
+        let first = plan_of(&record(&body(0)), &Limits::default()).expect("valid");
+        for i in 1..=MAX_PLANS {
+            plan_of(&record(&body(i)), &Limits::default()).expect("valid");
+            assert!(plans().len() <= MAX_PLANS, "never more than {MAX_PLANS} plans");
+        }
+        let again = plan_of(&record(&body(0)), &Limits::default()).expect("valid");
+        assert!(!Arc::ptr_eq(&first, &again), "a plan dropped when the cache started over");
+        assert_eq!(first.id(), again.id(), "and compiled again to the same plan");
     }
 }

@@ -559,3 +559,24 @@ fn failed_webhook_deliveries_are_retried_with_backoff() {
         "backoff between attempts"
     );
 }
+
+#[test]
+fn idle_queries_are_reclaimed_by_the_periodic_tick_only() {
+    let w = World::new(small_batches());
+    fill(&w, 2, 20);
+    let id = create(&w, &body());
+    drain(&w, &NoFaults, |_, l| l);
+    let exists = || block_on(w.store.query(&id)).expect("read").is_some();
+    w.clock.advance(w.config.idle_timeout_ms + 1);
+    // A feed event comes with every append burst: it wakes queries, it never reclaims them.
+    let t = block_on(tick::tick(&w.env(), Some(TOPIC))).expect("feed tick");
+    assert_eq!((t.queries, t.reclaimed), (1, 0));
+    assert!(exists());
+    // A subscriber's reference keeps an idle query.
+    block_on(w.store.add_refs(&id, 1)).expect("ref");
+    assert_eq!(block_on(tick::tick(&w.env(), None)).expect("tick").reclaimed, 0);
+    assert!(exists());
+    block_on(w.store.add_refs(&id, -1)).expect("unref");
+    assert_eq!(block_on(tick::tick(&w.env(), None)).expect("tick").reclaimed, 1);
+    assert!(!exists(), "reclaimed by the periodic tick");
+}

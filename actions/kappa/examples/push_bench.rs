@@ -9,7 +9,8 @@
 //! - sharing: server CPU for 1,000 identical queries vs one, over the same 200,000-record ingest.
 //!
 //! `PUSH_BENCH_ONLY=latency` stops after the first figure; `PUSH_BENCH_SERVER_ARGS="--workers 8"`
-//! passes flags to the server.
+//! passes flags to the server; `PUSH_BENCH_DUMP=FILE` writes min/median/max latency per batch;
+//! `PUSH_BENCH_SERVER_LOG=FILE` keeps the server's stderr.
 #![allow(clippy::disallowed_methods, reason = "a benchmark reads the wall clock and its knobs")]
 
 use std::process::{Child, Command, Stdio};

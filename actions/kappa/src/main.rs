@@ -11,8 +11,8 @@ use kappa::config::{DevConfig, dev_action_config};
 use kappa::demo::{self, DemoConfig, Schedule};
 use kappa::gateway::{self, GatewayConfig};
 
-/// glibc's allocator spent a third of the server's CPU under push load (many small, short-lived
-/// JSON values across threads; `perf`, BENCHMARKS.md); mimalloc's thread-local free lists do not.
+/// glibc's allocator functions took about a quarter of the server's CPU under push load (many
+/// small, short-lived JSON values across threads; `perf`, BENCHMARKS.md); mimalloc's take less.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
