@@ -86,7 +86,8 @@ fn result_record(revision: u64, version: u64) -> ResultRecord {
             "took": 1,
             "hits": {"total": {"value": revision, "relation": "eq"}, "hits": []},
             "aggregations": {"avg": {"value": 0.1 + revision as f64}, "text": "é \"q\" \u{1F600}"}
-        }),
+        })
+        .into(),
         error: if revision == 3 {
             Some(json!({"error": {"type": "x", "reason": "budget"}, "status": 500}))
         } else {
@@ -399,7 +400,7 @@ async fn concurrent_results(store: &dyn StateStore, prefix: &str) {
         let news: Vec<(ResultRecord, Value)> = (0..8)
             .map(|i| {
                 let mut r = result_record(expected + 1, expected + 1);
-                r.result = json!({"writer": i});
+                r.result = json!({"writer": i}).into();
                 (r, message("delta", expected + 1, i))
             })
             .collect();

@@ -13,7 +13,7 @@
 //! nothing.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -235,8 +235,9 @@ pub struct ResultRecord {
     pub caught_up: bool,
     /// Progress at this version.
     pub progress: Progress,
-    /// The rendered result (Elasticsearch response shape).
-    pub result: Value,
+    /// The rendered result (Elasticsearch response shape), shared: the stores' decoded copies,
+    /// the refresh and every subscriber's read hold the same one instead of a deep copy each.
+    pub result: Arc<Value>,
     /// Set when the query failed for good (memory budget, bucket limit): the error body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,

@@ -57,7 +57,7 @@ pub async fn create(env: &Env<'_>, body: &[u8]) -> Result<WebResponse, ActionErr
         version: 0,
         caught_up: false,
         progress: Default::default(),
-        result: empty,
+        result: empty.into(),
         error: None,
     };
     let message = json!({"type": "progress", "id": id, "version": 0, "caught_up": false, "progress": initial.progress});

@@ -10,6 +10,8 @@ use kappa_core::ports::{
     Checkpoint, PartitionProgress, Progress, QueryRecord, ResultRecord, Segment,
 };
 use kappa_core::{PartialState, Plan, patch};
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use crate::env::Env;
@@ -162,11 +164,12 @@ pub async fn refresh_known(
         // A query that failed for good (memory budget) stays failed.
         let failed = current.as_ref().and_then(|c| c.error.clone());
         let (result, error) = match plan.render(&merged.state) {
-            Ok(r) => (r, failed),
+            Ok(r) => (Arc::new(r), failed),
             // A result over the bucket limit fails the query for good; say so in the result.
-            Err(e) => {
-                (current.as_ref().map_or(Value::Null, |c| c.result.clone()), Some(e.to_json()))
-            }
+            Err(e) => (
+                current.as_ref().map_or_else(Default::default, |c| c.result.clone()),
+                Some(e.to_json()),
+            ),
         };
         let (revision, version) = current.as_ref().map_or((0, 0), |c| (c.revision, c.version));
         let changed = current.as_ref().is_none_or(|c| c.result != result);
@@ -230,7 +233,7 @@ pub async fn fail(env: &Env<'_>, id: &str, error: Value) -> Result<(), ActionErr
             version: 0,
             caught_up: false,
             progress: Progress::default(),
-            result: Value::Null,
+            result: Default::default(),
             error: None,
         });
         r.revision = revision + 1;

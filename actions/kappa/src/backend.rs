@@ -41,7 +41,10 @@ pub async fn open(config: &DevConfig) -> Result<Backends, PortError> {
         }
         None => {
             let dir = config.data_dir.join("log");
-            let log = EmbeddedLog::open(&dir, EmbeddedLogConfig::default())?;
+            let log = EmbeddedLog::open(
+                &dir,
+                EmbeddedLogConfig { fsync: config.fsync, ..EmbeddedLogConfig::default() },
+            )?;
             let appends = log.subscribe();
             (Arc::new(log), Some(appends), format!("embedded log {}", dir.display()))
         }
@@ -58,7 +61,7 @@ pub async fn open(config: &DevConfig) -> Result<Backends, PortError> {
         }
         None => {
             let path = config.data_dir.join("state.redb");
-            let store = EmbeddedStore::open(&path, config.ring)?;
+            let store = EmbeddedStore::open_with(&path, config.ring, config.fsync)?;
             (Arc::new(store), format!("embedded store {}", path.display()))
         }
     };

@@ -26,6 +26,10 @@ pub struct DevConfig {
     pub subscriber_buffer: usize,
     /// Messages kept per query for resuming subscribers.
     pub ring: usize,
+    /// The embedded log and store `fsync` each write before acknowledging it (they survive a
+    /// power cut); without, they survive a crash of the process (`kill -9`), like Kafka's
+    /// default of leaving the flush to the operating system.
+    pub fsync: bool,
     /// Real Kafka instead of the embedded log.
     pub kafka_brokers: Option<String>,
     /// Real Redis instead of the embedded store.
@@ -48,6 +52,7 @@ impl Default for DevConfig {
             tick_ms: 1000,
             subscriber_buffer: 256,
             ring: 1024,
+            fsync: false,
             kafka_brokers: None,
             redis_url: None,
             redis_prefix: "kappa".into(),

@@ -138,6 +138,10 @@ struct DevArgs {
     /// Deliver webhooks to loopback and private addresses.
     #[arg(long)]
     allow_private_webhooks: bool,
+    /// fsync every write of the embedded log and store before acknowledging it, so that they
+    /// survive a power cut (without: a crash of the process, like Kafka's default).
+    #[arg(long)]
+    fsync: bool,
     /// Use this Kafka cluster instead of the embedded log.
     #[arg(long, env = "KAFKA_BROKERS")]
     kafka_brokers: Option<String>,
@@ -228,6 +232,7 @@ impl DevArgs {
             ingest_limit: self.ingest_limit,
             tick_ms: self.tick_ms,
             subscriber_buffer: self.subscriber_buffer,
+            fsync: self.fsync,
             kafka_brokers: self.kafka_brokers.filter(|s| !s.is_empty()),
             redis_url: self.redis_url.filter(|s| !s.is_empty()),
             redis_prefix: self.redis_prefix,

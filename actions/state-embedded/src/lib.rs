@@ -5,16 +5,17 @@
 //!   compare-and-set is one write transaction (read, compare, write, commit), and redb's write
 //!   transactions are serialized and reach the disk in commit order. So a CAS is atomic
 //!   against concurrent callers in the process, and a CAS that returned `true` survives a
-//!   `kill -9` or a power cut right after — at once for every write but checkpoints, which
-//!   reach the file with the next result write or an idle flush (`Pending`): a crash can only
-//!   lose checkpoints nothing outside has seen a result of, and those batches are folded again.
+//!   `kill -9` (and, opened with fsync, a power cut) right after — at once for every write but
+//!   checkpoints, which reach the file with the next result write or an idle flush
+//!   (`Pending`): a crash can only lose checkpoints nothing outside has seen a result of, and
+//!   those batches are folded again.
 //! - **Group commit.** Writes (but checkpoints, see `Pending`) go to one committer thread,
-//!   which runs every write waiting at that moment in one durable transaction (each write's
+//!   which runs every write waiting at that moment in one transaction (each write's
 //!   read-compare-write still sees the ones before it) and answers each caller after the
-//!   shared `fsync`: concurrent writers pay for one `fsync` together instead of one each, and a
+//!   commit (and its `fsync`): concurrent writers pay for one commit together, and a
 //!   caller's thread never blocks on the disk. If any write of a batch fails, the batch is
-//!   aborted and each write is run again alone, so one bad write never takes others down. Reads run on the caller's thread. No
-//!   runtime is needed (it works under tokio, `pollster` or anything).
+//!   aborted and each write is run again alone, so one bad write never takes others down.
+//!   Reads run on the caller's thread. No runtime is needed (tokio, `pollster` or anything).
 //! - **Decoded copies** of query records and of each query's latest result and messages
 //!   (`Latest`), kept exact by the committer, so the hot reads decode no JSON.
 //! - **Live notifications in-process.** `kappa dev` has no Redis pub/sub, so
@@ -146,11 +147,40 @@ impl Latest {
 /// (its result) instead of two, and a checkpoint reaches the disk no later than any result
 /// derived from it: the same file, the same or an earlier transaction. A crash loses at most
 /// checkpoints nothing outside has seen a result of, and those batches are folded again.
+///
+/// Once written, a checkpoint stays here as a copy of the file's (`in_file`), so the next
+/// invocation's load and the wake-up ticks' reads of a live query never go to the file.
 #[derive(Default)]
 struct Pending {
     writes: HashMap<(String, String), PendingWrite>,
+    /// Checkpoints equal to the file's (`(next_offset, encoded)`), no larger than
+    /// [`CACHED_CHECKPOINT_BYTES`]. Changed only under the lock, by the committer after a
+    /// commit, by a fill from the file of a key absent from both maps, and by removals.
+    in_file: HashMap<(String, String), (i64, Vec<u8>)>,
     /// Numbers the writes, so the committer forgets only what it wrote.
     count: u64,
+}
+
+/// Largest checkpoint kept in memory once it is in the file (a state near its memory budget
+/// is read from the file instead of being held twice).
+const CACHED_CHECKPOINT_BYTES: usize = 64 << 10;
+
+impl Pending {
+    /// The checkpoint of `key` if memory has it: written and not yet in the file, or a copy
+    /// of the file's.
+    fn get(&self, key: &(String, String)) -> Option<(i64, &[u8])> {
+        match self.writes.get(key) {
+            Some(w) => Some((w.next_offset, &w.encoded)),
+            None => self.in_file.get(key).map(|(next, encoded)| (*next, encoded.as_slice())),
+        }
+    }
+
+    /// Remember `encoded`, just read from the file for `key` (absent from both maps).
+    fn filled(&mut self, key: (String, String), next_offset: i64, encoded: &[u8]) {
+        if encoded.len() <= CACHED_CHECKPOINT_BYTES {
+            self.in_file.insert(key, (next_offset, encoded.to_vec()));
+        }
+    }
 }
 
 struct PendingWrite {
@@ -278,12 +308,13 @@ fn commit_loop(db: Arc<Database>, requests: mpsc::Receiver<Request>, pending: Sh
     }
 }
 
-/// Run the pending checkpoints, then `batch`, in one durable write transaction; an error
+/// Run the pending checkpoints, then `batch`, in one write transaction; an error
 /// aborts all of it (the checkpoints stay pending).
 fn commit(db: &Database, pending: &Mutex<Pending>, batch: &[Request]) -> PortResult<Vec<Output>> {
     let what = batch.first().map_or("flush checkpoints", |r| r.what);
     let mut tx = db.begin_write().map_err(|e| db_error(what, e))?;
-    // The default, made explicit: `commit` returns only once the data is on disk.
+    // The default, made explicit: `commit` returns only once the data is in the file (and on
+    // the disk, unless the store was opened without fsync).
     tx.set_durability(redb::Durability::Immediate);
     // Checkpoints first: a removal in the batch then removes them too.
     let written: Vec<((String, String), u64)> = {
@@ -306,14 +337,48 @@ fn commit(db: &Database, pending: &Mutex<Pending>, batch: &[Request]) -> PortRes
         }
     }
     tx.commit().map_err(|e| db_error(what, e))?;
-    // In the file now: forget them, unless written again meanwhile.
+    // In the file now: keep them as copies of the file's, unless written again meanwhile.
     let mut pending = lock_pending(pending);
     for (key, number) in written {
-        if pending.writes.get(&key).is_some_and(|w| w.number == number) {
-            pending.writes.remove(&key);
+        if pending.writes.get(&key).is_some_and(|w| w.number == number)
+            && let Some(w) = pending.writes.remove(&key)
+        {
+            if w.encoded.len() <= CACHED_CHECKPOINT_BYTES {
+                pending.in_file.insert(key, (w.next_offset, w.encoded));
+            } else {
+                pending.in_file.remove(&key);
+            }
         }
     }
     Ok(outs)
+}
+
+/// redb's file backend, with `fsync` left out (see [`EmbeddedStore::open_with`]).
+#[derive(Debug)]
+struct WithoutFsync(redb::backends::FileBackend);
+
+impl redb::StorageBackend for WithoutFsync {
+    fn len(&self) -> std::io::Result<u64> {
+        self.0.len()
+    }
+
+    fn read(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        self.0.read(offset, len)
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn sync_data(&self, _eventual: bool) -> std::io::Result<()> {
+        // Every write already went to the file (`write`), in order; only the wait for the
+        // disk is skipped.
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.0.write(offset, data)
+    }
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -329,8 +394,32 @@ impl EmbeddedStore {
     /// are kept. Fails when another process (or another `EmbeddedStore` in this one) has the
     /// file open.
     pub fn open(path: &Path, ring: usize) -> Result<Self, PortError> {
+        Self::open_with(path, ring, true)
+    }
+
+    /// [`EmbeddedStore::open`], choosing whether commits wait for `fsync`.
+    ///
+    /// Without it (`fsync: false`) a commit is written to the file (the kernel's page cache)
+    /// in redb's commit order before it returns, so it survives a crash of the process
+    /// (`kill -9`) but not necessarily of the machine — the same promise as
+    /// the embedded log's without fsync, which is what `kappa dev` runs by default:
+    /// a store that outlives a power cut is worth little next to a log that may not.
+    pub fn open_with(path: &Path, ring: usize, fsync: bool) -> Result<Self, PortError> {
         let shown = path.display();
-        let db = Database::create(path).map_err(|e| db_error(&format!("open {shown}"), e))?;
+        let open_error = |e: redb::DatabaseError| db_error(&format!("open {shown}"), e);
+        let db = if fsync {
+            Database::create(path).map_err(open_error)?
+        } else {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| PortError::permanent(BACKEND, format!("open {shown}: {e}")))?;
+            let backend = redb::backends::FileBackend::new(file).map_err(open_error)?;
+            redb::Builder::new().create_with_backend(WithoutFsync(backend)).map_err(open_error)?
+        };
         // Create every table up front, so read transactions never meet a missing one.
         let tx = db.begin_write().map_err(|e| db_error("open", e))?;
         {
@@ -497,7 +586,9 @@ impl StateStore for EmbeddedStore {
         let on_commit: OnCommit = Box::new(move || {
             latest.removed(&removed);
             // Written after the removal was queued: gone with the query too.
-            lock_pending(&pending).writes.retain(|(id, _), _| *id != removed);
+            let mut pending = lock_pending(&pending);
+            pending.writes.retain(|(id, _), _| *id != removed);
+            pending.in_file.retain(|(id, _), _| *id != removed);
         });
         let id = id.to_string();
         self.write_then("remove", on_commit, move |tx| {
@@ -582,12 +673,19 @@ impl StateStore for EmbeddedStore {
     }
 
     async fn checkpoint(&self, id: &str, segment: &Segment) -> PortResult<Option<Checkpoint>> {
-        let key = segment.key();
-        let decode = |raw: &[u8]| postcard::from_bytes(raw).map_err(|e| corrupt("checkpoint", e));
-        if let Some(w) = lock_pending(&self.pending).writes.get(&(id.to_string(), key.clone())) {
-            return decode(&w.encoded).map(Some);
+        let key = (id.to_string(), segment.key());
+        let decode = |raw: &[u8]| {
+            postcard::from_bytes::<Checkpoint>(raw).map_err(|e| corrupt("checkpoint", e))
+        };
+        // A miss is filled under the lock (see `Pending::in_file`).
+        let mut pending = lock_pending(&self.pending);
+        if let Some((_, encoded)) = pending.get(&key) {
+            return decode(encoded).map(Some);
         }
-        self.file_checkpoint(id, &key)?.map(|raw| decode(&raw)).transpose()
+        let Some(raw) = self.file_checkpoint(&key.0, &key.1)? else { return Ok(None) };
+        let checkpoint = decode(&raw)?;
+        pending.filled(key, checkpoint.next_offset, &raw);
+        Ok(Some(checkpoint))
     }
 
     async fn compare_and_set_checkpoint(
@@ -603,14 +701,16 @@ impl StateStore for EmbeddedStore {
         // Decided under the lock against the pending write or else the file, which only the
         // committer changes, with the same values (see `Pending`) or by a removal.
         let mut pending = lock_pending(&self.pending);
-        let current = match pending.writes.get(&key) {
-            Some(w) => Some(w.next_offset),
+        let current = match pending.get(&key) {
+            Some((next_offset, _)) => Some(next_offset),
             None => match self.file_checkpoint(&key.0, &key.1)? {
-                Some(raw) => Some(
-                    postcard::from_bytes::<Checkpoint>(&raw)
+                Some(raw) => {
+                    let next_offset = postcard::from_bytes::<Checkpoint>(&raw)
                         .map_err(|e| corrupt("checkpoint", e))?
-                        .next_offset,
-                ),
+                        .next_offset;
+                    pending.filled(key.clone(), next_offset, &raw);
+                    Some(next_offset)
+                }
                 None => None,
             },
         };

@@ -17,7 +17,7 @@ fn result(revision: u64) -> ResultRecord {
         version: revision,
         caught_up: true,
         progress: Progress::default(),
-        result: json!({"n": revision}),
+        result: json!({"n": revision}).into(),
         error: None,
     }
 }
@@ -164,6 +164,64 @@ fn decoded_copies_follow_removals_and_the_file() {
             Some(vec![delta(1), delta(2)]),
             "a copy filled after a reopen starts empty and falls back to the file"
         );
+    });
+    drop(s);
+    std::fs::remove_file(path).unwrap();
+}
+
+/// Checkpoints stay in memory once in the file (small ones): reads and compare-and-sets after
+/// the flush, a write after it, a removal, a re-registration, a state too large to keep, and a
+/// reopen all see exactly what the file has.
+#[test]
+fn checkpoints_kept_in_memory_after_their_flush_stay_exact() {
+    let path = scratch("cp-copies");
+    let seg = Segment { partition: 0, start: 0, end: None };
+    let big = Segment { partition: 1, start: 0, end: None };
+    let query = QueryRecord {
+        id: "q_c".into(),
+        body: r#"{"topic":"t"}"#.into(),
+        topic: "t".into(),
+        segments: vec![seg, big],
+        created_ms: 1,
+    };
+    let cp = |n: i64, bytes: usize| Checkpoint {
+        next_offset: n,
+        state: vec![n as u8; bytes],
+        head: n,
+        lost: 0,
+    };
+    let delta = |v: u64| json!({"type": "delta", "version": v, "from": v - 1});
+    let s = EmbeddedStore::open(&path, 8).unwrap();
+    pollster::block_on(async {
+        assert!(s.register(&query).await.unwrap());
+        assert!(s.compare_and_set_checkpoint("q_c", &seg, None, &cp(5, 8)).await.unwrap());
+        assert!(s.compare_and_set_checkpoint("q_c", &big, None, &cp(6, 100_000)).await.unwrap());
+        // The result write commits the pending checkpoints with it.
+        assert!(s.compare_and_set_result("q_c", 0, &result(1), &delta(1)).await.unwrap());
+        assert_eq!(s.checkpoint("q_c", &seg).await.unwrap(), Some(cp(5, 8)));
+        assert_eq!(s.checkpoint("q_c", &big).await.unwrap(), Some(cp(6, 100_000)), "from the file");
+        assert!(!s.compare_and_set_checkpoint("q_c", &seg, None, &cp(9, 8)).await.unwrap());
+        assert!(!s.compare_and_set_checkpoint("q_c", &big, Some(5), &cp(9, 8)).await.unwrap());
+        assert!(s.compare_and_set_checkpoint("q_c", &seg, Some(5), &cp(10, 8)).await.unwrap());
+        assert!(s.compare_and_set_checkpoint("q_c", &big, Some(6), &cp(7, 8)).await.unwrap());
+        assert_eq!(s.checkpoint("q_c", &seg).await.unwrap(), Some(cp(10, 8)));
+        assert!(s.compare_and_set_result("q_c", 1, &result(2), &delta(2)).await.unwrap());
+        assert_eq!(s.checkpoint("q_c", &seg).await.unwrap(), Some(cp(10, 8)), "after its flush");
+        assert_eq!(s.checkpoint("q_c", &big).await.unwrap(), Some(cp(7, 8)), "small now: kept");
+        s.remove("q_c").await.unwrap();
+        assert_eq!(s.checkpoint("q_c", &seg).await.unwrap(), None, "removed with its query");
+        assert!(s.register(&query).await.unwrap());
+        assert_eq!(s.checkpoint("q_c", &seg).await.unwrap(), None, "not brought back");
+        assert!(!s.compare_and_set_checkpoint("q_c", &seg, Some(10), &cp(11, 8)).await.unwrap());
+        assert!(s.compare_and_set_checkpoint("q_c", &seg, None, &cp(3, 8)).await.unwrap());
+    });
+    drop(s);
+    let s = EmbeddedStore::open(&path, 8).unwrap();
+    pollster::block_on(async {
+        assert_eq!(s.checkpoint("q_c", &seg).await.unwrap(), Some(cp(3, 8)), "flushed on close");
+        assert!(!s.compare_and_set_checkpoint("q_c", &seg, None, &cp(4, 8)).await.unwrap());
+        assert!(s.compare_and_set_checkpoint("q_c", &seg, Some(3), &cp(4, 8)).await.unwrap());
+        assert_eq!(s.checkpoint("q_c", &seg).await.unwrap(), Some(cp(4, 8)));
     });
     drop(s);
     std::fs::remove_file(path).unwrap();

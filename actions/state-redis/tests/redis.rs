@@ -20,7 +20,7 @@ fn result(revision: u64) -> ResultRecord {
         version: revision,
         caught_up: false,
         progress: Progress::default(),
-        result: json!({"n": revision}),
+        result: json!({"n": revision}).into(),
         error: None,
     }
 }

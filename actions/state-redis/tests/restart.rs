@@ -42,7 +42,7 @@ async fn reconnects_after_a_restart_and_keeps_the_data() {
         version: 1,
         caught_up: true,
         progress: Progress::default(),
-        result: json!({"hits": 1}),
+        result: json!({"hits": 1}).into(),
         error: None,
     };
     assert!(s.register(&q).await.unwrap());
