@@ -18,8 +18,81 @@ impl PatchError {
 }
 
 /// The RFC 6902 patch (a JSON array of operations) turning `from` into `to`.
+///
+/// Objects are compared key by key and arrays index by index (removals from the end, additions
+/// appended): a result's shape rarely changes, only its numbers. The operations are built as
+/// JSON directly — every live batch of every query is diffed, and building typed operations to
+/// convert them afterwards took half the time.
 pub fn diff(from: &Value, to: &Value) -> Value {
-    serde_json::to_value(json_patch::diff(from, to)).unwrap_or(Value::Array(Vec::new()))
+    let mut ops = Vec::new();
+    let mut path = String::new();
+    diff_into(from, to, &mut path, &mut ops);
+    Value::Array(ops)
+}
+
+fn diff_into(from: &Value, to: &Value, path: &mut String, ops: &mut Vec<Value>) {
+    match (from, to) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (key, new) in b {
+                let len = path.len();
+                push_token(path, key);
+                match a.get(key) {
+                    Some(old) => diff_into(old, new, path, ops),
+                    None => ops.push(op("add", path, Some(new))),
+                }
+                path.truncate(len);
+            }
+            for key in a.keys().filter(|k| !b.contains_key(*k)) {
+                let len = path.len();
+                push_token(path, key);
+                ops.push(op("remove", path, None));
+                path.truncate(len);
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            let len = path.len();
+            for (i, (old, new)) in a.iter().zip(b).enumerate() {
+                push_token(path, &i.to_string());
+                diff_into(old, new, path, ops);
+                path.truncate(len);
+            }
+            // Removed from the end first, so every index is valid when applied.
+            for i in (b.len()..a.len()).rev() {
+                push_token(path, &i.to_string());
+                ops.push(op("remove", path, None));
+                path.truncate(len);
+            }
+            for new in b.iter().skip(a.len()) {
+                path.push_str("/-");
+                ops.push(op("add", path, Some(new)));
+                path.truncate(len);
+            }
+        }
+        _ if from == to => {}
+        _ => ops.push(op("replace", path, Some(to))),
+    }
+}
+
+/// Append `/token` to a JSON Pointer (RFC 6901: `~` is `~0`, `/` is `~1`).
+fn push_token(path: &mut String, token: &str) {
+    path.push('/');
+    for c in token.chars() {
+        match c {
+            '~' => path.push_str("~0"),
+            '/' => path.push_str("~1"),
+            c => path.push(c),
+        }
+    }
+}
+
+fn op(name: &str, path: &str, value: Option<&Value>) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("op".into(), Value::String(name.into()));
+    m.insert("path".into(), Value::String(path.into()));
+    if let Some(v) = value {
+        m.insert("value".into(), v.clone());
+    }
+    Value::Object(m)
 }
 
 /// Apply an RFC 6902 patch in place; on error `doc` is left unchanged.

@@ -1,7 +1,7 @@
 //! Property tests of the algebra: for random documents and random queries from the supported
 //! set, any split of the input into batches, folded and merged in any grouping, renders what one
 //! pass renders; the empty state is the identity; states survive encode/decode; and applying
-//! `diff(a, b)` to `a` gives `b`.
+//! `diff(a, b)` to `a` gives `b` (results, and any JSON).
 
 use kappa_core::{Limits, PartialState, Plan, Record, patch};
 use proptest::prelude::*;
@@ -36,6 +36,27 @@ fn number_value() -> impl Strategy<Value = Value> {
         1 => Just(Value::Null),
         1 => prop::collection::vec(-10i64..10, 0..3).prop_map(|v| json!(v)),
     ]
+}
+
+/// Any JSON, with keys that need escaping in a JSON Pointer and arrays that grow and shrink.
+fn json_doc() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        (-3i64..3).prop_map(Value::from),
+        prop::sample::select(&["x", "y", ""][..]).prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 40, 5, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
+            prop::collection::btree_map(
+                prop::sample::select(&["a", "b", "a/b", "~", "~1", "0", ""][..]),
+                inner,
+                0..5,
+            )
+            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+        ]
+    })
 }
 
 fn document() -> impl Strategy<Value = Rec> {
@@ -264,6 +285,15 @@ proptest! {
         let mut doc = before.clone();
         patch::apply(&mut doc, &delta).expect("applies");
         prop_assert_eq!(doc, after);
+    }
+
+    #[test]
+    fn applying_the_diff_of_any_two_documents_gives_the_second(a in json_doc(), b in json_doc()) {
+        let delta = patch::diff(&a, &b);
+        let mut doc = a.clone();
+        patch::apply(&mut doc, &delta).expect("applies");
+        prop_assert_eq!(&doc, &b);
+        prop_assert_eq!(patch::diff(&b, &b), json!([]), "no change, no operation");
     }
 
     #[test]
