@@ -184,10 +184,15 @@ pub async fn refresh_known(
         }
         let new_version = if changed && current.is_some() { version + 1 } else { version };
         let message = match &current {
-            Some(c) if changed => json!({
-                "type": "delta", "id": query.id, "version": new_version, "from": version,
-                "caught_up": merged.caught_up, "progress": merged.progress, "patch": patch::diff(&c.result, &result),
-            }),
+            Some(c) if changed => {
+                let mut m = json!({
+                    "type": "delta", "id": query.id, "version": new_version, "from": version,
+                    "caught_up": merged.caught_up, "progress": merged.progress,
+                });
+                // Moved in: `json!` would copy it (it serializes every value it is given).
+                m["patch"] = patch::diff(&c.result, &result);
+                m
+            }
             _ => {
                 json!({"type": "progress", "id": query.id, "version": new_version, "caught_up": merged.caught_up, "progress": merged.progress})
             }

@@ -37,6 +37,9 @@ use tokio::sync::{Semaphore, broadcast, mpsc};
 use crate::backend::Log;
 use crate::hub::Hub;
 
+/// Shortest time between two wake-up ticks (appends in between are picked up together).
+const WAKE_INTERVAL: Duration = Duration::from_millis(20);
+
 /// Deadline of one in-process invocation, like an OpenWhisk activation's.
 pub const ACTIVATION_MS: i64 = 60_000;
 
@@ -523,6 +526,7 @@ pub fn run(
     let waker = core.clone();
     tokio::spawn(async move {
         while let Some(first) = wakes.recv().await {
+            let started = tokio::time::Instant::now();
             let mut topics = HashSet::from([first]);
             while let Ok(t) = wakes.try_recv() {
                 topics.insert(t);
@@ -532,8 +536,11 @@ pub fn run(
                     tracing::warn!(error = %e, %topic, "wake-up tick failed");
                 }
             }
-            // Coalesce the wake-ups of a burst of appends.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Coalesce the wake-ups of a burst of appends: at most one tick per
+            // `WAKE_INTERVAL`, counted from the start of the last one, so an append arriving
+            // after a quiet interval is picked up at once (counted from the end, every append
+            // of a steady stream waited up to the whole interval).
+            tokio::time::sleep_until(started + WAKE_INTERVAL).await;
         }
     });
 }
