@@ -392,6 +392,14 @@ async fn results(store: &dyn StateStore, prefix: &str) {
         Some(vec![]),
         "messages_since(ahead of current): an empty list"
     );
+    for v in 0..=4 {
+        let shared = ok("shared_messages_since", store.shared_messages_since(&id, v).await);
+        assert_eq!(
+            shared.map(|m| m.iter().map(|m| (**m).clone()).collect::<Vec<_>>()),
+            ok("messages_since", store.messages_since(&id, v).await),
+            "shared_messages_since({v}): the same messages as messages_since"
+        );
+    }
 }
 
 async fn concurrent_results(store: &dyn StateStore, prefix: &str) {
@@ -450,6 +458,10 @@ async fn bounded_ring(store: &dyn StateStore, prefix: &str, ring: usize) {
         ok("messages_since 0", store.messages_since(&id, 0).await),
         None,
         "messages_since(v): None when the ring no longer holds v + 1"
+    );
+    assert!(
+        ok("shared_messages_since 0", store.shared_messages_since(&id, 0).await).is_none(),
+        "shared_messages_since(v): None when the ring no longer holds v + 1"
     );
     assert_eq!(
         ok("messages_since 2", store.messages_since(&id, 2).await),

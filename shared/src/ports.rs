@@ -12,6 +12,7 @@
 //! retried or concurrent invocation of the same batch either wins the CAS once or changes
 //! nothing.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -298,6 +299,16 @@ pub trait StateStore: Send + Sync {
     /// Messages with versions after `version`, oldest first; None when the ring no longer holds
     /// them all (the subscriber needs a snapshot).
     async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Value>>>;
+    /// [`StateStore::messages_since`], as shared values: a store that keeps recent messages
+    /// decoded hands every reader the same ones instead of a deep copy each (subscribers of a
+    /// busy query read after every batch).
+    async fn shared_messages_since(
+        &self,
+        id: &str,
+        version: u64,
+    ) -> PortResult<Option<Vec<Arc<Value>>>> {
+        Ok(self.messages_since(id, version).await?.map(|m| m.into_iter().map(Arc::new).collect()))
+    }
 
     /// Add a webhook subscription.
     async fn subscribe(&self, id: &str, subscription: &Subscription) -> PortResult<()>;
@@ -452,19 +463,25 @@ pub fn message_version(message: &Value) -> u64 {
 
 /// Messages after `version` from a ring holding consecutive versions; None when the ring
 /// starts after `version + 1` (the gap means a snapshot is needed).
-pub fn ring_since(ring: &[Value], version: u64, current: u64) -> Option<Vec<Value>> {
+pub fn ring_since<M: Borrow<Value> + Clone>(
+    ring: &[M],
+    version: u64,
+    current: u64,
+) -> Option<Vec<M>> {
     if version >= current {
         return Some(Vec::new());
     }
     // From the newest end: a subscriber is usually one message behind a long ring.
-    let first = ring.iter().rposition(|m| message_version(m) <= version).map_or(0, |i| i + 1);
+    let first =
+        ring.iter().rposition(|m| message_version(m.borrow()) <= version).map_or(0, |i| i + 1);
     if first == ring.len() {
         return None;
     }
     // Only the delta that creates version + 1 (or a snapshot) bridges the gap; if it was trimmed,
     // even when a progress message of that version is still held, the subscriber needs a snapshot.
-    let bridges = match ring[first].get("type").and_then(Value::as_str) {
-        Some("delta") => message_version(&ring[first]) == version + 1,
+    let head: &Value = ring[first].borrow();
+    let bridges = match head.get("type").and_then(Value::as_str) {
+        Some("delta") => message_version(head) == version + 1,
         Some("snapshot") => true,
         _ => false,
     };

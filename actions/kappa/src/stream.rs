@@ -51,7 +51,7 @@ pub struct Streams {
 /// its progress parsed, once however many subscribers send it.
 #[derive(Debug)]
 pub struct Outgoing {
-    value: Value,
+    value: Arc<Value>,
     text: OnceLock<String>,
     progress: OnceLock<Option<Progress>>,
 }
@@ -62,6 +62,11 @@ pub type Shared = Arc<Outgoing>;
 impl Outgoing {
     /// Wrap a message.
     pub fn new(value: Value) -> Shared {
+        Outgoing::shared(Arc::new(value))
+    }
+
+    /// Wrap a message the store shares.
+    pub fn shared(value: Arc<Value>) -> Shared {
         Arc::new(Outgoing { value, text: OnceLock::new(), progress: OnceLock::new() })
     }
 
@@ -148,10 +153,10 @@ impl Streams {
             (None, None) => result.as_ref().map_or(0, |r| r.version),
         };
         let messages = match &result {
-            Some(r) if r.version > base => self.store.messages_since(id, base).await?,
+            Some(r) if r.version > base => self.store.shared_messages_since(id, base).await?,
             _ => Some(Vec::new()),
         }
-        .map(|m| m.into_iter().map(Outgoing::new).collect());
+        .map(|m| m.into_iter().map(Outgoing::shared).collect());
         let read = latest.as_ref().map_or(1, |f| f.read + 1);
         let released = result.is_none();
         let feed = Arc::new(Feed { seen, read, result, base, messages });
@@ -253,9 +258,9 @@ async fn forward(
         }
         // Behind the shared read (a resume from an older version): read alone.
         _ => store
-            .messages_since(id, sent.version)
+            .shared_messages_since(id, sent.version)
             .await
-            .map(|m| m.map(|m| m.into_iter().map(Outgoing::new).collect::<Vec<_>>())),
+            .map(|m| m.map(|m| m.into_iter().map(Outgoing::shared).collect::<Vec<_>>())),
     };
     let msgs = match shared {
         Ok(Some(m)) => m,

@@ -104,8 +104,8 @@ struct Decoded {
 
 struct Recent {
     record: ResultRecord,
-    /// A contiguous suffix of the ring (possibly empty), oldest first.
-    messages: VecDeque<Value>,
+    /// A contiguous suffix of the ring (possibly empty), oldest first; shared with readers.
+    messages: VecDeque<Arc<Value>>,
 }
 
 impl Latest {
@@ -114,7 +114,7 @@ impl Latest {
     }
 
     /// After a committed result write.
-    fn committed(&self, id: &str, record: ResultRecord, message: Value) {
+    fn committed(&self, id: &str, record: ResultRecord, message: Arc<Value>) {
         let mut decoded = self.lock();
         let recent = match decoded.results.entry(id.to_string()) {
             Entry::Occupied(e) => {
@@ -789,12 +789,21 @@ impl StateStore for EmbeddedStore {
             if events.receiver_count() > 0 {
                 let _ = events.send((id.clone(), message.clone()));
             }
-            latest.committed(&id, new, message);
+            latest.committed(&id, new, Arc::new(message));
         });
         self.submit(what, op, Some(on_commit)).await
     }
 
     async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Value>>> {
+        let shared = self.shared_messages_since(id, version).await?;
+        Ok(shared.map(|m| m.into_iter().map(Arc::unwrap_or_clone).collect()))
+    }
+
+    async fn shared_messages_since(
+        &self,
+        id: &str,
+        version: u64,
+    ) -> PortResult<Option<Vec<Arc<Value>>>> {
         {
             let mut latest = self.latest.lock();
             if let Some(recent) = latest.results.get_mut(id) {
@@ -832,7 +841,7 @@ impl StateStore for EmbeddedStore {
             if message_version(&message) <= version {
                 break;
             }
-            ring.push(message);
+            ring.push(Arc::new(message));
         }
         ring.reverse();
         Ok(ring_since(&ring, version, current))
