@@ -6,9 +6,9 @@
 //! - produce → delta latency on a websocket, p50/p99, at 5,000 records/s with 100 distinct queries
 //!   and 1,000 subscribers;
 //! - fan-out: 10,000 websocket subscribers of one query all receive a delta, p99;
-//! - sharing: server CPU for 1,000 identical queries vs one, over the same 200,000-record ingest.
+//! - sharing: server CPU for 1,000 identical queries vs one, over the same 1,000,000-record ingest.
 //!
-//! `PUSH_BENCH_ONLY=latency` stops after the first figure; `PUSH_BENCH_SERVER_ARGS="--workers 8"`
+//! `PUSH_BENCH_ONLY=latency|fanout|sharing` runs one figure; `PUSH_BENCH_SERVER_ARGS="--workers 8"`
 //! passes flags to the server; `PUSH_BENCH_DUMP=FILE` writes min/median/max latency per batch;
 //! `PUSH_BENCH_SERVER_LOG=FILE` keeps the server's stderr.
 #![allow(clippy::disallowed_methods, reason = "a benchmark reads the wall clock and its knobs")]
@@ -148,143 +148,150 @@ async fn subscribe(base: &str, id: &str, log: MessageLog) -> tokio::task::JoinHa
 async fn main() {
     let http = reqwest::Client::new();
 
-    // 1. Latency at 5,000 records/s, 100 distinct queries, 1,000 subscribers.
-    let s = start(18431);
-    wait_up(&http, &s.base).await;
-    ingest(&http, &s.base, 0, 100).await;
-    let mut ids = Vec::new();
-    for q in 0..100 {
-        ids.push(create(&http, &s.base, &json!({"topic": "bench", "aggs": {"tags": {"terms": {"field": "tag", "size": q + 1}}, "n": {"stats": {"field": "n"}}}})).await);
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let logs: Vec<MessageLog> = (0..1000).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
-    let mut tasks = Vec::new();
-    for (i, log) in logs.iter().enumerate() {
-        tasks.push(subscribe(&s.base, &ids[i % ids.len()], log.clone()).await);
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rate = 5_000u64;
-    let seconds = 10u64;
-    let per_batch = 100u64;
-    let mut posts: Vec<(Instant, u64)> = Vec::new();
-    let start_at = Instant::now();
-    let mut sent = 100u64;
-    for k in 0..(rate * seconds / per_batch) {
-        let due = start_at + Duration::from_micros(k * per_batch * 1_000_000 / rate);
-        tokio::time::sleep_until(due.into()).await;
-        let t = Instant::now();
-        ingest(&http, &s.base, sent, per_batch).await;
-        sent += per_batch;
-        posts.push((t, sent));
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut latencies = Vec::new();
-    for log in &logs {
-        let log = log.lock().await;
-        for (t_post, total) in &posts {
-            // The first message whose result covers this batch.
-            if let Some((arrival, _)) = log.iter().find(|(_, p)| p >= total) {
-                latencies.push(arrival.saturating_duration_since(*t_post).as_secs_f64() * 1e3);
-            }
+    // `PUSH_BENCH_ONLY=latency|fanout|sharing` runs one figure.
+    let only = std::env::var("PUSH_BENCH_ONLY").ok();
+    let runs = |figure: &str| only.as_deref().is_none_or(|o| o == figure);
+    if runs("latency") {
+        // 1. Latency at 5,000 records/s, 100 distinct queries, 1,000 subscribers.
+        let s = start(18431);
+        wait_up(&http, &s.base).await;
+        ingest(&http, &s.base, 0, 100).await;
+        let mut ids = Vec::new();
+        for q in 0..100 {
+            ids.push(create(&http, &s.base, &json!({"topic": "bench", "aggs": {"tags": {"terms": {"field": "tag", "size": q + 1}}, "n": {"stats": {"field": "n"}}}})).await);
         }
-    }
-    if let Ok(path) = std::env::var("PUSH_BENCH_DUMP") {
-        let mut out = String::new();
-        for (k, (t_post, total)) in posts.iter().enumerate() {
-            let mut per: Vec<f64> = Vec::new();
-            for log in &logs {
-                let log = log.lock().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let logs: Vec<MessageLog> = (0..1000).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+        let mut tasks = Vec::new();
+        for (i, log) in logs.iter().enumerate() {
+            tasks.push(subscribe(&s.base, &ids[i % ids.len()], log.clone()).await);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rate = 5_000u64;
+        let seconds = 10u64;
+        let per_batch = 100u64;
+        let mut posts: Vec<(Instant, u64)> = Vec::new();
+        let start_at = Instant::now();
+        let mut sent = 100u64;
+        for k in 0..(rate * seconds / per_batch) {
+            let due = start_at + Duration::from_micros(k * per_batch * 1_000_000 / rate);
+            tokio::time::sleep_until(due.into()).await;
+            let t = Instant::now();
+            ingest(&http, &s.base, sent, per_batch).await;
+            sent += per_batch;
+            posts.push((t, sent));
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut latencies = Vec::new();
+        for log in &logs {
+            let log = log.lock().await;
+            for (t_post, total) in &posts {
+                // The first message whose result covers this batch.
                 if let Some((arrival, _)) = log.iter().find(|(_, p)| p >= total) {
-                    per.push(arrival.saturating_duration_since(*t_post).as_secs_f64() * 1e3);
+                    latencies.push(arrival.saturating_duration_since(*t_post).as_secs_f64() * 1e3);
                 }
             }
-            let t = t_post.duration_since(start_at).as_secs_f64() * 1e3;
-            out += &format!(
-                "{k} {t:.0} {:.1} {:.1} {:.1}\n",
-                percentile(&mut per, 0.0),
-                percentile(&mut per, 0.5),
-                percentile(&mut per, 1.0)
-            );
         }
-        let _ = std::fs::write(path, out);
-    }
-    let covered = latencies.len();
-    println!(
-        "produce→delta at {rate} records/s, 100 queries, 1,000 ws subscribers: p50 {:.1} ms, p99 {:.1} ms ({covered} batch×subscriber observations of {})",
-        percentile(&mut latencies, 0.5),
-        percentile(&mut latencies, 0.99),
-        posts.len() * logs.len()
-    );
-    tasks.iter().for_each(|t| t.abort());
-    drop(s);
-    if std::env::var("PUSH_BENCH_ONLY").is_ok_and(|only| only == "latency") {
-        return;
-    }
-
-    // 2. Fan-out: 10,000 subscribers of one query.
-    let s = start(18432);
-    wait_up(&http, &s.base).await;
-    ingest(&http, &s.base, 0, 100).await;
-    let id =
-        create(&http, &s.base, &json!({"topic": "bench", "aggs": {"n": {"sum": {"field": "n"}}}}))
-            .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let logs: Vec<MessageLog> = (0..10_000).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
-    let mut tasks = Vec::new();
-    for log in &logs {
-        tasks.push(subscribe(&s.base, &id, log.clone()).await);
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let t = Instant::now();
-    ingest(&http, &s.base, 100, 100).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let mut fan = Vec::new();
-    for log in &logs {
-        if let Some((arrival, _)) = log.lock().await.iter().find(|(_, p)| *p >= 200) {
-            fan.push(arrival.saturating_duration_since(t).as_secs_f64() * 1e3);
-        }
-    }
-    println!(
-        "fan-out to {} of 10,000 ws subscribers of one query: p50 {:.0} ms, p99 {:.0} ms",
-        fan.len(),
-        percentile(&mut fan, 0.5),
-        percentile(&mut fan, 0.99)
-    );
-    tasks.iter().for_each(|t| t.abort());
-    drop(s);
-
-    // 3. Sharing: CPU of 1,000 identical queries vs one, over the same 200,000-record ingest
-    //    (large enough that /proc's 10 ms CPU resolution does not decide the ratio). The one
-    //    computation's CPU varies by ±20% from run to run (how many batches each invocation
-    //    coalesces depends on timing), so each side is the median of three fresh servers,
-    //    alternated.
-    let mut cpu: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-    for round in 0..3u16 {
-        for (side, copies) in [1u16, 1000].into_iter().enumerate() {
-            let s = start(18433 + round * 2 + side as u16);
-            wait_up(&http, &s.base).await;
-            ingest(&http, &s.base, 0, 100).await;
-            let body = json!({"topic": "bench", "aggs": {"tags": {"terms": {"field": "tag"}}}});
-            for _ in 0..copies {
-                create(&http, &s.base, &body).await;
+        if let Ok(path) = std::env::var("PUSH_BENCH_DUMP") {
+            let mut out = String::new();
+            for (k, (t_post, total)) in posts.iter().enumerate() {
+                let mut per: Vec<f64> = Vec::new();
+                for log in &logs {
+                    let log = log.lock().await;
+                    if let Some((arrival, _)) = log.iter().find(|(_, p)| p >= total) {
+                        per.push(arrival.saturating_duration_since(*t_post).as_secs_f64() * 1e3);
+                    }
+                }
+                let t = t_post.duration_since(start_at).as_secs_f64() * 1e3;
+                out += &format!(
+                    "{k} {t:.0} {:.1} {:.1} {:.1}\n",
+                    percentile(&mut per, 0.0),
+                    percentile(&mut per, 0.5),
+                    percentile(&mut per, 1.0)
+                );
             }
-            // Measured over the ingest and its computation, after the POSTs themselves.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let c0 = cpu_seconds(s.child.id());
-            for k in 0..200 {
-                ingest(&http, &s.base, 100 + k * 1000, 1000).await;
-            }
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            cpu[side].push(cpu_seconds(s.child.id()) - c0);
+            let _ = std::fs::write(path, out);
         }
+        let covered = latencies.len();
+        println!(
+            "produce→delta at {rate} records/s, 100 queries, 1,000 ws subscribers: p50 {:.1} ms, p99 {:.1} ms ({covered} batch×subscriber observations of {})",
+            percentile(&mut latencies, 0.5),
+            percentile(&mut latencies, 0.99),
+            posts.len() * logs.len()
+        );
+        tasks.iter().for_each(|t| t.abort());
+        drop(s);
     }
-    let one = percentile(&mut cpu[0], 0.5);
-    let many = percentile(&mut cpu[1], 0.5);
-    let runs = |v: &[f64]| v.iter().map(|c| format!("{c:.2}")).collect::<Vec<_>>().join(", ");
-    println!(
-        "sharing: server CPU over a 200,000-record ingest (median of 3): {one:.2} s with 1 query, {many:.2} s with 1,000 identical ones (ratio {:.3}; runs {} vs {})",
-        many / one,
-        runs(&cpu[0]),
-        runs(&cpu[1])
-    );
+    if runs("fanout") {
+        // 2. Fan-out: 10,000 subscribers of one query.
+        let s = start(18432);
+        wait_up(&http, &s.base).await;
+        ingest(&http, &s.base, 0, 100).await;
+        let id = create(
+            &http,
+            &s.base,
+            &json!({"topic": "bench", "aggs": {"n": {"sum": {"field": "n"}}}}),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let logs: Vec<MessageLog> = (0..10_000).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+        let mut tasks = Vec::new();
+        for log in &logs {
+            tasks.push(subscribe(&s.base, &id, log.clone()).await);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let t = Instant::now();
+        ingest(&http, &s.base, 100, 100).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let mut fan = Vec::new();
+        for log in &logs {
+            if let Some((arrival, _)) = log.lock().await.iter().find(|(_, p)| *p >= 200) {
+                fan.push(arrival.saturating_duration_since(t).as_secs_f64() * 1e3);
+            }
+        }
+        println!(
+            "fan-out to {} of 10,000 ws subscribers of one query: p50 {:.0} ms, p99 {:.0} ms",
+            fan.len(),
+            percentile(&mut fan, 0.5),
+            percentile(&mut fan, 0.99)
+        );
+        tasks.iter().for_each(|t| t.abort());
+        drop(s);
+    }
+    if runs("sharing") {
+        // 3. Sharing: CPU of 1,000 identical queries vs one, over the same 1,000,000-record ingest
+        //    (large enough that /proc's 10 ms CPU resolution does not decide the ratio). The one
+        //    computation's CPU varies by ±20% from run to run (how many batches each invocation
+        //    coalesces depends on timing), so each side is the median of three fresh servers,
+        //    alternated.
+        let mut cpu: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for round in 0..3u16 {
+            for (side, copies) in [1u16, 1000].into_iter().enumerate() {
+                let s = start(18433 + round * 2 + side as u16);
+                wait_up(&http, &s.base).await;
+                ingest(&http, &s.base, 0, 100).await;
+                let body = json!({"topic": "bench", "aggs": {"tags": {"terms": {"field": "tag"}}}});
+                for _ in 0..copies {
+                    create(&http, &s.base, &body).await;
+                }
+                // Measured over the ingest and its computation, after the POSTs themselves.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let c0 = cpu_seconds(s.child.id());
+                for k in 0..1_000 {
+                    ingest(&http, &s.base, 100 + k * 1000, 1000).await;
+                }
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                cpu[side].push(cpu_seconds(s.child.id()) - c0);
+            }
+        }
+        let one = percentile(&mut cpu[0], 0.5);
+        let many = percentile(&mut cpu[1], 0.5);
+        let runs = |v: &[f64]| v.iter().map(|c| format!("{c:.2}")).collect::<Vec<_>>().join(", ");
+        println!(
+            "sharing: server CPU over a 1,000,000-record ingest (median of 3): {one:.2} s with 1 query, {many:.2} s with 1,000 identical ones (ratio {:.3}; runs {} vs {})",
+            many / one,
+            runs(&cpu[0]),
+            runs(&cpu[1])
+        );
+    }
 }
