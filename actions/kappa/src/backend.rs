@@ -65,5 +65,11 @@ pub async fn open(config: &DevConfig) -> Result<Backends, PortError> {
             (Arc::new(store), format!("embedded store {}", path.display()))
         }
     };
-    Ok(Backends { log, store, appends, describe: format!("{log_name}; {store_name}") })
+    let embedded = config.kafka_brokers.is_none() || config.redis_url.is_none();
+    let durability = match (embedded, config.fsync) {
+        (false, _) => "",
+        (true, true) => "; fsync on every write",
+        (true, false) => "; no fsync: survives kill -9, not a power cut (--fsync)",
+    };
+    Ok(Backends { log, store, appends, describe: format!("{log_name}; {store_name}{durability}") })
 }

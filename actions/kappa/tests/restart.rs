@@ -22,12 +22,14 @@ fn free_port() -> u16 {
 }
 
 #[allow(clippy::zombie_processes, reason = "Proc kills and waits for the child when dropped")]
-async fn spawn(dir: &Path) -> Proc {
+/// `kappa dev` on `dir`, with `extra` flags.
+async fn spawn(dir: &Path, extra: &[&str]) -> Proc {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_kappa"))
         .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir)
         .args(["--partitions", "3", "--batch-records", "40", "--workers", "2", "--tick-ms", "200"])
+        .args(extra)
         .env("KAPPA_LOG", "warn")
         .env_remove("KAFKA_BROKERS")
         .env_remove("REDIS_URL")
@@ -114,7 +116,7 @@ fn total_of(answer: &Value) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_replay_then_restart_counts_every_record_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut p = spawn(dir.path()).await;
+    let mut p = spawn(dir.path(), &[]).await;
     let total = 24_000;
     for chunk in 0..6 {
         ingest(&p.base, "tweets", chunk * 4000, 4000).await.expect("ingest");
@@ -144,16 +146,20 @@ async fn kill_9_during_replay_then_restart_counts_every_record_once() {
     let killed_at = killed_at.expect("killed during replay");
     p.kill9();
     eprintln!("killed at {killed_at} of {total} records");
-    let mut p = spawn(dir.path()).await;
+    let mut p = spawn(dir.path(), &[]).await;
     let fin = wait_caught_up(&p.base, &id, total).await;
     p.kill9();
     assert_eq!(fin["result"], clean_pass(dir.path(), &body).await, "equals a clean run");
 }
 
+/// The live test runs with `--fsync` (the replay test without), so both durability modes go
+/// through a kill -9.
+const FSYNC: &[&str] = &["--fsync"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_live_ingest_then_restart_counts_every_record_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut p = spawn(dir.path()).await;
+    let mut p = spawn(dir.path(), FSYNC).await;
     ingest(&p.base, "tweets", 0, 300).await.expect("ingest");
     let body = sample_query("tweets");
     let created: Value = reqwest::Client::new()
@@ -180,7 +186,7 @@ async fn kill_9_during_live_ingest_then_restart_counts_every_record_once() {
     p.kill9();
     let next = writer.await.expect("writer");
     eprintln!("killed during live ingest after ~{next} records");
-    let mut p = spawn(dir.path()).await;
+    let mut p = spawn(dir.path(), FSYNC).await;
     let answer = ingest(&p.base, "tweets", 1_000_000, 30).await.expect("ingest after restart");
     let total = total_of(&answer);
     assert!(total >= next - 150 + 30 && total <= next + 30 + 150, "{total} {next}");
