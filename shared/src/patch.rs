@@ -52,13 +52,13 @@ fn diff_into(from: &Value, to: &Value, path: &mut String, ops: &mut Vec<Value>) 
         (Value::Array(a), Value::Array(b)) => {
             let len = path.len();
             for (i, (old, new)) in a.iter().zip(b).enumerate() {
-                push_token(path, &i.to_string());
+                push_index(path, i);
                 diff_into(old, new, path, ops);
                 path.truncate(len);
             }
             // Removed from the end first, so every index is valid when applied.
             for i in (b.len()..a.len()).rev() {
-                push_token(path, &i.to_string());
+                push_index(path, i);
                 ops.push(op("remove", path, None));
                 path.truncate(len);
             }
@@ -83,6 +83,12 @@ fn push_token(path: &mut String, token: &str) {
             c => path.push(c),
         }
     }
+}
+
+/// Append `/index` (digits need no escaping, and no string is allocated for them).
+fn push_index(path: &mut String, index: usize) {
+    use std::fmt::Write;
+    let _ = write!(path, "/{index}");
 }
 
 fn op(name: &str, path: &str, value: Option<&Value>) -> Value {

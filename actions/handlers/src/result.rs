@@ -6,12 +6,12 @@
 //! (the next refresh catches up), and concurrent refreshes are serialised by compare-and-set on
 //! the result's revision so versions stay consecutive and each delta applies to its predecessor.
 
+use std::sync::Arc;
+
 use kappa_core::ports::{
     Checkpoint, PartitionProgress, Progress, QueryRecord, ResultRecord, Segment,
 };
 use kappa_core::{PartialState, Plan, patch};
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 
 use crate::env::Env;

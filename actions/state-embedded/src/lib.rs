@@ -872,3 +872,60 @@ impl StateStore for EmbeddedStore {
         Ok(raw.map(|r| from_json("subscriptions", r.value())).transpose()?.unwrap_or_default())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(n: i64, bytes: usize) -> Checkpoint {
+        Checkpoint { next_offset: n, state: vec![7; bytes], head: n, lost: 0 }
+    }
+
+    /// Only checkpoints up to `CACHED_CHECKPOINT_BYTES` stay in memory once in the file, whether
+    /// they got there by a commit or by a read of the file.
+    #[test]
+    fn only_small_checkpoints_stay_in_memory_once_in_the_file() {
+        let dir = std::env::temp_dir().join(format!("kappa-cp-limit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.redb");
+        let (small, big) = (
+            Segment { partition: 0, start: 0, end: None },
+            Segment { partition: 1, start: 0, end: None },
+        );
+        let key = |s: &Segment| ("q".to_string(), s.key());
+        let in_memory = |store: &EmbeddedStore, s: &Segment| {
+            lock_pending(&store.pending).in_file.contains_key(&key(s))
+        };
+        let store = EmbeddedStore::open_with(&path, 4, false).unwrap();
+        pollster::block_on(async {
+            let over = CACHED_CHECKPOINT_BYTES + 1;
+            assert!(
+                store
+                    .compare_and_set_checkpoint("q", &small, None, &checkpoint(1, 8))
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                store
+                    .compare_and_set_checkpoint("q", &big, None, &checkpoint(1, over))
+                    .await
+                    .unwrap()
+            );
+            // What the committer does with pending checkpoints (here without waiting for it).
+            commit(&store.db, &store.pending, &[]).unwrap();
+            assert!(in_memory(&store, &small), "a small checkpoint is kept after its commit");
+            assert!(!in_memory(&store, &big), "a large one is not");
+            assert_eq!(store.checkpoint("q", &big).await.unwrap(), Some(checkpoint(1, over)));
+            assert!(!in_memory(&store, &big), "nor after a read of the file");
+        });
+        drop(store);
+        let store = EmbeddedStore::open_with(&path, 4, false).unwrap();
+        pollster::block_on(async {
+            assert!(!in_memory(&store, &small), "a reopened store starts empty");
+            assert_eq!(store.checkpoint("q", &small).await.unwrap(), Some(checkpoint(1, 8)));
+            assert!(in_memory(&store, &small), "a small one read from the file is kept");
+        });
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
