@@ -1,8 +1,10 @@
 //! The core engine's speed over a two-week log of real-tweet-shaped records.
 //!
 //! Run with: `scripts/fetch-tweets.sh && cargo bench -p kappa-core --bench core`
-//! (`KAPPA_BENCH_RECORDS=N` sets the log length; default 300,000). Prints records/s and MB/s on
-//! one core for the four benchmark queries of BENCHMARKS.md, and µs for merge, render and diff.
+//! (`KAPPA_BENCH_RECORDS=N` sets the log length, default 300,000; `KAPPA_BENCH_FORMAT=api`
+//! (default), `reserialized` or `both` the records' bytes, see `kappa_tweetgen::RecordFormat`;
+//! `KAPPA_BENCH_ONLY=Q1,Q2` a subset of queries). Prints records/s and MB/s on one core for the
+//! benchmark queries of BENCHMARKS.md, and µs for merge, render and diff.
 
 #![allow(
     clippy::disallowed_methods,
@@ -13,7 +15,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use kappa_core::{Limits, PartialState, Plan, Record, patch};
-use kappa_tweetgen::{GenConfig, TweetGen};
+use kappa_tweetgen::{GenConfig, RecordFormat, TweetGen};
 use serde_json::{Value, json};
 
 struct Log {
@@ -21,9 +23,9 @@ struct Log {
     bytes: usize,
 }
 
-fn build_log(n: u64) -> Log {
+fn build_log(n: u64, format: RecordFormat) -> Log {
     let base = TweetGen::load_default_base().expect("run scripts/fetch-tweets.sh first");
-    let generator = TweetGen::new(base, GenConfig { total: n, ..GenConfig::default() });
+    let generator = TweetGen::new(base, GenConfig { total: n, format, ..GenConfig::default() });
     let records: Vec<(i64, Vec<u8>)> =
         generator.iter(0..n).map(|r| (r.timestamp_ms, r.value)).collect();
     let bytes = records.iter().map(|(_, v)| v.len()).sum();
@@ -43,14 +45,15 @@ fn fold_range(plan: &Plan, log: &Log, range: std::ops::Range<usize>) -> PartialS
 fn queries() -> Vec<(&'static str, Value)> {
     vec![
         (
-            "Q1 match federer, count",
-            json!({"topic": "tweets", "query": {"multi_match": {"query": "federer", "fields": ["text", "full_text"]}}}),
+            "Q1 match federer on text, count",
+            json!({"topic": "tweets", "size": 0, "query": {"match": {"text": "federer"}}}),
         ),
         (
-            "Q2 terms hashtags + hourly histogram",
-            json!({"topic": "tweets", "aggs": {
+            "Q2 terms hashtags + hourly created_at",
+            json!({"topic": "tweets", "size": 0, "aggs": {
             "tags": {"terms": {"field": "entities.hashtags.text", "size": 10}},
-            "per_hour": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1h"}}}}),
+            "per_hour": {"date_histogram": {"field": "created_at",
+                "format": "EEE MMM dd HH:mm:ss Z yyyy", "fixed_interval": "1h"}}}}),
         ),
         (
             "Q3 stats retweets + cardinality users",
@@ -66,50 +69,77 @@ fn queries() -> Vec<(&'static str, Value)> {
             "aggs": {"users": {"terms": {"field": "user.screen_name", "size": 100},
                 "aggs": {"best": {"top_hits": {"size": 5, "sort": [{"retweet_count": "desc"}], "_source": ["text", "full_text", "retweet_count"]}}}}}}),
         ),
+        (
+            "Q5 multi_match federer on text/full_text",
+            json!({"topic": "tweets", "query": {"multi_match": {"query": "federer", "fields": ["text", "full_text"]}}}),
+        ),
+        (
+            "Q6 terms hashtags + hourly @timestamp",
+            json!({"topic": "tweets", "aggs": {
+            "tags": {"terms": {"field": "entities.hashtags.text", "size": 10}},
+            "per_hour": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1h"}}}}),
+        ),
     ]
 }
 
 fn main() {
     let n: u64 =
         std::env::var("KAPPA_BENCH_RECORDS").ok().and_then(|s| s.parse().ok()).unwrap_or(300_000);
-    let t = Instant::now();
-    let log = build_log(n);
-    println!(
-        "log: {} records, {:.1} MB, {:.0} B/record average (built in {:.1}s)",
-        log.records.len(),
-        log.bytes as f64 / 1e6,
-        log.bytes as f64 / log.records.len() as f64,
-        t.elapsed().as_secs_f64()
-    );
-    println!("{:<44} {:>14} {:>10} {:>10}", "query (one core)", "records/s", "MB/s", "matched");
+    let formats: Vec<RecordFormat> =
+        match std::env::var("KAPPA_BENCH_FORMAT").as_deref().unwrap_or("api") {
+            "both" => vec![RecordFormat::Api, RecordFormat::Reserialized],
+            f => vec![f.parse().expect("KAPPA_BENCH_FORMAT: api, reserialized or both")],
+        };
+    let only = std::env::var("KAPPA_BENCH_ONLY").unwrap_or_default();
     let limits = Limits::default();
     let mut q2 = None;
-    for (name, body) in queries() {
-        let plan = Plan::parse(&body, &limits).expect("benchmark queries are valid");
-        // Warm up caches and the allocator, then measure the best of three passes.
-        black_box(fold_range(&plan, &log, 0..log.records.len().min(20_000)));
-        let mut best = f64::MAX;
-        let mut state = None;
-        for _ in 0..3 {
-            let t = Instant::now();
-            let s = fold_range(&plan, &log, 0..log.records.len());
-            best = best.min(t.elapsed().as_secs_f64());
-            state = Some(s);
-        }
-        let state = state.expect("three passes ran");
+    let mut q2_log = None;
+    for format in formats {
+        let t = Instant::now();
+        let log = build_log(n, format);
         println!(
-            "{:<44} {:>14.0} {:>10.0} {:>10}",
-            name,
-            log.records.len() as f64 / best,
-            log.bytes as f64 / 1e6 / best,
-            state.matched()
+            "log ({format:?} bytes): {} records, {:.1} MB, {:.0} B/record average (built in {:.1}s)",
+            log.records.len(),
+            log.bytes as f64 / 1e6,
+            log.bytes as f64 / log.records.len() as f64,
+            t.elapsed().as_secs_f64()
         );
-        if name.starts_with("Q2") {
-            q2 = Some(plan);
+        println!("{:<44} {:>14} {:>10} {:>10}", "query (one core)", "records/s", "MB/s", "matched");
+        for (name, body) in queries() {
+            let tag = name.split(' ').next().unwrap_or(name);
+            if !only.is_empty() && !only.split(',').any(|o| o == tag) {
+                continue;
+            }
+            let plan = Plan::parse(&body, &limits).expect("benchmark queries are valid");
+            // Warm up caches and the allocator, then measure the best of three passes.
+            black_box(fold_range(&plan, &log, 0..log.records.len().min(20_000)));
+            let mut best = f64::MAX;
+            let mut state = None;
+            for _ in 0..3 {
+                let t = Instant::now();
+                let s = fold_range(&plan, &log, 0..log.records.len());
+                best = best.min(t.elapsed().as_secs_f64());
+                state = Some(s);
+            }
+            let state = state.expect("three passes ran");
+            println!(
+                "{:<44} {:>14.0} {:>10.0} {:>10}",
+                name,
+                log.records.len() as f64 / best,
+                log.bytes as f64 / 1e6 / best,
+                state.matched()
+            );
+            if tag == "Q2" && q2.is_none() {
+                q2 = Some(plan);
+            }
+        }
+        if q2_log.is_none() {
+            q2_log = Some(log);
         }
     }
-
-    let plan = q2.expect("Q2 ran");
+    let (Some(plan), Some(log)) = (q2, q2_log) else {
+        return;
+    };
     let half = log.records.len() / 2;
     let a = fold_range(&plan, &log, 0..half);
     let b = fold_range(&plan, &log, half..log.records.len());

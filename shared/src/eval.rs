@@ -6,8 +6,6 @@
 
 use std::borrow::Cow;
 
-use aho_corasick::AhoCorasick;
-
 use crate::date::DateFormat;
 use crate::request::{Bound, FieldRef, Query, RangeKind};
 use crate::scan::{Extracted, Scalar};
@@ -170,11 +168,20 @@ fn match_field(values: &[Scalar<'_>], query: &str, tokens: &[String], required: 
     if tokens.is_empty() {
         return false;
     }
-    let mut found = vec![false; tokens.len()];
+    let mut found = Vec::new();
     let mut count = 0;
     for v in values {
         match v {
-            Scalar::Str(s) => {
+            // Segmenting into words costs far more than looking at the bytes: only texts that
+            // can hold a token still missing are segmented.
+            Scalar::Str(s)
+                if tokens.iter().enumerate().any(|(i, q)| {
+                    !found.get(i).copied().unwrap_or(false) && text::may_hold_token(s, q)
+                }) =>
+            {
+                if found.is_empty() {
+                    found = vec![false; tokens.len()];
+                }
                 text::for_each_token(s, |t| {
                     for (i, q) in tokens.iter().enumerate() {
                         if !found[i] && q == t {
@@ -207,6 +214,9 @@ fn match_field(values: &[Scalar<'_>], query: &str, tokens: &[String], required: 
 }
 
 fn contains_phrase(s: &str, phrase: &[String]) -> bool {
+    if !phrase.iter().all(|t| text::may_hold_token(s, t)) {
+        return false;
+    }
     let words = text::analyze(s);
     words.windows(phrase.len()).any(|w| w == phrase)
 }
@@ -255,216 +265,5 @@ fn in_range(
                 && num(lt).is_none_or(|b| x < b)
                 && num(lte).is_none_or(|b| x <= b)
         }
-    }
-}
-
-/// A byte-level pre-filter: a record that contains none of its literals (ASCII
-/// case-insensitively) cannot match, so it is passed over without being parsed.
-///
-/// Built only from analysed `match` tokens that are plain ASCII. The same word can hide in JSON
-/// bytes in other spellings, so a record is also a candidate when it holds a `\u00XX` escape of
-/// an ASCII character, or one of the two non-ASCII characters whose lowercase is ASCII (`K`
-/// KELVIN SIGN, `İ`), raw or escaped.
-///
-/// The search is SIMD where the CPU has it: a packed (Teddy) searcher finds every case variant
-/// of each literal's first three bytes, and each hit is verified case-insensitively; elsewhere
-/// (WASM) a case-insensitive Aho-Corasick automaton does the same job.
-#[derive(Debug, Clone)]
-pub(crate) struct Prefilter {
-    literals: Vec<Vec<u8>>,
-    search: LiteralSearch,
-    escape: memchr::memmem::Finder<'static>,
-    unicode: Vec<memchr::memmem::Finder<'static>>,
-}
-
-#[derive(Debug, Clone)]
-enum LiteralSearch {
-    Packed(aho_corasick::packed::Searcher),
-    Automaton(AhoCorasick),
-}
-
-/// Every ASCII case variant of `word`.
-fn case_variants(word: &[u8]) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = vec![Vec::new()];
-    for &c in word {
-        let mut next = Vec::with_capacity(out.len() * 2);
-        for p in &out {
-            for v in [c.to_ascii_lowercase(), c.to_ascii_uppercase()] {
-                let mut q = p.clone();
-                q.push(v);
-                if !next.contains(&q) {
-                    next.push(q);
-                }
-            }
-        }
-        out = next;
-    }
-    out
-}
-
-impl Prefilter {
-    /// The pre-filter implied by `query`, if one applies.
-    pub(crate) fn for_query(query: &Query) -> Option<Prefilter> {
-        let mut literals: Vec<Vec<u8>> =
-            literals(query)?.into_iter().map(String::into_bytes).collect();
-        literals.sort();
-        literals.dedup();
-        if literals.is_empty() {
-            return None;
-        }
-        let all: Vec<u8> = literals.concat();
-        let mut unicode = Vec::new();
-        if all.contains(&b'k') {
-            unicode.push(memchr::memmem::Finder::new("\u{212A}".as_bytes()).into_owned());
-            unicode.push(memchr::memmem::Finder::new(b"\\u212a").into_owned());
-            unicode.push(memchr::memmem::Finder::new(b"\\u212A").into_owned());
-        }
-        if all.contains(&b'i') {
-            unicode.push(memchr::memmem::Finder::new("\u{130}".as_bytes()).into_owned());
-            unicode.push(memchr::memmem::Finder::new(b"\\u0130").into_owned());
-        }
-        let prefixes: Vec<Vec<u8>> =
-            literals.iter().flat_map(|l| case_variants(&l[..l.len().min(3)])).collect();
-        let mut builder = aho_corasick::packed::Config::new().builder();
-        for p in &prefixes {
-            builder.add(p);
-        }
-        let search = match (prefixes.len() <= 64).then(|| builder.build()).flatten() {
-            Some(packed) => LiteralSearch::Packed(packed),
-            None => LiteralSearch::Automaton(
-                AhoCorasick::builder().ascii_case_insensitive(true).build(&literals).ok()?,
-            ),
-        };
-        Some(Prefilter {
-            literals,
-            search,
-            escape: memchr::memmem::Finder::new(b"\\u00").into_owned(),
-            unicode,
-        })
-    }
-
-    /// Whether a record with these bytes may match.
-    pub(crate) fn may_match(&self, bytes: &[u8]) -> bool {
-        self.has_literal(bytes)
-            || self.has_escaped_ascii(bytes)
-            || self.unicode.iter().any(|f| f.find(bytes).is_some())
-    }
-
-    fn has_literal(&self, bytes: &[u8]) -> bool {
-        match &self.search {
-            LiteralSearch::Automaton(ac) => ac.is_match(bytes),
-            LiteralSearch::Packed(packed) => {
-                let mut at = 0;
-                while let Some(m) = packed.find(&bytes[at..]) {
-                    let start = at + m.start();
-                    let rest = &bytes[start..];
-                    if self
-                        .literals
-                        .iter()
-                        .any(|l| rest.len() >= l.len() && rest[..l.len()].eq_ignore_ascii_case(l))
-                    {
-                        return true;
-                    }
-                    at = start + 1;
-                }
-                false
-            }
-        }
-    }
-
-    /// A `\u00XX` escape of a printable ASCII character (`\u0020`..`\u007f`).
-    fn has_escaped_ascii(&self, bytes: &[u8]) -> bool {
-        self.escape.find_iter(bytes).any(|i| matches!(bytes.get(i + 4), Some(b'2'..=b'7')))
-    }
-}
-
-/// Literals of which a matching record contains at least one; None when no such set is known.
-fn literals(query: &Query) -> Option<Vec<String>> {
-    let safe = |tokens: &[String]| -> Option<Vec<String>> {
-        let ok = !tokens.is_empty()
-            && tokens.iter().all(|t| {
-                t.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-                    && t.parse::<f64>().is_err()
-            });
-        ok.then(|| tokens.to_vec())
-    };
-    match query {
-        // Virtual fields (`@key`) are not in the value bytes.
-        Query::Match { field: FieldRef::Path { .. }, tokens, .. }
-        | Query::MatchPhrase { field: FieldRef::Path { .. }, tokens, .. } => safe(tokens),
-        Query::MultiMatch { fields, tokens, .. }
-            if fields.iter().all(|f| matches!(f, FieldRef::Path { .. })) =>
-        {
-            safe(tokens)
-        }
-        Query::Bool { must, filter, should, minimum_should_match, .. } => {
-            if let Some(l) = must.iter().chain(filter).find_map(literals) {
-                return Some(l);
-            }
-            let should_required = minimum_should_match
-                .map_or(must.is_empty() && filter.is_empty(), |m| m.resolve(should.len()) > 0);
-            if should_required && !should.is_empty() {
-                let mut all = Vec::new();
-                for q in should {
-                    all.extend(literals(q)?);
-                }
-                return Some(all);
-            }
-            None
-        }
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::Limits;
-    use crate::request::parse_request;
-
-    fn prefilter(text: &str) -> Prefilter {
-        let req = parse_request(
-            &serde_json::json!({"topic": "t", "query": {"match": {"text": text}}}),
-            &Limits::default(),
-        )
-        .expect("valid");
-        Prefilter::for_query(&req.query).expect("a match query has a pre-filter")
-    }
-
-    #[test]
-    fn the_prefilter_keeps_every_spelling_of_the_word_in_json_bytes() {
-        let f = prefilter("Federer");
-        for candidate in [
-            r#"{"text":"FEDERER wins"}"#,
-            r#"{"text":"go fEdErEr"}"#,
-            r#"{"text":"\u0046ederer"}"#,
-            r#"{"text":"fed\u0065rer"}"#,
-            r#"{"x":"federer"}"#,
-        ] {
-            assert!(f.may_match(candidate.as_bytes()), "{candidate} ruled out");
-        }
-        for other in
-            [r#"{"text":"Nadal wins"}"#, r#"{"text":"fede rer"}"#, r#"{"text":"\u00e9t\u00e9"}"#]
-        {
-            assert!(!f.may_match(other.as_bytes()), "{other} kept");
-        }
-        let k = prefilter("kelvin");
-        assert!(k.may_match("{\"text\":\"\u{212A}elvin\"}".as_bytes()));
-        assert!(k.may_match(br#"{"text":"\u212Aelvin"}"#));
-        let i = prefilter("istanbul");
-        assert!(i.may_match("{\"text\":\"\u{130}STANBUL\"}".as_bytes()));
-    }
-
-    #[test]
-    fn no_prefilter_for_numbers_virtual_fields_or_optional_clauses() {
-        let q = |v: serde_json::Value| {
-            parse_request(&serde_json::json!({"topic": "t", "query": v}), &Limits::default())
-                .expect("valid")
-                .query
-        };
-        assert!(Prefilter::for_query(&q(serde_json::json!({"match": {"n": "42"}}))).is_none());
-        assert!(Prefilter::for_query(&q(serde_json::json!({"match": {"@key": "abc"}}))).is_none());
-        assert!(Prefilter::for_query(&q(serde_json::json!({"bool": {"must": [{"match_all": {}}], "should": [{"match": {"t": "a"}}]}}))).is_none());
-        assert!(Prefilter::for_query(&q(serde_json::json!({"bool": {"filter": [{"term": {"lang": "en"}}, {"match": {"t": "ace"}}]}}))).is_some());
     }
 }

@@ -25,6 +25,7 @@ pub mod limits;
 pub mod patch;
 pub mod plan;
 pub mod ports;
+mod prefilter;
 pub mod request;
 pub mod scan;
 pub mod sketch;

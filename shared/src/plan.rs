@@ -10,10 +10,11 @@ use serde_json::{Map, Value};
 
 use crate::agg::{self, AggState, FoldCtx, RenderCtx};
 use crate::error::{QueryError, StateError};
-use crate::eval::{Doc, Prefilter, Record, matches};
+use crate::eval::{Doc, Record, matches};
 use crate::hits::TopHits;
 use crate::identity::query_id;
 use crate::limits::Limits;
+use crate::prefilter::Prefilter;
 use crate::request::{AggKind, SearchRequest, parse_request};
 use crate::scan::{self, Extracted, PathSet};
 
@@ -144,8 +145,10 @@ impl Plan {
         state: &mut PartialState,
         records: impl IntoIterator<Item = Record<'r>>,
     ) -> Result<(), QueryError> {
+        // One extraction buffer for the whole batch: its slot vectors are reused per record.
+        let mut scratch = Extracted::with_slots(self.paths.len());
         for r in records {
-            self.fold(state, &r)?;
+            self.fold_with(state, &r, &mut scratch)?;
         }
         Ok(())
     }

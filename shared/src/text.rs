@@ -48,6 +48,31 @@ pub fn for_each_token(text: &str, mut f: impl FnMut(&str) -> bool) {
     }
 }
 
+/// Whether `token` (an analysed token) may be one of the tokens of `text`: a check on the bytes
+/// that spares word segmentation of texts that cannot hold it. Exact for ASCII tokens: only
+/// ASCII characters, `K` (KELVIN SIGN) and `İ` lowercase to ASCII, so unless the text holds one
+/// of those two, a word analysed into an ASCII token is that token in some ASCII case, and so a
+/// substring of the text. Non-ASCII tokens are always possible.
+pub fn may_hold_token(text: &str, token: &str) -> bool {
+    let t = token.as_bytes();
+    let Some(&first) = t.first() else { return true };
+    if !token.is_ascii() || (!text.is_ascii() && text.contains(['\u{212A}', '\u{130}'])) {
+        return true;
+    }
+    let b = text.as_bytes();
+    let mut at = 0;
+    while let Some(k) =
+        memchr::memchr2(first.to_ascii_lowercase(), first.to_ascii_uppercase(), &b[at..])
+    {
+        let start = at + k;
+        if b.get(start..start + t.len()).is_some_and(|w| w.eq_ignore_ascii_case(t)) {
+            return true;
+        }
+        at = start + 1;
+    }
+    false
+}
+
 /// The analysed tokens of `text`.
 pub fn analyze(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -69,5 +94,18 @@ mod tests {
         assert_eq!(analyze("İSTANBUL"), ["istanbul"]);
         assert_eq!(analyze("日本語"), ["日", "本", "語"]);
         assert!(analyze("!!! ???").is_empty());
+    }
+
+    #[test]
+    fn may_hold_token_is_never_wrong_about_a_token_that_is_there() {
+        for text in ["Federer WINS", "go #FEDERER!", "\u{212A}elvin", "\u{130}STANBUL", "日本語 x"]
+        {
+            for token in analyze(text) {
+                assert!(may_hold_token(text, &token), "{token} in {text}");
+            }
+        }
+        assert!(!may_hold_token("Nadal wins", "federer"));
+        assert!(!may_hold_token("fede rer", "federer"));
+        assert!(may_hold_token("Ok", "\u{e9}t\u{e9}"));
     }
 }

@@ -78,6 +78,32 @@ pub struct GenConfig {
     pub total: u64,
     /// Share of records that mention Federer (default 0.05).
     pub federer_share: f64,
+    /// How records are serialised (default: byte-faithful to the Twitter API).
+    pub format: RecordFormat,
+}
+
+/// How a generated record is serialised.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecordFormat {
+    /// As the Twitter v1.1 API sends it, and so as a Kafka topic fed from the API holds it:
+    /// compact JSON with every non-ASCII character escaped as `\uXXXX` (lowercase hex; characters
+    /// beyond the BMP as surrogate pairs), `/` as `\/`, and `<`, `>` as `\u003c`, `\u003e`.
+    #[default]
+    Api,
+    /// Re-serialised by `serde_json` (raw UTF-8, no optional escapes): an easier input than any
+    /// topic fed from the API holds; kept as a second column for benchmarks.
+    Reserialized,
+}
+
+impl std::str::FromStr for RecordFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "api" => Ok(RecordFormat::Api),
+            "reserialized" => Ok(RecordFormat::Reserialized),
+            other => Err(format!("unknown record format {other:?} (api or reserialized)")),
+        }
+    }
 }
 
 impl Default for GenConfig {
@@ -88,6 +114,7 @@ impl Default for GenConfig {
             span_ms: 14 * DAY_MS,
             total: 1_000_000,
             federer_share: 0.05,
+            format: RecordFormat::Api,
         }
     }
 }
@@ -302,7 +329,7 @@ impl TweetGen {
 
     /// Sets the share of records built from retweets/quotes (big: they nest another tweet)
     /// against plain tweets, and if that is not enough the share of records with a `place`, so
-    /// that the expected record size is [`TARGET_MEAN_SIZE`]. Per kind, a record's size is its
+    /// that the expected record size in the API's bytes is [`TARGET_MEAN_SIZE`]. Per kind, a record's size is its
     /// template's fixed bytes (mean known exactly) plus the bytes it writes (mean sampled).
     fn calibrate_size(&mut self) {
         const SAMPLES: u64 = 4_000;
@@ -313,11 +340,16 @@ impl TweetGen {
         let (fixed_plain, fixed_nested) = (mean_fixed(&self.plain), mean_fixed(&self.nested));
         let (mut written, mut count) = ([0.0f64; 2], [0u64; 2]);
         let mut buf = Vec::with_capacity(16_384);
+        let mut compact = Vec::with_capacity(16_384);
         for k in 0..SAMPLES {
             let i = mix(k ^ 0x51ce) % self.config.total.max(1);
             let p = self.parts(i);
             buf.clear();
-            self.write_parts(&p, &mut buf);
+            // Calibrated on the API's bytes whatever the format, so that both formats are
+            // the same log (the same records, serialised two ways).
+            self.write_reserialized(&p, &mut compact);
+            write_api_escaped(&compact, &mut buf);
+            compact.clear();
             let kind = usize::from(self.templates[p.base].nested);
             written[kind] += (buf.len() - self.templates[p.base].fixed_len) as f64;
             count[kind] += 1;
@@ -575,6 +607,15 @@ impl TweetGen {
     }
 
     fn write_parts(&self, p: &Parts, out: &mut Vec<u8>) {
+        let start = out.len();
+        self.write_reserialized(p, out);
+        if self.config.format == RecordFormat::Api {
+            let compact = out.split_off(start);
+            write_api_escaped(&compact, out);
+        }
+    }
+
+    fn write_reserialized(&self, p: &Parts, out: &mut Vec<u8>) {
         let t = &self.templates[p.base];
         let mut name = String::with_capacity(32);
         for (seg, slot) in t.segs.iter().zip(&t.slots) {
@@ -680,6 +721,35 @@ impl TweetGen {
 
 fn write_json_str(out: &mut Vec<u8>, s: &str) -> io::Result<()> {
     serde_json::to_writer(out, s).map_err(io::Error::from)
+}
+
+/// Re-encodes compact JSON (as `serde_json` writes it) the way the Twitter API does: every
+/// non-ASCII character as `\uXXXX` (surrogate pairs beyond the BMP), `/` as `\/`, `<` and `>`
+/// as `\u003c` and `\u003e`. These characters only occur inside strings of compact JSON, and
+/// none of them is part of an escape `serde_json` writes, so a per-character rewrite is exact.
+pub fn write_api_escaped(compact: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let text = String::from_utf8_lossy(compact);
+    out.reserve(compact.len() + compact.len() / 8);
+    let unit = |out: &mut Vec<u8>, u: u16| {
+        out.extend_from_slice(b"\\u");
+        for shift in [12, 8, 4, 0] {
+            out.push(HEX[usize::from((u >> shift) & 0xf)]);
+        }
+    };
+    for c in text.chars() {
+        match c {
+            '/' => out.extend_from_slice(b"\\/"),
+            '<' | '>' => unit(out, c as u16),
+            c if c.is_ascii() => out.push(c as u8),
+            c => {
+                let mut units = [0u16; 2];
+                for &u in c.encode_utf16(&mut units).iter() {
+                    unit(out, u);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

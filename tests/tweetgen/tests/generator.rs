@@ -165,3 +165,37 @@ fn public_word_lists() {
     assert_eq!(kappa_tweetgen::top_hashtags()[0], "Wimbledon");
     assert!(kappa_tweetgen::top_hashtags().len() >= 50);
 }
+
+#[test]
+fn api_format_is_byte_faithful_to_the_twitter_api() {
+    // The same log re-serialised by serde_json: the same JSON values, fewer escapes.
+    let reserialized = TweetGen::new(
+        base(),
+        GenConfig { format: kappa_tweetgen::RecordFormat::Reserialized, ..config() },
+    );
+    let (mut u_escapes, mut backslashes, mut surrogate_pairs) = (0usize, 0usize, 0usize);
+    let sample = 2_000;
+    for (i, api) in records().iter().take(sample).enumerate() {
+        let plain = reserialized.record(i as u64);
+        assert_eq!(api.key, plain.key);
+        let a: Value = serde_json::from_slice(&api.value).expect("API bytes are JSON");
+        let b: Value = serde_json::from_slice(&plain.value).expect("re-serialised bytes are JSON");
+        assert_eq!(a, b, "record {i} decodes differently");
+        // The API escapes every non-ASCII character, `/`, `<` and `>`.
+        assert!(api.value.is_ascii(), "record {i} has raw non-ASCII bytes");
+        for (k, w) in api.value.windows(2).enumerate() {
+            if matches!(w[1], b'/' | b'<' | b'>') {
+                assert_eq!(w[0], b'\\', "record {i}: unescaped {:?} at {k}", w[1] as char);
+            }
+        }
+        let s = String::from_utf8_lossy(&api.value);
+        u_escapes += s.matches("\\u").count();
+        surrogate_pairs += s.matches("\\ud83").count();
+        backslashes += api.value.iter().filter(|&&c| c == b'\\').count();
+    }
+    // Real API records carry ~40 `\u` escapes and ~130 backslashes each (shared/reference/data.md).
+    let per = |n: usize| n as f64 / sample as f64;
+    assert!((20.0..=80.0).contains(&per(u_escapes)), "{} \\u escapes a record", per(u_escapes));
+    assert!((60.0..=250.0).contains(&per(backslashes)), "{} backslashes a record", per(backslashes));
+    assert!(surrogate_pairs > 0, "emoji are written as surrogate pairs");
+}

@@ -2,7 +2,7 @@
 //! `kappa ingest` and demos. See `tweetgen --help`.
 
 use anyhow::{Context, Result, bail};
-use kappa_tweetgen::{GenConfig, TweetGen};
+use kappa_tweetgen::{GenConfig, RecordFormat, TweetGen};
 use std::io::{self, Write};
 use std::path::PathBuf;
 
@@ -10,13 +10,16 @@ const HELP: &str = "\
 tweetgen: writes generated tweets (a Wimbledon fortnight) as NDJSON to stdout
 
 USAGE:
-    tweetgen --count N [--seed S] [--start-index I] [--total T] [--base PATH]
+    tweetgen --count N [--seed S] [--start-index I] [--total T] [--format F] [--base PATH]
 
 OPTIONS:
     --count N        number of records to write (required)
     --seed S         seed; the same seed gives the same log (default 2026)
     --start-index I  index of the first record (default 0)
     --total T        records spread over the 14 days (default I + N)
+    --format F       api (default): bytes as the Twitter API sends them (non-ASCII as
+                     \\uXXXX, `/` as \\/, `<` `>` escaped); reserialized: as serde_json
+                     writes them (raw UTF-8, fewer escapes)
     --base PATH      base tweets, NDJSON (default $KAPPA_TWEETS, else
                      <repo>/.cache/tweets/base.ndjson from scripts/fetch-tweets.sh)
     -h, --help       this help
@@ -31,12 +34,13 @@ struct Args {
     start: u64,
     total: Option<u64>,
     base: Option<PathBuf>,
+    format: RecordFormat,
 }
 
 fn parse_args() -> Result<Option<Args>> {
     let mut count = None;
     let mut args =
-        Args { count: 0, seed: GenConfig::default().seed, start: 0, total: None, base: None };
+        Args { count: 0, seed: GenConfig::default().seed, start: 0, total: None, base: None, format: RecordFormat::Api };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
         let arg = arg.to_string_lossy().into_owned();
@@ -64,6 +68,9 @@ fn parse_args() -> Result<Option<Args>> {
             "--seed" => args.seed = number(value()?)?,
             "--start-index" => args.start = number(value()?)?,
             "--total" => args.total = Some(number(value()?)?),
+            "--format" => {
+                args.format = value()?.parse().map_err(anyhow::Error::msg)?;
+            }
             "--base" => args.base = Some(PathBuf::from(value()?)),
             _ => bail!("unknown argument {arg} (see --help)"),
         }
@@ -87,6 +94,7 @@ fn main() -> Result<()> {
     let config = GenConfig {
         seed: args.seed,
         total: args.total.unwrap_or(end).max(1),
+        format: args.format,
         ..GenConfig::default()
     };
     let tweet_gen = TweetGen::new(base, config);

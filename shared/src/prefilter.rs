@@ -1,0 +1,272 @@
+//! The byte-level pre-filter: rule out records that cannot match before parsing them.
+//!
+//! A `match` query on a word can only match a record whose text holds the word; the pre-filter
+//! looks for the word in the record's raw JSON bytes, where it can hide in other spellings:
+//! - in any ASCII case (the standard analyzer lowercases);
+//! - with any of its characters written as a JSON escape: `\u0066ederer` is "federer". Only
+//!   escapes that can decode to a character of a searched word matter: the Twitter API writes
+//!   `<` as `\u003c` and every non-ASCII character as `\uXXXX`, so nearly every record holds
+//!   escapes, but `\u003c` or `\ud83c` can never be a letter of "federer";
+//! - as one of the two non-ASCII characters whose lowercase is ASCII (`K` KELVIN SIGN → k,
+//!   `İ` → i under Java's simple case mapping), raw or escaped.
+//!
+//! So a record is a candidate if it contains a literal (ASCII case-insensitively), or an escape
+//! `\u00XX` of a byte of a literal (in either case, hex digits in either case), or a spelling of
+//! K/İ when a literal has `k`/`i`. The law (property-tested in `tests/props.rs`): a record the
+//! pre-filter rules out never matches the full evaluation.
+//!
+//! All of this is one pass: a packed SIMD (Teddy) searcher looks for every case variant of each
+//! literal's first three bytes and for every candidate escape at once, and each literal hit is
+//! verified case-insensitively; where the CPU has no Teddy (WASM) an ASCII-case-insensitive
+//! Aho-Corasick automaton over the literals and the escapes does the same job.
+
+use aho_corasick::AhoCorasick;
+
+use crate::request::{FieldRef, Query};
+
+/// See the module documentation.
+#[derive(Debug, Clone)]
+pub(crate) struct Prefilter {
+    /// Lowercase ASCII literals; a matching record contains at least one (in some spelling).
+    literals: Vec<Vec<u8>>,
+    search: LiteralSearch,
+}
+
+#[derive(Debug, Clone)]
+enum LiteralSearch {
+    /// Patterns `0..prefixes` are literal prefixes (verified against the literals); the rest
+    /// are other spellings (escapes, K/İ), a candidate as soon as they occur.
+    Packed { searcher: aho_corasick::packed::Searcher, prefixes: usize },
+    /// Literals and other spellings, ASCII-case-insensitively.
+    Automaton(AhoCorasick),
+}
+
+/// Every ASCII case variant of `word`.
+fn case_variants(word: &[u8]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = vec![Vec::new()];
+    for &c in word {
+        let mut next = Vec::with_capacity(out.len() * 2);
+        for p in &out {
+            for v in [c.to_ascii_lowercase(), c.to_ascii_uppercase()] {
+                let mut q = p.clone();
+                q.push(v);
+                if !next.contains(&q) {
+                    next.push(q);
+                }
+            }
+        }
+        out = next;
+    }
+    out
+}
+
+/// The spellings other than raw ASCII under which a byte of `literals` can appear in JSON
+/// bytes, lowercase (hex digits too): `\u00XX` escapes of each byte in either case, `\/` for
+/// `/`, and K/İ raw and escaped.
+fn other_spellings(literals: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut bytes: Vec<u8> = literals
+        .iter()
+        .flatten()
+        .flat_map(|&c| [c.to_ascii_lowercase(), c.to_ascii_uppercase()])
+        .collect();
+    bytes.sort_unstable();
+    bytes.dedup();
+    let mut out: Vec<Vec<u8>> =
+        bytes.iter().map(|c| format!("\\u00{c:02x}").into_bytes()).collect();
+    if bytes.contains(&b'/') {
+        out.push(b"\\/".to_vec());
+    }
+    if bytes.contains(&b'k') {
+        out.push("\u{212A}".as_bytes().to_vec());
+        out.push(b"\\u212a".to_vec());
+    }
+    if bytes.contains(&b'i') {
+        out.push("\u{130}".as_bytes().to_vec());
+        out.push(b"\\u0130".to_vec());
+    }
+    out
+}
+
+impl Prefilter {
+    /// The pre-filter implied by `query`, if one applies.
+    pub(crate) fn for_query(query: &Query) -> Option<Prefilter> {
+        let mut literals: Vec<Vec<u8>> =
+            literals(query)?.into_iter().map(String::into_bytes).collect();
+        literals.sort();
+        literals.dedup();
+        if literals.is_empty() {
+            return None;
+        }
+        let spellings = other_spellings(&literals);
+        let prefixes: Vec<Vec<u8>> =
+            literals.iter().flat_map(|l| case_variants(&l[..l.len().min(3)])).collect();
+        // Hex digits may be written in either case: `\u006A` is `\u006a`.
+        let spelled: Vec<Vec<u8>> = spellings
+            .iter()
+            .flat_map(|s| match s.strip_prefix(b"\\u") {
+                Some(hex) => {
+                    case_variants(hex).into_iter().map(|h| [b"\\u", &h[..]].concat()).collect()
+                }
+                None => vec![s.clone()],
+            })
+            .collect();
+        let mut builder = aho_corasick::packed::Config::new().builder();
+        for p in prefixes.iter().chain(&spelled) {
+            builder.add(p);
+        }
+        let packed = (prefixes.len() + spelled.len() <= 64).then(|| builder.build()).flatten();
+        let search = match packed {
+            Some(searcher) => LiteralSearch::Packed { searcher, prefixes: prefixes.len() },
+            None => LiteralSearch::Automaton(
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .build(literals.iter().chain(&spellings))
+                    .ok()?,
+            ),
+        };
+        Some(Prefilter { literals, search })
+    }
+
+    /// Whether a record with these bytes may match.
+    pub(crate) fn may_match(&self, bytes: &[u8]) -> bool {
+        match &self.search {
+            LiteralSearch::Automaton(ac) => ac.is_match(bytes),
+            LiteralSearch::Packed { searcher, prefixes } => {
+                let mut at = 0;
+                while let Some(m) = searcher.find(&bytes[at..]) {
+                    if m.pattern().as_usize() >= *prefixes {
+                        return true;
+                    }
+                    let start = at + m.start();
+                    let rest = &bytes[start..];
+                    if self
+                        .literals
+                        .iter()
+                        .any(|l| rest.len() >= l.len() && rest[..l.len()].eq_ignore_ascii_case(l))
+                    {
+                        return true;
+                    }
+                    at = start + 1;
+                }
+                false
+            }
+        }
+    }
+}
+
+/// Literals of which a matching record contains at least one; None when no such set is known.
+fn literals(query: &Query) -> Option<Vec<String>> {
+    let safe = |tokens: &[String]| -> Option<Vec<String>> {
+        let ok = !tokens.is_empty()
+            && tokens.iter().all(|t| {
+                t.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+                    && t.parse::<f64>().is_err()
+            });
+        ok.then(|| tokens.to_vec())
+    };
+    match query {
+        // Virtual fields (`@key`) are not in the value bytes.
+        Query::Match { field: FieldRef::Path { .. }, tokens, .. }
+        | Query::MatchPhrase { field: FieldRef::Path { .. }, tokens, .. } => safe(tokens),
+        Query::MultiMatch { fields, tokens, .. }
+            if fields.iter().all(|f| matches!(f, FieldRef::Path { .. })) =>
+        {
+            safe(tokens)
+        }
+        Query::Bool { must, filter, should, minimum_should_match, .. } => {
+            if let Some(l) = must.iter().chain(filter).find_map(literals) {
+                return Some(l);
+            }
+            let should_required = minimum_should_match
+                .map_or(must.is_empty() && filter.is_empty(), |m| m.resolve(should.len()) > 0);
+            if should_required && !should.is_empty() {
+                let mut all = Vec::new();
+                for q in should {
+                    all.extend(literals(q)?);
+                }
+                return Some(all);
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Limits;
+    use crate::request::parse_request;
+
+    fn prefilter(text: &str) -> Prefilter {
+        let req = parse_request(
+            &serde_json::json!({"topic": "t", "query": {"match": {"text": text}}}),
+            &Limits::default(),
+        )
+        .expect("valid");
+        Prefilter::for_query(&req.query).expect("a match query has a pre-filter")
+    }
+
+    /// The same pre-filter forced onto the automaton (what WASM builds use).
+    fn automaton(f: &Prefilter) -> Prefilter {
+        let spellings = other_spellings(&f.literals);
+        let ac = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(f.literals.iter().chain(&spellings))
+            .expect("builds");
+        Prefilter { literals: f.literals.clone(), search: LiteralSearch::Automaton(ac) }
+    }
+
+    #[test]
+    fn the_prefilter_keeps_every_spelling_of_the_word_in_json_bytes() {
+        let f = prefilter("Federer");
+        assert!(matches!(f.search, LiteralSearch::Packed { .. }) || cfg!(target_arch = "wasm32"));
+        for f in [automaton(&f), f] {
+            for candidate in [
+                r#"{"text":"FEDERER wins"}"#,
+                r#"{"text":"go fEdErEr"}"#,
+                r#"{"text":"\u0046ederer"}"#,
+                r#"{"text":"fed\u0065rer"}"#,
+                r#"{"text":"fede\u0052er"}"#,
+                r#"{"x":"federer"}"#,
+            ] {
+                assert!(f.may_match(candidate.as_bytes()), "{candidate} ruled out");
+            }
+            for other in [
+                r#"{"text":"Nadal wins"}"#,
+                r#"{"text":"fede rer"}"#,
+                r#"{"text":"\u00e9t\u00e9"}"#,
+                // The API's escapes of characters that are not letters of the word.
+                r#"{"source":"\u003ca href=\"http:\/\/x\"\u003eTwitter\u003c\/a\u003e \ud83c\udfbe \u2026"}"#,
+                r#"{"text":"\u0041\u0042"}"#,
+            ] {
+                assert!(!f.may_match(other.as_bytes()), "{other} kept");
+            }
+        }
+        let k = prefilter("kelvin");
+        for k in [automaton(&k), k] {
+            assert!(k.may_match("{\"text\":\"\u{212A}elvin\"}".as_bytes()));
+            assert!(k.may_match(br#"{"text":"\u212Aelvin"}"#));
+            assert!(k.may_match(br#"{"text":"\u212aelvin"}"#));
+            assert!(k.may_match(br#"{"text":"\u006Belvin"}"#));
+        }
+        let i = prefilter("istanbul");
+        for i in [automaton(&i), i] {
+            assert!(i.may_match("{\"text\":\"\u{130}STANBUL\"}".as_bytes()));
+            assert!(i.may_match(br#"{"text":"\u0130STANBUL"}"#));
+        }
+    }
+
+    #[test]
+    fn no_prefilter_for_numbers_virtual_fields_or_optional_clauses() {
+        let q = |v: serde_json::Value| {
+            parse_request(&serde_json::json!({"topic": "t", "query": v}), &Limits::default())
+                .expect("valid")
+                .query
+        };
+        assert!(Prefilter::for_query(&q(serde_json::json!({"match": {"n": "42"}}))).is_none());
+        assert!(Prefilter::for_query(&q(serde_json::json!({"match": {"@key": "abc"}}))).is_none());
+        assert!(Prefilter::for_query(&q(serde_json::json!({"bool": {"must": [{"match_all": {}}], "should": [{"match": {"t": "a"}}]}}))).is_none());
+        assert!(Prefilter::for_query(&q(serde_json::json!({"bool": {"filter": [{"term": {"lang": "en"}}, {"match": {"t": "ace"}}]}}))).is_some());
+    }
+}
