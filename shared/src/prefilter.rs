@@ -30,14 +30,19 @@ pub(crate) struct Prefilter {
     /// Lowercase ASCII literals; a matching record contains at least one (in some spelling).
     literals: Vec<Vec<u8>>,
     search: LiteralSearch,
+    /// Finds `\u00`, the start of every escape of an ASCII character.
+    escape: memchr::memmem::Finder<'static>,
+    /// The ASCII bytes (either case) of the literals: a `\u00XX` escape of one is a candidate.
+    escaped: [bool; 128],
+    /// The other spellings of literal bytes: K/İ raw and escaped, `\/`.
+    others: Vec<memchr::memmem::Finder<'static>>,
 }
 
 #[derive(Debug, Clone)]
 enum LiteralSearch {
-    /// Patterns `0..prefixes` are literal prefixes (verified against the literals); the rest
-    /// are other spellings (escapes, K/İ), a candidate as soon as they occur.
-    Packed { searcher: aho_corasick::packed::Searcher, prefixes: usize },
-    /// Literals and other spellings, ASCII-case-insensitively.
+    /// Every case variant of each literal's first three bytes, verified against the literals.
+    Packed(aho_corasick::packed::Searcher),
+    /// The literals, ASCII-case-insensitively.
     Automaton(AhoCorasick),
 }
 
@@ -60,31 +65,42 @@ fn case_variants(word: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-/// The spellings other than raw ASCII under which a byte of `literals` can appear in JSON
-/// bytes, lowercase (hex digits too): `\u00XX` escapes of each byte in either case, `\/` for
-/// `/`, and K/İ raw and escaped.
-fn other_spellings(literals: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let mut bytes: Vec<u8> = literals
-        .iter()
-        .flatten()
-        .flat_map(|&c| [c.to_ascii_lowercase(), c.to_ascii_uppercase()])
-        .collect();
-    bytes.sort_unstable();
-    bytes.dedup();
-    let mut out: Vec<Vec<u8>> =
-        bytes.iter().map(|c| format!("\\u00{c:02x}").into_bytes()).collect();
-    if bytes.contains(&b'/') {
+/// The literals' bytes in either case.
+fn literal_bytes(literals: &[Vec<u8>]) -> [bool; 128] {
+    let mut set = [false; 128];
+    for &c in literals.iter().flatten() {
+        for v in [c.to_ascii_lowercase(), c.to_ascii_uppercase()] {
+            if let Some(x) = set.get_mut(usize::from(v)) {
+                *x = true;
+            }
+        }
+    }
+    set
+}
+
+/// The spellings of literal bytes other than raw ASCII and `\u00XX`: `\/` for `/`, and K/İ
+/// raw and escaped (hex digits in either case).
+fn other_spellings(bytes: &[bool; 128]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    if bytes[usize::from(b'/')] {
         out.push(b"\\/".to_vec());
     }
-    if bytes.contains(&b'k') {
-        out.push("\u{212A}".as_bytes().to_vec());
-        out.push(b"\\u212a".to_vec());
+    if bytes[usize::from(b'k')] {
+        out.extend(["\u{212A}".as_bytes(), b"\\u212a", b"\\u212A"].map(<[u8]>::to_vec));
     }
-    if bytes.contains(&b'i') {
-        out.push("\u{130}".as_bytes().to_vec());
-        out.push(b"\\u0130".to_vec());
+    if bytes[usize::from(b'i')] {
+        out.extend(["\u{130}".as_bytes(), b"\\u0130"].map(<[u8]>::to_vec));
     }
     out
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
 }
 
 impl Prefilter {
@@ -97,46 +113,45 @@ impl Prefilter {
         if literals.is_empty() {
             return None;
         }
-        let spellings = other_spellings(&literals);
+        let escaped = literal_bytes(&literals);
+        let others = other_spellings(&escaped)
+            .iter()
+            .map(|s| memchr::memmem::Finder::new(s).into_owned())
+            .collect();
         let prefixes: Vec<Vec<u8>> =
             literals.iter().flat_map(|l| case_variants(&l[..l.len().min(3)])).collect();
-        // Hex digits may be written in either case: `\u006A` is `\u006a`.
-        let spelled: Vec<Vec<u8>> = spellings
-            .iter()
-            .flat_map(|s| match s.strip_prefix(b"\\u") {
-                Some(hex) => {
-                    case_variants(hex).into_iter().map(|h| [b"\\u", &h[..]].concat()).collect()
-                }
-                None => vec![s.clone()],
-            })
-            .collect();
         let mut builder = aho_corasick::packed::Config::new().builder();
-        for p in prefixes.iter().chain(&spelled) {
+        for p in &prefixes {
             builder.add(p);
         }
-        let packed = (prefixes.len() + spelled.len() <= 64).then(|| builder.build()).flatten();
-        let search = match packed {
-            Some(searcher) => LiteralSearch::Packed { searcher, prefixes: prefixes.len() },
+        let search = match (prefixes.len() <= 64).then(|| builder.build()).flatten() {
+            Some(packed) => LiteralSearch::Packed(packed),
             None => LiteralSearch::Automaton(
-                AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .build(literals.iter().chain(&spellings))
-                    .ok()?,
+                AhoCorasick::builder().ascii_case_insensitive(true).build(&literals).ok()?,
             ),
         };
-        Some(Prefilter { literals, search })
+        Some(Prefilter {
+            literals,
+            search,
+            escape: memchr::memmem::Finder::new(b"\\u00").into_owned(),
+            escaped,
+            others,
+        })
     }
 
     /// Whether a record with these bytes may match.
     pub(crate) fn may_match(&self, bytes: &[u8]) -> bool {
+        self.has_literal(bytes)
+            || self.has_escaped_literal_byte(bytes)
+            || self.others.iter().any(|f| f.find(bytes).is_some())
+    }
+
+    fn has_literal(&self, bytes: &[u8]) -> bool {
         match &self.search {
             LiteralSearch::Automaton(ac) => ac.is_match(bytes),
-            LiteralSearch::Packed { searcher, prefixes } => {
+            LiteralSearch::Packed(packed) => {
                 let mut at = 0;
-                while let Some(m) = searcher.find(&bytes[at..]) {
-                    if m.pattern().as_usize() >= *prefixes {
-                        return true;
-                    }
+                while let Some(m) = packed.find(&bytes[at..]) {
                     let start = at + m.start();
                     let rest = &bytes[start..];
                     if self
@@ -151,6 +166,17 @@ impl Prefilter {
                 false
             }
         }
+    }
+
+    /// A `\u00XX` escape whose character is a byte of a literal (in either case).
+    fn has_escaped_literal_byte(&self, bytes: &[u8]) -> bool {
+        self.escape.find_iter(bytes).any(|i| {
+            let hex = |k: usize| bytes.get(i + k).copied().and_then(hex_digit);
+            match (hex(4), hex(5)) {
+                (Some(hi), Some(lo)) => self.escaped.get(usize::from(hi * 16 + lo)) == Some(&true),
+                _ => false,
+            }
+        })
     }
 }
 
@@ -209,18 +235,15 @@ mod tests {
 
     /// The same pre-filter forced onto the automaton (what WASM builds use).
     fn automaton(f: &Prefilter) -> Prefilter {
-        let spellings = other_spellings(&f.literals);
-        let ac = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(f.literals.iter().chain(&spellings))
-            .expect("builds");
-        Prefilter { literals: f.literals.clone(), search: LiteralSearch::Automaton(ac) }
+        let ac =
+            AhoCorasick::builder().ascii_case_insensitive(true).build(&f.literals).expect("builds");
+        Prefilter { search: LiteralSearch::Automaton(ac), ..f.clone() }
     }
 
     #[test]
     fn the_prefilter_keeps_every_spelling_of_the_word_in_json_bytes() {
         let f = prefilter("Federer");
-        assert!(matches!(f.search, LiteralSearch::Packed { .. }) || cfg!(target_arch = "wasm32"));
+        assert!(matches!(f.search, LiteralSearch::Packed(_)) || cfg!(target_arch = "wasm32"));
         for f in [automaton(&f), f] {
             for candidate in [
                 r#"{"text":"FEDERER wins"}"#,

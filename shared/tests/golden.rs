@@ -29,6 +29,8 @@ struct CaseRecord {
     offset: i64,
     partition: i32,
     key: Option<Vec<u8>>,
+    /// Built from `_source` (JSON), not `_raw` bytes.
+    is_source: bool,
 }
 
 impl CaseRecord {
@@ -58,6 +60,7 @@ fn records(case: &Map<String, Value>) -> Result<Vec<CaseRecord>, String> {
                 return Err(format!("record {i}: unknown key [{k}]"));
             }
         }
+        let is_source = r.contains_key("_source");
         let value = match (r.get("_source"), r.get("_raw")) {
             (Some(s), None) => serde_json::to_vec(s).map_err(|e| e.to_string())?,
             (None, Some(Value::String(raw))) => raw.as_bytes().to_vec(),
@@ -84,7 +87,7 @@ fn records(case: &Map<String, Value>) -> Result<Vec<CaseRecord>, String> {
             Some(_) => return Err(format!("record {i}: [@key] must be a string")),
         };
         let offset = next_offset.entry(partition).or_insert(0);
-        out.push(CaseRecord { value, timestamp, offset: *offset, partition, key });
+        out.push(CaseRecord { value, timestamp, offset: *offset, partition, key, is_source });
         *offset += 1;
     }
     Ok(out)
@@ -146,6 +149,25 @@ fn run_case(case: &Map<String, Value>) -> Result<Option<Value>, String> {
                 diff(&actual, &merged)
             ));
         }
+    }
+    // The same records as the Twitter API writes JSON (every non-ASCII character as `\uXXXX`,
+    // surrogate pairs, `\/`, escaped `<` `>`, in keys and values) must give the same answer.
+    let mut api_pass = plan.empty_state();
+    for r in &records {
+        let mut api = CaseRecord { value: Vec::new(), key: r.key.clone(), ..*r };
+        kappa_tweetgen::write_api_escaped(&r.value, &mut api.value);
+        if r.is_source {
+            plan.fold(&mut api_pass, &api.as_record()).map_err(|e| format!("fold: {e}"))?;
+        } else {
+            plan.fold(&mut api_pass, &r.as_record()).map_err(|e| format!("fold: {e}"))?;
+        }
+    }
+    let api = plan.render(&api_pass).map_err(|e| format!("render: {e}"))?;
+    if api != actual {
+        return Err(format!(
+            "the records in the API's wire format render differently:\n{}",
+            diff(&actual, &api)
+        ));
     }
     Ok((actual != *expected).then_some(actual))
 }

@@ -7,8 +7,11 @@ use kappa_core::{Limits, PartialState, Plan, Record, patch};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-const TAGS: &[&str] = &["wimbledon", "federer", "Tennis", "ace", "nadal", "z"];
-const WORDS: &[&str] = &["Federer", "wins", "the", "final", "ACE", "serve", "rain", "delay"];
+const TAGS: &[&str] = &["wimbledon", "federer", "Tennis", "ace", "nadal", "z", "déjà/vu", "🎾"];
+const WORDS: &[&str] = &[
+    "Federer", "wins", "the", "final", "ACE", "serve", "rain", "delay", "<3", "Fédérer", "🎾🔥",
+    "İSTANBUL", "\u{212A}elvin", "a/b",
+];
 const USERS: &[&str] = &["alice", "bob", "carol", "dave", "erin"];
 
 /// One generated record: a JSON document (or junk) and its log timestamp.
@@ -68,8 +71,9 @@ fn document() -> impl Strategy<Value = Rec> {
         prop::collection::vec(prop::sample::select(WORDS), 0..6),
         0i64..(3 * 86_400_000),
         prop::option::of(0u32..1000),
+        any::<bool>(),
     )
-        .prop_map(|(tag, n, flag, user, words, t, key)| {
+        .prop_map(|(tag, n, flag, user, words, t, key, api_bytes)| {
             let mut m = serde_json::Map::new();
             if let Some(tag) = tag {
                 m.insert("tag".into(), tag);
@@ -89,8 +93,18 @@ fn document() -> impl Strategy<Value = Rec> {
                 .map(|d| d.to_rfc3339())
                 .unwrap_or_default();
             m.insert("when".into(), json!(iso));
+            let compact = Value::Object(m).to_string().into_bytes();
+            // Half the records as the Twitter API writes them: `\uXXXX` escapes (surrogate
+            // pairs for emoji), `\/`, escaped `<` and `>`.
+            let value = if api_bytes {
+                let mut api = Vec::new();
+                kappa_tweetgen::write_api_escaped(&compact, &mut api);
+                api
+            } else {
+                compact
+            };
             Rec {
-                value: Value::Object(m).to_string().into_bytes(),
+                value,
                 timestamp: when,
                 key: key.map(|k| format!("k{k}")),
             }
@@ -329,4 +343,119 @@ fn ids_differ_when_meaning_differs_and_agree_when_it_does_not() {
         json!({"topic": "u", "aggs": {"h": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1h"}}}}),
     );
     assert_ne!(a, d);
+}
+
+/// One character as it may appear inside a JSON string in a record's bytes: raw, in the other
+/// ASCII case, as a `\uXXXX` escape (hex digits in either case, surrogate pairs beyond the BMP),
+/// or for `k`/`i` as the non-ASCII characters that lowercase to them (KELVIN SIGN, `İ`).
+fn spelled_char(c: char) -> impl Strategy<Value = String> {
+    let escape = |c: char, upper_hex: bool| -> String {
+        let mut units = [0u16; 2];
+        c.encode_utf16(&mut units)
+            .iter()
+            .map(|u| if upper_hex { format!("\\u{u:04X}") } else { format!("\\u{u:04x}") })
+            .collect()
+    };
+    let mut forms = vec![
+        c.to_string(),
+        c.to_ascii_uppercase().to_string(),
+        escape(c, false),
+        escape(c, true),
+        escape(c.to_ascii_uppercase(), false),
+    ];
+    match c {
+        'k' => forms.extend(["\u{212A}".to_string(), escape('\u{212A}', false)]),
+        'i' => forms.extend(["\u{130}".to_string(), escape('\u{130}', true)]),
+        '/' => forms.push("\\/".to_string()),
+        _ => {}
+    }
+    prop::sample::select(forms)
+}
+
+/// A word spelled in the record's bytes, character by character.
+fn spelled_word(word: String) -> impl Strategy<Value = String> {
+    word.chars().map(spelled_char).collect::<Vec<_>>().prop_map(|parts| parts.concat())
+}
+
+/// JSON string content around the word: plain words, and the escapes the Twitter API writes
+/// for characters that are no letter of any word (`<`, `>`, `/`, emoji, `…`, accents).
+fn filler() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop::sample::select(
+            &[
+                " ",
+                "the ",
+                "final ",
+                "\\u003c",
+                "\\u003e",
+                "\\/",
+                "\\ud83c\\udfbe",
+                "\\u2026",
+                "\\u00e9",
+                "\\n",
+                "\\\"",
+                "ace",
+                "K",
+                "\\u004b",
+                "#",
+                "@",
+                "'s ",
+                "é",
+                "日本",
+            ][..],
+        ),
+        0..6,
+    )
+    .prop_map(|v| v.concat())
+}
+
+/// A query word (letters including `k` and `i`, which have non-ASCII spellings) and a record
+/// that holds it in some spelling, or a near miss, in the queried field or another one.
+fn word_and_record() -> impl Strategy<Value = (String, Vec<u8>)> {
+    let word = prop::collection::vec(
+        prop::sample::select(&['f', 'e', 'd', 'r', 'k', 'i', 'a', 'z'][..]),
+        1..7,
+    )
+    .prop_map(|c| c.into_iter().collect::<String>());
+    word.prop_flat_map(|w| {
+        let near_miss =
+            format!("{}{}", &w[..w.len() - 1], if w.ends_with('z') { 'a' } else { 'z' });
+        let spelled = prop_oneof![spelled_word(w.clone()), spelled_word(near_miss)];
+        (Just(w), filler(), spelled, filler(), any::<bool>())
+    })
+    .prop_map(|(w, before, spelled, after, in_text)| {
+        let body = format!("{before}{spelled}{after}");
+        let record = if in_text {
+            format!(r#"{{"text":"{body}","n":1}}"#)
+        } else {
+            format!(r#"{{"other":"{body}","text":"{before}"}}"#)
+        };
+        (w, record.into_bytes())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The pre-filter's law: a record it rules out never matches the full evaluation. The same
+    /// `match` query with a `global` aggregation (which disables the pre-filter: it sees every
+    /// record) must count exactly the same hits.
+    #[test]
+    fn a_record_the_prefilter_rules_out_never_matches((word, record) in word_and_record()) {
+        let limits = Limits::default();
+        let query = json!({"match": {"text": word}});
+        let filtered = Plan::parse(&json!({"topic": "t", "query": query}), &limits).expect("valid");
+        let unfiltered = Plan::parse(
+            &json!({"topic": "t", "query": query, "aggs": {"all": {"global": {}}}}),
+            &limits,
+        )
+        .expect("valid");
+        prop_assert!(filtered.has_prefilter() && !unfiltered.has_prefilter());
+        let rec = Record { value: &record, timestamp: 0, offset: 0, partition: 0, key: None };
+        let (mut a, mut b) = (filtered.empty_state(), unfiltered.empty_state());
+        filtered.fold(&mut a, &rec).expect("folds");
+        unfiltered.fold(&mut b, &rec).expect("folds");
+        prop_assert_eq!(b.skipped(), 0, "the generated record is JSON: {}", String::from_utf8_lossy(&record));
+        prop_assert_eq!(a.matched(), b.matched(), "record {}", String::from_utf8_lossy(&record));
+    }
 }
