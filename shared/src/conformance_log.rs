@@ -147,14 +147,14 @@ pub async fn log_conformance(log: &(impl LogReader + LogWriter), topic_prefix: &
             offset: i as i64,
             timestamp: r.timestamp,
             key: r.key.clone(),
-            value: r.value.clone(),
+            value: r.value.clone().into(),
         })
         .collect();
     assert_eq!(all, want, "records round-trip (offset, timestamp, key, value)");
     assert_eq!(read_all(log, &a, 0, 0, 30, 7).await, want, "batches of 7 read the same records");
     assert_eq!(read_all(log, &a, 0, 0, 30, 1).await, want, "batches of 1 read the same records");
     let a1 = read_all(log, &a, 1, 0, 7, 3).await;
-    let a1_values: Vec<&[u8]> = a1.iter().map(|r| r.value.as_slice()).collect();
+    let a1_values: Vec<&[u8]> = a1.iter().map(|r| &r.value[..]).collect();
     let p1_values: Vec<&[u8]> = p1.iter().chain(&p1[0..2]).map(|r| r.value.as_slice()).collect();
     assert_eq!(a1_values, p1_values, "partition 1 holds its own records");
     let bb = read_all(log, &b, 0, 0, 3, 100).await;

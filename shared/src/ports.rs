@@ -61,8 +61,34 @@ pub struct LogRecord {
     pub timestamp: i64,
     /// Record key.
     pub key: Option<Vec<u8>>,
-    /// Record value.
-    pub value: Vec<u8>,
+    /// Record value: a shared slice, so that a log that reads many records into one buffer
+    /// hands them out without a copy each.
+    pub value: bytes::Bytes,
+}
+
+/// Copies record values into shared chunks: a log whose client hands out borrowed payloads
+/// (librdkafka, JavaScript buffers) pays one allocation per chunk instead of one per record.
+#[derive(Debug)]
+pub struct ValueArena {
+    chunk: bytes::BytesMut,
+    chunk_bytes: usize,
+}
+
+impl ValueArena {
+    /// An arena that allocates chunks of at least `chunk_bytes`.
+    pub fn new(chunk_bytes: usize) -> Self {
+        ValueArena { chunk: bytes::BytesMut::new(), chunk_bytes }
+    }
+
+    /// A shared copy of `value`.
+    pub fn copy(&mut self, value: &[u8]) -> bytes::Bytes {
+        if self.chunk.capacity() - self.chunk.len() < value.len() {
+            self.chunk = bytes::BytesMut::with_capacity(self.chunk_bytes.max(value.len()));
+        }
+        self.chunk.extend_from_slice(value);
+        // Splits off what was just written; the rest of the chunk's capacity stays here.
+        self.chunk.split().freeze()
+    }
 }
 
 /// The offsets a partition holds: `[low, high)`.
@@ -414,7 +440,7 @@ impl LogWriter for MemoryLog {
                 offset: first + i as i64,
                 timestamp: r.timestamp,
                 key: r.key.clone(),
-                value: r.value.clone(),
+                value: r.value.clone().into(),
             });
         }
         Ok(first)

@@ -6,6 +6,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use bytes::Bytes;
+
 use kappa_core::ports::{Batch, LogRecord, NewRecord, PortError, PortResult, ReadRequest};
 
 use crate::frame::{self, HEADER};
@@ -14,7 +16,7 @@ use crate::{BACKEND, EmbeddedLogConfig};
 /// A sparse index entry every this many bytes of a segment.
 const INDEX_INTERVAL: u64 = 4096;
 /// Bytes read from a segment at a time.
-const READ_CHUNK: usize = 256 << 10;
+const READ_CHUNK: usize = 1 << 20;
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> PortError {
     PortError::permanent(BACKEND, format!("{what} {}: {e}", path.display()))
@@ -107,7 +109,9 @@ struct FrameReader<'a> {
     file: &'a SegmentFile,
     /// File position of `buf[0]`.
     buf_pos: u64,
-    buf: Vec<u8>,
+    /// The bytes read; shared with the records handed out, which are slices of it (no copy
+    /// per record), so a refill starts a new buffer instead of reusing this one.
+    buf: Bytes,
     /// Next frame, as an index into `buf`.
     at: usize,
     /// Stop here (the published or file size).
@@ -116,8 +120,8 @@ struct FrameReader<'a> {
 
 /// What [`FrameReader::next`] found.
 enum Next<'b> {
-    /// A valid frame: its position, total length and body.
-    Frame(u64, u64, frame::Body<'b>),
+    /// A valid frame: its position, total length, body, and value (a slice of the read buffer).
+    Frame(u64, u64, frame::Body<'b>, Bytes),
     /// The end of the readable bytes.
     End,
     /// A torn or corrupt frame at this position.
@@ -126,7 +130,7 @@ enum Next<'b> {
 
 impl<'a> FrameReader<'a> {
     fn new(file: &'a SegmentFile, pos: u64, limit: u64) -> Self {
-        FrameReader { file, buf_pos: pos, buf: Vec::new(), at: 0, limit }
+        FrameReader { file, buf_pos: pos, buf: Bytes::new(), at: 0, limit }
     }
 
     /// Make `need` bytes from `at` available; false when the file ends first.
@@ -139,17 +143,19 @@ impl<'a> FrameReader<'a> {
             return Ok(false);
         }
         let want = (need.max(READ_CHUNK) as u64).min(self.limit - pos) as usize;
-        self.buf.drain(..self.at);
-        self.buf_pos = pos;
-        self.at = 0;
-        let have = self.buf.len();
+        let mut chunk = Vec::with_capacity(want);
+        chunk.extend_from_slice(&self.buf[self.at..]);
+        let have = chunk.len();
+        chunk.resize(want.max(have), 0);
         if want > have {
-            self.buf.resize(want, 0);
             self.file
                 .file
-                .read_exact_at(&mut self.buf[have..], pos + have as u64)
+                .read_exact_at(&mut chunk[have..], pos + have as u64)
                 .map_err(|e| io_err("read segment", &self.file.path, e))?;
         }
+        self.buf = Bytes::from(chunk);
+        self.buf_pos = pos;
+        self.at = 0;
         Ok(true)
     }
 
@@ -170,7 +176,11 @@ impl<'a> FrameReader<'a> {
         let start = self.at + HEADER;
         self.at = start + len;
         match frame::decode(&self.buf[start..start + len], crc) {
-            Some(body) => Ok(Next::Frame(pos, (HEADER + len) as u64, body)),
+            Some(body) => {
+                // The value is the body's tail.
+                let value = self.buf.slice(start + len - body.value.len()..start + len);
+                Ok(Next::Frame(pos, (HEADER + len) as u64, body, value))
+            }
             None => Ok(Next::Bad(pos)),
         }
     }
@@ -232,7 +242,7 @@ impl Partition {
             let mut reader = FrameReader::new(&file, 0, len);
             loop {
                 match reader.next()? {
-                    Next::Frame(pos, flen, body) if body.offset == seg.next => {
+                    Next::Frame(pos, flen, body, _) if body.offset == seg.next => {
                         seg.note_frame(body.offset, body.timestamp, pos, flen);
                         if body.last_of_batch {
                             committed = seg.clone();
@@ -399,7 +409,7 @@ impl Partition {
                             format!("corrupt frame in {} at byte {pos}", seg.file.path.display()),
                         ));
                     }
-                    Next::Frame(_, _, body) => {
+                    Next::Frame(_, _, body, value) => {
                         if body.offset < from {
                             continue;
                         }
@@ -407,7 +417,12 @@ impl Partition {
                             break 'segments;
                         }
                         bytes += body.value.len();
-                        records.push(body.to_record());
+                        records.push(LogRecord {
+                            offset: body.offset,
+                            timestamp: body.timestamp,
+                            key: body.key.map(<[u8]>::to_vec),
+                            value,
+                        });
                     }
                 }
             }

@@ -63,7 +63,7 @@ async fn check_contents(log: &EmbeddedLog, topic: &str, low: i64, high: i64) {
     assert_eq!(b.records.len() as i64, high - low);
     for r in &b.records {
         let want = rec(r.offset);
-        assert_eq!((&r.key, &r.value, r.timestamp), (&want.key, &want.value, want.timestamp));
+        assert_eq!((&r.key, &r.value, r.timestamp), (&want.key, &bytes::Bytes::from(want.value.clone()), want.timestamp));
     }
     assert_eq!(b.next_offset, high);
 }
@@ -335,7 +335,7 @@ async fn concurrent_writers_and_readers() {
         // Each append's three records are adjacent and in order.
         for chunk in b.records.chunks(3) {
             let v: Vec<String> =
-                chunk.iter().map(|r| String::from_utf8(r.value.clone()).unwrap()).collect();
+                chunk.iter().map(|r| String::from_utf8(r.value.to_vec()).unwrap()).collect();
             let prefix = v[0][..v[0].len() - 1].to_string();
             assert_eq!(v, vec![format!("{prefix}0"), format!("{prefix}1"), format!("{prefix}2")]);
         }

@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use kappa_core::ports::{
+    ValueArena,
     Batch, LogReader, LogRecord, LogWriter, NewRecord, PortError, PortResult, ReadRequest,
     Watermarks,
 };
@@ -353,6 +354,7 @@ impl Inner {
             fresh = true;
         }
         let mut records: Vec<LogRecord> = Vec::new();
+        let mut arena = ValueArena::new(1 << 20);
         let mut bytes = 0usize;
         let mut next = from;
         let mut last_error: Option<KafkaError> = None;
@@ -380,7 +382,7 @@ impl Inner {
                         next = end;
                         break;
                     }
-                    let value = m.payload().unwrap_or_default().to_vec();
+                    let value = arena.copy(m.payload().unwrap_or_default());
                     bytes += value.len();
                     records.push(LogRecord {
                         offset,

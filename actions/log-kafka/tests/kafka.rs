@@ -134,7 +134,7 @@ async fn retention_reports_lost_and_continues_at_the_low_watermark() {
             .unwrap();
         assert_eq!(b.lost, 0);
         for r in &b.records {
-            assert_eq!((r.offset, &r.value), (next, &value(next, 100)));
+            assert_eq!((r.offset, &r.value[..]), (next, &value(next, 100)[..]));
             next += 1;
         }
     }

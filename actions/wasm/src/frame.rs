@@ -1,12 +1,14 @@
 //! Records cross the JavaScript boundary as one buffer, not one object each: the JS side
 //! (`js/io.js`, `fetch`) packs a Kafka fetch response into frames
 //! `offset: i64 LE | timestamp: i64 LE | key length: i32 LE (-1: no key) | value length: u32 LE |
-//! key | value`, and Rust reads them with one copy of the buffer.
+//! key | value`, and Rust reads them with one copy of the buffer: the values are slices of it.
 
+use bytes::Bytes;
 use kappa_core::ports::LogRecord;
 
 /// Decode a framed batch; an error names the byte where it is cut.
-pub fn decode(buf: &[u8]) -> Result<Vec<LogRecord>, String> {
+pub fn decode(frames: Bytes) -> Result<Vec<LogRecord>, String> {
+    let buf = &frames[..];
     let mut out = Vec::new();
     let mut at = 0usize;
     let take = |at: &mut usize, n: usize| -> Result<&[u8], String> {
@@ -22,7 +24,9 @@ pub fn decode(buf: &[u8]) -> Result<Vec<LogRecord>, String> {
         let key_len = i32::from_le_bytes(take(&mut at, 4)?.try_into().unwrap_or_default());
         let value_len = u32::from_le_bytes(take(&mut at, 4)?.try_into().unwrap_or_default());
         let key = if key_len < 0 { None } else { Some(take(&mut at, key_len as usize)?.to_vec()) };
-        let value = take(&mut at, value_len as usize)?.to_vec();
+        let start = at;
+        take(&mut at, value_len as usize)?;
+        let value = frames.slice(start..at);
         out.push(LogRecord { offset, timestamp, key, value });
     }
     Ok(out)
@@ -56,11 +60,11 @@ mod tests {
     #[test]
     fn frames_round_trip_and_a_cut_frame_is_an_error() {
         let records = vec![
-            LogRecord { offset: 5, timestamp: 1_700_000_000_000, key: None, value: b"{}".to_vec() },
-            LogRecord { offset: 9, timestamp: -1, key: Some(b"k".to_vec()), value: vec![] },
+            LogRecord { offset: 5, timestamp: 1_700_000_000_000, key: None, value: bytes::Bytes::from_static(b"{}") },
+            LogRecord { offset: 9, timestamp: -1, key: Some(b"k".to_vec()), value: bytes::Bytes::new() },
         ];
         let buf = encode(&records);
-        assert_eq!(decode(&buf).expect("decodes"), records);
-        assert!(decode(&buf[..buf.len() - 1]).expect_err("cut").contains("cut"));
+        assert_eq!(decode(buf.clone().into()).expect("decodes"), records);
+        assert!(decode(bytes::Bytes::copy_from_slice(&buf[..buf.len() - 1])).expect_err("cut").contains("cut"));
     }
 }

@@ -198,7 +198,7 @@ impl LogReader for JsLog {
             }
             let frame = Uint8Array::new(&get(&r, "frame")).to_vec();
             let fetched =
-                crate::frame::decode(&frame).map_err(|e| PortError::permanent("kafka", e))?;
+                crate::frame::decode(frame.into()).map_err(|e| PortError::permanent("kafka", e))?;
             let mut records = Vec::new();
             let mut bytes = 0usize;
             let mut next = from;
