@@ -384,6 +384,34 @@ fn find_special<const CTRL: bool>(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Value of each byte as a hex digit; 0xff for bytes that are not one.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut c = 0;
+    while c < 10 {
+        t[b'0' as usize + c] = c as u8;
+        c += 1;
+    }
+    let mut c = 0;
+    while c < 6 {
+        t[b'a' as usize + c] = 10 + c as u8;
+        t[b'A' as usize + c] = 10 + c as u8;
+        c += 1;
+    }
+    t
+};
+
+/// [`hex4`] by table lookup, for the hot path.
+#[inline(always)]
+fn hex4_fast(b: &[u8], i: usize) -> Option<u32> {
+    let h = b.get(i..)?.first_chunk::<4>()?;
+    let d = h.map(|c| HEX_VALUE[usize::from(c)]);
+    if (d[0] | d[1] | d[2] | d[3]) & 0xf0 != 0 {
+        return None;
+    }
+    Some(u32::from(d[0]) << 12 | u32::from(d[1]) << 8 | u32::from(d[2]) << 4 | u32::from(d[3]))
+}
+
 #[inline]
 fn hex4(b: &[u8], i: usize) -> Option<u32> {
     let h = b.get(i..i.checked_add(4)?)?;
@@ -428,7 +456,13 @@ impl<'a> Parser<'a, '_, '_> {
                 Some(b'"') => return Ok((i, esc)),
                 Some(b'\\') => {
                     esc = true;
-                    i = self.escape(i)?;
+                    // The common escapes inline (the API escapes every non-ASCII character,
+                    // `/`, `<` and `>`: a tweet has ~120); surrogates and errors out of line.
+                    i = match (b.get(i + 1), hex4_fast(b, i + 2)) {
+                        (Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't'), _) => i + 2,
+                        (Some(b'u'), Some(n)) if !(0xd800..=0xdfff).contains(&n) => i + 6,
+                        _ => self.escape(i)?,
+                    };
                 }
                 None => return err(i, "EOF while parsing a string"),
                 Some(_) => {
