@@ -9,8 +9,20 @@ use serde_json::{Value, json};
 
 const TAGS: &[&str] = &["wimbledon", "federer", "Tennis", "ace", "nadal", "z", "déjà/vu", "🎾"];
 const WORDS: &[&str] = &[
-    "Federer", "wins", "the", "final", "ACE", "serve", "rain", "delay", "<3", "Fédérer", "🎾🔥",
-    "İSTANBUL", "\u{212A}elvin", "a/b",
+    "Federer",
+    "wins",
+    "the",
+    "final",
+    "ACE",
+    "serve",
+    "rain",
+    "delay",
+    "<3",
+    "Fédérer",
+    "🎾🔥",
+    "İSTANBUL",
+    "\u{212A}elvin",
+    "a/b",
 ];
 const USERS: &[&str] = &["alice", "bob", "carol", "dave", "erin"];
 
@@ -103,11 +115,7 @@ fn document() -> impl Strategy<Value = Rec> {
             } else {
                 compact
             };
-            Rec {
-                value,
-                timestamp: when,
-                key: key.map(|k| format!("k{k}")),
-            }
+            Rec { value, timestamp: when, key: key.map(|k| format!("k{k}")) }
         });
     prop_oneof![
         12 => doc,
