@@ -1,0 +1,89 @@
+//! A long batch does not hold the executor: the process handler gives other tasks a turn after
+//! each read, so a host that runs everything on one thread (kappa dev pinned to one core, a
+//! Node.js action) keeps answering reads and pushes while a query replays.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use futures::executor::block_on;
+use kappa_actions::process::{ProcessEvent, process};
+use kappa_actions::{ActionConfig, Context, Env, query};
+use kappa_core::ports::{
+    InstantTimer, LogWriter, ManualClock, MemoryChain, MemoryHttp, MemoryLog, MemoryStore,
+    NewRecord,
+};
+use serde_json::json;
+
+const NOW: i64 = 1_782_000_000_000;
+
+/// Pending once (waking itself), then ready.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+#[test]
+fn other_tasks_run_between_the_reads_of_a_batch() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let (log, store, chain, http) =
+        (MemoryLog::default(), MemoryStore::new(64), MemoryChain::default(), MemoryHttp::default());
+    let timer = InstantTimer { clock: Some(clock.clone()) };
+    let config =
+        ActionConfig { batch_records: 10_000, read_records: 1_000, ..ActionConfig::default() };
+    let env = Env {
+        log: &log,
+        store: &store,
+        chain: &chain,
+        http: &http,
+        clock: &*clock,
+        timer: &timer,
+        config: &config,
+    };
+    block_on(async {
+        log.ensure_topic("t", 1).await.expect("topic");
+        let records: Vec<NewRecord> = (0..10_000)
+            .map(|i| NewRecord {
+                key: None,
+                value: format!(r#"{{"n":{i},"text":"rain delay"}}"#).into_bytes(),
+                timestamp: NOW,
+            })
+            .collect();
+        log.append("t", 0, &records).await.expect("append");
+        let body = json!({"topic": "t", "aggs": {"n": {"stats": {"field": "n"}}}}).to_string();
+        query::create(&env, body.as_bytes()).await.expect("created");
+    });
+    let (_, first) = chain.take().into_iter().next().expect("the chain's first link");
+    let event: ProcessEvent = serde_json::from_value(first).expect("a process event");
+
+    // The batch and another task, polled by one thread.
+    let done = Cell::new(false);
+    let turns = Cell::new(0u32);
+    let other = async {
+        while !done.get() {
+            turns.set(turns.get() + 1);
+            YieldOnce(false).await;
+        }
+    };
+    let batch = async {
+        let ctx = Context { activation_id: "a".into(), deadline_ms: NOW + 60_000 };
+        let out = process(&env, &ctx, event).await.expect("processed");
+        done.set(true);
+        out
+    };
+    let (out, ()) = block_on(futures::future::join(batch, other));
+    assert_eq!(out.records, 10_000);
+    // Ten reads of 1,000 records: the other task ran between them, not only before and after.
+    assert!(turns.get() >= 10, "the other task ran {} times during a 10-read batch", turns.get());
+}
