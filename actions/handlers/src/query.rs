@@ -16,6 +16,10 @@ pub async fn create(env: &Env<'_>, body: &[u8]) -> Result<WebResponse, ActionErr
     let id = plan.id().to_string();
     let topic = plan.request().topic.clone();
     let links = json!({"self": format!("/v1/queries/{id}"), "events": format!("/v1/queries/{id}/events"), "ws": format!("/v1/queries/{id}/ws")});
+    // Version 0 is the answer over no records, so every later change is a delta from it. It is
+    // rendered before anything is registered: a query whose answer cannot be rendered (more
+    // buckets than a result may hold) is refused with nothing left behind.
+    let empty = plan.render(&plan.empty_state())?;
     let now = env.clock.now_ms();
     if env.store.query(&id).await?.is_some() {
         env.store.touch(&id, now).await?;
@@ -50,8 +54,6 @@ pub async fn create(env: &Env<'_>, body: &[u8]) -> Result<WebResponse, ActionErr
         return Ok(WebResponse::json(200, json!({"id": id, "shared": true, "links": links})));
     }
     env.store.touch(&id, now).await?;
-    // Version 0 is the answer over no records, so every later change is a delta from it.
-    let empty = plan.render(&plan.empty_state())?;
     let initial = ResultRecord {
         revision: 1,
         version: 0,

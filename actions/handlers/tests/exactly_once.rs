@@ -451,6 +451,27 @@ fn a_query_on_a_missing_topic_is_404_and_a_bad_query_400() {
 }
 
 #[test]
+fn a_query_refused_at_registration_is_not_registered() {
+    let w = World::new(ActionConfig::default());
+    fill(&w, 1, 10);
+    // Its answer over no records already has more buckets than a result may hold.
+    let body = json!({"topic": TOPIC, "aggs": {"per_sec": {"date_histogram": {
+        "field": "@timestamp", "fixed_interval": "1s",
+        "extended_bounds": {"min": 0, "max": 86_400_000}}}}});
+    let e = block_on(query::create(&w.env(), body.to_string().as_bytes())).expect_err("400");
+    assert_eq!(e.status(), 400, "{}", e.to_json());
+    let id = Plan::parse(&body, &Limits::default()).expect("a valid body").id().to_string();
+    assert!(
+        block_on(w.store.query(&id)).expect("ok").is_none(),
+        "a refused query stays registered"
+    );
+    assert!(w.chain.take().is_empty(), "a refused query starts no chain");
+    // So posting it again is refused again, not "shared".
+    let e = block_on(query::create(&w.env(), body.to_string().as_bytes())).expect_err("400");
+    assert_eq!(e.status(), 400);
+}
+
+#[test]
 fn a_state_over_its_memory_budget_fails_the_query_visibly() {
     let config = ActionConfig {
         limits: Limits { max_state_bytes: 20_000, ..Limits::default() },
