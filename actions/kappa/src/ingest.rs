@@ -48,16 +48,28 @@ fn bad_line(line: usize, e: &serde_json::Error) -> ApiError {
     err
 }
 
+fn invalid_record(line: usize, e: &kappa_core::scan::InvalidJson) -> ApiError {
+    let mut err = ApiError::new(
+        400,
+        "parsing_exception",
+        format!("line {line}: invalid JSON document: {} at byte {}", e.reason, e.offset),
+    );
+    err.body["error"]["line"] = line.into();
+    err
+}
+
 fn record(raw: &[u8], key_path: Option<&str>, line: usize) -> Result<Parsed, ApiError> {
+    // Exactly what a query will read as a document (the fold's own validating scanner): a line
+    // every query would skip (invalid UTF-8 in a string, a lone surrogate, nesting past the
+    // limit, a number out of range, a top level that is not an object) is refused here, with
+    // nothing written, instead of being counted as skipped forever after.
+    kappa_core::scan::validate(raw).map_err(|e| invalid_record(line, &e))?;
     let key = match key_path {
         Some(path) => {
             let doc: Value = serde_json::from_slice(raw).map_err(|e| bad_line(line, &e))?;
             key_of(&doc, path)
         }
-        None => {
-            serde_json::from_slice::<serde::de::IgnoredAny>(raw).map_err(|e| bad_line(line, &e))?;
-            None
-        }
+        None => None,
     };
     Ok(Parsed { key, value: raw.to_vec() })
 }
@@ -137,6 +149,28 @@ mod tests {
         assert_eq!(arr[1].value, b"{\"u\":{\"id\":\"x\"}}");
         let err = parse(b"[{\"a\":1},\n{\"a\" 2}]", None).expect_err("invalid");
         assert_eq!(err.body["error"]["line"], 2);
+    }
+
+    #[test]
+    fn lines_no_query_could_read_are_refused_with_their_line() {
+        let deep = format!("{}{}", "{\"a\":".repeat(200), "}".repeat(200)).into_bytes();
+        let cases: [(&[u8], &str); 6] = [
+            (b"{\"a\":\"\xff\"}", "invalid UTF-8"),
+            (br#"{"a":"\ud800"}"#, "hex escape"),
+            (br#"{"a":"\udc00x"}"#, "surrogate"),
+            (&deep, "recursion limit"),
+            (br#"{"a":1e400}"#, "out of range"),
+            (b"[1,2]\n", "not an object"),
+        ];
+        for (bad, reason) in cases {
+            let mut body = b"{\"ok\":1}\n".to_vec();
+            body.extend_from_slice(bad);
+            let err = parse(&body, None).expect_err("refused");
+            assert_eq!(err.status, 400);
+            assert_eq!(err.body["error"]["line"], 2, "{}", String::from_utf8_lossy(bad));
+            let text = err.body["error"]["reason"].as_str().unwrap_or_default().to_string();
+            assert!(text.contains(reason), "{text}");
+        }
     }
 
     #[test]
