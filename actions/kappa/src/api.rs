@@ -93,12 +93,16 @@ impl IntoResponse for Unauthorized {
 
 /// `?access_token=<key>` of a GET on a push stream (`…/ws`, `…/events`): browsers' `WebSocket`
 /// and `EventSource` cannot send an `Authorization` header. Never logged (no request URI is).
-fn stream_access_token(request: &Request) -> Option<&str> {
+/// Percent-decoded, as browsers' `URLSearchParams` encode it (`+`, `/`, `=` of base64 keys).
+fn stream_access_token(request: &Request) -> Option<String> {
     let path = request.uri().path();
     if request.method() != Method::GET || !(path.ends_with("/ws") || path.ends_with("/events")) {
         return None;
     }
-    request.uri().query()?.split('&').find_map(|pair| pair.strip_prefix("access_token="))
+    let query = request.uri().query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(name, _)| name == "access_token")
+        .map(|(_, token)| token.into_owned())
 }
 
 /// Check the request's `Authorization: Bearer <key>` (or a stream's `?access_token=`) against `keys` (none configured: open;
@@ -112,9 +116,9 @@ pub(crate) fn authorize(keys: &[String], request: &Request) -> Result<(), Unauth
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .map(|v| v.trim().to_string())
         .or_else(|| stream_access_token(request));
-    let ok = given.is_some_and(|g| keys.iter().any(|k| same_key(k.as_bytes(), g.as_bytes())));
+    let ok = given.as_ref().is_some_and(|g| keys.iter().any(|k| same_key(k.as_bytes(), g.as_bytes())));
     if ok {
         return Ok(());
     }

@@ -398,7 +398,12 @@ async fn check_backpressure(srv: &Srv) {
 }
 
 async fn check_auth() {
-    let srv = start(Backend::Embedded, |c| c.api_keys = vec!["k1".into(), "k2".into()]).await;
+    // The third key is base64, as generated keys often are: `+`, `/` and `=` must be
+    // percent-encoded in a URL, and the server decodes them.
+    let srv = start(Backend::Embedded, |c| {
+        c.api_keys = vec!["k1".into(), "k2".into(), "a+b/c==".into()]
+    })
+    .await;
     let http = reqwest::Client::new();
     let r = http.get(srv.url("/healthz")).send().await.expect("ok");
     assert_eq!(r.status().as_u16(), 200, "healthz needs no key");
@@ -440,6 +445,12 @@ async fn check_auth() {
     )
     .await;
     assert_eq!(sse.next().await.1["type"], "snapshot");
+    let mut ws = common::ws_open(
+        &srv.ws_url(&format!("/v1/queries/{id}/ws?client=demo&access_token=a%2Bb%2Fc%3D%3D")),
+        None,
+    )
+    .await;
+    assert_eq!(ws_next(&mut ws).await["type"], "snapshot", "a percent-encoded token");
 }
 
 async fn check_ingest_limit() {
