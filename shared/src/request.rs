@@ -525,7 +525,9 @@ pub fn parse_request(body: &Value, limits: &Limits) -> Result<SearchRequest, Que
     Ok(SearchRequest { topic, query, aggs, size, sort, source, paths: p.paths })
 }
 
-fn valid_topic(t: &str) -> bool {
+/// Topic names as Kafka allows them: `[A-Za-z0-9._-]{1,249}`, not `.` or `..`. The one check
+/// of a topic name (queries, ingest, the embedded log's directories) and of a view name.
+pub fn valid_topic(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 249
         && t != "."

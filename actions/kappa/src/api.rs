@@ -118,7 +118,8 @@ pub(crate) fn authorize(keys: &[String], request: &Request) -> Result<(), Unauth
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|v| v.trim().to_string())
         .or_else(|| stream_access_token(request));
-    let ok = given.as_ref().is_some_and(|g| keys.iter().any(|k| same_key(k.as_bytes(), g.as_bytes())));
+    let ok =
+        given.as_ref().is_some_and(|g| keys.iter().any(|k| same_key(k.as_bytes(), g.as_bytes())));
     if ok {
         return Ok(());
     }
@@ -170,7 +171,7 @@ async fn ingest_records(
     body: Body,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    if !ingest::valid_topic(&topic) {
+    if !kappa_core::request::valid_topic(&topic) {
         return Err(invalid_topic(&topic));
     }
     let body = read_body(body, server.config.ingest_limit, "ingest body").await?;
@@ -195,7 +196,7 @@ pub async fn append_records(
     topic: &str,
     records: Vec<ingest::Parsed>,
 ) -> Result<Value, ApiError> {
-    if !ingest::valid_topic(topic) {
+    if !kappa_core::request::valid_topic(topic) {
         return Err(invalid_topic(topic));
     }
     let log = &*server.core.log;

@@ -18,15 +18,6 @@ pub struct Parsed {
     pub value: Vec<u8>,
 }
 
-/// Topic names as Kafka allows them: `[A-Za-z0-9._-]{1,249}`, not `.` or `..`.
-pub fn valid_topic(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 249
-        && name != "."
-        && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
 /// The value at a dotted field path (`user.id`), as key bytes: a string's text, or the JSON of
 /// any other value; None when absent or null.
 pub fn key_of(doc: &Value, path: &str) -> Option<Vec<u8>> {

@@ -41,13 +41,6 @@ pub struct Views {
     views: Mutex<BTreeMap<String, Entry>>,
 }
 
-/// View names: `[A-Za-z0-9._-]{1,128}`.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
 impl Views {
     /// Load the views kept in `path` (none when absent).
     pub fn load(path: Option<PathBuf>) -> Result<Views, String> {
@@ -92,9 +85,9 @@ fn links(name: &str) -> Value {
 
 /// `PUT /v1/views/{name}`: define or redefine a view.
 pub async fn put(server: &Arc<Server>, name: &str, body: &[u8]) -> Result<(u16, Value), ApiError> {
-    if !valid_name(name) {
+    if !kappa_core::request::valid_topic(name) {
         return Err(ApiError::bad_request(format!(
-            "invalid view name [{name}]: use 1 to 128 of [A-Za-z0-9._-]"
+            "invalid view name [{name}]: view names follow topic names: 1 to 249 of [A-Za-z0-9._-], not . or .."
         )));
     }
     let env = server.core.env();

@@ -117,6 +117,19 @@ async fn check_errors(srv: &Srv) {
         (404, Some("resource_not_found_exception")),
         "{v}"
     );
+    // A view name must be a topic name: `..` (sent as is; HTTP clients normalise dot segments).
+    let addr = srv.url("").trim_start_matches("http://").trim_end_matches('/').to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.expect("connects");
+    let body = json!({"topic": topic}).to_string();
+    let request = format!(
+        "PUT /v1/views/.. HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, request.as_bytes()).await.expect("sent");
+    let mut answer = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut answer).await.expect("answered");
+    assert!(answer.starts_with("HTTP/1.1 400"), "PUT /v1/views/..: {answer}");
+    assert!(answer.contains("invalid view name"), "{answer}");
     // 413: query body over 64 KiB.
     let big = json!({"topic": topic, "query": {"match": {"a": "x".repeat(70 * 1024)}}});
     let (s, v) = srv.post("/v1/queries", &big).await;
@@ -400,10 +413,9 @@ async fn check_backpressure(srv: &Srv) {
 async fn check_auth() {
     // The third key is base64, as generated keys often are: `+`, `/` and `=` must be
     // percent-encoded in a URL, and the server decodes them.
-    let srv = start(Backend::Embedded, |c| {
-        c.api_keys = vec!["k1".into(), "k2".into(), "a+b/c==".into()]
-    })
-    .await;
+    let srv =
+        start(Backend::Embedded, |c| c.api_keys = vec!["k1".into(), "k2".into(), "a+b/c==".into()])
+            .await;
     let http = reqwest::Client::new();
     let r = http.get(srv.url("/healthz")).send().await.expect("ok");
     assert_eq!(r.status().as_u16(), 200, "healthz needs no key");

@@ -92,15 +92,6 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> PortError {
     PortError::permanent(BACKEND, format!("{what} {}: {e}", path.display()))
 }
 
-/// Topic names as Kafka allows them: `[A-Za-z0-9._-]{1,249}`, not `.` or `..`.
-fn valid_topic(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 249
-        && name != "."
-        && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
 fn read_meta(path: &Path) -> PortResult<u32> {
     let text = fs::read_to_string(path).map_err(|e| io_err("read", path, e))?;
     text.trim()
@@ -120,7 +111,7 @@ impl EmbeddedLog {
             let entry = entry.map_err(|e| io_err("list", dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let meta = entry.path().join("meta");
-            if !valid_topic(&name) || !meta.is_file() {
+            if !kappa_core::request::valid_topic(&name) || !meta.is_file() {
                 continue;
             }
             let count = read_meta(&meta)?;
@@ -195,7 +186,7 @@ impl LogWriter for EmbeddedLog {
         if let Some(t) = self.topic(topic) {
             return Ok(t.partitions.len() as u32);
         }
-        if !valid_topic(topic) {
+        if !kappa_core::request::valid_topic(topic) {
             return Err(PortError::permanent(BACKEND, format!("invalid topic name {topic:?}")));
         }
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
