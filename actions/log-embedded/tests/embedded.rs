@@ -63,7 +63,10 @@ async fn check_contents(log: &EmbeddedLog, topic: &str, low: i64, high: i64) {
     assert_eq!(b.records.len() as i64, high - low);
     for r in &b.records {
         let want = rec(r.offset);
-        assert_eq!((&r.key, &r.value, r.timestamp), (&want.key, &bytes::Bytes::from(want.value.clone()), want.timestamp));
+        assert_eq!(
+            (&r.key, &r.value, r.timestamp),
+            (&want.key, &bytes::Bytes::from(want.value.clone()), want.timestamp)
+        );
     }
     assert_eq!(b.next_offset, high);
 }

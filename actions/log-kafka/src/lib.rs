@@ -42,9 +42,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use kappa_core::ports::{
-    ValueArena,
     Batch, LogReader, LogRecord, LogWriter, NewRecord, PortError, PortResult, ReadRequest,
-    Watermarks,
+    ValueArena, Watermarks,
 };
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -370,7 +369,7 @@ impl Inner {
             // The clock is read when a poll came back empty and every 256 messages, not per
             // message (a replay reads hundreds of thousands a second).
             polls = polls.wrapping_add(1);
-            if polls % 256 == 0 && now() >= deadline {
+            if polls.is_multiple_of(256) && now() >= deadline {
                 break;
             }
             match reader.consumer.poll(POLL) {

@@ -178,9 +178,9 @@ async fn main() -> anyhow::Result<()> {
         let (cpu, wall) = (cpu_seconds() - cpu0, t.elapsed().as_secs_f64());
         let result = store.result(&id).await?;
         let processed = result.as_ref().map_or(0, |r| r.progress.processed);
-        let hits = result.as_ref().map_or(serde_json::Value::Null, |r| {
-            r.result["hits"]["total"]["value"].clone()
-        });
+        let hits = result
+            .as_ref()
+            .map_or(serde_json::Value::Null, |r| r.result["hits"]["total"]["value"].clone());
         println!(
             "{name} replayed: {processed} of {n} records processed, {hits} hits; {:.1} s of {wall:.1} s wall spent in Kafka reads",
             *timed.reading.lock().unwrap_or_else(|e| e.into_inner())

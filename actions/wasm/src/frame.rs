@@ -60,11 +60,25 @@ mod tests {
     #[test]
     fn frames_round_trip_and_a_cut_frame_is_an_error() {
         let records = vec![
-            LogRecord { offset: 5, timestamp: 1_700_000_000_000, key: None, value: bytes::Bytes::from_static(b"{}") },
-            LogRecord { offset: 9, timestamp: -1, key: Some(b"k".to_vec()), value: bytes::Bytes::new() },
+            LogRecord {
+                offset: 5,
+                timestamp: 1_700_000_000_000,
+                key: None,
+                value: bytes::Bytes::from_static(b"{}"),
+            },
+            LogRecord {
+                offset: 9,
+                timestamp: -1,
+                key: Some(b"k".to_vec()),
+                value: bytes::Bytes::new(),
+            },
         ];
         let buf = encode(&records);
         assert_eq!(decode(buf.clone().into()).expect("decodes"), records);
-        assert!(decode(bytes::Bytes::copy_from_slice(&buf[..buf.len() - 1])).expect_err("cut").contains("cut"));
+        assert!(
+            decode(bytes::Bytes::copy_from_slice(&buf[..buf.len() - 1]))
+                .expect_err("cut")
+                .contains("cut")
+        );
     }
 }

@@ -196,6 +196,10 @@ fn api_format_is_byte_faithful_to_the_twitter_api() {
     // Real API records carry ~40 `\u` escapes and ~130 backslashes each (shared/reference/data.md).
     let per = |n: usize| n as f64 / sample as f64;
     assert!((20.0..=80.0).contains(&per(u_escapes)), "{} \\u escapes a record", per(u_escapes));
-    assert!((60.0..=250.0).contains(&per(backslashes)), "{} backslashes a record", per(backslashes));
+    assert!(
+        (60.0..=250.0).contains(&per(backslashes)),
+        "{} backslashes a record",
+        per(backslashes)
+    );
     assert!(surrogate_pairs > 0, "emoji are written as surrogate pairs");
 }

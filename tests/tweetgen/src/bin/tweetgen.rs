@@ -39,8 +39,14 @@ struct Args {
 
 fn parse_args() -> Result<Option<Args>> {
     let mut count = None;
-    let mut args =
-        Args { count: 0, seed: GenConfig::default().seed, start: 0, total: None, base: None, format: RecordFormat::Api };
+    let mut args = Args {
+        count: 0,
+        seed: GenConfig::default().seed,
+        start: 0,
+        total: None,
+        base: None,
+        format: RecordFormat::Api,
+    };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
         let arg = arg.to_string_lossy().into_owned();
