@@ -78,12 +78,55 @@ async fn auth(State(server): S, request: Request, next: Next) -> Response {
     }
 }
 
-/// A request without a valid key: 401 `security_exception` with `WWW-Authenticate: Bearer`.
-pub(crate) struct Unauthorized(&'static str);
+/// Whether `host` (a `Host` header or an origin's authority: a name or address, maybe with a
+/// port) names this machine: `localhost` or a loopback address.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A keyless server answers only requests addressed to a loopback name (`Host`) and, when
+/// they come from a web page, from a loopback page (`Origin`).
+fn loopback_only(request: &Request) -> Result<(), Unauthorized> {
+    let header = |name| request.headers().get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    if let Some(host) = header(header::HOST)
+        && !is_loopback_host(host)
+    {
+        return Err(Unauthorized::forbidden(
+            "without API keys only requests to a loopback host (localhost, 127.0.0.1, [::1]) are served",
+        ));
+    }
+    if let Some(origin) = header(header::ORIGIN) {
+        let authority = origin.split_once("://").map(|(_, rest)| rest);
+        if !authority.is_some_and(is_loopback_host) {
+            return Err(Unauthorized::forbidden(
+                "without API keys only pages served from this machine may call the API",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A refused request: 401 `security_exception` with `WWW-Authenticate: Bearer` when a key is
+/// missing or wrong, 403 when the request may not be served without keys.
+pub(crate) struct Unauthorized(&'static str, u16);
+
+impl Unauthorized {
+    fn forbidden(reason: &'static str) -> Self {
+        Unauthorized(reason, 403)
+    }
+}
 
 impl IntoResponse for Unauthorized {
     fn into_response(self) -> Response {
-        let mut response = ApiError::new(401, "security_exception", self.0).into_response();
+        let mut response = ApiError::new(self.1, "security_exception", self.0).into_response();
+        if self.1 == 403 {
+            return response;
+        }
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
@@ -108,8 +151,14 @@ fn stream_access_token(request: &Request) -> Option<String> {
 /// Check the request's `Authorization: Bearer <key>` (or a stream's `?access_token=`) against `keys` (none configured: open;
 /// `/healthz` is always open).
 pub(crate) fn authorize(keys: &[String], request: &Request) -> Result<(), Unauthorized> {
-    if keys.is_empty() || request.uri().path() == "/healthz" {
+    if request.uri().path() == "/healthz" {
         return Ok(());
+    }
+    if keys.is_empty() {
+        // Without keys the server only listens on loopback, and only this machine's own pages
+        // and tools may use it: a web page elsewhere must not reach it through the browser
+        // (a cross-origin POST or websocket, or DNS rebinding a name of its own to 127.0.0.1).
+        return loopback_only(request);
     }
     let given = request
         .headers()
@@ -123,11 +172,14 @@ pub(crate) fn authorize(keys: &[String], request: &Request) -> Result<(), Unauth
     if ok {
         return Ok(());
     }
-    Err(Unauthorized(if given.is_some() {
-        "invalid API key"
-    } else {
-        "missing authentication credentials: Authorization: Bearer <key>"
-    }))
+    Err(Unauthorized(
+        if given.is_some() {
+            "invalid API key"
+        } else {
+            "missing authentication credentials: Authorization: Bearer <key>"
+        },
+        401,
+    ))
 }
 
 pub(crate) async fn healthz() -> Response {

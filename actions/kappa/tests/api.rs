@@ -478,6 +478,93 @@ async fn check_ingest_limit() {
     assert_eq!(s, 200);
 }
 
+/// One raw HTTP/1.1 request (so that `Host` and `Origin` are exactly as given); the status.
+async fn raw_status(
+    srv: &Srv,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> u16 {
+    let addr = srv.url("").trim_start_matches("http://").trim_end_matches('/').to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.expect("connects");
+    let mut request = format!("{method} {path} HTTP/1.1\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()));
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, request.as_bytes()).await.expect("sent");
+    let mut answer = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut answer).await.expect("answered");
+    answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+async fn check_keyless_is_loopback_only() {
+    let srv = embedded().await;
+    let addr = srv.url("").trim_start_matches("http://").trim_end_matches('/').to_string();
+    let port = addr.rsplit(':').next().unwrap_or("0").to_string();
+    let ndjson = r#"{"evil":1}"#;
+    // A page elsewhere posting through the browser (text/plain needs no preflight), or a name
+    // of the attacker's DNS-rebound to 127.0.0.1: refused, nothing written.
+    for headers in [
+        vec![
+            ("host", addr.as_str()),
+            ("origin", "http://evil.example"),
+            ("content-type", "text/plain"),
+        ],
+        vec![("host", "evil.example"), ("content-type", "text/plain")],
+        vec![("host", addr.as_str()), ("origin", "null")],
+    ] {
+        let s = raw_status(&srv, "POST", "/v1/topics/t/records", &headers, ndjson).await;
+        assert_eq!(s, 403, "{headers:?}");
+    }
+    let s = raw_status(
+        &srv,
+        "GET",
+        "/v1/queries/q_1/ws",
+        &[
+            ("host", &addr),
+            ("origin", "https://evil.example"),
+            ("upgrade", "websocket"),
+            ("connection", "upgrade"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(s, 403, "a foreign page's websocket");
+    let (status, v) = srv.post("/v1/queries", &json!({"topic": "t"})).await;
+    assert_eq!(
+        (status, v["error"]["type"].as_str()),
+        (404, Some("index_not_found_exception")),
+        "nothing was written: {v}"
+    );
+    // This machine's names and pages are served; /healthz always.
+    for host in [addr.clone(), format!("localhost:{port}"), format!("[::1]:{port}")] {
+        let origin = format!("http://localhost:{port}");
+        let s =
+            raw_status(&srv, "GET", "/v1/queries/q_1", &[("host", &host), ("origin", &origin)], "")
+                .await;
+        assert_eq!(s, 404, "{host}");
+    }
+    let s = raw_status(
+        &srv,
+        "POST",
+        "/v1/topics/t/records",
+        &[("host", &addr), ("origin", "http://127.0.0.1:1")],
+        ndjson,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(raw_status(&srv, "GET", "/healthz", &[("host", "evil.example")], "").await, 200);
+}
+
+#[test]
+fn without_keys_only_this_machine_may_call() {
+    rt().block_on(check_keyless_is_loopback_only());
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
