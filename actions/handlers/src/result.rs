@@ -59,6 +59,20 @@ pub(crate) fn target(segment: &Segment, cp: Option<&Checkpoint>) -> i64 {
     segment.end.unwrap_or_else(|| cp.map_or(segment.start, |c| c.head.max(c.next_offset)))
 }
 
+/// Where one partition's records are processed up to, as [`Progress`] reports it: the next
+/// offset of its first unfinished segment. `segments`: the partition's segments in offset
+/// order, each with its next offset.
+pub(crate) fn processed_offset(segments: impl IntoIterator<Item = (Segment, i64)>) -> i64 {
+    let mut offset = 0;
+    for (s, next) in segments {
+        offset = next;
+        if s.end.is_none_or(|e| next < e) {
+            break;
+        }
+    }
+    offset
+}
+
 /// Load and merge every segment's committed state (`own`: segments the caller holds in
 /// memory; the others are read concurrently).
 pub async fn merge_segments(
@@ -110,18 +124,13 @@ pub async fn merge_segments(
     }
     for (partition, mut segs) in per_partition {
         segs.sort_by_key(|(s, _)| s.start);
-        let mut offset = segs.first().map_or(0, |(s, _)| s.start);
-        let mut head = offset;
+        let mut head = segs.first().map_or(0, |(s, _)| s.start);
         for (s, cp) in &segs {
             head = head.max(target(s, cp.as_ref()));
         }
-        for (s, cp) in &segs {
-            let next = cp.as_ref().map_or(s.start, |c| c.next_offset);
-            offset = next;
-            if s.end.is_none_or(|e| next < e) {
-                break;
-            }
-        }
+        let offset = processed_offset(
+            segs.iter().map(|(s, cp)| (*s, cp.as_ref().map_or(s.start, |c| c.next_offset))),
+        );
         progress.partitions.push(PartitionProgress { partition, offset, head });
     }
     progress.processed = state.records();

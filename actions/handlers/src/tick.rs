@@ -5,10 +5,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use kappa_core::ports::Segment;
+use serde_json::json;
+
 use crate::env::Env;
 use crate::error::ActionError;
+use crate::plans;
 use crate::process::ProcessEvent;
-use crate::result::target;
+use crate::result::{self, processed_offset, target};
 
 /// What a tick did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -19,6 +23,9 @@ pub struct TickOutput {
     pub fired: usize,
     /// Idle queries reclaimed.
     pub reclaimed: usize,
+    /// Results refreshed because they lagged their checkpoints (a crash before a refresh).
+    #[serde(default)]
+    pub repaired: usize,
 }
 
 /// Check every registered query (or only those on `topic`, for a feed event).
@@ -44,9 +51,12 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
                 continue;
             }
         }
+        let mut nexts = Vec::with_capacity(query.segments.len());
+        let fired_before = out.fired;
         for segment in &query.segments {
             let cp = env.store.checkpoint(&id, segment).await?;
             let next = cp.as_ref().map_or(segment.start, |c| c.next_offset);
+            nexts.push((*segment, next));
             let goal = match segment.end {
                 Some(_) => target(segment, cp.as_ref()),
                 None => env.log.watermarks(&query.topic, segment.partition).await?.high,
@@ -59,6 +69,42 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
                 out.fired += 1;
             }
         }
+        if topic.is_none() && out.fired == fired_before && result_lags(env, &id, &nexts).await? {
+            // Every segment is at its head, but the result does not cover what the checkpoints
+            // do: an invocation committed and died before its refresh (kill -9), and no new
+            // record will run another. Refresh it from the checkpoints.
+            let plan = plans::plan_of(&query, &env.config.limits)?;
+            let refreshed = result::refresh(env, &query, &plan).await?;
+            if refreshed.changed {
+                let event = json!({"query": id, "version": refreshed.version});
+                env.chain.fire(&env.config.push_action, &event).await?;
+            }
+            out.repaired += 1;
+            tracing::info!(query = %id, "result behind its checkpoints after a crash; refreshed");
+        }
     }
     Ok(out)
+}
+
+/// Whether the stored result reports other per-partition offsets than the checkpoints hold
+/// (`nexts`: each segment with its next offset). A failed query's result stays as it is.
+async fn result_lags(
+    env: &Env<'_>,
+    id: &str,
+    nexts: &[(Segment, i64)],
+) -> Result<bool, ActionError> {
+    let Some(current) = env.store.result(id).await? else { return Ok(false) };
+    if current.error.is_some() {
+        return Ok(false);
+    }
+    let mut partitions: Vec<u32> = nexts.iter().map(|(s, _)| s.partition).collect();
+    partitions.sort_unstable();
+    partitions.dedup();
+    let reported = |p: u32| current.progress.partitions.iter().find(|x| x.partition == p);
+    Ok(partitions.into_iter().any(|p| {
+        let mut segs: Vec<(Segment, i64)> =
+            nexts.iter().filter(|(s, _)| s.partition == p).copied().collect();
+        segs.sort_by_key(|(s, _)| s.start);
+        reported(p).is_none_or(|r| r.offset != processed_offset(segs))
+    }))
 }

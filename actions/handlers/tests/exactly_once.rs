@@ -316,6 +316,35 @@ fn a_crash_between_any_two_steps_loses_and_doubles_nothing() {
 }
 
 #[test]
+fn a_crash_between_the_last_commit_and_its_refresh_is_repaired_by_the_tick() {
+    let w = World::new(ActionConfig { split_records: 1_000_000, ..small_batches() });
+    fill(&w, 1, 30);
+    let id = create(&w, &body());
+    drain(&w, &NoFaults, |_, l| l);
+    // New records; the batch that folds them commits its checkpoint, then the process dies
+    // before the refresh (kill -9 in kappa dev). Then nothing else is ever appended.
+    block_on(async {
+        let more: Vec<NewRecord> = (30..35)
+            .map(|i| NewRecord { key: None, value: doc(i * 7), timestamp: NOW })
+            .collect();
+        w.log.append(TOPIC, 0, &more).await.expect("append");
+    });
+    block_on(tick::tick(&w.env(), Some(TOPIC))).expect("feed tick");
+    let crash = CrashAt("committed", std::sync::atomic::AtomicUsize::new(1));
+    drain(&w, &crash, |_, l| l);
+    assert_eq!(crash.1.load(std::sync::atomic::Ordering::SeqCst), 0, "the crash happened");
+    // The periodic tick notices that the result lags its checkpoints and refreshes it.
+    for _ in 0..3 {
+        block_on(tick::tick(&w.env(), None)).expect("tick");
+        drain(&w, &NoFaults, |_, l| l);
+    }
+    let s = result_of(&w, &id);
+    assert_eq!(s["progress"]["processed"], json!(35), "{}", s["progress"]);
+    assert_eq!(s["result"], oracle(&w, &body()));
+    assert_eq!(s["caught_up"], json!(true));
+}
+
+#[test]
 fn dropped_links_are_resumed_by_the_tick() {
     let w = World::new(small_batches());
     fill(&w, 3, 90);
