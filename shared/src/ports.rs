@@ -712,6 +712,11 @@ impl Timer for InstantTimer {
 /// An outgoing HTTP request (webhooks, the push gateway, the OpenWhisk API).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {
+    /// Only public addresses may be connected to (a user's webhook): an adapter resolves the
+    /// host, keeps the addresses [`is_public_address`] accepts, connects only to those, follows
+    /// no redirect and reads a bounded answer. Operator-configured targets (the gateway, the
+    /// OpenWhisk API) may be private.
+    pub public_only: bool,
     /// `POST`, `GET`, ...
     pub method: String,
     /// Absolute URL.
@@ -720,6 +725,56 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     /// Body bytes.
     pub body: Vec<u8>,
+}
+
+/// Whether a user-given target may be connected to: not loopback, private, link-local,
+/// shared (CGNAT), unspecified, broadcast, multicast, documentation, benchmarking or reserved,
+/// in IPv4 or in the IPv6 forms that carry an IPv4 address (mapped, compatible, NAT64).
+pub fn is_public_address(ip: std::net::IpAddr) -> bool {
+    use std::net::{IpAddr, Ipv4Addr};
+    fn public_v4(v4: Ipv4Addr) -> bool {
+        let o = v4.octets();
+        !(v4.is_loopback()
+            || v4.is_private()
+            || v4.is_link_local()
+            || v4.is_unspecified()
+            || v4.is_broadcast()
+            || v4.is_multicast()
+            || v4.is_documentation()
+            || o[0] == 0
+            || (o[0] == 100 && (o[1] & 0xc0) == 64)
+            || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+            || (o[0] == 198 && (o[1] & 0xfe) == 18)
+            || o[0] >= 240)
+    }
+    match ip {
+        IpAddr::V4(v4) => public_v4(v4),
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            let embedded_v4 = |hi: usize| {
+                Ipv4Addr::new(
+                    (seg[hi] >> 8) as u8,
+                    seg[hi] as u8,
+                    (seg[hi + 1] >> 8) as u8,
+                    seg[hi + 1] as u8,
+                )
+            };
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return public_v4(v4);
+            }
+            // NAT64 (64:ff9b::/96) and the deprecated IPv4-compatible form (::a.b.c.d).
+            if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || (seg[..6] == [0; 6] && seg[6] != 0) {
+                return public_v4(embedded_v4(6));
+            }
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+                || (seg[0] & 0xffc0) == 0xfec0
+                || (seg[0] == 0x2001 && seg[1] == 0xdb8))
+        }
+    }
 }
 
 /// The answer to an [`HttpRequest`].

@@ -4,8 +4,6 @@
 //! URLs to loopback, private and link-local addresses are refused unless the deployment allows
 //! them: a query's subscriber must not be able to make the platform call its internal network.
 
-use std::net::IpAddr;
-
 use hmac::{Hmac, Mac};
 use kappa_core::ports::{HttpRequest, Subscription};
 use serde::{Deserialize, Serialize};
@@ -46,67 +44,50 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Refuse webhook URLs that are not http(s) or that point at loopback, private, link-local or
-/// unspecified addresses (unless `allow_private`).
+/// Refuse webhook URLs that are not http(s), or whose host is a local name or a non-public
+/// address (unless `allow_private`). The URL is parsed by the `url` crate, the parser the HTTP
+/// client uses, so both see the same host: `127.1`, `0x7f000001`, `2130706433`, octal,
+/// percent-encoded and full-width forms are normalised before they are checked, and a `\`
+/// before `@` is a path separator for both. This is the early answer (a 400 at registration);
+/// names are checked again where they are resolved: the HTTP adapter connects only to public
+/// addresses of a webhook ([`HttpRequest::public_only`]).
 pub fn check_webhook_url(url: &str, allow_private: bool) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("webhook url must be http(s): [{url}]"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit('@').next().unwrap_or("");
-    let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host_port.split(':').next().unwrap_or("")
-    };
-    if host.is_empty() {
-        return Err(format!("webhook url has no host: [{url}]"));
+    let parsed = url::Url::parse(url).map_err(|e| format!("webhook url is not a URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("webhook url must be http(s)".to_string());
     }
+    let Some(host) = parsed.host() else {
+        return Err("webhook url has no host".to_string());
+    };
     if allow_private {
         return Ok(());
     }
-    let lower = host.to_ascii_lowercase();
-    if lower == "localhost"
-        || lower.ends_with(".localhost")
-        || lower.ends_with(".local")
-        || lower.ends_with(".internal")
-    {
-        return Err(format!(
-            "webhook host [{host}] is a local name; private targets are not allowed"
-        ));
-    }
-    if let Ok(ip) = host.parse::<IpAddr>()
-        && is_private(ip)
-    {
-        return Err(format!(
-            "webhook address [{host}] is loopback, private or link-local; private targets are not allowed"
-        ));
+    match host {
+        url::Host::Domain(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if name == "localhost"
+                || name.ends_with(".localhost")
+                || name.ends_with(".local")
+                || name.ends_with(".internal")
+            {
+                return Err(format!(
+                    "webhook host [{name}] is a local name; private targets are not allowed"
+                ));
+            }
+        }
+        url::Host::Ipv4(ip) if !kappa_core::ports::is_public_address(ip.into()) => {
+            return Err(format!(
+                "webhook address [{ip}] is not a public address; private targets are not allowed"
+            ));
+        }
+        url::Host::Ipv6(ip) if !kappa_core::ports::is_public_address(ip.into()) => {
+            return Err(format!(
+                "webhook address [{ip}] is not a public address; private targets are not allowed"
+            ));
+        }
+        _ => {}
     }
     Ok(())
-}
-
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => {
-            let seg = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (seg[0] & 0xfe00) == 0xfc00
-                || (seg[0] & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
-    }
 }
 
 /// Deliver the message(s) of `event.version`.
@@ -141,8 +122,13 @@ pub async fn push(env: &Env<'_>, event: PushEvent) -> Result<PushOutput, ActionE
         if let Some(token) = &env.config.gateway_token {
             headers.push(("authorization".to_string(), format!("Bearer {token}")));
         }
-        let request =
-            HttpRequest { method: "POST".into(), url: url.clone(), headers, body: body.clone() };
+        let request = HttpRequest {
+            public_only: false,
+            method: "POST".into(),
+            url: url.clone(),
+            headers,
+            body: body.clone(),
+        };
         out.gateway =
             matches!(env.http.send(request).await, Ok(r) if (200..300).contains(&r.status));
     }
@@ -163,6 +149,8 @@ async fn deliver(env: &Env<'_>, sub: &Subscription, body: &[u8]) -> bool {
     let mut backoff = 200u64;
     for attempt in 1..=env.config.webhook_attempts.max(1) {
         let request = HttpRequest {
+            // A user's URL: the adapter connects only to public addresses, unless allowed.
+            public_only: !env.config.allow_private_webhooks,
             method: "POST".into(),
             url: sub.url.clone(),
             headers: headers.clone(),
@@ -201,10 +189,36 @@ mod tests {
             "http://[fd00::1]/",
             "ftp://example.com",
             "http://user@172.16.0.1/",
+            // The spellings that got through a guard comparing host text (issue #17).
+            "http://127.1:9/",
+            "http://0/",
+            "http://0x7f000001/",
+            "http://2130706433/",
+            "http://0177.0.0.1/",
+            "http://localhost./",
+            "http://%31%32%37.0.0.1/",
+            "http://\u{ff11}\u{ff12}\u{ff17}.0.0.1/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:10.0.0.1]/",
+            "http://[64:ff9b::a00:1]/",
+            "http://[::127.0.0.1]/",
+            "http://224.0.0.1/",
+            "http://100.64.0.1/",
+            "http://[ff02::1]/",
         ] {
             assert!(check_webhook_url(bad, false).is_err(), "{bad} accepted");
         }
         assert!(check_webhook_url("https://hooks.example.com/kappa?x=1", false).is_ok());
+        assert!(check_webhook_url("https://93.184.215.14/hook", false).is_ok());
+        // A `\` before `@` is a path separator to the client's parser too: the host that is
+        // checked is the host that is connected to.
+        let tricky = "http://example.com\\@127.0.0.1/";
+        assert!(check_webhook_url(tricky, false).is_ok());
+        let parsed = url::Url::parse(tricky).expect("a URL");
+        assert_eq!(parsed.host_str(), Some("example.com"));
+        assert!(
+            check_webhook_url("https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/", false).is_ok()
+        );
         assert!(check_webhook_url("http://127.0.0.1:9000/hook", true).is_ok());
     }
 

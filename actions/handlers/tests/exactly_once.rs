@@ -324,9 +324,8 @@ fn a_crash_between_the_last_commit_and_its_refresh_is_repaired_by_the_tick() {
     // New records; the batch that folds them commits its checkpoint, then the process dies
     // before the refresh (kill -9 in kappa dev). Then nothing else is ever appended.
     block_on(async {
-        let more: Vec<NewRecord> = (30..35)
-            .map(|i| NewRecord { key: None, value: doc(i * 7), timestamp: NOW })
-            .collect();
+        let more: Vec<NewRecord> =
+            (30..35).map(|i| NewRecord { key: None, value: doc(i * 7), timestamp: NOW }).collect();
         w.log.append(TOPIC, 0, &more).await.expect("append");
     });
     block_on(tick::tick(&w.env(), Some(TOPIC))).expect("feed tick");

@@ -71,6 +71,7 @@ impl Chain for OpenWhiskChain {
         let mut backoff = 250;
         for attempt in 1..=self.attempts {
             let request = HttpRequest {
+                public_only: false,
                 method: "POST".into(),
                 url: self.url(action),
                 headers: vec![

@@ -362,6 +362,7 @@ impl Chain for JsChain {
         let mut backoff = 250;
         for attempt in 1..=attempts {
             let request = HttpRequest {
+                public_only: false,
                 method: "POST".into(),
                 url: self.url(action),
                 headers: vec![
