@@ -20,7 +20,14 @@ pub struct Limits {
     pub max_buckets: usize,
     /// Memory budget of one query's partial state, in (estimated) bytes.
     pub max_state_bytes: usize,
+    /// Longest regular expression (`terms` `include`/`exclude`), in characters: Elasticsearch's
+    /// `index.max_regex_length`. Compiled patterns are bounded too ([`MAX_COMPILED_REGEX_BYTES`]).
+    pub max_regex_length: usize,
 }
+
+/// Most memory a compiled pattern (regex, wildcard) and its lazy DFA may take: a pattern that
+/// needs more is refused with a 400 instead of slowing every record.
+pub const MAX_COMPILED_REGEX_BYTES: usize = 1 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -31,6 +38,7 @@ impl Default for Limits {
             max_terms_size: 10_000,
             max_buckets: 65_535,
             max_state_bytes: 64 * 1024 * 1024,
+            max_regex_length: 1_000,
         }
     }
 }

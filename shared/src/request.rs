@@ -1538,10 +1538,14 @@ impl Parser<'_> {
                     })?),
                     None => None,
                 };
-                let include =
-                    o.get("include").map(|v| terms_filter(v, &o.child("include"))).transpose()?;
-                let exclude =
-                    o.get("exclude").map(|v| terms_filter(v, &o.child("exclude"))).transpose()?;
+                let include = o
+                    .get("include")
+                    .map(|v| terms_filter(v, &o.child("include"), self.limits.max_regex_length))
+                    .transpose()?;
+                let exclude = o
+                    .get("exclude")
+                    .map(|v| terms_filter(v, &o.child("exclude"), self.limits.max_regex_length))
+                    .transpose()?;
                 AggKind::Terms { field, size, min_doc_count, order, missing, include, exclude }
             }
             "histogram" => {
@@ -1887,7 +1891,15 @@ fn wildcard_regex(pattern: &str, case_insensitive: bool) -> Result<Regex, String
         }
     }
     re.push('$');
-    Regex::new(&re).map_err(|e| format!("invalid wildcard pattern [{pattern}]: {e}"))
+    bounded_regex(&re).map_err(|e| format!("invalid wildcard pattern [{pattern}]: {e}"))
+}
+
+/// A pattern compiled within [`crate::limits::MAX_COMPILED_REGEX_BYTES`] (program and DFA).
+fn bounded_regex(re: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(re)
+        .size_limit(crate::limits::MAX_COMPILED_REGEX_BYTES)
+        .dfa_size_limit(crate::limits::MAX_COMPILED_REGEX_BYTES)
+        .build()
 }
 
 fn source_filter(v: &Value, path: &str) -> Result<SourceFilter, QueryError> {
@@ -2029,10 +2041,19 @@ fn resolve_terms_order(agg: &mut Agg, path: &str) -> Result<(), QueryError> {
     Ok(())
 }
 
-fn terms_filter(v: &Value, path: &str) -> Result<TermsFilter, QueryError> {
+fn terms_filter(v: &Value, path: &str, max_regex_length: usize) -> Result<TermsFilter, QueryError> {
     match v {
         Value::String(s) => {
-            let re = Regex::new(&format!("^(?:{s})$")).map_err(|e| {
+            let length = s.chars().count();
+            if length > max_regex_length {
+                return Err(QueryError::illegal(
+                    path,
+                    format!(
+                        "the length of regex [{length}] exceeds the allowed maximum of [{max_regex_length}]"
+                    ),
+                ));
+            }
+            let re = bounded_regex(&format!("^(?:{s})$")).map_err(|e| {
                 QueryError::illegal(path, format!("invalid regular expression [{s}]: {e}"))
             })?;
             Ok(TermsFilter::Regex(s.clone(), re))

@@ -76,6 +76,29 @@ fn limits_are_configurable_and_enforced() {
 }
 
 #[test]
+fn pathological_patterns_are_refused_not_run() {
+    let terms = |include: String| {
+        json!({"topic": "t", "aggs": {"a": {"terms": {"field": "x", "include": include}}}})
+    };
+    // The pattern that stalled kappa dev for 40 s (issue #17): 9 KB of nested lazy repetitions.
+    let stall = format!("{}x", "(?:a|b)*?".repeat(1000));
+    let e = Plan::parse(&terms(stall), &Limits::default()).expect_err("too long");
+    assert_eq!(e.kind, ErrorKind::IllegalArgument);
+    assert!(e.reason.contains("exceeds the allowed maximum of [1000]"), "{}", e.reason);
+    assert_eq!(e.path, "aggs.a.terms.include");
+    // Configurable, like Elasticsearch's index.max_regex_length.
+    let short = Limits { max_regex_length: 5, ..Limits::default() };
+    assert!(Plan::parse(&terms("abcdef".into()), &short).is_err());
+    assert!(Plan::parse(&terms("abcde".into()), &short).is_ok());
+    // Short, but compiling into more than the bound allows (counted repetitions blow up).
+    let huge = "(?:\\w{100}){100}".to_string();
+    let e = Plan::parse(&terms(huge), &Limits::default()).expect_err("too big compiled");
+    assert_eq!(e.kind, ErrorKind::IllegalArgument);
+    let wildcard = json!({"topic": "t", "query": {"wildcard": {"x": {"value": "*a*b*c*"}}}});
+    assert!(Plan::parse(&wildcard, &Limits::default()).is_ok());
+}
+
+#[test]
 fn a_terms_aggregation_over_too_many_keys_fails_cleanly_within_its_budget() {
     let limits = Limits { max_state_bytes: 256 * 1024, ..Limits::default() };
     let plan =
