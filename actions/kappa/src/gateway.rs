@@ -305,12 +305,10 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
     let router = app(gateway);
     let (shutdown, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+        crate::listen::serve(listener, router, async move {
             let _ = rx.await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "gateway stopped");
-        }
+        })
+        .await;
     });
     Ok(RunningGateway { addr, shutdown, task, wakes })
 }

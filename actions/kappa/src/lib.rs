@@ -32,6 +32,7 @@ pub mod error;
 pub mod gateway;
 pub mod hub;
 pub mod ingest;
+pub mod listen;
 pub mod scheduler;
 pub mod server;
 pub mod stream;

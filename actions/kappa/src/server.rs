@@ -164,12 +164,10 @@ pub async fn start(config: DevConfig) -> Result<Running, StartError> {
     let app = crate::api::app(server.clone());
     let (shutdown, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        crate::listen::serve(listener, app, async move {
             let _ = rx.await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "server stopped");
-        }
+        })
+        .await;
     });
     Ok(Running { addr, server, describe: backends.describe, shutdown, task })
 }
