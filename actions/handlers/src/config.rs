@@ -33,6 +33,8 @@ pub struct ActionConfig {
     pub allow_private_webhooks: bool,
     /// Webhook delivery attempts before the subscriber is left to catch up by snapshot.
     pub webhook_attempts: u32,
+    /// Most webhooks of one query (each URL once): one ingest costs at most this many POSTs.
+    pub max_webhooks_per_query: usize,
     /// The push gateway's delta endpoint, if any (`https://gw/v1/internal/deltas`).
     pub gateway_url: Option<String>,
     /// Bearer token for the gateway (secret).
@@ -54,6 +56,7 @@ impl Default for ActionConfig {
             idle_timeout_ms: 24 * 3600 * 1000,
             allow_private_webhooks: false,
             webhook_attempts: 3,
+            max_webhooks_per_query: 16,
             gateway_url: None,
             gateway_token: None,
         }

@@ -110,8 +110,12 @@ pub async fn push(env: &Env<'_>, event: PushEvent) -> Result<PushOutput, ActionE
     };
     let body = serde_json::to_vec(&message).unwrap_or_default();
     let mut out = PushOutput::default();
-    for sub in subscriptions {
-        if deliver(env, &sub, &body).await {
+    // Concurrently: a slow or failing endpoint (retried with backoff) delays no other.
+    let delivered =
+        futures_util::future::join_all(subscriptions.iter().map(|sub| deliver(env, sub, &body)))
+            .await;
+    for ok in delivered {
+        if ok {
             out.delivered += 1;
         } else {
             out.failed += 1;

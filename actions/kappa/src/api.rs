@@ -311,6 +311,20 @@ async fn add_webhook(
     if store.query(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("query [{id}] not found")));
     }
+    let existing = store.subscriptions(&id).await?;
+    if existing.iter().any(|s| s.url == sub.url) {
+        return Err(ApiError::new(
+            409,
+            "resource_already_exists_exception",
+            "this URL is already subscribed to the query",
+        ));
+    }
+    let limit = server.core.config.max_webhooks_per_query;
+    if existing.len() >= limit {
+        return Err(ApiError::bad_request(format!(
+            "a query has at most {limit} webhooks (max_webhooks_per_query)"
+        )));
+    }
     store.subscribe(&id, &Subscription { url: sub.url.clone(), secret: sub.secret }).await?;
     store.add_refs(&id, 1).await?;
     store.touch(&id, server.core.clock.now_ms()).await?;
