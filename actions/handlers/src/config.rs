@@ -35,6 +35,9 @@ pub struct ActionConfig {
     pub webhook_attempts: u32,
     /// Most webhooks of one query (each URL once): one ingest costs at most this many POSTs.
     pub max_webhooks_per_query: usize,
+    /// Most queries registered at once (distinct ones: a shared query counts once); past it a
+    /// new query is refused with a 429 until others are deleted or reclaimed.
+    pub max_queries: usize,
     /// The push gateway's delta endpoint, if any (`https://gw/v1/internal/deltas`).
     pub gateway_url: Option<String>,
     /// Bearer token for the gateway (secret).
@@ -57,6 +60,7 @@ impl Default for ActionConfig {
             allow_private_webhooks: false,
             webhook_attempts: 3,
             max_webhooks_per_query: 16,
+            max_queries: 1_000,
             gateway_url: None,
             gateway_token: None,
         }

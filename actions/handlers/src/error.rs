@@ -27,6 +27,14 @@ pub enum ActionError {
         /// Its name.
         name: String,
     },
+    /// As many distinct queries as allowed are registered (retry once others are deleted).
+    #[error(
+        "too many queries: at most {limit} are registered at once (max_queries); delete unused ones"
+    )]
+    TooManyQueries {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl ActionError {
@@ -34,6 +42,8 @@ impl ActionError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ActionError::Port(e) => e.is_retryable(),
+            // Once other queries are deleted or reclaimed.
+            ActionError::TooManyQueries { .. } => true,
             _ => false,
         }
     }
@@ -44,6 +54,7 @@ impl ActionError {
             ActionError::Query(e) => e.kind.status(),
             ActionError::BadEvent(_) => 400,
             ActionError::NotFound { .. } => 404,
+            ActionError::TooManyQueries { .. } => 429,
             ActionError::Port(e) if e.is_retryable() => 503,
             _ => 500,
         }
@@ -60,6 +71,10 @@ impl ActionError {
             ActionError::NotFound { what, name } => json!({
                 "error": {"type": "resource_not_found_exception", "reason": format!("{what} [{name}] not found")},
                 "status": 404,
+            }),
+            ActionError::TooManyQueries { .. } => json!({
+                "error": {"type": "es_rejected_execution_exception", "reason": self.to_string(), "retryable": true},
+                "status": 429,
             }),
             other => json!({
                 "error": {"type": if other.is_retryable() { "unavailable_exception" } else { "exception" }, "reason": other.to_string(), "retryable": other.is_retryable()},

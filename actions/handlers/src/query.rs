@@ -25,6 +25,10 @@ pub async fn create(env: &Env<'_>, body: &[u8]) -> Result<WebResponse, ActionErr
         env.store.touch(&id, now).await?;
         return Ok(WebResponse::json(200, json!({"id": id, "shared": true, "links": links})));
     }
+    let registered = env.store.queries().await?.len();
+    if registered >= env.config.max_queries {
+        return Err(ActionError::TooManyQueries { limit: env.config.max_queries });
+    }
     let partitions = env
         .log
         .partitions(&topic)

@@ -479,6 +479,30 @@ fn a_query_on_a_missing_topic_is_404_and_a_bad_query_400() {
 }
 
 #[test]
+fn distinct_queries_are_limited_and_shared_ones_count_once() {
+    let w = World::new(ActionConfig { max_queries: 3, ..ActionConfig::default() });
+    fill(&w, 1, 5);
+    let ids: Vec<String> =
+        (0..3).map(|n| create(&w, &json!({"topic": TOPIC, "size": n}))).collect();
+    assert_eq!(ids.len(), 3);
+    // The same query again is shared, not a fourth.
+    let again = block_on(query::create(
+        &w.env(),
+        json!({"topic": TOPIC, "size": 0}).to_string().as_bytes(),
+    ))
+    .expect("shared");
+    assert_eq!(again.status, 200);
+    let e = block_on(query::create(
+        &w.env(),
+        json!({"topic": TOPIC, "size": 9}).to_string().as_bytes(),
+    ))
+    .expect_err("refused");
+    assert_eq!(e.status(), 429);
+    assert_eq!(e.to_json()["error"]["type"], json!("es_rejected_execution_exception"));
+    assert!(e.is_retryable());
+}
+
+#[test]
 fn a_query_refused_at_registration_is_not_registered() {
     let w = World::new(ActionConfig::default());
     fill(&w, 1, 10);

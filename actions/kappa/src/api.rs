@@ -66,12 +66,24 @@ pub(crate) async fn no_method(method: Method, uri: Uri) -> ApiError {
     )
 }
 
+/// A path whose percent-decoded bytes are not UTF-8 is a JSON 400 like every other error
+/// (the router's own answer would be a plain-text one).
+pub(crate) fn utf8_path(request: &Request) -> Result<(), ApiError> {
+    match percent_encoding::percent_decode_str(request.uri().path()).decode_utf8() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(ApiError::bad_request("the request path is not valid UTF-8 once decoded")),
+    }
+}
+
 /// Constant-time comparison of two keys.
 fn same_key(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn auth(State(server): S, request: Request, next: Next) -> Response {
+    if let Err(refused) = utf8_path(&request) {
+        return refused.into_response();
+    }
     match authorize(&server.config.api_keys, &request) {
         Ok(()) => next.run(request).await,
         Err(refused) => refused.into_response(),

@@ -158,6 +158,9 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
 
 /// The push feed authenticates with push tokens, everything else with API keys.
 async fn auth(State(gateway): S, request: Request, next: Next) -> Response {
+    if let Err(refused) = crate::api::utf8_path(&request) {
+        return refused.into_response();
+    }
     let keys = if request.uri().path() == "/v1/internal/deltas" {
         &gateway.config.push_tokens
     } else {

@@ -154,6 +154,12 @@ struct DevArgs {
     /// Most records one process invocation folds.
     #[arg(long, default_value_t = 20_000)]
     batch_records: usize,
+    /// Most distinct queries registered at once (past it: 429 until others are deleted).
+    #[arg(long, default_value_t = 1_000)]
+    max_queries: usize,
+    /// Most webhooks of one query.
+    #[arg(long, default_value_t = 16)]
+    max_webhooks_per_query: usize,
     /// Stream synthetic event-week tweets into topic `tweets` (see --demo-rate).
     #[arg(long)]
     demo: bool,
@@ -222,6 +228,8 @@ impl DevArgs {
         let mut action = dev_action_config();
         action.allow_private_webhooks = self.allow_private_webhooks;
         action.batch_records = self.batch_records.max(1);
+        action.max_queries = self.max_queries;
+        action.max_webhooks_per_query = self.max_webhooks_per_query;
         action.limits.max_body_bytes = self.query_limit;
         DevConfig {
             listen: self.listen,

@@ -117,6 +117,9 @@ async fn check_errors(srv: &Srv) {
         (404, Some("resource_not_found_exception")),
         "{v}"
     );
+    // A path that does not decode to UTF-8 gets the same JSON errors as everything else.
+    let (s, v) = srv.get("/v1/queries/q_%FF%FE").await;
+    assert_eq!((s, v["error"]["type"].as_str()), (400, Some("illegal_argument_exception")), "{v}");
     // A view name must be a topic name: `..` (sent as is; HTTP clients normalise dot segments).
     let addr = srv.url("").trim_start_matches("http://").trim_end_matches('/').to_string();
     let mut tcp = tokio::net::TcpStream::connect(&addr).await.expect("connects");
