@@ -77,9 +77,7 @@ fn limits_are_configurable_and_enforced() {
 
 #[test]
 fn pathological_patterns_are_refused_not_run() {
-    let terms = |include: String| {
-        json!({"topic": "t", "aggs": {"a": {"terms": {"field": "x", "include": include}}}})
-    };
+    let terms = |include: String| json!({"topic": "t", "aggs": {"a": {"terms": {"field": "x", "include": include}}}});
     // The pattern that stalled kappa dev for 40 s (issue #17): 9 KB of nested lazy repetitions.
     let stall = format!("{}x", "(?:a|b)*?".repeat(1000));
     let e = Plan::parse(&terms(stall), &Limits::default()).expect_err("too long");
