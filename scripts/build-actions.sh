@@ -10,6 +10,15 @@
 #   scripts/build-actions.sh            # both
 #   scripts/build-actions.sh native     # only the native zips
 #   scripts/build-actions.sh wasm       # only the WASM zips
+#   scripts/build-actions.sh wasm-module DIR   # only the module (kappa_wasm.js + _bg.wasm) in DIR
+#                                              # (relative to the repository)
+#
+# The module is built with WASM SIMD (simd128: Node.js >= 16.4 runs it), set for every
+# wasm32-unknown-unknown build in .cargo/config.toml; kappa-wasm does not compile without it
+# (RUSTFLAGS in the environment would replace that setting). Knobs for measurements
+# (scripts/bench-wasm-fold.sh): KAPPA_WASM_OPT (cargo opt-level, default z), KAPPA_WASM_CORE_OPT
+# (kappa-core's, default 2), KAPPA_WASM_OPT_FLAGS (wasm-opt's, default -Oz), KAPPA_WASM_OPT_PASS=0
+# (no wasm-opt), KAPPA_WASM_SIMD=0 (without simd128), KAPPA_WASM_CARGO_FLAGS (more cargo flags).
 #
 # Installs what is missing: the musl and wasm32 targets, musl-tools (apt), wasm-bindgen-cli at
 # exactly the version of the wasm-bindgen crate in Cargo.lock (cargo install, without --locked),
@@ -57,7 +66,9 @@ build_native() {
     rm -rf "$stage"
 }
 
-build_wasm() {
+# The module alone into $1: cargo build, wasm-bindgen --target nodejs, wasm-opt.
+build_module() {
+    local stage=$1
     step "wasm: kappa-wasm for wasm32-unknown-unknown + wasm-bindgen --target nodejs"
     rustup target add wasm32-unknown-unknown >/dev/null 2>&1
     local version
@@ -67,17 +78,31 @@ build_wasm() {
         # so no --locked.
         cargo install wasm-bindgen-cli --version "$version" >&2
     fi
-    # Size over speed for the module (opt-level z measured as fast as s for the fold): the
-    # release profile, overridden from the environment (the workspace's profiles stay as they are).
-    CARGO_TARGET_DIR="$wasm_target_dir" CARGO_PROFILE_RELEASE_OPT_LEVEL="${KAPPA_WASM_OPT:-z}" \
+    # simd128 comes from .cargo/config.toml (and kappa-wasm fails to compile without it unless
+    # KAPPA_WASM_NO_SIMD is set); KAPPA_WASM_SIMD=0 turns it off, for comparisons.
+    local simd=${KAPPA_WASM_SIMD:-1} no_simd=()
+    if [ "$simd" = 0 ]; then
+        no_simd=(CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=-simd128"
+            KAPPA_WASM_NO_SIMD=1)
+    fi
+    # Size over speed (opt-level z), except for kappa-core, the fold, at opt-level 2: z (or s)
+    # makes the fold ~3x slower (the scanner's small functions stay calls), 2 costs +9% of the
+    # module (scripts/bench-wasm-fold.sh, BENCHMARKS.md). The release profile, overridden from the
+    # environment and --config (the workspace's profiles stay as they are).
+    local core_opt=${KAPPA_WASM_CORE_OPT:-2}
+    case "$core_opt" in [0-3]) ;; *) core_opt="\"$core_opt\"" ;; esac # TOML: "s", "z" are strings
+    # shellcheck disable=SC2086 # KAPPA_WASM_CARGO_FLAGS may hold several flags
+    env "${no_simd[@]}" CARGO_TARGET_DIR="$wasm_target_dir" \
+        CARGO_PROFILE_RELEASE_OPT_LEVEL="${KAPPA_WASM_OPT:-z}" \
         CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
         CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=true CARGO_PROFILE_RELEASE_PANIC=abort \
-        cargo build -p kappa-wasm --release --locked --target wasm32-unknown-unknown
-    local stage="$repo/build/wasm"
+        cargo build -p kappa-wasm --release --locked --target wasm32-unknown-unknown \
+        --config "profile.release.package.kappa-core.opt-level=$core_opt" \
+        ${KAPPA_WASM_CARGO_FLAGS:-}
+    local wasm="$wasm_target_dir/wasm32-unknown-unknown/release/kappa_wasm.wasm"
     rm -rf "$stage"
     mkdir -p "$stage"
-    wasm-bindgen --target nodejs --out-dir "$stage" --no-typescript \
-        "$wasm_target_dir/wasm32-unknown-unknown/release/kappa_wasm.wasm"
+    wasm-bindgen --target nodejs --out-dir "$stage" --no-typescript "$wasm"
     # wasm-opt -Oz (7% smaller). From binaryen's npm package (binaryen compiled to WASM, no
     # native download), pinned: Debian's binaryen 108 breaks wasm-bindgen's externref table
     # ("WebAssembly.Table.set(): Argument 1 is invalid"); 132 keeps it. KAPPA_WASM_OPT_PASS=0 skips it.
@@ -88,12 +113,20 @@ build_wasm() {
             mkdir -p "$tools"
             npm install --prefix "$tools" --no-audit --no-fund --silent binaryen@132.0.0 >&2
         fi
-        node "$wasm_opt" -Oz --enable-reference-types --enable-bulk-memory \
-            --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+        local features=(--enable-reference-types --enable-bulk-memory
+            --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals)
+        [ "$simd" = 0 ] || features+=(--enable-simd)
+        # shellcheck disable=SC2086 # KAPPA_WASM_OPT_FLAGS may hold several flags
+        node "$wasm_opt" ${KAPPA_WASM_OPT_FLAGS:--Oz} "${features[@]}" \
             "$stage/kappa_wasm_bg.wasm" -o "$stage/kappa_wasm_bg.opt.wasm"
         mv "$stage/kappa_wasm_bg.opt.wasm" "$stage/kappa_wasm_bg.wasm"
     fi
     printf 'kappa_wasm_bg.wasm: %s bytes\n' "$(stat -c %s "$stage/kappa_wasm_bg.wasm")" >&2
+}
+
+build_wasm() {
+    local stage="$repo/build/wasm"
+    build_module "$stage"
     cp actions/wasm/js/index.js actions/wasm/js/io.js actions/wasm/js/package.json "$stage/"
     (cd "$stage" && npm install --omit=dev --no-audit --no-fund --silent >&2)
     for action in $ACTIONS; do
@@ -108,6 +141,7 @@ case "$what" in
     all) build_native; build_wasm ;;
     native) build_native ;;
     wasm) build_wasm ;;
-    *) echo "usage: $0 [all|native|wasm]" >&2; exit 2 ;;
+    wasm-module) build_module "$(realpath -m "${2:?usage: $0 wasm-module DIR}")"; exit 0 ;;
+    *) echo "usage: $0 [all|native|wasm|wasm-module DIR]" >&2; exit 2 ;;
 esac
 ls -l "$out" >&2

@@ -8,6 +8,8 @@ repo=$(cd "$here/../../.." && pwd)
 cd "$repo"
 rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
 # Own target dir and size-tuned profile: does not disturb the workspace's release builds.
+# WASM SIMD (simd128) comes from the repository's .cargo/config.toml (kappa-web does not compile
+# without it; RUSTFLAGS in the environment would replace it).
 export CARGO_TARGET_DIR="$repo/target/web"
 export CARGO_PROFILE_RELEASE_OPT_LEVEL=s CARGO_PROFILE_RELEASE_LTO=true \
        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_RELEASE_DEBUG=0 \

@@ -13,12 +13,23 @@
 //! Test with: `cargo test -p kappa-wasm` (the pure parts) and `actions/wasm/test/run.mjs`
 //! (the zips against real Kafka and Redis; `scripts/test.sh` runs it).
 
+pub mod bench;
 pub mod frame;
 pub mod settings;
 pub mod store;
 
 #[cfg(target_arch = "wasm32")]
 pub mod js;
+
+// Built with WASM SIMD (`-C target-feature=+simd128`, the repository's .cargo/config.toml):
+// memchr and simdutf8 choose their simd128 code at compile time. RUSTFLAGS in the environment
+// replaces the config's flags, so a build without it fails here instead of shipping a slower
+// module; KAPPA_WASM_NO_SIMD=1 allows one (scripts/bench-wasm-fold.sh measures the difference).
+#[cfg(all(target_arch = "wasm32", not(target_feature = "simd128")))]
+const _: () = assert!(
+    option_env!("KAPPA_WASM_NO_SIMD").is_some(),
+    "kappa-wasm is built with -C target-feature=+simd128 (.cargo/config.toml); is RUSTFLAGS set?"
+);
 
 /// The actions this module answers, by short name (the test of the manifests checks them).
 pub const ACTIONS: [&str; 5] = ["query", "status", "process", "push", "tick"];

@@ -10,6 +10,15 @@
 use kappa_core::{Limits, Plan, QueryError, patch};
 use serde_json::{Value, json};
 
+// Built with WASM SIMD (`-C target-feature=+simd128`, the repository's .cargo/config.toml), as
+// the Node.js actions are: RUSTFLAGS in the environment replaces the config's flags, so a build
+// without it fails here (KAPPA_WASM_NO_SIMD=1 allows one).
+#[cfg(all(target_arch = "wasm32", not(target_feature = "simd128")))]
+const _: () = assert!(
+    option_env!("KAPPA_WASM_NO_SIMD").is_some(),
+    "kappa-web is built with -C target-feature=+simd128 (.cargo/config.toml); is RUSTFLAGS set?"
+);
+
 /// Validate a query body (JSON text) as the server does. Returns JSON text: on success
 /// `{"ok":true,"id":"q_..","topic":..,"canonical":{..}}`, otherwise the Elasticsearch-style
 /// error the server would answer, `{"ok":false,"error":{"type","reason","path"},"status":400}`
