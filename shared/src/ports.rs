@@ -690,6 +690,32 @@ impl Clock for ManualClock {
 pub trait Timer: Send + Sync {
     /// Wait `ms` milliseconds.
     async fn sleep(&self, ms: u64);
+
+    /// Give the executor's other tasks a turn (between the reads of a long batch). The default
+    /// is pending once; an executor whose I/O only advances at its own yield points (tokio)
+    /// overrides it.
+    async fn yield_now(&self) {
+        YieldNow::default().await;
+    }
+}
+
+/// A future that is pending once (waking itself at once), then ready.
+#[derive(Debug, Default)]
+pub struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }
 
 /// A timer that returns at once and advances a [`ManualClock`] instead.

@@ -213,25 +213,6 @@ async fn process_segments_with_faults(
     Ok(outputs)
 }
 
-/// A future that is pending once (waking itself at once), then ready: a turn for the other
-/// tasks of whatever executor polls it (tokio, `wasm-bindgen-futures`, a test's `block_on`).
-struct YieldNow(bool);
-
-impl std::future::Future for YieldNow {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    }
-}
-
 /// A checkpoint this invocation committed, with its state still in memory.
 type Fresh = (Checkpoint, PartialState);
 
@@ -316,7 +297,7 @@ async fn advance(
         // Folding is CPU work inside an async task: give the executor a turn after each read,
         // so that a host running several tasks on one thread (kappa dev pinned to one core, a
         // Node.js action) keeps answering while a long batch replays.
-        YieldNow(false).await;
+        env.timer.yield_now().await;
         let advanced = batch.next_offset > next;
         next = batch.next_offset.max(next);
         if (n == 0 && !advanced) || (segment.end.is_none() && next >= batch.high_watermark) {
