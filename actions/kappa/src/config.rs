@@ -24,6 +24,8 @@ pub struct DevConfig {
     pub tick_ms: u64,
     /// Messages buffered per websocket/SSE subscriber before it is considered behind.
     pub subscriber_buffer: usize,
+    /// Most connections open at once (past it: 503 and closed).
+    pub max_connections: usize,
     /// Messages kept per query for resuming subscribers.
     pub ring: usize,
     /// The embedded log and store `fsync` each write before acknowledging it (they survive a
@@ -51,6 +53,7 @@ impl Default for DevConfig {
             ingest_limit: 16 << 20,
             tick_ms: 1000,
             subscriber_buffer: 256,
+            max_connections: 4_096,
             ring: 1024,
             fsync: false,
             kafka_brokers: None,

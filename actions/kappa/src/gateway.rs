@@ -61,6 +61,8 @@ pub struct GatewayConfig {
     pub api_keys: Vec<String>,
     /// Messages buffered per subscriber before it gets a snapshot instead.
     pub subscriber_buffer: usize,
+    /// Most connections open at once (past it: 503 and closed).
+    pub max_connections: usize,
     /// Largest push body, bytes (a snapshot of a large result is the biggest message).
     pub push_limit: usize,
 }
@@ -74,6 +76,7 @@ impl Default for GatewayConfig {
             push_tokens: Vec::new(),
             api_keys: Vec::new(),
             subscriber_buffer: 256,
+            max_connections: 4_096,
             push_limit: 16 << 20,
         }
     }
@@ -304,11 +307,12 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
     let streams = Arc::new(Streams::new(redis.clone(), hub, config.subscriber_buffer));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let max_connections = config.max_connections;
     let gateway = Arc::new(Gateway { streams, redis, config, channel });
     let router = app(gateway);
     let (shutdown, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        crate::listen::serve(listener, router, async move {
+        crate::listen::serve(listener, router, max_connections, async move {
             let _ = rx.await;
         })
         .await;

@@ -1,7 +1,8 @@
 //! The accept loop of `kappa dev` and `kappa gateway`: HTTP/1.1 (with websocket upgrades) where
 //! a client gets a bounded time to send its request head. A connection that never finishes its
 //! headers would otherwise hold a descriptor for good, and a few hundred of them would stop
-//! the server from accepting anyone.
+//! the server from accepting anyone. Open connections are capped: past the cap a new one is
+//! answered `503` at once and closed, so descriptors and per-connection memory stay bounded.
 
 use std::future::Future;
 use std::time::Duration;
@@ -13,19 +14,29 @@ use tokio::net::TcpListener;
 /// Time a client has to send a complete request head (Nginx's `client_header_timeout` is 60 s).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serve `app` on `listener` until `shutdown` resolves (connections being served finish on
-/// their own).
-pub async fn serve(listener: TcpListener, app: axum::Router, shutdown: impl Future<Output = ()>) {
-    serve_with(listener, app, HEADER_READ_TIMEOUT, shutdown).await;
+/// Serve `app` on `listener`, at most `max_connections` open at once, until `shutdown`
+/// resolves (connections being served finish on their own).
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    max_connections: usize,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_with(listener, app, HEADER_READ_TIMEOUT, max_connections, shutdown).await;
 }
+
+/// The answer to a connection past the cap.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 122\r\n\r\n{\"error\":{\"type\":\"unavailable_exception\",\"reason\":\"too many open connections; retry later\",\"retryable\":true},\"status\":503}";
 
 /// [`serve`] with another time for the request head.
 pub async fn serve_with(
     listener: TcpListener,
     app: axum::Router,
     header_read_timeout: Duration,
+    max_connections: usize,
     shutdown: impl Future<Output = ()>,
 ) {
+    let open = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
     tokio::pin!(shutdown);
@@ -42,12 +53,28 @@ pub async fn serve_with(
             },
             () = &mut shutdown => return,
         };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut stream = stream;
+                let _ = stream.write_all(BUSY).await;
+                let _ = stream.shutdown().await;
+                // Drain what the client sent (briefly) so that closing does not reset the
+                // connection before it has read the answer.
+                let mut sink = [0u8; 4096];
+                let drain =
+                    async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+                let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+            });
+            continue;
+        };
         let service = TowerToHyperService::new(app.clone());
         let connection = http.serve_connection(TokioIo::new(stream), service).with_upgrades();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended");
             }
+            drop(permit);
         });
     }
 }
@@ -63,9 +90,10 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_with(listener, app, Duration::from_millis(300), async {
-            let _ = stopped.await;
-        }));
+        let server =
+            tokio::spawn(serve_with(listener, app, Duration::from_millis(300), 8, async {
+                let _ = stopped.await;
+            }));
         // Half a request head, then silence.
         let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
         slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").await.expect("write");
@@ -79,6 +107,51 @@ mod tests {
             .expect("write");
         let mut answer = String::new();
         ok.read_to_string(&mut answer).await.expect("read");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let _ = stop.send(());
+        server.await.expect("stopped");
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn past_the_cap_a_connection_is_told_to_come_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_with(listener, app, Duration::from_secs(30), 2, async {
+            let _ = stopped.await;
+        }));
+        let get = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+        // Two connections held open (a request head not yet finished).
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            c.write_all(b"GET / HTTP/1.1\r\n").await.expect("write");
+            held.push(c);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut third = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let _ = third.write_all(get).await;
+        let mut answer = String::new();
+        third.read_to_string(&mut answer).await.expect("read");
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+        let v: serde_json::Value =
+            serde_json::from_str(body).expect("a JSON body of the stated length");
+        assert_eq!(v["status"], 503);
+        // Once one is closed, a new connection is served.
+        drop(held.pop());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut next = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        next.write_all(get).await.expect("write");
+        let mut answer = String::new();
+        next.read_to_string(&mut answer).await.expect("read");
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         let _ = stop.send(());
         server.await.expect("stopped");

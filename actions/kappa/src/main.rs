@@ -62,6 +62,9 @@ struct GatewayArgs {
     /// Messages buffered per websocket/SSE subscriber before it gets a snapshot instead.
     #[arg(long, default_value_t = 256)]
     subscriber_buffer: usize,
+    /// Most connections open at once; past it a new one gets a 503 and is closed.
+    #[arg(long, default_value_t = 4_096)]
+    max_connections: usize,
     /// Largest push body, bytes.
     #[arg(long, default_value_t = 16 << 20)]
     push_limit: usize,
@@ -135,6 +138,9 @@ struct DevArgs {
     /// Messages buffered per websocket/SSE subscriber before it gets a snapshot instead.
     #[arg(long, default_value_t = 256)]
     subscriber_buffer: usize,
+    /// Most connections open at once; past it a new one gets a 503 and is closed.
+    #[arg(long, default_value_t = 4_096)]
+    max_connections: usize,
     /// Deliver webhooks to loopback and private addresses.
     #[arg(long)]
     allow_private_webhooks: bool,
@@ -240,6 +246,7 @@ impl DevArgs {
             ingest_limit: self.ingest_limit,
             tick_ms: self.tick_ms,
             subscriber_buffer: self.subscriber_buffer,
+            max_connections: self.max_connections,
             fsync: self.fsync,
             kafka_brokers: self.kafka_brokers.filter(|s| !s.is_empty()),
             redis_url: self.redis_url.filter(|s| !s.is_empty()),
@@ -335,6 +342,7 @@ async fn main() -> anyhow::Result<()> {
                 push_tokens: args.push_tokens,
                 api_keys: args.api_keys,
                 subscriber_buffer: args.subscriber_buffer,
+                max_connections: args.max_connections,
                 push_limit: args.push_limit,
             };
             let running = gateway::start(config).await.context("kappa gateway")?;

@@ -164,7 +164,7 @@ pub async fn start(config: DevConfig) -> Result<Running, StartError> {
     let app = crate::api::app(server.clone());
     let (shutdown, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        crate::listen::serve(listener, app, async move {
+        crate::listen::serve(listener, app, config.max_connections, async move {
             let _ = rx.await;
         })
         .await;

@@ -24,6 +24,7 @@ async fn gateway(prefix: &str, push_limit: usize) -> RunningGateway {
         api_keys: vec![SUBSCRIBER_KEY.into()],
         subscriber_buffer: 64,
         push_limit,
+        ..GatewayConfig::default()
     })
     .await
     .expect("gateway starts")
