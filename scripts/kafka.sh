@@ -210,6 +210,14 @@ pid_alive() {
         grep -q 'kafka\.Kafka' "/proc/$pid/cmdline" 2>/dev/null
 }
 
+# The process we just started is alive. Not pid_alive: right after `nohup java &` the child may
+# not have become java yet (its cmdline is still the shell's), which read as "exited".
+started_alive() {
+    local pid
+    pid="$(cat "$pidfile" 2>/dev/null || true)"
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+}
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Ready = the broker answers a metadata request (TopicCommand --list succeeds).
@@ -245,7 +253,7 @@ start() {
     echo $! >"$pidfile"
     local deadline=$((SECONDS + 90))
     until port_open "$port"; do
-        if ! pid_alive; then
+        if ! started_alive; then
             tail -n 40 "$kdir/kafka.out" "$logs/server.log" >&2 2>/dev/null || true
             rm -f "$pidfile"
             die "broker exited during startup (see $logs/server.log)"
@@ -254,7 +262,7 @@ start() {
         sleep 0.2
     done
     until ready; do
-        pid_alive || { rm -f "$pidfile"; die "broker exited during startup (see $logs/server.log)"; }
+        started_alive || { rm -f "$pidfile"; die "broker exited during startup (see $logs/server.log)"; }
         ((SECONDS < deadline)) || { stop; die "broker not ready within 90 s"; }
         sleep 0.5
     done
