@@ -395,8 +395,17 @@ pub(crate) fn fold(
                     continue;
                 }
                 let n = ((x - offset) / interval).floor();
-                if n.abs() < 9.0e15 {
+                // Bucket indexes are exact as i64 (every f64 past 2^53 is an integer); a value
+                // whose bucket lies past that fails the query visibly instead of vanishing.
+                if n.abs() < 9.2e18 {
                     idx.push(n as i64);
+                } else {
+                    return Err(QueryError::illegal(
+                        &format!("aggs.{}.histogram", agg.name),
+                        format!(
+                            "the value {x} falls in bucket {n:e} of interval {interval}: past the ±9.2e18 buckets a histogram can key; use a larger interval"
+                        ),
+                    ));
                 }
             }
             fold_indexed(agg, map, idx, doc, ctx)?;

@@ -245,3 +245,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn histogram_keys_are_exact_at_any_magnitude_or_a_clear_error() {
+    let body = json!({"topic": "t", "aggs": {"h": {"histogram": {"field": "x", "interval": 1}}}});
+    let plan = Plan::parse(&body, &Limits::default()).expect("valid");
+    let fold = |doc: &str| {
+        let mut state = plan.empty_state();
+        let rec = kappa_core::Record {
+            value: doc.as_bytes(),
+            timestamp: 0,
+            offset: 0,
+            partition: 0,
+            key: None,
+        };
+        plan.fold(&mut state, &rec).map(|()| state)
+    };
+    // Past 9e15 buckets (they vanished silently before), still exact.
+    let state = fold(r#"{"x": 100000000000000000}"#).expect("folds");
+    let result = plan.render(&state).expect("renders");
+    let buckets = &result["aggregations"]["h"]["buckets"];
+    assert_eq!(buckets[0]["key"], json!(1e17), "{result}");
+    assert_eq!(buckets[0]["doc_count"], json!(1));
+    // Past what a bucket index can hold: a clear error, not a silent gap.
+    let e = fold(r#"{"x": 1e300}"#).expect_err("no bucket can key it");
+    assert_eq!(e.kind, ErrorKind::IllegalArgument);
+    assert!(e.reason.contains("larger interval"), "{}", e.reason);
+}

@@ -307,9 +307,10 @@ async fn advance(
     };
     output.stopped = stopped;
     if let Some(e) = budget_error {
-        // The state outgrew its budget: the query fails for good, visibly, instead of
-        // exhausting the action's memory. Nothing is committed.
-        tracing::error!(query = %query.id, error = %e, "query stopped: partial state over its memory budget");
+        // The state outgrew its budget (or a record cannot be folded, e.g. a histogram bucket
+        // past what can be keyed): the query fails for good, visibly, instead of exhausting the
+        // action's memory or dropping records silently. Nothing is committed.
+        tracing::error!(query = %query.id, error = %e, "query stopped: its state cannot take this batch");
         result::fail(env, &query.id, e.to_json()).await?;
         return Err(e.into());
     }
