@@ -3,36 +3,18 @@
 //! Node.js action) keeps answering reads and pushes while a query replays.
 
 use std::cell::Cell;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 
 use futures::executor::block_on;
 use kappa_actions::process::{ProcessEvent, process};
 use kappa_actions::{ActionConfig, Context, Env, query};
 use kappa_core::ports::{
     InstantTimer, LogWriter, ManualClock, MemoryChain, MemoryHttp, MemoryLog, MemoryStore,
-    NewRecord,
+    NewRecord, YieldNow,
 };
 use serde_json::json;
 
 const NOW: i64 = 1_782_000_000_000;
-
-/// Pending once (waking itself), then ready.
-struct YieldOnce(bool);
-
-impl Future for YieldOnce {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
 
 #[test]
 fn other_tasks_run_between_the_reads_of_a_batch() {
@@ -73,7 +55,7 @@ fn other_tasks_run_between_the_reads_of_a_batch() {
     let other = async {
         while !done.get() {
             turns.set(turns.get() + 1);
-            YieldOnce(false).await;
+            YieldNow::default().await;
         }
     };
     let batch = async {

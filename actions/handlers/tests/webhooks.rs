@@ -1,35 +1,17 @@
 //! Webhook delivery: every endpoint of a query gets each delta at the same time, so a slow or
 //! failing endpoint delays no other.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context as TaskContext, Poll};
 
 use futures::executor::block_on;
 use kappa_actions::push::{PushEvent, push};
 use kappa_actions::{ActionConfig, Env, query};
 use kappa_core::ports::{
     HttpClient, HttpRequest, HttpResponse, InstantTimer, LogWriter, ManualClock, MemoryChain,
-    MemoryLog, MemoryStore, NewRecord, PortResult, StateStore, Subscription,
+    MemoryLog, MemoryStore, NewRecord, PortResult, StateStore, Subscription, YieldNow,
 };
 use serde_json::json;
-
-/// Pending once (waking itself), then ready.
-struct YieldOnce(bool);
-
-impl Future for YieldOnce {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
 
 /// The slow endpoint answers only once the fast one has been sent to (or gives up with a 503
 /// after many turns): with one delivery after the other it can never see the fast one.
@@ -49,7 +31,7 @@ impl HttpClient for SlowAndFast {
             if self.fast_sent.load(Ordering::SeqCst) {
                 return Ok(HttpResponse { status: 200, body: vec![] });
             }
-            YieldOnce(false).await;
+            YieldNow::default().await;
         }
         Ok(HttpResponse { status: 503, body: vec![] })
     }
