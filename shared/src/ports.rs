@@ -850,3 +850,24 @@ impl HttpClient for MemoryHttp {
         outcome.map(|status| HttpResponse { status, body: Vec::new() })
     }
 }
+
+#[cfg(test)]
+mod value_arena_tests {
+    use super::ValueArena;
+
+    #[test]
+    fn copies_stay_intact_across_chunks_and_share_them() {
+        let mut arena = ValueArena::new(64);
+        let values: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; usize::from(i % 20)]).collect();
+        let copies: Vec<bytes::Bytes> = values.iter().map(|v| arena.copy(v)).collect();
+        for (v, c) in values.iter().zip(&copies) {
+            assert_eq!(&c[..], &v[..]);
+        }
+        // A value larger than a chunk gets a chunk of its own.
+        let big = vec![7u8; 1000];
+        assert_eq!(&arena.copy(&big)[..], &big[..]);
+        // Small values share a chunk: consecutive copies are adjacent in memory.
+        let (a, b) = (arena.copy(b"ab"), arena.copy(b"cd"));
+        assert_eq!(a.as_ptr().wrapping_add(2), b.as_ptr());
+    }
+}
