@@ -83,7 +83,9 @@ impl ValueArena {
     /// A shared copy of `value`.
     pub fn copy(&mut self, value: &[u8]) -> bytes::Bytes {
         if self.chunk.capacity() - self.chunk.len() < value.len() {
-            self.chunk = bytes::BytesMut::with_capacity(self.chunk_bytes.max(value.len()));
+            // Takes the chunk's allocation back when every copy made from it has been dropped
+            // (an arena kept across reads reuses its memory), else allocates a new chunk.
+            self.chunk.reserve(self.chunk_bytes.max(value.len()));
         }
         self.chunk.extend_from_slice(value);
         // Splits off what was just written; the rest of the chunk's capacity stays here.
@@ -869,5 +871,20 @@ mod value_arena_tests {
         // Small values share a chunk: consecutive copies are adjacent in memory.
         let (a, b) = (arena.copy(b"ab"), arena.copy(b"cd"));
         assert_eq!(a.as_ptr().wrapping_add(2), b.as_ptr());
+    }
+
+    #[test]
+    fn a_chunk_is_reused_once_its_copies_are_dropped() {
+        let mut arena = ValueArena::new(64);
+        let first = arena.copy(&[1; 40]);
+        let kept = arena.copy(&[2; 40]);
+        assert_ne!(kept.as_ptr(), first.as_ptr(), "a chunk still referred to is not reused");
+        let kept_at = kept.as_ptr();
+        drop((first, kept));
+        // The current chunk (the second) has 24 bytes left and no copy of it is alive: the next
+        // copy takes it back from its start instead of allocating.
+        let third = arena.copy(&[3; 40]);
+        assert_eq!(third.as_ptr(), kept_at, "the chunk was not taken back");
+        assert!(third.iter().all(|&b| b == 3));
     }
 }

@@ -144,6 +144,9 @@ struct Reader {
     consumer: BaseConsumer,
     /// The offset of the next message its queue yields; None when unknown.
     position: Option<i64>,
+    /// Where payloads are copied; its chunk is reused once the records of earlier reads are
+    /// dropped (fresh pages cost the kernel a zeroing each).
+    arena: ValueArena,
 }
 
 struct Inner {
@@ -314,7 +317,7 @@ impl Inner {
     fn new_reader(&self) -> PortResult<Reader> {
         let consumer =
             self.base.create::<BaseConsumer>().map_err(|e| port_error("create consumer", &e))?;
-        Ok(Reader { consumer, position: None })
+        Ok(Reader { consumer, position: None, arena: ValueArena::new(1 << 20) })
     }
 
     fn assign(reader: &mut Reader, topic: &str, partition: u32, offset: i64) -> PortResult<()> {
@@ -353,7 +356,6 @@ impl Inner {
             fresh = true;
         }
         let mut records: Vec<LogRecord> = Vec::new();
-        let mut arena = ValueArena::new(1 << 20);
         let mut bytes = 0usize;
         let mut next = from;
         let mut last_error: Option<KafkaError> = None;
@@ -389,7 +391,7 @@ impl Inner {
                         next = end;
                         break;
                     }
-                    let value = arena.copy(m.payload().unwrap_or_default());
+                    let value = reader.arena.copy(m.payload().unwrap_or_default());
                     bytes += value.len();
                     records.push(LogRecord {
                         offset,
