@@ -168,15 +168,6 @@ fn other_spellings(bytes: &[bool; 128]) -> Vec<Vec<u8>> {
     out
 }
 
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
 impl Prefilter {
     /// The pre-filter implied by `query`, if one applies.
     pub(crate) fn for_query(query: &Query) -> Option<Prefilter> {
@@ -258,7 +249,7 @@ impl Prefilter {
     /// A `\u00XX` escape whose character is a byte of a literal (in either case).
     fn has_escaped_literal_byte(&self, bytes: &[u8]) -> bool {
         self.escape.find_iter(bytes).any(|i| {
-            let hex = |k: usize| bytes.get(i + k).copied().and_then(hex_digit);
+            let hex = |k: usize| bytes.get(i + k).copied().and_then(crate::scan::hex_digit);
             match (hex(4), hex(5)) {
                 (Some(hi), Some(lo)) => self.escaped.get(usize::from(hi * 16 + lo)) == Some(&true),
                 _ => false,

@@ -401,31 +401,22 @@ const HEX_VALUE: [u8; 256] = {
     t
 };
 
-/// [`hex4`] by table lookup, for the hot path.
+/// A byte's value as a hex digit.
 #[inline(always)]
-fn hex4_fast(b: &[u8], i: usize) -> Option<u32> {
+pub(crate) fn hex_digit(c: u8) -> Option<u8> {
+    let d = HEX_VALUE[usize::from(c)];
+    (d < 16).then_some(d)
+}
+
+/// The four hex digits at `i` (a `\u` escape's), by table lookup: it is on the hot path.
+#[inline(always)]
+fn hex4(b: &[u8], i: usize) -> Option<u32> {
     let h = b.get(i..)?.first_chunk::<4>()?;
     let d = h.map(|c| HEX_VALUE[usize::from(c)]);
     if (d[0] | d[1] | d[2] | d[3]) & 0xf0 != 0 {
         return None;
     }
     Some(u32::from(d[0]) << 12 | u32::from(d[1]) << 8 | u32::from(d[2]) << 4 | u32::from(d[3]))
-}
-
-#[inline]
-fn hex4(b: &[u8], i: usize) -> Option<u32> {
-    let h = b.get(i..i.checked_add(4)?)?;
-    let mut n = 0u32;
-    for &c in h {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return None,
-        };
-        n = n * 16 + d as u32;
-    }
-    Some(n)
 }
 
 struct Parser<'a, 'o, 'p> {
@@ -458,7 +449,7 @@ impl<'a> Parser<'a, '_, '_> {
                     esc = true;
                     // The common escapes inline (the API escapes every non-ASCII character,
                     // `/`, `<` and `>`: a tweet has ~120); surrogates and errors out of line.
-                    i = match (b.get(i + 1), hex4_fast(b, i + 2)) {
+                    i = match (b.get(i + 1), hex4(b, i + 2)) {
                         (Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't'), _) => i + 2,
                         (Some(b'u'), Some(n)) if !(0xd800..=0xdfff).contains(&n) => i + 6,
                         _ => self.escape(i)?,

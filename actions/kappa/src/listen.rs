@@ -25,8 +25,16 @@ pub async fn serve(
     serve_with(listener, app, HEADER_READ_TIMEOUT, max_connections, shutdown).await;
 }
 
-/// The answer to a connection past the cap.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 122\r\n\r\n{\"error\":{\"type\":\"unavailable_exception\",\"reason\":\"too many open connections; retry later\",\"retryable\":true},\"status\":503}";
+/// The body of the answer to a connection past the cap.
+const BUSY_BODY: &str = r#"{"error":{"type":"unavailable_exception","reason":"too many open connections; retry later","retryable":true},"status":503}"#;
+
+/// The whole answer to a connection past the cap.
+fn busy() -> String {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BUSY_BODY}",
+        BUSY_BODY.len()
+    )
+}
 
 /// [`serve`] with another time for the request head.
 pub async fn serve_with(
@@ -57,7 +65,7 @@ pub async fn serve_with(
             tokio::spawn(async move {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let mut stream = stream;
-                let _ = stream.write_all(BUSY).await;
+                let _ = stream.write_all(busy().as_bytes()).await;
                 let _ = stream.shutdown().await;
                 // Drain what the client sent (briefly) so that closing does not reset the
                 // connection before it has read the answer.
@@ -83,77 +91,74 @@ pub async fn serve_with(
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
-    #[tokio::test]
-    async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+
+    /// A server of one route on a free port; dropping the sender stops it.
+    async fn server(
+        header_timeout: Duration,
+        max_connections: usize,
+    ) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server =
-            tokio::spawn(serve_with(listener, app, Duration::from_millis(300), 8, async {
+        let task =
+            tokio::spawn(serve_with(listener, app, header_timeout, max_connections, async {
                 let _ = stopped.await;
             }));
+        (addr, stop, task)
+    }
+
+    /// A complete GET on a new connection; the whole answer.
+    async fn get(addr: std::net::SocketAddr) -> String {
+        let mut c = TcpStream::connect(addr).await.expect("connect");
+        c.write_all(GET).await.expect("write");
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).await.expect("read");
+        answer
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+        let (addr, stop, task) = server(Duration::from_millis(300), 8).await;
         // Half a request head, then silence.
-        let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut slow = TcpStream::connect(addr).await.expect("connect");
         slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").await.expect("write");
         let mut buf = Vec::new();
         let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
         assert!(closed.is_ok(), "the connection was still open after 5 s");
         // Others are served meanwhile and after.
-        let mut ok = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        ok.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-            .await
-            .expect("write");
-        let mut answer = String::new();
-        ok.read_to_string(&mut answer).await.expect("read");
+        let answer = get(addr).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         let _ = stop.send(());
-        server.await.expect("stopped");
+        task.await.expect("stopped");
     }
-}
-
-#[cfg(test)]
-mod cap_tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn past_the_cap_a_connection_is_told_to_come_back() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_with(listener, app, Duration::from_secs(30), 2, async {
-            let _ = stopped.await;
-        }));
-        let get = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+        let (addr, stop, task) = server(Duration::from_secs(30), 2).await;
         // Two connections held open (a request head not yet finished).
         let mut held = Vec::new();
         for _ in 0..2 {
-            let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let mut c = TcpStream::connect(addr).await.expect("connect");
             c.write_all(b"GET / HTTP/1.1\r\n").await.expect("write");
             held.push(c);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut third = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let _ = third.write_all(get).await;
-        let mut answer = String::new();
-        third.read_to_string(&mut answer).await.expect("read");
+        let answer = get(addr).await;
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
-        let v: serde_json::Value =
-            serde_json::from_str(body).expect("a JSON body of the stated length");
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        assert!(head.contains(&format!("content-length: {}", body.len())), "{answer}");
+        let v: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
         assert_eq!(v["status"], 503);
         // Once one is closed, a new connection is served.
         drop(held.pop());
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut next = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        next.write_all(get).await.expect("write");
-        let mut answer = String::new();
-        next.read_to_string(&mut answer).await.expect("read");
+        let answer = get(addr).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         let _ = stop.send(());
-        server.await.expect("stopped");
+        task.await.expect("stopped");
     }
 }

@@ -122,15 +122,9 @@ async fn check_errors(srv: &Srv) {
     assert_eq!((s, v["error"]["type"].as_str()), (400, Some("illegal_argument_exception")), "{v}");
     // A view name must be a topic name: `..` (sent as is; HTTP clients normalise dot segments).
     let addr = srv.url("").trim_start_matches("http://").trim_end_matches('/').to_string();
-    let mut tcp = tokio::net::TcpStream::connect(&addr).await.expect("connects");
     let body = json!({"topic": topic}).to_string();
-    let request = format!(
-        "PUT /v1/views/.. HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    tokio::io::AsyncWriteExt::write_all(&mut tcp, request.as_bytes()).await.expect("sent");
-    let mut answer = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut answer).await.expect("answered");
+    let headers = [("host", addr.as_str()), ("content-type", "application/json")];
+    let answer = raw_request(srv, "PUT", "/v1/views/..", &headers, &body).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "PUT /v1/views/..: {answer}");
     assert!(answer.contains("invalid view name"), "{answer}");
     // 413: query body over 64 KiB.
@@ -508,14 +502,14 @@ async fn check_ingest_limit() {
     assert_eq!(s, 200);
 }
 
-/// One raw HTTP/1.1 request (so that `Host` and `Origin` are exactly as given); the status.
-async fn raw_status(
+/// One raw HTTP/1.1 request (`Host`, `Origin` and the path exactly as given); the whole answer.
+async fn raw_request(
     srv: &Srv,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> u16 {
+) -> String {
     let addr = srv.url("").trim_start_matches("http://").trim_end_matches('/').to_string();
     let mut tcp = tokio::net::TcpStream::connect(&addr).await.expect("connects");
     let mut request = format!("{method} {path} HTTP/1.1\r\n");
@@ -526,6 +520,18 @@ async fn raw_status(
     tokio::io::AsyncWriteExt::write_all(&mut tcp, request.as_bytes()).await.expect("sent");
     let mut answer = String::new();
     tokio::io::AsyncReadExt::read_to_string(&mut tcp, &mut answer).await.expect("answered");
+    answer
+}
+
+/// [`raw_request`]'s status.
+async fn raw_status(
+    srv: &Srv,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> u16 {
+    let answer = raw_request(srv, method, path, headers, body).await;
     answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 

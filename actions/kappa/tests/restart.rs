@@ -113,6 +113,36 @@ fn total_of(answer: &Value) -> u64 {
         .sum()
 }
 
+/// Register `body`; its id.
+async fn post_query(base: &str, body: &Value) -> String {
+    let created: Value = reqwest::Client::new()
+        .post(format!("{base}/v1/queries"))
+        .json(body)
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    created["id"].as_str().expect("id").to_string()
+}
+
+/// Ingest `step` records at a time from offset key 300 on, and kill -9 the server `after` into
+/// it; the record count the writer had reached.
+async fn kill_9_during_live_ingest(p: &mut Proc, step: u64, after: Duration) -> u64 {
+    let base = p.base.clone();
+    let writer = tokio::spawn(async move {
+        let mut next = 300;
+        while ingest(&base, "tweets", next, step).await.is_ok() {
+            next += step;
+        }
+        next
+    });
+    tokio::time::sleep(after).await;
+    p.kill9();
+    writer.await.expect("writer")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_replay_then_restart_counts_every_record_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -122,16 +152,7 @@ async fn kill_9_during_replay_then_restart_counts_every_record_once() {
         ingest(&p.base, "tweets", chunk * 4000, 4000).await.expect("ingest");
     }
     let body = sample_query("tweets");
-    let created: Value = reqwest::Client::new()
-        .post(format!("{}/v1/queries", p.base))
-        .json(&body)
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
-    let id = created["id"].as_str().expect("id").to_string();
+    let id = post_query(&p.base, &body).await;
     // Kill while replaying.
     let mut killed_at = None;
     for _ in 0..2000 {
@@ -162,29 +183,10 @@ async fn kill_9_during_live_ingest_then_restart_counts_every_record_once() {
     let mut p = spawn(dir.path(), FSYNC).await;
     ingest(&p.base, "tweets", 0, 300).await.expect("ingest");
     let body = sample_query("tweets");
-    let created: Value = reqwest::Client::new()
-        .post(format!("{}/v1/queries", p.base))
-        .json(&body)
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
-    let id = created["id"].as_str().expect("id").to_string();
+    let id = post_query(&p.base, &body).await;
     wait_caught_up(&p.base, &id, 300).await;
     // Live ingest in the background; kill -9 in the middle of it.
-    let base = p.base.clone();
-    let writer = tokio::spawn(async move {
-        let mut next = 300;
-        while ingest(&base, "tweets", next, 150).await.is_ok() {
-            next += 150;
-        }
-        next
-    });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    p.kill9();
-    let next = writer.await.expect("writer");
+    let next = kill_9_during_live_ingest(&mut p, 150, Duration::from_millis(1500)).await;
     eprintln!("killed during live ingest after ~{next} records");
     let mut p = spawn(dir.path(), FSYNC).await;
     let answer = ingest(&p.base, "tweets", 1_000_000, 30).await.expect("ingest after restart");
@@ -207,41 +209,13 @@ async fn kill_9_during_live_ingest_then_restart_without_ingest_catches_up_to_the
     let mut p = spawn(dir.path(), &[]).await;
     ingest(&p.base, "tweets", 0, 300).await.expect("ingest");
     let body = sample_query("tweets");
-    let client = reqwest::Client::new();
-    let created: Value = client
-        .post(format!("{}/v1/queries", p.base))
-        .json(&body)
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
-    let id = created["id"].as_str().expect("id").to_string();
+    let id = post_query(&p.base, &body).await;
     wait_caught_up(&p.base, &id, 300).await;
-    let base = p.base.clone();
-    let writer = tokio::spawn(async move {
-        let mut next = 300;
-        while ingest(&base, "tweets", next, 50).await.is_ok() {
-            next += 50;
-        }
-        next
-    });
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    p.kill9();
-    writer.await.expect("writer");
+    kill_9_during_live_ingest(&mut p, 50, Duration::from_millis(1200)).await;
     let mut p = spawn(dir.path(), &[]).await;
     // What the log holds now, counted by a query that did not live through the kill.
-    let fresh: Value = client
-        .post(format!("{}/v1/queries", p.base))
-        .json(&serde_json::json!({"topic": "tweets", "aggs": {"n": {"value_count": {"field": "@offset"}}}}))
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
-    let fresh_id = fresh["id"].as_str().expect("id").to_string();
+    let fresh = serde_json::json!({"topic": "tweets", "aggs": {"n": {"value_count": {"field": "@offset"}}}});
+    let fresh_id = post_query(&p.base, &fresh).await;
     let mut total = 0;
     for _ in 0..600 {
         let v = status(&p.base, &fresh_id).await;

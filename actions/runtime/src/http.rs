@@ -3,8 +3,8 @@
 //! A request marked [`HttpRequest::public_only`] (a user's webhook) goes through a client whose
 //! resolver keeps only public addresses ([`is_public_address`]), so the connection is made to
 //! an address that was checked — a name that resolves (or is rebound) to loopback or a private
-//! network is never connected to; an address written in the URL is checked after the URL is
-//! parsed by the client's own parser. No client follows redirects (a public URL answering 307 to
+//! network is never connected to; the URL itself goes through the check webhooks get at
+//! registration (`kappa_actions::push::check_webhook_url`, the client's own parser). No client follows redirects (a public URL answering 307 to
 //! a private one would otherwise be delivered there), and answers are read up to a bound.
 
 use std::net::SocketAddr;
@@ -80,16 +80,10 @@ impl HttpClient for ReqwestHttp {
         // Errors name the host only: URLs may carry credentials.
         let host = url.host_str().unwrap_or("").to_string();
         let client = if request.public_only {
-            let literal = match url.host() {
-                Some(url::Host::Ipv4(ip)) => Some(ip.into()),
-                Some(url::Host::Ipv6(ip)) => Some(ip.into()),
-                _ => None,
-            };
-            if literal.is_some_and(|ip| !is_public_address(ip)) {
-                return Err(PortError::permanent(
-                    "http",
-                    format!("{host}: not a public address; refused"),
-                ));
+            // The registration-time check again (the one parser and policy): an address written
+            // in the URL never reaches the resolver below.
+            if let Err(reason) = kappa_actions::push::check_webhook_url(&request.url, false) {
+                return Err(PortError::permanent("http", format!("{host}: {reason}; refused")));
             }
             &self.public
         } else {
