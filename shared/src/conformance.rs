@@ -507,7 +507,7 @@ async fn subscriptions(store: &dyn StateStore, prefix: &str) {
     ok("subscribe s2", store.subscribe(&id, &s2).await);
     assert_eq!(
         ok("subscriptions", store.subscriptions(&id).await),
-        vec![s1, s2],
+        vec![s1.clone(), s2.clone()],
         "subscriptions(): every subscription, in the order added"
     );
     assert_eq!(
@@ -515,6 +515,19 @@ async fn subscriptions(store: &dyn StateStore, prefix: &str) {
         vec![],
         "subscriptions of different queries are independent"
     );
+    assert!(
+        !ok("unsubscribe elsewhere", store.unsubscribe(&format!("{prefix}q1"), &s1.url).await),
+        "unsubscribe(): another query's subscription is not removed"
+    );
+    assert!(ok("unsubscribe s1", store.unsubscribe(&id, &s1.url).await), "unsubscribe(): removes");
+    assert!(!ok("unsubscribe s1 again", store.unsubscribe(&id, &s1.url).await), "once");
+    assert_eq!(
+        ok("subscriptions", store.subscriptions(&id).await),
+        vec![s2.clone()],
+        "unsubscribe(): the others stay"
+    );
+    assert!(ok("unsubscribe s2", store.unsubscribe(&id, &s2.url).await), "the last one");
+    assert_eq!(ok("subscriptions", store.subscriptions(&id).await), vec![], "none left");
 }
 
 async fn removal(store: &dyn StateStore, prefix: &str) {

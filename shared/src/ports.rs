@@ -342,6 +342,8 @@ pub trait StateStore: Send + Sync {
     async fn subscribe(&self, id: &str, subscription: &Subscription) -> PortResult<()>;
     /// Webhook subscriptions of a query.
     async fn subscriptions(&self, id: &str) -> PortResult<Vec<Subscription>>;
+    /// Remove the webhook subscription of `url` from a query; whether there was one.
+    async fn unsubscribe(&self, id: &str, url: &str) -> PortResult<bool>;
 }
 
 /// Fires the next link of a chain (an OpenWhisk trigger or async action invocation).
@@ -627,6 +629,14 @@ impl StateStore for MemoryStore {
 
     async fn subscriptions(&self, id: &str) -> PortResult<Vec<Subscription>> {
         Ok(self.lock().subscriptions.get(id).cloned().unwrap_or_default())
+    }
+
+    async fn unsubscribe(&self, id: &str, url: &str) -> PortResult<bool> {
+        let mut s = self.lock();
+        let Some(subs) = s.subscriptions.get_mut(id) else { return Ok(false) };
+        let before = subs.len();
+        subs.retain(|sub| sub.url != url);
+        Ok(subs.len() < before)
     }
 }
 

@@ -11,8 +11,21 @@ use crate::web::WebResponse;
 
 /// Handle a query body: 201 for a new query, 200 when an identical one already runs.
 pub async fn create(env: &Env<'_>, body: &[u8]) -> Result<WebResponse, ActionError> {
+    create_planned(env, plan(env, body)?, body).await
+}
+
+/// Parse and plan a query body; [`Plan::id`] is the id it will have.
+pub fn plan(env: &Env<'_>, body: &[u8]) -> Result<Plan, ActionError> {
     let request = parse_request_bytes(body, &env.config.limits)?;
-    let plan = Plan::new(request, env.config.limits.clone());
+    Ok(Plan::new(request, env.config.limits.clone()))
+}
+
+/// [`create`] with the body already planned (a caller that checks the id first).
+pub async fn create_planned(
+    env: &Env<'_>,
+    plan: Plan,
+    body: &[u8],
+) -> Result<WebResponse, ActionError> {
     let id = plan.id().to_string();
     let topic = plan.request().topic.clone();
     let links = json!({"self": format!("/v1/queries/{id}"), "events": format!("/v1/queries/{id}/events"), "ws": format!("/v1/queries/{id}/ws")});

@@ -6,9 +6,11 @@
 //! - produce → delta latency on a websocket, p50/p99, at 5,000 records/s with 100 distinct queries
 //!   and 1,000 subscribers;
 //! - fan-out: 10,000 websocket subscribers of one query all receive a delta, p99;
-//! - sharing: server CPU for 1,000 identical queries vs one, over the same 1,000,000-record ingest.
+//! - sharing: server CPU for 1,000 identical queries vs one, over the same 1,000,000-record ingest;
+//! - stuck: RSS and `/healthz` latency with 1,000 websocket and 1,000 SSE clients that never read;
+//! - pathological: produce → delta of ordinary queries alone and beside a costly regex query.
 //!
-//! `PUSH_BENCH_ONLY=latency|fanout|sharing` runs one figure; `PUSH_BENCH_SERVER_ARGS="--workers 8"`
+//! `PUSH_BENCH_ONLY=latency|fanout|sharing|stuck|pathological` runs one figure; `PUSH_BENCH_SERVER_ARGS="--workers 8"`
 //! passes flags to the server; `PUSH_BENCH_DUMP=FILE` writes min/median/max latency per batch;
 //! `PUSH_BENCH_SERVER_LOG=FILE` keeps the server's stderr.
 #![allow(clippy::disallowed_methods, reason = "a benchmark reads the wall clock and its knobs")]
@@ -85,7 +87,17 @@ async fn wait_up(http: &reqwest::Client, base: &str) {
 }
 
 async fn ingest(http: &reqwest::Client, base: &str, from: u64, n: u64) {
-    let body: String = (from..from + n).map(|i| doc(i).to_string() + "\n").collect();
+    ingest_docs(http, base, from, n, doc).await;
+}
+
+async fn ingest_docs(
+    http: &reqwest::Client,
+    base: &str,
+    from: u64,
+    n: u64,
+    make: fn(u64) -> Value,
+) {
+    let body: String = (from..from + n).map(|i| make(i).to_string() + "\n").collect();
     let r = http
         .post(format!("http://{base}/v1/topics/bench/records"))
         .body(body)
@@ -144,11 +156,130 @@ async fn subscribe(base: &str, id: &str, log: MessageLog) -> tokio::task::JoinHa
     })
 }
 
+/// Produce → delta latencies (ms) of every batch at every subscriber: `subscribers` websockets
+/// spread over `ids`, records of `make` posted in batches of 100 at `rate` records/s for
+/// `seconds`. Also returns how many batch×subscriber observations there were.
+async fn produce_to_delta(
+    http: &reqwest::Client,
+    base: &str,
+    ids: &[String],
+    subscribers: usize,
+    rate: u64,
+    seconds: u64,
+    make: fn(u64) -> Value,
+) -> (Vec<f64>, usize) {
+    let logs: Vec<MessageLog> =
+        (0..subscribers).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+    let mut tasks = Vec::new();
+    for (i, log) in logs.iter().enumerate() {
+        tasks.push(subscribe(base, &ids[i % ids.len()], log.clone()).await);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let per_batch = 100u64;
+    let mut posts: Vec<(Instant, u64)> = Vec::new();
+    let start_at = Instant::now();
+    // Records already in the topic: every query's `processed` counts them too.
+    let mut sent = 100u64;
+    for k in 0..(rate * seconds / per_batch) {
+        let due = start_at + Duration::from_micros(k * per_batch * 1_000_000 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let t = Instant::now();
+        ingest_docs(http, base, sent, per_batch, make).await;
+        sent += per_batch;
+        posts.push((t, sent));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut latencies = Vec::new();
+    for log in &logs {
+        let log = log.lock().await;
+        for (t_post, total) in &posts {
+            // The first message whose result covers this batch.
+            if let Some((arrival, _)) = log.iter().find(|(_, p)| p >= total) {
+                latencies.push(arrival.saturating_duration_since(*t_post).as_secs_f64() * 1e3);
+            }
+        }
+    }
+    if let Ok(path) = std::env::var("PUSH_BENCH_DUMP") {
+        let mut out = String::new();
+        for (k, (t_post, total)) in posts.iter().enumerate() {
+            let mut per: Vec<f64> = Vec::new();
+            for log in &logs {
+                let log = log.lock().await;
+                if let Some((arrival, _)) = log.iter().find(|(_, p)| p >= total) {
+                    per.push(arrival.saturating_duration_since(*t_post).as_secs_f64() * 1e3);
+                }
+            }
+            let t = t_post.duration_since(start_at).as_secs_f64() * 1e3;
+            out += &format!(
+                "{k} {t:.0} {:.1} {:.1} {:.1}\n",
+                percentile(&mut per, 0.0),
+                percentile(&mut per, 0.5),
+                percentile(&mut per, 1.0)
+            );
+        }
+        let _ = std::fs::write(path, out);
+    }
+    tasks.iter().for_each(|t| t.abort());
+    (latencies, posts.len() * logs.len())
+}
+
+/// Resident memory of `pid`, MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// A record with 1.5 KB of text: five of them make a ~7.5 KB result.
+fn wide_doc(i: u64) -> Value {
+    let text: String = (0..1500).map(|k| char::from(b'a' + ((i * 7 + k) % 26) as u8)).collect();
+    json!({"seq": i, "tag": format!("t{}", i % 37), "n": i % 100, "text": text})
+}
+
+/// A record with a 2,000-character field of `a`s and `b`s for the pathological regex.
+fn ab_doc(i: u64) -> Value {
+    let ab: String = (0..2000u64)
+        .map(|k| if (i.wrapping_mul(2_654_435_761) >> (k % 29)) & 1 == 1 { 'a' } else { 'b' })
+        .collect();
+    json!({"text": format!("tweet {i}"), "n": i % 100, "tag": format!("t{}", i % 37), "ab": ab})
+}
+
+/// A client that opens a push stream and never reads it, with a 4 KiB receive window so the
+/// server's socket buffer fills after a few messages.
+async fn stuck_client(base: &str, request: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut stream = socket.connect(base.parse().expect("addr")).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("request");
+    stream
+}
+
+/// `GET /healthz` every 10 ms until `stop`; the latencies, ms.
+async fn probe_health(base: String, stop: tokio::sync::watch::Receiver<bool>) -> Vec<f64> {
+    let http = reqwest::Client::new();
+    let mut latencies = Vec::new();
+    while !*stop.borrow() {
+        let t = Instant::now();
+        let ok = http
+            .get(format!("http://{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        latencies.push(if ok { t.elapsed().as_secs_f64() * 1e3 } else { f64::INFINITY });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    latencies
+}
+
 #[tokio::main]
 async fn main() {
     let http = reqwest::Client::new();
 
-    // `PUSH_BENCH_ONLY=latency|fanout|sharing` runs one figure.
+    // `PUSH_BENCH_ONLY=latency|fanout|sharing|stuck|pathological` runs one figure.
     let only = std::env::var("PUSH_BENCH_ONLY").ok();
     let runs = |figure: &str| only.as_deref().is_none_or(|o| o == figure);
     if runs("latency") {
@@ -161,65 +292,15 @@ async fn main() {
             ids.push(create(&http, &s.base, &json!({"topic": "bench", "aggs": {"tags": {"terms": {"field": "tag", "size": q + 1}}, "n": {"stats": {"field": "n"}}}})).await);
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let logs: Vec<MessageLog> = (0..1000).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
-        let mut tasks = Vec::new();
-        for (i, log) in logs.iter().enumerate() {
-            tasks.push(subscribe(&s.base, &ids[i % ids.len()], log.clone()).await);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let rate = 5_000u64;
-        let seconds = 10u64;
-        let per_batch = 100u64;
-        let mut posts: Vec<(Instant, u64)> = Vec::new();
-        let start_at = Instant::now();
-        let mut sent = 100u64;
-        for k in 0..(rate * seconds / per_batch) {
-            let due = start_at + Duration::from_micros(k * per_batch * 1_000_000 / rate);
-            tokio::time::sleep_until(due.into()).await;
-            let t = Instant::now();
-            ingest(&http, &s.base, sent, per_batch).await;
-            sent += per_batch;
-            posts.push((t, sent));
-        }
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let mut latencies = Vec::new();
-        for log in &logs {
-            let log = log.lock().await;
-            for (t_post, total) in &posts {
-                // The first message whose result covers this batch.
-                if let Some((arrival, _)) = log.iter().find(|(_, p)| p >= total) {
-                    latencies.push(arrival.saturating_duration_since(*t_post).as_secs_f64() * 1e3);
-                }
-            }
-        }
-        if let Ok(path) = std::env::var("PUSH_BENCH_DUMP") {
-            let mut out = String::new();
-            for (k, (t_post, total)) in posts.iter().enumerate() {
-                let mut per: Vec<f64> = Vec::new();
-                for log in &logs {
-                    let log = log.lock().await;
-                    if let Some((arrival, _)) = log.iter().find(|(_, p)| p >= total) {
-                        per.push(arrival.saturating_duration_since(*t_post).as_secs_f64() * 1e3);
-                    }
-                }
-                let t = t_post.duration_since(start_at).as_secs_f64() * 1e3;
-                out += &format!(
-                    "{k} {t:.0} {:.1} {:.1} {:.1}\n",
-                    percentile(&mut per, 0.0),
-                    percentile(&mut per, 0.5),
-                    percentile(&mut per, 1.0)
-                );
-            }
-            let _ = std::fs::write(path, out);
-        }
+        let (mut latencies, observations) =
+            produce_to_delta(&http, &s.base, &ids, 1000, 5_000, 10, doc).await;
         let covered = latencies.len();
         println!(
-            "produce→delta at {rate} records/s, 100 queries, 1,000 ws subscribers: p50 {:.1} ms, p99 {:.1} ms ({covered} batch×subscriber observations of {})",
+            "produce→delta at 5,000 records/s, 100 queries, 1,000 ws subscribers: p50 {:.1} ms, p99 {:.1} ms ({covered} batch×subscriber observations of {})",
             percentile(&mut latencies, 0.5),
             percentile(&mut latencies, 0.99),
-            posts.len() * logs.len()
+            observations
         );
-        tasks.iter().for_each(|t| t.abort());
         drop(s);
     }
     if runs("fanout") {
@@ -293,5 +374,103 @@ async fn main() {
             runs(&cpu[0]),
             runs(&cpu[1])
         );
+    }
+    if runs("stuck") {
+        // 4. Memory and health under 1,000 websocket and 1,000 SSE clients that never read, while
+        //    every batch changes a ~7.5 KB result.
+        let s = start(18440);
+        wait_up(&http, &s.base).await;
+        ingest_docs(&http, &s.base, 0, 100, wide_doc).await;
+        let id = create(
+            &http,
+            &s.base,
+            &json!({"topic": "bench", "size": 5, "sort": [{"seq": "desc"}]}),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let pid = s.child.id();
+        let idle = rss_mib(pid);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let health = tokio::spawn(probe_health(s.base.clone(), stopped));
+        let ws = format!(
+            "GET /v1/queries/{id}/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        let sse = format!(
+            "GET /v1/queries/{id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+        );
+        let mut clients = Vec::new();
+        for k in 0..2000 {
+            clients.push(stuck_client(&s.base, if k % 2 == 0 { &ws } else { &sse }).await);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let connected = rss_mib(pid);
+        let mut peak = connected;
+        // 300 batches at 20 a second: each puts a new record on top of the result.
+        let start_at = Instant::now();
+        for k in 0..300u64 {
+            tokio::time::sleep_until((start_at + Duration::from_millis(k * 50)).into()).await;
+            ingest_docs(&http, &s.base, 100 + k * 5, 5, wide_doc).await;
+            peak = peak.max(rss_mib(pid));
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        peak = peak.max(rss_mib(pid));
+        let _ = stop.send(true);
+        let mut probes = health.await.expect("probe");
+        let failed = probes.iter().filter(|l| l.is_infinite()).count();
+        println!(
+            "stuck clients: RSS {idle:.0} MiB idle, {connected:.0} MiB with 1,000 ws + 1,000 SSE clients that never read, peak {peak:.0} MiB over 300 batches of ~7.5 KB deltas; /healthz p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} probes, {failed} failed)",
+            percentile(&mut probes, 0.5),
+            percentile(&mut probes, 0.99),
+            percentile(&mut probes, 1.0),
+            probes.len()
+        );
+        drop(clients);
+        drop(s);
+    }
+    if runs("pathological") {
+        // 5. Produce → delta of 10 ordinary queries (100 subscribers) at 1,000 records/s, alone
+        //    and beside the costliest regex the limits accept, on a fresh server each.
+        for with_pathological in [false, true] {
+            let s = start(18441 + u16::from(with_pathological));
+            wait_up(&http, &s.base).await;
+            ingest_docs(&http, &s.base, 0, 100, ab_doc).await;
+            let mut ids = Vec::new();
+            for q in 0..10 {
+                ids.push(create(&http, &s.base, &json!({"topic": "bench", "aggs": {"tags": {"terms": {"field": "tag", "size": q + 1}}, "n": {"stats": {"field": "n"}}}})).await);
+            }
+            let mut accepted = None;
+            if with_pathological {
+                // An exponential DFA ((a|b)*a(a|b){k}): the largest k the compile limits accept.
+                for k in (4..=40).rev() {
+                    let include = format!("(?:a|b)*a(?:a|b){{{k}}}c");
+                    let body = json!({"topic": "bench", "aggs": {"ab": {"terms": {"field": "ab", "include": include}}}});
+                    let r = http
+                        .post(format!("http://{}/v1/queries", s.base))
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("query");
+                    if r.status().is_success() {
+                        accepted = Some(include);
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let c0 = cpu_seconds(s.child.id());
+            let (mut latencies, observations) =
+                produce_to_delta(&http, &s.base, &ids, 100, 1_000, 10, ab_doc).await;
+            let cpu = cpu_seconds(s.child.id()) - c0;
+            println!(
+                "produce→delta at 1,000 records/s, 10 queries, 100 ws subscribers, {}: p50 {:.1} ms, p99 {:.1} ms ({} of {observations} observations; server CPU {cpu:.1} s)",
+                accepted
+                    .as_deref()
+                    .map_or("alone".to_string(), |re| format!("beside terms.include {re}")),
+                percentile(&mut latencies, 0.5),
+                percentile(&mut latencies, 0.99),
+                latencies.len()
+            );
+            drop(s);
+        }
     }
 }

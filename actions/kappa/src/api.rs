@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::ws::{
     Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
 };
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{ApiError, json_response, web};
 use crate::ingest;
+use crate::quota::Caller;
 use crate::server::Server;
 use crate::stream::{self, Shared, Streams, Target};
 use crate::views;
@@ -42,7 +43,7 @@ pub fn app(server: Arc<Server>) -> Router {
         .route("/v1/topics/{topic}/records", post(ingest_records))
         .route("/v1/queries", post(create_query))
         .route("/v1/queries/{id}", get(get_query).delete(delete_query))
-        .route("/v1/queries/{id}/subscriptions", post(add_webhook))
+        .route("/v1/queries/{id}/subscriptions", post(add_webhook).delete(remove_webhook))
         .route("/v1/queries/{id}/events", get(query_events))
         .route("/v1/queries/{id}/ws", get(query_ws))
         .route("/v1/views/{name}", get(get_view).put(put_view))
@@ -85,7 +86,11 @@ async fn auth(State(server): S, request: Request, next: Next) -> Response {
         return refused.into_response();
     }
     match authorize(&server.config.api_keys, &request) {
-        Ok(()) => next.run(request).await,
+        Ok(caller) => {
+            let mut request = request;
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
         Err(refused) => refused.into_response(),
     }
 }
@@ -160,17 +165,17 @@ fn stream_access_token(request: &Request) -> Option<String> {
         .map(|(_, token)| token.into_owned())
 }
 
-/// Check the request's `Authorization: Bearer <key>` (or a stream's `?access_token=`) against `keys` (none configured: open;
-/// `/healthz` is always open).
-pub(crate) fn authorize(keys: &[String], request: &Request) -> Result<(), Unauthorized> {
+/// Check the request's `Authorization: Bearer <key>` (or a stream's `?access_token=`) against
+/// `keys` (none configured: open; `/healthz` is always open). The caller is the key's position.
+pub(crate) fn authorize(keys: &[String], request: &Request) -> Result<Caller, Unauthorized> {
     if request.uri().path() == "/healthz" {
-        return Ok(());
+        return Ok(Caller(None));
     }
     if keys.is_empty() {
         // Without keys the server only listens on loopback, and only this machine's own pages
         // and tools may use it: a web page elsewhere must not reach it through the browser
         // (a cross-origin POST or websocket, or DNS rebinding a name of its own to 127.0.0.1).
-        return loopback_only(request);
+        return loopback_only(request).map(|()| Caller(None));
     }
     let given = request
         .headers()
@@ -179,10 +184,14 @@ pub(crate) fn authorize(keys: &[String], request: &Request) -> Result<(), Unauth
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|v| v.trim().to_string())
         .or_else(|| stream_access_token(request));
-    let ok =
-        given.as_ref().is_some_and(|g| keys.iter().any(|k| same_key(k.as_bytes(), g.as_bytes())));
-    if ok {
-        return Ok(());
+    // Every key is compared, so the time taken does not tell which one matched.
+    let matched = given.as_ref().and_then(|g| {
+        keys.iter()
+            .enumerate()
+            .fold(None, |found, (i, k)| found.or(same_key(k.as_bytes(), g.as_bytes()).then_some(i)))
+    });
+    if let Some(position) = matched {
+        return Ok(Caller(Some(position)));
     }
     Err(Unauthorized(
         if given.is_some() {
@@ -264,7 +273,22 @@ pub async fn append_records(
         return Err(invalid_topic(topic));
     }
     let log = &*server.core.log;
-    let partitions = log.ensure_topic(topic, server.config.partitions).await?;
+    let partitions = match log.partitions(topic).await? {
+        Some(n) => n,
+        None => {
+            // One creation at a time, so that concurrent ingests cannot pass the limit.
+            let _creating = server.topic_creation.lock().await;
+            let limit = server.config.max_topics;
+            if log.partitions(topic).await?.is_none()
+                && log.topic_count().is_some_and(|n| n >= limit)
+            {
+                return Err(ApiError::bad_request(format!(
+                    "cannot create topic [{topic}]: there are already {limit} topics (max_topics)"
+                )));
+            }
+            log.ensure_topic(topic, server.config.partitions).await?
+        }
+    };
     let count = records.len();
     let next = server.round_robin.fetch_add(count as u64, Ordering::Relaxed);
     let now = server.core.clock.now_ms();
@@ -280,18 +304,34 @@ pub async fn append_records(
     Ok(json!({"topic": topic, "count": count, "partitions": written}))
 }
 
-async fn create_query(State(server): S, body: Body) -> Result<Response, ApiError> {
+async fn create_query(
+    State(server): S,
+    Extension(caller): Extension<Caller>,
+    body: Body,
+) -> Result<Response, ApiError> {
     let limit = server.core.config.limits.max_body_bytes;
     let body = read_body(body, limit, "query body").await?;
-    Ok(web(query::create(&server.core.env(), &body).await?))
+    let env = server.core.env();
+    let plan = query::plan(&env, &body)?;
+    let id = plan.id().to_string();
+    server.queries.admit_query(caller, &id, &*server.core.store).await?;
+    let created = query::create_planned(&env, plan, &body).await?;
+    server.queries.hold_query(caller, &id);
+    Ok(web(created))
 }
 
 async fn get_query(State(server): S, Path(id): Path<String>) -> Result<Response, ApiError> {
     Ok(web(status::status(&server.core.env(), &id).await?))
 }
 
-async fn delete_query(State(server): S, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(web(query::release(&server.core.env(), &id).await?))
+async fn delete_query(
+    State(server): S,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let released = query::release(&server.core.env(), &id).await?;
+    server.queries.drop_query(caller, &id);
+    Ok(web(released))
 }
 
 #[derive(Deserialize)]
@@ -341,6 +381,28 @@ async fn add_webhook(
     store.add_refs(&id, 1).await?;
     store.touch(&id, server.core.clock.now_ms()).await?;
     Ok(json_response(201, &json!({"id": id, "url": sub.url, "subscribed": true})))
+}
+
+/// `DELETE /v1/queries/{id}/subscriptions?url=<url>`: the webhook of `url` gets no more
+/// deliveries, and its reference on the query is dropped.
+async fn remove_webhook(
+    State(server): S,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let url = params
+        .get("url")
+        .ok_or_else(|| ApiError::bad_request("[url] query parameter is required"))?;
+    let store = &*server.core.store;
+    if store.query(&id).await?.is_none() {
+        return Err(ApiError::not_found(format!("query [{id}] not found")));
+    }
+    if !store.unsubscribe(&id, url).await? {
+        return Err(ApiError::not_found(format!("query [{id}] has no webhook for this URL")));
+    }
+    store.add_refs(&id, -1).await?;
+    store.touch(&id, server.core.clock.now_ms()).await?;
+    Ok(json_response(200, &json!({"id": id, "url": url, "subscribed": false})))
 }
 
 fn since_param(params: &HashMap<String, String>) -> Result<Option<u64>, ApiError> {
@@ -428,41 +490,45 @@ impl Drop for AbortOnDrop {
 /// The SSE stream of `target`, resuming after `Last-Event-ID` (`kappa dev` and the gateway).
 pub(crate) async fn events_response(
     streams: &Arc<Streams>,
+    caller: Caller,
     target: Target,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let since = last_event_id(headers)?;
-    Ok(sse(stream::subscribe(streams, target, since).await?))
+    Ok(sse(stream::subscribe(streams, caller, target, since).await?))
 }
 
 /// The websocket of `target`, resuming after `?since=` (`kappa dev` and the gateway).
 pub(crate) async fn ws_response(
     streams: &Arc<Streams>,
+    caller: Caller,
     target: Target,
     params: &HashMap<String, String>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let upgrade = ws(upgrade)?;
     let since = since_param(params)?;
-    let rx = stream::subscribe(streams, target, since).await?;
+    let rx = stream::subscribe(streams, caller, target, since).await?;
     Ok(upgrade.on_upgrade(move |socket| session(socket, rx)))
 }
 
 async fn query_events(
     State(server): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    events_response(&server.streams, Target::Query(id), &headers).await
+    events_response(&server.streams, caller, Target::Query(id), &headers).await
 }
 
 async fn query_ws(
     State(server): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    ws_response(&server.streams, Target::Query(id), &params, upgrade).await
+    ws_response(&server.streams, caller, Target::Query(id), &params, upgrade).await
 }
 
 async fn follow_view(server: &Arc<Server>, name: &str) -> Result<Target, ApiError> {
@@ -499,19 +565,21 @@ async fn get_view(State(server): S, Path(name): Path<String>) -> Result<Response
 
 async fn view_events(
     State(server): S,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let target = follow_view(&server, &name).await?;
-    events_response(&server.streams, target, &headers).await
+    events_response(&server.streams, caller, target, &headers).await
 }
 
 async fn view_ws(
     State(server): S,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let target = follow_view(&server, &name).await?;
-    ws_response(&server.streams, target, &params, upgrade).await
+    ws_response(&server.streams, caller, target, &params, upgrade).await
 }

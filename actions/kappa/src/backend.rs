@@ -12,8 +12,20 @@ use tokio::sync::broadcast;
 use crate::config::DevConfig;
 
 /// A log that is read and written.
-pub trait Log: LogReader + LogWriter {}
-impl<T: LogReader + LogWriter + ?Sized> Log for T {}
+pub trait Log: LogReader + LogWriter {
+    /// Topics this process holds open, when it holds them itself (the embedded log keeps a
+    /// file per partition open); `None` when a cluster holds them (Kafka limits its own).
+    fn topic_count(&self) -> Option<usize> {
+        None
+    }
+}
+impl Log for EmbeddedLog {
+    fn topic_count(&self) -> Option<usize> {
+        Some(EmbeddedLog::topic_count(self))
+    }
+}
+impl Log for KafkaLog {}
+impl Log for kappa_core::ports::MemoryLog {}
 
 /// The opened backends.
 pub struct Backends {

@@ -26,6 +26,12 @@ pub struct DevConfig {
     pub subscriber_buffer: usize,
     /// Most connections open at once (past it: 503 and closed).
     pub max_connections: usize,
+    /// Most push streams one API key holds open (past it: 429).
+    pub max_streams_per_key: usize,
+    /// Most registered queries one API key holds (past it: 429).
+    pub max_queries_per_key: usize,
+    /// Most topics of the embedded log (each holds a file per partition open).
+    pub max_topics: usize,
     /// Messages kept per query for resuming subscribers.
     pub ring: usize,
     /// The embedded log and store `fsync` each write before acknowledging it (they survive a
@@ -54,6 +60,9 @@ impl Default for DevConfig {
             tick_ms: 1000,
             subscriber_buffer: 256,
             max_connections: 4_096,
+            max_streams_per_key: crate::quota::STREAMS_PER_KEY,
+            max_queries_per_key: crate::quota::QUERIES_PER_KEY,
+            max_topics: 1_000,
             ring: 1024,
             fsync: false,
             kafka_brokers: None,

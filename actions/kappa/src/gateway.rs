@@ -24,7 +24,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -44,6 +44,7 @@ use crate::api::{
 };
 use crate::error::{ApiError, json_response, web};
 use crate::hub::Hub;
+use crate::quota::{self, Caller};
 use crate::stream::{Streams, Target};
 
 /// Everything `kappa gateway` runs with.
@@ -63,6 +64,8 @@ pub struct GatewayConfig {
     pub subscriber_buffer: usize,
     /// Most connections open at once (past it: 503 and closed).
     pub max_connections: usize,
+    /// Most push streams one API key holds open (past it: 429).
+    pub max_streams_per_key: usize,
     /// Largest push body, bytes (a snapshot of a large result is the biggest message).
     pub push_limit: usize,
 }
@@ -77,6 +80,7 @@ impl Default for GatewayConfig {
             api_keys: Vec::new(),
             subscriber_buffer: 256,
             max_connections: 4_096,
+            max_streams_per_key: quota::STREAMS_PER_KEY,
             push_limit: 16 << 20,
         }
     }
@@ -170,7 +174,11 @@ async fn auth(State(gateway): S, request: Request, next: Next) -> Response {
         &gateway.config.api_keys
     };
     match authorize(keys, &request) {
-        Ok(()) => next.run(request).await,
+        Ok(caller) => {
+            let mut request = request;
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
         Err(refused) => refused.into_response(),
     }
 }
@@ -207,19 +215,21 @@ async fn get_query(State(gateway): S, Path(id): Path<String>) -> Result<Response
 
 async fn query_events(
     State(gateway): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    events_response(&gateway.streams, Target::Query(id), &headers).await
+    events_response(&gateway.streams, caller, Target::Query(id), &headers).await
 }
 
 async fn query_ws(
     State(gateway): S,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    ws_response(&gateway.streams, Target::Query(id), &params, upgrade).await
+    ws_response(&gateway.streams, caller, Target::Query(id), &params, upgrade).await
 }
 
 /// Follow `{prefix}:gateway` for ever: each wake-up notifies the subscribers of its query;
@@ -304,7 +314,12 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
     let channel = format!("{}:gateway", config.redis_prefix);
     let hub = Arc::new(Hub::default());
     let wakes = tokio::spawn(follow_wakes(redis.clone(), channel.clone(), hub.clone()));
-    let streams = Arc::new(Streams::new(redis.clone(), hub, config.subscriber_buffer));
+    let streams = Arc::new(Streams::new(
+        redis.clone(),
+        hub,
+        config.subscriber_buffer,
+        config.max_streams_per_key,
+    ));
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let max_connections = config.max_connections;

@@ -33,6 +33,7 @@ pub mod gateway;
 pub mod hub;
 pub mod ingest;
 pub mod listen;
+pub mod quota;
 pub mod scheduler;
 pub mod server;
 pub mod stream;

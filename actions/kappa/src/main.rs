@@ -65,6 +65,9 @@ struct GatewayArgs {
     /// Most connections open at once; past it a new one gets a 503 and is closed.
     #[arg(long, default_value_t = 4_096)]
     max_connections: usize,
+    /// Most push streams (websocket, SSE) one API key holds open (past it: 429).
+    #[arg(long, default_value_t = kappa::quota::STREAMS_PER_KEY)]
+    max_streams_per_key: usize,
     /// Largest push body, bytes.
     #[arg(long, default_value_t = 16 << 20)]
     push_limit: usize,
@@ -166,6 +169,16 @@ struct DevArgs {
     /// Most webhooks of one query.
     #[arg(long, default_value_t = 16)]
     max_webhooks_per_query: usize,
+    /// Most registered queries one API key holds (past it: 429 until it deletes some).
+    #[arg(long, default_value_t = kappa::quota::QUERIES_PER_KEY)]
+    max_queries_per_key: usize,
+    /// Most push streams (websocket, SSE) one API key holds open (past it: 429).
+    #[arg(long, default_value_t = kappa::quota::STREAMS_PER_KEY)]
+    max_streams_per_key: usize,
+    /// Most topics of the embedded log (a new topic past it: 400); each holds one open file
+    /// per partition.
+    #[arg(long, default_value_t = 1_000)]
+    max_topics: usize,
     /// Stream synthetic event-week tweets into topic `tweets` (see --demo-rate).
     #[arg(long)]
     demo: bool,
@@ -247,6 +260,9 @@ impl DevArgs {
             tick_ms: self.tick_ms,
             subscriber_buffer: self.subscriber_buffer,
             max_connections: self.max_connections,
+            max_streams_per_key: self.max_streams_per_key,
+            max_queries_per_key: self.max_queries_per_key,
+            max_topics: self.max_topics,
             fsync: self.fsync,
             kafka_brokers: self.kafka_brokers.filter(|s| !s.is_empty()),
             redis_url: self.redis_url.filter(|s| !s.is_empty()),
@@ -343,6 +359,7 @@ async fn main() -> anyhow::Result<()> {
                 api_keys: args.api_keys,
                 subscriber_buffer: args.subscriber_buffer,
                 max_connections: args.max_connections,
+                max_streams_per_key: args.max_streams_per_key,
                 push_limit: args.push_limit,
             };
             let running = gateway::start(config).await.context("kappa gateway")?;

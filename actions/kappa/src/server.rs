@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::backend::{self, Log};
 use crate::config::{ConfigError, DevConfig};
+use crate::quota::QueryQuota;
 use crate::scheduler::{self, Core, SchedulerConfig};
 use crate::stream::Streams;
 use crate::views::{self, Views};
@@ -27,6 +28,8 @@ pub struct ServerConfig {
     pub partitions: u32,
     /// Messages buffered per subscriber.
     pub subscriber_buffer: usize,
+    /// Most topics (new ones past it: 400).
+    pub max_topics: usize,
 }
 
 impl ServerConfig {
@@ -36,6 +39,7 @@ impl ServerConfig {
             ingest_limit: c.ingest_limit,
             partitions: c.partitions,
             subscriber_buffer: c.subscriber_buffer,
+            max_topics: c.max_topics,
         }
     }
 }
@@ -54,6 +58,10 @@ pub struct Server {
     pub(crate) wake: mpsc::UnboundedSender<String>,
     /// Next partition for keyless records.
     pub(crate) round_robin: AtomicU64,
+    /// Queries per API key.
+    pub(crate) queries: QueryQuota,
+    /// Held while a topic is created, so that concurrent ingests cannot pass `max_topics`.
+    pub(crate) topic_creation: tokio::sync::Mutex<()>,
 }
 
 /// Why `kappa dev` could not start.
@@ -93,8 +101,12 @@ fn assemble(
         wake_tx.clone(),
         wake_rx,
     );
-    let streams =
-        Arc::new(Streams::new(core.store.clone(), core.hub.clone(), config.subscriber_buffer));
+    let streams = Arc::new(Streams::new(
+        core.store.clone(),
+        core.hub.clone(),
+        config.subscriber_buffer,
+        config.max_streams_per_key,
+    ));
     let server = Arc::new(Server {
         streams,
         core,
@@ -102,6 +114,8 @@ fn assemble(
         views,
         wake: wake_tx,
         round_robin: AtomicU64::new(0),
+        queries: QueryQuota::new(config.max_queries_per_key),
+        topic_creation: tokio::sync::Mutex::new(()),
     });
     views::run(server.clone());
     Ok(server)

@@ -33,6 +33,7 @@ use kappa_runtime::clock::SystemClock;
 
 use crate::error::ApiError;
 use crate::hub::Hub;
+use crate::quota::{Caller, StreamQuota};
 
 /// What subscribers need, shared by `kappa dev` and `kappa gateway`: the store they read, the
 /// hub that wakes them, and the size of each subscriber's buffer.
@@ -43,6 +44,8 @@ pub struct Streams {
     pub hub: Arc<Hub>,
     /// Messages buffered per subscriber before it gets a snapshot instead.
     pub buffer: usize,
+    /// Open streams per API key.
+    quota: StreamQuota,
     /// The latest shared read of each followed query (held by its subscribers' pumps).
     feeds: Mutex<HashMap<String, Weak<Slot>>>,
 }
@@ -107,9 +110,21 @@ struct Feed {
 type Slot = tokio::sync::Mutex<Option<Arc<Feed>>>;
 
 impl Streams {
-    /// Subscribers over `store`, woken by `hub`, each buffering `buffer` messages.
-    pub fn new(store: Arc<dyn StateStore>, hub: Arc<Hub>, buffer: usize) -> Self {
-        Streams { store, hub, buffer, feeds: Mutex::new(HashMap::new()) }
+    /// Subscribers over `store`, woken by `hub`, each buffering `buffer` messages, at most
+    /// `streams_per_key` open per API key.
+    pub fn new(
+        store: Arc<dyn StateStore>,
+        hub: Arc<Hub>,
+        buffer: usize,
+        streams_per_key: usize,
+    ) -> Self {
+        Streams {
+            store,
+            hub,
+            buffer,
+            quota: StreamQuota::new(streams_per_key),
+            feeds: Mutex::new(HashMap::new()),
+        }
     }
 
     fn slot(&self, id: &str) -> Arc<Slot> {
@@ -175,14 +190,17 @@ pub enum Target {
     View(watch::Receiver<String>),
 }
 
-/// Open a subscription: validates the query, takes a reference (for a query id; a view holds
-/// its own) and starts the pump. Messages arrive on the returned receiver; dropping it ends the
-/// subscription and drops the reference.
+/// Open a subscription of `caller` (within its key's stream quota): validates the query, takes
+/// a reference (for a query id; a view holds its own) and starts the pump. Messages arrive on
+/// the returned receiver; dropping it ends the subscription, drops the reference and gives the
+/// key's stream back.
 pub async fn subscribe(
     server: &Arc<Streams>,
+    caller: Caller,
     target: Target,
     since: Option<u64>,
 ) -> Result<mpsc::Receiver<Shared>, ApiError> {
+    let permit = server.quota.open_stream(caller)?;
     let (id, holds_ref) = match &target {
         Target::Query(id) => (id.clone(), true),
         Target::View(rx) => (rx.borrow().clone(), false),
@@ -203,6 +221,7 @@ pub async fn subscribe(
             Target::Query(_) => None,
         };
         pump(&server, id.clone(), view, since, &tx).await;
+        drop(permit);
         if holds_ref {
             let store = &*server.store;
             if let Err(e) = store.add_refs(&id, -1).await {

@@ -11,6 +11,7 @@ use common::{
     ws_next,
 };
 use futures_util::SinkExt;
+use kappa::quota::Caller;
 use kappa::stream::{Target, subscribe};
 use kappa_core::patch;
 use serde_json::{Value, json};
@@ -389,6 +390,38 @@ async fn check_webhooks(srv: &Srv) {
         version += 1;
     }
     assert_eq!(result, fin["result"]);
+
+    // A subscription can be removed: no more deliveries to it, the others go on.
+    let hooks = format!("/v1/queries/{id}/subscriptions");
+    let (s, v) = srv.send(reqwest::Method::DELETE, &hooks, None).await;
+    assert_eq!((s, v["error"]["type"].as_str()), (400, Some("illegal_argument_exception")), "{v}");
+    let encoded: String = form_urlencoded::byte_serialize(url.as_bytes()).collect();
+    let delete = format!("{hooks}?url={encoded}");
+    let (s, v) = srv.send(reqwest::Method::DELETE, &delete, None).await;
+    assert_eq!((s, &v), (200, &json!({"id": id, "url": url, "subscribed": false})));
+    let (s, v) = srv.send(reqwest::Method::DELETE, &delete, None).await;
+    assert_eq!(
+        (s, v["error"]["type"].as_str()),
+        (404, Some("resource_not_found_exception")),
+        "{v}"
+    );
+    while rx.try_recv().is_ok() {}
+    srv.ingest(&topic, &(200..205).map(tweet).collect::<Vec<_>>()).await;
+    srv.caught_up(&id, 35).await;
+    let mut others = 0;
+    while let Ok(Some((sig, body))) = tokio::time::timeout(Duration::from_secs(3), rx.recv()).await
+    {
+        assert_ne!(
+            sig.as_deref(),
+            Some(kappa_actions::push::signature("s3cret", &body).as_str()),
+            "no delivery to a removed subscription"
+        );
+        others += 1;
+    }
+    assert!(others >= 15, "the other subscriptions still get deliveries ({others})");
+    // The URL may subscribe again.
+    let (s, v) = srv.post(&hooks, &json!({"url": url, "secret": "back"})).await;
+    assert_eq!(s, 201, "{v}");
 }
 
 async fn check_backpressure(srv: &Srv) {
@@ -398,9 +431,10 @@ async fn check_backpressure(srv: &Srv) {
     let id = srv.query(&body).await;
     srv.caught_up(&id, 1).await;
     // A subscriber that never reads (buffer of `subscriber_buffer` messages), and a reader.
-    let mut stalled = subscribe(&srv.running.server.streams, Target::Query(id.clone()), None)
-        .await
-        .expect("subscribes");
+    let mut stalled =
+        subscribe(&srv.running.server.streams, Caller(None), Target::Query(id.clone()), None)
+            .await
+            .expect("subscribes");
     let mut ws = ws_connect(srv, &format!("/v1/queries/{id}/ws")).await;
     let mut f = Follower::default();
     f.apply(&ws_next(&mut ws).await);

@@ -149,6 +149,11 @@ impl EmbeddedLog {
         Ok(deleted)
     }
 
+    /// How many topics there are.
+    pub fn topic_count(&self) -> usize {
+        self.topics.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     fn all_topics(&self) -> Vec<Arc<Topic>> {
         self.topics.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
@@ -196,9 +201,18 @@ impl LogWriter for EmbeddedLog {
         let count = partitions.max(1);
         let tdir = self.dir.join(topic);
         fs::create_dir_all(&tdir).map_err(|e| io_err("create", &tdir, e))?;
-        let parts = (0..count)
+        let parts = match (0..count)
             .map(|p| Partition::create(tdir.join(p.to_string()), &self.config).map(Arc::new))
-            .collect::<PortResult<Vec<_>>>()?;
+            .collect::<PortResult<Vec<_>>>()
+        {
+            Ok(parts) => parts,
+            Err(e) => {
+                // Out of descriptors or disk: leave no half-made topic behind (it has no meta
+                // file yet, so nothing refers to it).
+                let _ = fs::remove_dir_all(&tdir);
+                return Err(e);
+            }
+        };
         // The topic exists once its meta file does (written whole by a rename).
         let tmp = tdir.join("meta.tmp");
         fs::write(&tmp, format!("{count}\n")).map_err(|e| io_err("write", &tmp, e))?;

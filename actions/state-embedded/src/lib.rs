@@ -865,6 +865,28 @@ impl StateStore for EmbeddedStore {
         .await
     }
 
+    async fn unsubscribe(&self, id: &str, url: &str) -> PortResult<bool> {
+        let (id, url) = (id.to_string(), url.to_string());
+        self.write("unsubscribe", move |tx| {
+            let id = id.as_str();
+            let mut t = table!(tx, SUBSCRIPTIONS, "unsubscribe");
+            let mut subs: Vec<Subscription> =
+                match t.get(id).map_err(|e| db_error("unsubscribe", e))? {
+                    Some(raw) => from_json("subscriptions", raw.value())?,
+                    None => return Ok(false),
+                };
+            let before = subs.len();
+            subs.retain(|s| s.url != url);
+            if subs.len() == before {
+                return Ok(false);
+            }
+            let raw = to_json("subscriptions", &subs)?;
+            t.insert(id, raw.as_slice()).map_err(|e| db_error("unsubscribe", e))?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn subscriptions(&self, id: &str) -> PortResult<Vec<Subscription>> {
         let tx = self.read_tx("subscriptions")?;
         let t = table!(tx, SUBSCRIPTIONS, "subscriptions");

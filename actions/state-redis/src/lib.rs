@@ -66,6 +66,10 @@ const ADD_REFS: &str = include_str!("add_refs.lua");
 /// Delete every key of a query: the checkpoints listed in KEYS[1], then all of KEYS.
 const REMOVE: &str = include_str!("remove.lua");
 
+/// Remove the subscriptions whose `url` is ARGV[1] from the list KEYS[1]; how many there were
+/// (one script, so a subscription added meanwhile is never lost).
+const UNSUBSCRIBE: &str = include_str!("unsubscribe.lua");
+
 /// Configuration of a [`RedisStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisStoreConfig {
@@ -87,6 +91,7 @@ struct Scripts {
     cas_result: Script,
     touch: Script,
     add_refs: Script,
+    unsubscribe: Script,
     remove: Script,
 }
 
@@ -217,6 +222,7 @@ impl RedisStore {
                 cas_result: Script::new(CAS_RESULT),
                 touch: Script::new(TOUCH),
                 add_refs: Script::new(ADD_REFS),
+                unsubscribe: Script::new(UNSUBSCRIBE),
                 remove: Script::new(REMOVE),
             },
             display_url,
@@ -500,6 +506,18 @@ impl StateStore for RedisStore {
             .await
             .map_err(|e| redis_error("subscribe", &e))?;
         Ok(())
+    }
+
+    async fn unsubscribe(&self, id: &str, url: &str) -> PortResult<bool> {
+        let removed: i64 = self
+            .scripts
+            .unsubscribe
+            .key(self.key(id, "subs"))
+            .arg(url)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| redis_error("unsubscribe", &e))?;
+        Ok(removed > 0)
     }
 
     async fn subscriptions(&self, id: &str) -> PortResult<Vec<Subscription>> {

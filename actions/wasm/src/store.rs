@@ -26,6 +26,8 @@ pub const TOUCH: &str = include_str!("../../state-redis/src/touch.lua");
 pub const ADD_REFS: &str = include_str!("../../state-redis/src/add_refs.lua");
 /// See [`CAS_CHECKPOINT`].
 pub const REMOVE: &str = include_str!("../../state-redis/src/remove.lua");
+/// See [`CAS_CHECKPOINT`].
+pub const UNSUBSCRIBE: &str = include_str!("../../state-redis/src/unsubscribe.lua");
 
 /// One argument of a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +153,7 @@ pub struct ScriptStore<C> {
     cas_result: Script,
     touch: Script,
     add_refs: Script,
+    unsubscribe: Script,
     remove: Script,
 }
 
@@ -165,6 +168,7 @@ impl<C: RedisCall> ScriptStore<C> {
             cas_result: Script::new(CAS_RESULT),
             touch: Script::new(TOUCH),
             add_refs: Script::new(ADD_REFS),
+            unsubscribe: Script::new(UNSUBSCRIBE),
             remove: Script::new(REMOVE),
         }
     }
@@ -396,6 +400,14 @@ impl<C: RedisCall> StateStore for ScriptStore<C> {
         let raw = json("subscription", subscription)?;
         self.cmd("subscribe", vec!["RPUSH".into(), self.key(id, "subs").into(), raw]).await?;
         Ok(())
+    }
+
+    async fn unsubscribe(&self, id: &str, url: &str) -> PortResult<bool> {
+        let removed = self
+            .eval("unsubscribe", &self.unsubscribe, vec![self.key(id, "subs")], vec![url.into()])
+            .await?
+            .int("removed")?;
+        Ok(removed > 0)
     }
 
     async fn subscriptions(&self, id: &str) -> PortResult<Vec<Subscription>> {

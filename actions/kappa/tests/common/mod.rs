@@ -72,6 +72,10 @@ pub async fn start(backend: Backend, tweak: impl FnOnce(&mut DevConfig)) -> Srv 
 }
 
 impl Srv {
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
