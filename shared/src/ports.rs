@@ -747,6 +747,10 @@ impl Timer for InstantTimer {
     }
 }
 
+/// Most bytes of an HTTP answer an adapter reads; the rest is not read (webhooks and the
+/// OpenWhisk API answer with a few hundred bytes, and a hostile endpoint must not fill memory).
+pub const MAX_RESPONSE_BYTES: usize = 64 << 10;
+
 /// An outgoing HTTP request (webhooks, the push gateway, the OpenWhisk API).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest {

@@ -11,13 +11,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+pub use kappa_core::ports::MAX_RESPONSE_BYTES;
 use kappa_core::ports::{
     HttpClient, HttpRequest, HttpResponse, PortError, PortResult, is_public_address,
 };
-
-/// Most bytes of an answer read; the rest is not read (webhooks and the OpenWhisk API answer
-/// with a few hundred bytes).
-pub const MAX_RESPONSE_BYTES: usize = 64 << 10;
 
 /// An [`HttpClient`] over reqwest.
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
 // The JavaScript I/O primitives the WASM module's ports are built on (actions/wasm/src/js.rs):
-// Kafka through kafkajs, Redis through the `redis` client, HTTP through fetch, and a timer.
+// Kafka through kafkajs, Redis through the `redis` client, HTTP through fetch (webhooks through
+// node:http with a public-address lookup), and a timer.
 // One Io per (brokers, Redis URL), kept for the container's life, so warm activations reuse
 // their connections. Errors are thrown as Error objects with `transient: true` when a retry
 // may succeed (connection loss, broker/leader changes, Redis LOADING/TRYAGAIN/BUSY).
@@ -7,6 +8,9 @@
 
 const { Kafka, logLevel } = require('kafkajs');
 const { createClient, commandOptions } = require('redis');
+const dns = require('node:dns');
+const http = require('node:http');
+const https = require('node:https');
 
 // kafkajs has no public "fetch from an offset without a consumer group" call; its Cluster (what
 // its consumers use) does: a Fetch request to the partition leader. The Client keeps its
@@ -141,15 +145,22 @@ class Io {
     }
   }
 
-  async http(method, url, headers, body) {
+  // `publicOnly` (a user's webhook): the connection goes only to an address the module's policy
+  // accepts (`isPublicAddress`, Rust's `ports::is_public_address`), checked on the resolved
+  // addresses themselves, so a name that resolves or is rebound to loopback or a private network
+  // is never connected to. No redirect is followed, and at most `maxBytes` of an answer are read.
+  async http(method, url, headers, body, publicOnly, maxBytes) {
+    const payload = method === 'GET' || method === 'HEAD' ? undefined : body;
+    if (publicOnly) return publicRequest(method, url, headers, payload, maxBytes);
     try {
       const r = await fetch(url, {
         method,
         headers: Object.fromEntries(headers),
-        body: method === 'GET' || method === 'HEAD' ? undefined : body,
+        body: payload,
+        redirect: 'manual',
         signal: AbortSignal.timeout(10000),
       });
-      return { status: r.status, body: new Uint8Array(await r.arrayBuffer()) };
+      return { status: r.status, body: await boundedBody(r.body, maxBytes) };
     } catch (e) {
       throw transient(e, true);
     }
@@ -166,6 +177,69 @@ class Io {
       this.redisReady && this.redisClient.quit(),
     ]);
   }
+}
+
+// At most `maxBytes` of a web stream; the rest is not read.
+async function boundedBody(stream, maxBytes) {
+  const chunks = [];
+  let size = 0;
+  if (stream) {
+    const reader = stream.getReader();
+    while (size < maxBytes) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const part = value.subarray(0, maxBytes - size);
+      chunks.push(part);
+      size += part.length;
+    }
+    reader.cancel().catch(() => {});
+  }
+  return new Uint8Array(Buffer.concat(chunks));
+}
+
+// A lookup that keeps the public addresses of a name (none: an error that a retry cannot mend).
+function publicLookup(hostname, options, callback) {
+  const { isPublicAddress } = require('./kappa_wasm.js');
+  dns.lookup(hostname, { all: true, verbatim: true }, (err, addresses) => {
+    if (err) return callback(err);
+    const allowed = addresses.filter((a) => isPublicAddress(a.address));
+    if (allowed.length === 0) {
+      const refused = new Error(`${hostname} resolves to no public address; refused`);
+      refused.code = 'ENOTPUBLIC';
+      return callback(refused);
+    }
+    if (options && options.all) return callback(null, allowed);
+    return callback(null, allowed[0].address, allowed[0].family);
+  });
+}
+
+// A webhook delivery through node:http(s) with `publicLookup` (fetch cannot take a lookup).
+function publicRequest(method, url, headers, body, maxBytes) {
+  return new Promise((resolve, reject) => {
+    const target = new URL(url);
+    const client = target.protocol === 'https:' ? https : http;
+    const request = client.request(
+      target,
+      { method, headers: Object.fromEntries(headers), lookup: publicLookup, timeout: 10000 },
+      (response) => {
+        const chunks = [];
+        let size = 0;
+        response.on('data', (chunk) => {
+          const part = chunk.subarray(0, maxBytes - size);
+          chunks.push(part);
+          size += part.length;
+          if (size >= maxBytes) response.destroy();
+        });
+        const done = () => resolve({ status: response.statusCode, body: new Uint8Array(Buffer.concat(chunks)) });
+        response.on('end', done);
+        response.on('close', done);
+        response.on('error', done);
+      },
+    );
+    request.on('timeout', () => request.destroy(new Error('timeout')));
+    request.on('error', (e) => reject(transient(e, e.code !== 'ENOTPUBLIC')));
+    request.end(body);
+  });
 }
 
 // Pack kafkajs messages as frames: offset i64 | timestamp i64 | key length i32 (-1: none) |

@@ -8,8 +8,8 @@ use base64::Engine;
 use js_sys::{Array, Reflect, Uint8Array};
 use kappa_actions::Env;
 use kappa_core::ports::{
-    Batch, Chain, Clock, HttpClient, HttpRequest, HttpResponse, LogReader, PortError, PortResult,
-    ReadRequest, Timer, Watermarks,
+    Batch, Chain, Clock, HttpClient, HttpRequest, HttpResponse, LogReader, MAX_RESPONSE_BYTES,
+    PortError, PortResult, ReadRequest, Timer, Watermarks,
 };
 use serde_json::Value;
 use wasm_bindgen::JsCast;
@@ -44,6 +44,8 @@ extern "C" {
         url: &str,
         headers: Array,
         body: Uint8Array,
+        public_only: bool,
+        max_bytes: u32,
     ) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(method)]
     async fn sleep(this: &Io, ms: f64);
@@ -283,20 +285,37 @@ impl RedisCall for JsRedis {
 
 struct JsHttp;
 
+/// `ports::is_public_address` for `js/io.js`'s resolver: the one address policy of webhooks.
+#[wasm_bindgen(js_name = isPublicAddress)]
+pub fn is_public_address_js(ip: &str) -> bool {
+    ip.parse().is_ok_and(kappa_core::ports::is_public_address)
+}
+
 #[async_trait(?Send)]
 impl HttpClient for JsHttp {
     async fn send(&self, request: HttpRequest) -> PortResult<HttpResponse> {
+        if request.public_only {
+            // The registration-time check again (the one parser and policy); names are then
+            // resolved by `js/io.js` through [`is_public_address_js`], like the native client.
+            if let Err(reason) = kappa_actions::push::check_webhook_url(&request.url, false) {
+                return Err(PortError::permanent("http", format!("{reason}; refused")));
+            }
+        }
         let headers = Array::new();
         for (k, v) in &request.headers {
             headers.push(&Array::of2(&JsValue::from_str(k), &JsValue::from_str(v)));
         }
         let r = io()
-            .http(&request.method, &request.url, headers, Uint8Array::from(request.body.as_slice()))
+            .http(
+                &request.method,
+                &request.url,
+                headers,
+                Uint8Array::from(request.body.as_slice()),
+                request.public_only,
+                MAX_RESPONSE_BYTES as u32,
+            )
             .await
-            .map_err(|e| {
-                let (message, _) = js_error(&e);
-                PortError::transient("http", message)
-            })?;
+            .map_err(|e| port_error("http", "request", &e))?;
         Ok(HttpResponse {
             status: get(&r, "status").as_f64().unwrap_or(0.0) as u16,
             body: Uint8Array::new(&get(&r, "body")).to_vec(),

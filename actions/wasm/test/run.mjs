@@ -246,6 +246,42 @@ if (native && fs.existsSync(native)) {
 const released = await invoke('query', { __ow_method: 'delete', __ow_path: `/v1/queries/${id}`, __ow_headers: {} });
 check('DELETE releases the query', released.statusCode === 200, JSON.stringify(released).slice(0, 200));
 
+// ---- webhooks from the WASM host: public addresses only, no redirects, bounded answers ------
+{
+  const req = createRequire(path.join(actions.query.dir, 'package.json'));
+  const { isPublicAddress } = req('./kappa_wasm.js');
+  const { Io } = req('./io.js');
+  check('the module exports the one address policy',
+    isPublicAddress('8.8.8.8') && isPublicAddress('2606:4700::1111')
+    && !isPublicAddress('127.0.0.1') && !isPublicAddress('10.1.2.3') && !isPublicAddress('::ffff:127.0.0.1')
+    && !isPublicAddress('169.254.169.254') && !isPublicAddress('::1') && !isPublicAddress('not an address'));
+  let hits = 0;
+  const target = http.createServer((q, r) => {
+    hits += 1;
+    if (q.url === '/redirect') { r.writeHead(307, { location: '/landing' }); r.end(); return; }
+    if (q.url === '/huge') { r.writeHead(200); r.end(Buffer.alloc(1 << 20, 120)); return; }
+    r.writeHead(200); r.end('ok');
+  });
+  await new Promise((r) => target.listen(0, '127.0.0.1', r));
+  const base = `http://localhost:${target.address().port}`;
+  const io = new Io('', '');
+  const body = new Uint8Array(Buffer.from('{}'));
+  let refused = null;
+  try {
+    await io.http('POST', `${base}/hook`, [], body, true, 65536);
+  } catch (e) {
+    refused = e;
+  }
+  check('a webhook to a name resolving to loopback is refused before connecting',
+    refused && refused.code === 'ENOTPUBLIC' && refused.transient === false && hits === 0,
+    refused ? `${refused.code} ${refused.message}` : 'delivered');
+  const redirected = await io.http('POST', `${base}/redirect`, [], body, false, 65536);
+  check('a redirect is not followed', redirected.status === 307 && hits === 1, `${redirected.status}, ${hits} requests`);
+  const huge = await io.http('GET', `${base}/huge`, [], body, false, 65536);
+  check('an answer is read up to the bound', huge.status === 200 && huge.body.length === 65536, `${huge.body.length} bytes`);
+  target.close();
+}
+
 figures['wasm module bytes'] = fs.statSync(path.join(actions.query.dir, 'kappa_wasm_bg.wasm')).size;
 if (foldMs > 0) figures['wasm fold records/s (process, warm, incl. Kafka+Redis)'] = Math.round(warmRecords / (foldMs / 1000));
 console.log(JSON.stringify({ figures }, null, 1));
