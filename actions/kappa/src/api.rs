@@ -439,12 +439,23 @@ fn sse(rx: mpsc::Receiver<Shared>) -> Response {
     Sse::new(events).keep_alive(KeepAlive::default()).into_response()
 }
 
+/// Largest message a websocket client may send (they send nothing but pings and a close).
+const WS_CLIENT_MESSAGE_BYTES: usize = 64 << 10;
+
 fn ws(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<WebSocketUpgrade, ApiError> {
-    upgrade.map_err(|e| {
+    let upgrade = upgrade.map_err(|e| {
         ApiError::new(e.status().as_u16(), "illegal_argument_exception", e.body_text())
-    })
+    })?;
+    // Each message is written and flushed on its own (no 128 KiB write batch), and the read
+    // buffer is small: tungstenite's default 128 KiB, zeroed before reads, made every idle
+    // subscriber cost 128 KiB of resident memory.
+    Ok(upgrade
+        .read_buffer_size(4 << 10)
+        .write_buffer_size(0)
+        .max_message_size(WS_CLIENT_MESSAGE_BYTES)
+        .max_frame_size(WS_CLIENT_MESSAGE_BYTES))
 }
 
 async fn session(socket: WebSocket, mut rx: mpsc::Receiver<Shared>) {

@@ -36,6 +36,9 @@ fn busy() -> String {
     )
 }
 
+/// Most bytes hyper buffers per connection, each way (its default is ~400 KiB).
+pub const CONNECTION_BUFFER_BYTES: usize = 32 << 10;
+
 /// [`serve`] with another time for the request head.
 pub async fn serve_with(
     listener: TcpListener,
@@ -46,7 +49,11 @@ pub async fn serve_with(
 ) {
     let open = std::sync::Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    // The buffer bounds what hyper queues for a client that does not read (an SSE stream's
+    // events wait in the subscriber's queue instead, where they are shared), and a request head.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(CONNECTION_BUFFER_BYTES);
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {

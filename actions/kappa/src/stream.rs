@@ -104,6 +104,15 @@ struct Feed {
     /// The ring after version `base` (`None`: the ring no longer bridges from `base`).
     base: u64,
     messages: Option<Vec<Shared>>,
+    /// The snapshot of `result`, made once for every subscriber that needs one (those that
+    /// fell behind together would otherwise each hold a copy of the whole result).
+    snapshot: OnceLock<Shared>,
+}
+
+impl Feed {
+    fn snapshot(&self, id: &str, result: &ResultRecord) -> Shared {
+        self.snapshot.get_or_init(|| Outgoing::new(snapshot_message(id, result))).clone()
+    }
 }
 
 /// A query's latest [`Feed`]; the lock makes concurrent subscribers wait for one read.
@@ -174,7 +183,7 @@ impl Streams {
         .map(|m| m.into_iter().map(Outgoing::shared).collect());
         let read = latest.as_ref().map_or(1, |f| f.read + 1);
         let released = result.is_none();
-        let feed = Arc::new(Feed { seen, read, result, base, messages });
+        let feed = Arc::new(Feed { seen, read, result, base, messages, snapshot: OnceLock::new() });
         // A released query is not shared: an id registered again must not look released.
         *latest = (!released).then(|| feed.clone());
         Ok(feed)
@@ -364,8 +373,7 @@ async fn pump(
             let mut outcome = Outcome::Ok;
             if behind || sent.is_none() {
                 if tx.capacity() > 0 {
-                    let snap = snapshot_message(&id, r);
-                    outcome = offer(tx, Outgoing::new(snap));
+                    outcome = offer(tx, f.snapshot(&id, r));
                     if matches!(outcome, Outcome::Ok) {
                         behind = false;
                         sent = Some(Sent {
