@@ -20,9 +20,13 @@
 //!   centroid list under the `k1` scale function
 //!   `k(q) = δ / (2π) · asin(2q − 1)`: a centroid covering the quantile
 //!   range `[q_l, q_r]` must satisfy `k(q_r) − k(q_l) ≤ 1`. Centroids are
-//!   therefore tiny near the tails (`Δq ≈ π²/δ²` at the extremes) and at most
-//!   `Δq = π/δ` wide at the median; the digest holds at most `δ` centroids,
-//!   typically ≈ `0.6 δ`. Runs of identical values that are known to be pure
+//!   therefore tiny near the tails (`Δq ≈ π²/δ²` at the extremes). In the
+//!   middle, where `k1` would allow up to `Δq = π/δ`, a centroid is also
+//!   capped at `Δq ≤ 2/δ` (1 / compression: 1 % of the values for the
+//!   default), because a centroid can end up straddling a gap that a later
+//!   merge fills (see *Merge laws*), and then its whole weight is misplaced
+//!   in rank. The digest holds at most ≈ `δ` centroids, typically
+//!   `0.7 δ`–`0.9 δ`. Runs of identical values that are known to be pure
 //!   (raw buffered values, exact-mode runs) may be split across centroids,
 //!   which keeps a heavy point mass from turning into one oversized centroid.
 //!   Here `δ = 2 × compression` (the extra factor buys accuracy after many
@@ -51,7 +55,9 @@
 //!
 //! Exact mode has no error. In approximate mode the rank error of a
 //! percentile `q` is a fraction of the local centroid width
-//! `Δq ≈ 2π·sqrt(q(1−q))/δ`; the tests check `|rank(estimate)/n − q| ≤ 1 %`
+//! `Δq ≈ min(2π·sqrt(q(1−q))/δ, 2/δ)`, and at most that width when a
+//! centroid straddles a gap that a later merge fills; the tests check
+//! `|rank(estimate)/n − q| ≤ 1 %`
 //! for `q ∈ {1, 5, 25, 50, 75, 95, 99} %` on uniform, normal, Pareto and
 //! heavily duplicated data of up to 10⁶ values, in one pass and after
 //! arbitrary split-and-merge trees. The state holds `O(compression)`
@@ -67,6 +73,15 @@
 //! depend on the merge order and grouping (as for every t-digest), but every
 //! grouping satisfies the same rank-error bound. The merged digest keeps the
 //! compression of the receiver.
+//!
+//! Merging digests of disjoint value ranges (e.g. consecutive slices of
+//! sorted data) is the hard case: a centroid that absorbs values from both
+//! sides of a gap sits, by its mean, inside the gap, and once a later merge
+//! fills the gap that centroid's weight is counted on the wrong side of the
+//! filling values. Two rules bound this: the `2/δ` width cap above, and a
+//! merge never lets one centroid span a seam where a long run (at least a
+//! centroid's width) of the receiver's items meets a long run of the other
+//! digest's items, so disjoint inputs stay apart.
 //!
 //! Equality (`==`) and serialization see a digest *with its buffer
 //! compressed*, so a round trip through serde compares equal.
@@ -87,6 +102,10 @@ pub const MAX_COMPRESSION: f64 = 10_000.0;
 
 /// Internal scale parameter `δ` as a multiple of the compression.
 const SCALE_FACTOR: f64 = 2.0;
+
+/// A centroid covers at most this many `1/δ` of the quantile range (caps
+/// `k1`'s `π/δ` at the median; see the module docs).
+const MAX_WIDTH_FACTOR: f64 = 2.0;
 
 /// Exact mode holds at most this many distinct values per unit compression.
 const EXACT_FACTOR: f64 = 4.0;
@@ -199,8 +218,14 @@ impl TDigest {
             mean: c.mean,
             weight: c.weight,
             pure: other.exact,
+            from_other: true,
         }));
-        items.extend(other.buffer.iter().map(|&x| Item { mean: x, weight: 1, pure: true }));
+        items.extend(other.buffer.iter().map(|&x| Item {
+            mean: x,
+            weight: 1,
+            pure: true,
+            from_other: true,
+        }));
         self.rebuild(items);
     }
 
@@ -284,9 +309,14 @@ impl TDigest {
         let mut items: Vec<Item> = self
             .centroids
             .drain(..)
-            .map(|c| Item { mean: c.mean, weight: c.weight, pure })
+            .map(|c| Item { mean: c.mean, weight: c.weight, pure, from_other: false })
             .collect();
-        items.extend(self.buffer.drain(..).map(|x| Item { mean: x, weight: 1, pure: true }));
+        items.extend(self.buffer.drain(..).map(|x| Item {
+            mean: x,
+            weight: 1,
+            pure: true,
+            from_other: false,
+        }));
         items
     }
 
@@ -402,6 +432,8 @@ struct Item {
     weight: u64,
     /// All values in this item are identical, so it may be split.
     pure: bool,
+    /// Comes from the digest being merged in, not the receiver.
+    from_other: bool,
 }
 
 /// The `k1` scale function, `k(q) = δ/(2π) asin(2q − 1)`.
@@ -415,22 +447,48 @@ fn k1_inv(k: f64, delta: f64) -> f64 {
     ((angle.sin() + 1.0) / 2.0).clamp(0.0, 1.0)
 }
 
-/// Largest cumulative weight the centroid starting after `w_before` may reach.
+/// Largest cumulative weight the centroid starting after `w_before` may reach:
+/// one unit of `k1`, and at most `MAX_WIDTH_FACTOR / δ` of the quantile range.
 fn weight_limit(w_before: u64, total: u64, delta: f64) -> u64 {
     let n = total as f64;
     let q0 = w_before as f64 / n;
-    let q1 = k1_inv(k1(q0, delta) + 1.0, delta);
+    let q1 = k1_inv(k1(q0, delta) + 1.0, delta).min(q0 + MAX_WIDTH_FACTOR / delta);
     // Saturating float-to-int cast.
     (q1 * n).floor() as u64
 }
 
+/// For each item, the total weight of the run of consecutive items from the
+/// same digest (receiver or merged-in) that it belongs to.
+fn source_run_weights(items: &[Item]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(items.len());
+    for run in items.chunk_by(|a, b| a.from_other == b.from_other) {
+        let w = run.iter().fold(0u64, |s, i| s.saturating_add(i.weight));
+        out.extend(std::iter::repeat_n(w, run.len()));
+    }
+    out
+}
+
 /// One greedy merging-digest pass over sorted items.
 fn greedy_merge(items: &[Item], total: u64, delta: f64) -> Vec<Centroid> {
+    let runs = source_run_weights(items);
     let mut out: Vec<Centroid> = Vec::new();
     let mut cur = Centroid { mean: 0.0, weight: 0 };
     let mut before = 0u64;
     let mut limit = weight_limit(0, total, delta);
-    for it in items {
+    for (i, it) in items.iter().enumerate() {
+        // Two long runs from different digests meeting here means disjoint
+        // ranges with a gap between them: a centroid spanning the seam would
+        // be misplaced in rank once a later merge fills the gap.
+        let seam = i > 0 && items[i - 1].from_other != it.from_other && {
+            let width = limit.saturating_sub(before);
+            runs[i - 1] >= width && runs[i] >= width
+        };
+        if seam && cur.weight > 0 {
+            before = before.saturating_add(cur.weight);
+            out.push(cur);
+            cur.weight = 0;
+            limit = weight_limit(before, total, delta);
+        }
         let mut rem = it.weight;
         while rem > 0 {
             let cap = limit.saturating_sub(before.saturating_add(cur.weight));
@@ -910,6 +968,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The CI failure (seed kept in `proptest-regressions/sketch/tdigest.txt`):
+    /// sorted data cut into 23 slices and merged in a deep tree whose early
+    /// merges join slices far apart, so centroids could straddle the gaps that
+    /// later merges fill. Every digest in the tree must hold the bound against
+    /// its own values, not only the root (the old code failed at step 2).
+    #[test]
+    fn sorted_slices_merged_across_gaps_within_one_percent() {
+        let data = sample(Dist::Sorted, 25_154, 17_802_363_259_855_828);
+        let bounds = [
+            0, 4023, 4380, 5046, 5500, 6248, 7179, 8653, 8894, 9422, 12526, 12716, 13473, 14373,
+            16426, 17405, 17929, 18292, 19168, 19329, 22763, 22919, 24575, 25154,
+        ];
+        // (take, merge into, receiver is the taken one) as in `merge_in_grouping`.
+        let picks = [
+            (19, 5, true),
+            (5, 15, true),
+            (8, 12, false),
+            (14, 11, true),
+            (4, 11, true),
+            (5, 3, false),
+            (4, 15, false),
+            (2, 8, false),
+            (1, 11, false),
+            (2, 6, true),
+            (3, 10, false),
+            (9, 10, false),
+            (10, 0, false),
+        ];
+        let mut parts: Vec<(TDigest, Vec<f64>)> = bounds
+            .windows(2)
+            .map(|w| (build(&data[w[0]..w[1]]), data[w[0]..w[1]].to_vec()))
+            .collect();
+        let mut step = 0;
+        while parts.len() > 1 {
+            let (a, b, flip) = picks.get(step).copied().unwrap_or((0, 0, false));
+            step += 1;
+            let taken = parts.remove(a % parts.len());
+            let j = b % parts.len();
+            let (mut receiver, other) =
+                if flip { (taken, parts[j].clone()) } else { (parts[j].clone(), taken) };
+            receiver.0.merge(&other.0);
+            receiver.1.extend_from_slice(&other.1);
+            let err = max_rank_error(&receiver.0, &receiver.1);
+            assert!(err <= 0.01, "step {step}: n={} rank error {err}", receiver.1.len());
+            parts[j] = receiver;
+        }
+        assert_eq!(parts[0].1.len(), data.len());
     }
 
     fn dist_strategy() -> impl Strategy<Value = Dist> {
