@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh            # everything: lint, unit/property/golden tests, WASM build,
 #                              # bounded fuzzing, and the integration tier against real
-#                              # Kafka + Redis started on loopback by scripts/services.sh
+#                              # Kafka + Redis started on loopback by scripts/services.sh,
+#                              # with the differential suite against a real OpenSearch
 #   KAPPA_SKIP_SERVICES=1 scripts/test.sh   # only the tier that needs no services
 #
 # Environment: FUZZ_CASES (default 20000) bounds the fuzz run.
@@ -43,10 +44,10 @@ cleanup() {
 }
 trap cleanup EXIT
 if [ "${KAPPA_SKIP_SERVICES:-0}" != 1 ]; then
-  step "real Kafka and Redis on loopback"
+  step "real Kafka, Redis and OpenSearch on loopback"
   eval "$(scripts/services.sh up)"
   services_started=1
-  export KAFKA_BROKERS REDIS_URL
+  export KAFKA_BROKERS REDIS_URL OPENSEARCH_URL
 fi
 
 step "WASM action zips (nodejs:20) for the Node.js contract test"
