@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
-use kappa_differential::compare;
+use kappa_differential::{compare, generate};
+use proptest::strategy::{Strategy, ValueTree};
 use kappa_differential::corpus::{BASE_TIMESTAMP, Corpus, Doc, string_roles};
 use kappa_differential::opensearch::{OpenSearch, URL_VAR};
 use serde_json::{Map, Value};
@@ -120,6 +121,95 @@ fn every_golden_query_agrees_with_opensearch() -> Result<()> {
     assert!(
         failures.is_empty(),
         "{} golden queries differ:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+    Ok(())
+}
+
+/// Generated requests compared per run (`DIFF_CASES` overrides), spread over the corpora.
+const DEFAULT_CASES: usize = 1200;
+/// Corpora per run, each indexed once and reused by every request over it.
+const CORPORA: u64 = 6;
+/// Documents per corpus.
+const DOCS_PER_CORPUS: usize = 40;
+/// Shrinking steps allowed per disagreement (each costs a search).
+const MAX_SHRINK_STEPS: usize = 300;
+
+/// Shrink a disagreeing request to a smaller one that still disagrees.
+fn shrink(
+    os: &mut OpenSearch,
+    corpus: &Corpus,
+    tree: &mut impl ValueTree<Value = Value>,
+    first: kappa_differential::Outcome,
+) -> Result<(Value, kappa_differential::Outcome)> {
+    let mut best = (tree.current(), first);
+    let mut steps = 0;
+    let mut simplified = tree.simplify();
+    while simplified && steps < MAX_SHRINK_STEPS {
+        steps += 1;
+        let candidate = tree.current();
+        let outcome = compare(os, corpus, &candidate)?;
+        if outcome.agrees() {
+            simplified = tree.complicate();
+        } else {
+            best = (candidate, outcome);
+            simplified = tree.simplify();
+        }
+    }
+    Ok(best)
+}
+
+#[test]
+fn generated_queries_agree_with_opensearch() -> Result<()> {
+    let Some(mut os) = opensearch_or_skip("generated_queries_agree_with_opensearch") else {
+        return Ok(());
+    };
+    let cases: usize = match std::env::var("DIFF_CASES") {
+        Ok(v) => v.parse().with_context(|| format!("DIFF_CASES={v}"))?,
+        Err(_) => DEFAULT_CASES,
+    };
+    // A fixed seed by default, so CI compares the same requests every run; DIFF_SEED explores.
+    let seed: u64 = std::env::var("DIFF_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(15);
+    let started = std::time::Instant::now();
+    let (mut compared, mut failures) = (0usize, Vec::new());
+    let mut disagreeing = 0usize;
+    for c in 0..CORPORA {
+        let corpus = generate::corpus(seed.wrapping_mul(1000).wrapping_add(c), DOCS_PER_CORPUS)?;
+        corpus.ensure_index(&mut os)?;
+        let mut runner = generate::runner(seed.wrapping_mul(7919).wrapping_add(c));
+        let strategy = generate::request();
+        for _ in 0..cases.div_ceil(CORPORA as usize) {
+            let mut tree = strategy.new_tree(&mut runner).map_err(|e| anyhow!("{e}"))?;
+            let request = tree.current();
+            let outcome = compare(&mut os, &corpus, &request)?;
+            compared += 1;
+            if outcome.agrees() {
+                continue;
+            }
+            disagreeing += 1;
+            // Shrink and report the first few in full; count the rest.
+            if failures.len() < 8 {
+                let (small, outcome) = shrink(&mut os, &corpus, &mut tree, outcome)?;
+                failures.push(format!(
+                    "corpus {c} ({}), shrunk from {request}\n{}",
+                    corpus.index,
+                    outcome.report(&small, &corpus)
+                ));
+            }
+        }
+    }
+    let agreeing = compared - disagreeing;
+    say(&format!(
+        "generated queries against OpenSearch: {compared} compared over {CORPORA} corpora of \
+         {DOCS_PER_CORPUS} documents, {agreeing} agree ({:.1}%), {disagreeing} differ, seed {seed}, \
+         {:.1} s",
+        100.0 * agreeing as f64 / compared.max(1) as f64,
+        started.elapsed().as_secs_f64()
+    ));
+    assert!(
+        failures.is_empty(),
+        "{disagreeing} of {compared} generated queries differ from OpenSearch; the first {}, shrunk:\n\n{}",
         failures.len(),
         failures.join("\n\n")
     );
