@@ -414,11 +414,10 @@ pub(crate) fn fold(
             AggKind::DateHistogram { field, interval, offset, time_zone, format, .. },
             AggState::Histogram(map),
         ) => {
-            let fmt = field_format(format);
             let starts: Vec<i64> = doc
                 .values(field)
                 .iter()
-                .filter_map(|v| date_millis(v, fmt, time_zone))
+                .filter_map(|v| date_millis(v, format.as_ref()))
                 .map(|ms| match interval {
                     DateInterval::Calendar(unit) => {
                         date::calendar_floor(ms - offset, *unit, time_zone) + offset
@@ -438,14 +437,13 @@ pub(crate) fn fold(
             }
         }
         (
-            AggKind::DateRange { field, ranges, format, time_zone, .. },
+            AggKind::DateRange { field, ranges, format, .. },
             AggState::Buckets(buckets),
         ) => {
-            let fmt = field_format(format);
             let xs: Vec<f64> = doc
                 .values(field)
                 .iter()
-                .filter_map(|v| date_millis(v, fmt, time_zone))
+                .filter_map(|v| date_millis(v, format.as_ref()))
                 .map(|ms| ms as f64)
                 .collect();
             for (r, b) in ranges.iter().zip(buckets.iter_mut()) {

@@ -80,17 +80,20 @@ impl<'a, 'r> Doc<'a, 'r> {
     }
 }
 
-/// A document value as epoch ms, for date fields: numbers through the format (epoch millis
-/// unless it says epoch_second), strings parsed with the format.
-pub(crate) fn date_millis(
-    v: &Scalar<'_>,
-    format: &DateFormat,
-    tz: &crate::date::TimeZone,
-) -> Option<i64> {
+/// A document value as epoch ms, read as Elasticsearch's default date mapping reads it:
+/// numbers are epoch milliseconds, strings `strict_date_optional_time` (UTC unless they carry
+/// an offset). A request's `format` parses the request's own bounds and renders keys; because
+/// a topic has no mapping, it is also tried on a string the defaults cannot read (Twitter's
+/// `created_at` with its format given), never instead of them.
+pub(crate) fn date_millis(v: &Scalar<'_>, request_format: Option<&DateFormat>) -> Option<i64> {
+    let defaults = crate::agg::default_date_format();
+    let utc = crate::date::TimeZone::utc();
     match v {
-        Scalar::Int(i) => format.number_to_millis(*i as f64),
-        Scalar::Float(f) => format.number_to_millis(*f),
-        Scalar::Str(s) => format.parse_millis(s, tz),
+        Scalar::Int(i) => defaults.number_to_millis(*i as f64),
+        Scalar::Float(f) => defaults.number_to_millis(*f),
+        Scalar::Str(s) => defaults
+            .parse_millis(s, &utc)
+            .or_else(|| request_format.and_then(|f| f.parse_millis(s, &utc))),
         _ => None,
     }
 }
@@ -245,15 +248,8 @@ fn in_range(
         }
         RangeKind::Numeric | RangeKind::Date { .. } => {
             let x = match kind {
-                RangeKind::Date { format, time_zone } => {
-                    date_millis(v, format, time_zone).map(|ms| ms as f64)
-                }
-                _ => scalar_f64(v).or_else(|| match v {
-                    Scalar::Str(s) => crate::agg::default_date_format()
-                        .parse_millis(s, &crate::date::TimeZone::utc())
-                        .map(|ms| ms as f64),
-                    _ => None,
-                }),
+                RangeKind::Date { format, .. } => date_millis(v, Some(format)).map(|ms| ms as f64),
+                _ => scalar_f64(v).or_else(|| date_millis(v, None).map(|ms| ms as f64)),
             };
             let Some(x) = x else { return false };
             let num = |b: &Option<Bound>| match b {
