@@ -14,7 +14,7 @@
 //! `percentiles` (t-digest) may differ between groupings within its stated rank error.
 //! `crate::tests` pins all of this with property tests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -24,7 +24,7 @@ use crate::date::{self, DateFormat};
 use crate::error::{ErrorKind, QueryError};
 use crate::eval::{Doc, date_millis, matches};
 use crate::hits::TopHits;
-use crate::request::{Agg, AggKind, DateInterval, Order, TermsFilter, TermsOrderKey};
+use crate::request::{Agg, AggKind, DateInterval, FieldRef, Order, TermsFilter, TermsOrderKey};
 use crate::scan::Scalar;
 use crate::sketch::hll::Cardinality;
 use crate::sketch::tdigest::TDigest;
@@ -186,7 +186,7 @@ pub(crate) struct FoldCtx {
 }
 
 impl FoldCtx {
-    fn grow(&mut self, by: isize) -> Result<(), QueryError> {
+    pub(crate) fn grow(&mut self, by: isize) -> Result<(), QueryError> {
         self.bytes = self.bytes.saturating_add_signed(by);
         if self.bytes > self.budget {
             return Err(QueryError {
@@ -199,6 +199,26 @@ impl FoldCtx {
             });
         }
         Ok(())
+    }
+}
+
+/// Every value of a field seen in any record, matching the query or not: the zero buckets of
+/// `terms` with `min_doc_count: 0`, which Elasticsearch lists from the index's terms. A set,
+/// merged by union, so identity, associativity and commutativity hold as for the buckets.
+pub(crate) type SeenTerms = BTreeSet<TermKey>;
+
+/// Estimated heap bytes of one seen key beyond its text.
+pub(crate) const SEEN_KEY_OVERHEAD: usize = 32;
+
+/// The fields of every `terms` aggregation with `min_doc_count: 0`, anywhere in the tree, once.
+pub(crate) fn seen_term_fields(aggs: &[Agg], out: &mut Vec<FieldRef>) {
+    for agg in aggs {
+        if let AggKind::Terms { field, min_doc_count: 0, .. } = &agg.kind
+            && !out.contains(field)
+        {
+            out.push(field.clone());
+        }
+        seen_term_fields(&agg.subs, out);
     }
 }
 
@@ -570,6 +590,8 @@ pub(crate) struct RenderCtx<'a> {
     pub(crate) buckets: usize,
     pub(crate) max_buckets: usize,
     pub(crate) topic: &'a str,
+    /// The values seen of each field in [`seen_term_fields`].
+    pub(crate) seen: Vec<(&'a FieldRef, &'a SeenTerms)>,
 }
 
 impl RenderCtx<'_> {
@@ -666,9 +688,26 @@ pub(crate) fn render(
         (AggKind::TopHits { sort, source, .. }, AggState::TopHits(top)) => {
             json!({"hits": top.render(ctx.topic, sort, source)})
         }
-        (AggKind::Terms { size, min_doc_count, order, .. }, AggState::Terms(map)) => {
-            let mut eligible: Vec<(&TermKey, &Bucket)> =
-                map.iter().filter(|(_, b)| b.doc_count >= *min_doc_count).collect();
+        (
+            AggKind::Terms { field, size, min_doc_count, order, include, exclude, .. },
+            AggState::Terms(map),
+        ) => {
+            // min_doc_count 0: the field's other values, seen in records that did not reach
+            // this bucket, are listed with doc_count 0.
+            let zeros: Vec<(TermKey, Bucket)> = match ctx.seen.iter().find(|(f, _)| *f == field) {
+                Some((_, seen)) if *min_doc_count == 0 => seen
+                    .iter()
+                    .filter(|k| !map.contains_key(*k))
+                    .filter(|k| passes(include, k, true) && !passes(exclude, k, false))
+                    .map(|k| (k.clone(), empty_bucket(&agg.subs)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let mut eligible: Vec<(&TermKey, &Bucket)> = map
+                .iter()
+                .filter(|(_, b)| b.doc_count >= *min_doc_count)
+                .chain(zeros.iter().map(|(k, b)| (k, b)))
+                .collect();
             // Elasticsearch's final reduce drops buckets under min_doc_count without adding
             // them to sum_other_doc_count: "other" counts only eligible buckets cut by size.
             let total: u64 = eligible.iter().map(|(_, b)| b.doc_count).sum();

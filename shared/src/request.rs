@@ -1522,12 +1522,6 @@ impl Parser<'_> {
                 }
                 o.get("shard_size");
                 let min_doc_count = self.min_doc_count(&mut o, 1)?;
-                if min_doc_count == 0 {
-                    return Err(QueryError::illegal(
-                        &o.child("min_doc_count"),
-                        "[terms] [min_doc_count] 0 is not supported: a live query only knows the terms of matching records",
-                    ));
-                }
                 let order = terms_order(o.get("order"), &o.child("order"))?;
                 let missing = match o.get("missing") {
                     Some(v) => Some(TermValue::from_json(v).ok_or_else(|| {
