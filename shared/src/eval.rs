@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use crate::date::DateFormat;
-use crate::request::{Bound, FieldRef, Query, RangeKind};
+use crate::request::{Bound, FieldRef, MinimumShouldMatch, Query, RangeKind};
 use crate::scan::{Extracted, Scalar};
 use crate::text;
 use crate::value::scalar_f64;
@@ -151,19 +151,21 @@ pub(crate) fn matches(query: &Query, doc: &Doc<'_, '_>) -> bool {
             if must_not.iter().any(|q| matches(q, doc)) {
                 return false;
             }
-            let required = match minimum_should_match {
-                Some(m) => m.resolve(should.len()),
-                None if must.is_empty() && filter.is_empty() && !should.is_empty() => 1,
-                None => 0,
-            };
+            let required = MinimumShouldMatch::required_should(
+                *minimum_should_match,
+                should.len(),
+                must.is_empty() && filter.is_empty(),
+            );
             required == 0
                 || should.iter().filter(|q| matches(q, doc)).take(required).count() >= required
         }
     }
 }
 
-fn required_tokens(n: usize, and: bool, msm: Option<crate::request::MinimumShouldMatch>) -> usize {
-    if and { n } else { msm.map_or(1, |m| m.resolve(n)).max(1) }
+/// Distinct query tokens a `match` needs. One token is a term query, which
+/// minimum_should_match does not touch; more than there are tokens matches nothing.
+fn required_tokens(n: usize, and: bool, msm: Option<MinimumShouldMatch>) -> usize {
+    if and || n <= 1 { n } else { msm.map_or(1, |m| m.resolve(n)).max(1) }
 }
 
 /// `match` over the values of one field: enough distinct query tokens occur in its text.

@@ -63,7 +63,8 @@ pub enum MinimumShouldMatch {
 }
 
 impl MinimumShouldMatch {
-    /// How many of `n` optional clauses must match.
+    /// How many of `n` optional clauses must match. More than `n` is kept, not clamped: as in
+    /// Elasticsearch, asking for more clauses than there are matches nothing.
     pub fn resolve(self, n: usize) -> usize {
         let n = n as i64;
         let k = match self {
@@ -72,7 +73,18 @@ impl MinimumShouldMatch {
             MinimumShouldMatch::Percent(p) if p < 0 => n - (n * -p) / 100,
             MinimumShouldMatch::Percent(p) => (n * p) / 100,
         };
-        k.clamp(0, n) as usize
+        k.max(0) as usize
+    }
+
+    /// How many `should` clauses of a `bool` must match. With only `should` clauses (beside
+    /// `must_not`) at least one must, whatever `minimum_should_match` says below that: Lucene
+    /// treats such a query as a disjunction.
+    pub fn required_should(
+        msm: Option<MinimumShouldMatch>,
+        should: usize,
+        only_should: bool,
+    ) -> usize {
+        msm.map_or(0, |m| m.resolve(should)).max(usize::from(only_should && should > 0))
     }
 
     fn to_json(self) -> Value {
