@@ -182,6 +182,9 @@ impl Plan {
             state.skipped += 1;
             return Ok(());
         }
+        for field in &self.request.runtime {
+            ext.convert_slot(field.slot, |v| field.convert(v));
+        }
         let doc = Doc::new(record, ext);
         let mut ctx = FoldCtx { bytes: state.bytes, budget: self.limits.max_state_bytes };
         let result = self.fold_doc(state, &doc, &mut ctx);

@@ -22,7 +22,7 @@ pub const BASE_TIMESTAMP: i64 = 1_700_000_000_000;
 pub const TWITTER_FORMAT: &str = "EEE MMM dd HH:mm:ss Z yyyy";
 
 /// Version of how documents are indexed (part of the index name: a change rebuilds indices).
-const INDEX_LAYOUT: u32 = 2;
+const INDEX_LAYOUT: u32 = 3;
 
 /// One document with its log metadata.
 #[derive(Debug, Clone)]
@@ -57,6 +57,8 @@ pub struct Corpus {
     pub mapping: Value,
     /// Index name: a hash of documents and mapping, so an index is built once and reused.
     pub index: String,
+    /// Whether record keys are unique (then the index's `_id` is Kappa's `_id`).
+    pub keys_unique: bool,
 }
 
 /// How a string field is mapped: `text` with a `keyword` sub-field when a query reads it as
@@ -142,7 +144,9 @@ impl Corpus {
             (v, d.timestamp, d.partition, d.offset, &d.key).hash(&mut h);
         }
         let index = format!("kappa-diff-{:016x}", h.finish());
-        Ok(Corpus { docs, values, mapping, index })
+        let keys: BTreeSet<String> = docs.iter().map(Doc::id).collect();
+        let keys_unique = keys.len() == docs.len();
+        Ok(Corpus { docs, values, mapping, index, keys_unique })
     }
 
     /// Kappa's records.
@@ -176,7 +180,7 @@ impl Corpus {
         let mut bulk = String::new();
         for d in &self.docs {
             // Keys may repeat in a log; the index's `_id` must not, so it is always the position.
-            bulk.push_str(&json!({"index": {"_id": position_id(d)}}).to_string());
+            bulk.push_str(&json!({"index": {"_id": index_id(self.keys_unique, d)}}).to_string());
             bulk.push('\n');
             bulk.push_str(&with_virtual_fields(d).to_string());
             bulk.push('\n');
@@ -199,9 +203,10 @@ impl Corpus {
     }
 }
 
-/// The `_id` of a document in the index: `partition-offset`, unique.
-pub fn position_id(d: &Doc) -> String {
-    format!("{}-{}", d.partition, d.offset)
+/// The `_id` of a document in the index: Kappa's `_id` (the key, or `partition-offset`) when
+/// keys are unique in the corpus, so `ids` queries mean the same; else `partition-offset`.
+pub fn index_id(corpus_keys_unique: bool, d: &Doc) -> String {
+    if corpus_keys_unique { d.id() } else { format!("{}-{}", d.partition, d.offset) }
 }
 
 /// The document as indexed: Kappa's virtual fields become real ones so queries on them work.
