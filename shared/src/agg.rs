@@ -456,10 +456,7 @@ pub(crate) fn fold(
                 }
             }
         }
-        (
-            AggKind::DateRange { field, ranges, format, .. },
-            AggState::Buckets(buckets),
-        ) => {
+        (AggKind::DateRange { field, ranges, format, .. }, AggState::Buckets(buckets)) => {
             let xs: Vec<f64> = doc
                 .values(field)
                 .iter()
@@ -592,6 +589,9 @@ pub(crate) struct RenderCtx<'a> {
     pub(crate) topic: &'a str,
     /// The values seen of each field in [`seen_term_fields`].
     pub(crate) seen: Vec<(&'a FieldRef, &'a SeenTerms)>,
+    /// Rendering inside a bucket a histogram filled in: Elasticsearch builds its
+    /// sub-aggregations empty, so `terms` lists no zero-count buckets there.
+    pub(crate) in_empty_bucket: bool,
 }
 
 impl RenderCtx<'_> {
@@ -624,14 +624,30 @@ pub(crate) fn render_named(
     Ok(())
 }
 
+/// How a bucket came to be rendered.
+#[derive(Clone, Copy, PartialEq)]
+enum Origin {
+    /// Kept in the state (or fixed by the request: ranges, filters).
+    Collected,
+    /// Filled in by a histogram between or beside collected keys.
+    Filled,
+}
+
 fn bucket_json(
     subs: &[Agg],
     b: &Bucket,
     mut head: Map<String, Value>,
+    origin: Origin,
     ctx: &mut RenderCtx<'_>,
 ) -> Result<Value, QueryError> {
     head.insert("doc_count".into(), json!(b.doc_count));
-    render_named(subs, &b.subs, &mut head, ctx)?;
+    // A histogram's filled-in bucket holds Elasticsearch's empty aggregations, all the way
+    // down; every other bucket aggregates (a terms lists its zero buckets there).
+    let filled = ctx.in_empty_bucket || (origin == Origin::Filled && b.doc_count == 0);
+    let outer = std::mem::replace(&mut ctx.in_empty_bucket, filled);
+    let rendered = render_named(subs, &b.subs, &mut head, ctx);
+    ctx.in_empty_bucket = outer;
+    rendered?;
     Ok(Value::Object(head))
 }
 
@@ -695,7 +711,7 @@ pub(crate) fn render(
             // min_doc_count 0: the field's other values, seen in records that did not reach
             // this bucket, are listed with doc_count 0.
             let zeros: Vec<(TermKey, Bucket)> = match ctx.seen.iter().find(|(f, _)| *f == field) {
-                Some((_, seen)) if *min_doc_count == 0 => seen
+                Some((_, seen)) if *min_doc_count == 0 && !ctx.in_empty_bucket => seen
                     .iter()
                     .filter(|k| !map.contains_key(*k))
                     .filter(|k| passes(include, k, true) && !passes(exclude, k, false))
@@ -729,7 +745,7 @@ pub(crate) fn render(
                     if let Some(s) = key_as_string {
                         head.insert("key_as_string".into(), json!(s));
                     }
-                    bucket_json(&agg.subs, b, head, ctx)
+                    bucket_json(&agg.subs, b, head, Origin::Collected, ctx)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             json!({"doc_count_error_upper_bound": 0, "sum_other_doc_count": total - shown, "buckets": buckets})
@@ -838,7 +854,7 @@ pub(crate) fn render(
                 }
                 (key, head, b)
             });
-            keyed_or_list(&agg.subs, entries, *keyed, ctx)?
+            keyed_or_list(&agg.subs, entries, *keyed, Origin::Collected, ctx)?
         }
         (
             AggKind::DateRange { ranges, keyed, format, time_zone, .. },
@@ -866,7 +882,7 @@ pub(crate) fn render(
                 }
                 (key, head, b)
             });
-            keyed_or_list(&agg.subs, entries, *keyed, ctx)?
+            keyed_or_list(&agg.subs, entries, *keyed, Origin::Collected, ctx)?
         }
         (AggKind::Filters { filters, keyed, other_bucket_key }, AggState::Buckets(buckets)) => {
             ctx.count(buckets.len())?;
@@ -875,7 +891,7 @@ pub(crate) fn render(
                 .map(|(k, _)| k.clone().unwrap_or_default())
                 .chain(other_bucket_key.clone());
             let entries = names.zip(buckets).map(|(name, b)| (name, Map::new(), b));
-            let v = keyed_or_list(&agg.subs, entries, *keyed, ctx)?;
+            let v = keyed_or_list(&agg.subs, entries, *keyed, Origin::Collected, ctx)?;
             // filters always wraps its buckets, keyed or not.
             match v {
                 Value::Object(mut m) if m.contains_key("buckets") => {
@@ -889,7 +905,7 @@ pub(crate) fn render(
             AggState::Single(b),
         ) => {
             ctx.count(1)?;
-            bucket_json(&agg.subs, b, Map::new(), ctx)?
+            bucket_json(&agg.subs, b, Map::new(), Origin::Collected, ctx)?
         }
         _ => unreachable!("a state always has the shape of its aggregation"),
     })
@@ -950,24 +966,26 @@ fn histogram_json(
     let empty = empty_bucket(&agg.subs);
     let entries: Vec<(String, Map<String, Value>, &Bucket)> =
         entries.map(|(s, h, k)| (s, h, map.get(&k).unwrap_or(&empty))).collect();
-    keyed_or_list(&agg.subs, entries.into_iter(), keyed, ctx)
+    keyed_or_list(&agg.subs, entries.into_iter(), keyed, Origin::Filled, ctx)
 }
 
+/// `origin` is [`Origin::Filled`] for a histogram, whose empty buckets are all filled in.
 fn keyed_or_list<'b>(
     subs: &[Agg],
     entries: impl Iterator<Item = (String, Map<String, Value>, &'b Bucket)>,
     keyed: bool,
+    origin: Origin,
     ctx: &mut RenderCtx<'_>,
 ) -> Result<Value, QueryError> {
     if keyed {
         let mut m = Map::new();
         for (name, head, b) in entries {
-            m.insert(name, bucket_json(subs, b, head, ctx)?);
+            m.insert(name, bucket_json(subs, b, head, origin, ctx)?);
         }
         Ok(json!({"buckets": m}))
     } else {
         let v = entries
-            .map(|(_, head, b)| bucket_json(subs, b, head, ctx))
+            .map(|(_, head, b)| bucket_json(subs, b, head, origin, ctx))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(json!({"buckets": v}))
     }

@@ -234,6 +234,10 @@ fn in_range(
     lt: &Option<Bound>,
     lte: &Option<Bound>,
 ) -> bool {
+    // Without bounds a range holds every value, of any type (Elasticsearch: every term).
+    if gt.is_none() && gte.is_none() && lt.is_none() && lte.is_none() {
+        return !matches!(v, Scalar::Null | Scalar::Object);
+    }
     match kind {
         RangeKind::Keyword => {
             let Scalar::Str(s) = v else { return false };

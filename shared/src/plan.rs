@@ -262,6 +262,7 @@ impl Plan {
             max_buckets: self.limits.max_buckets,
             topic: &r.topic,
             seen: self.seen_fields.iter().zip(&state.seen).collect(),
+            in_empty_bucket: false,
         };
         let mut out = Map::new();
         out.insert("hits".into(), state.hits.render(&r.topic, &r.sort, &r.source));

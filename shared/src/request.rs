@@ -865,7 +865,10 @@ impl Parser<'_> {
             if format.is_some() && kind != RuntimeType::Date {
                 return Err(QueryError::illegal(
                     &o.child("format"),
-                    format!("[format] is only for runtime fields of type date, not [{}]", kind.as_str()),
+                    format!(
+                        "[format] is only for runtime fields of type date, not [{}]",
+                        kind.as_str()
+                    ),
                 ));
             }
             o.finish()?;
@@ -1357,6 +1360,11 @@ impl Parser<'_> {
                                 &join(&fpath, k),
                                 "date math [now] is not supported: a live query's answer may depend only on the log",
                             ));
+                        }
+                        // Date math rounding: `gt` and `lte` fill what a partial date leaves
+                        // out upwards, so they exclude or include the whole period it names.
+                        Value::String(s) if matches!(k, "gt" | "lte") => {
+                            format.parse_millis_round_up(s, time_zone)
                         }
                         Value::String(s) => format.parse_millis(s, time_zone),
                         _ => None,

@@ -174,7 +174,11 @@ impl<'a> Extracted<'a> {
 
     /// Replace each value of `slot` by what `convert` makes of it (`None` drops it): how
     /// `runtime_mappings` give a field its declared type.
-    pub fn convert_slot(&mut self, slot: usize, convert: impl FnMut(Scalar<'a>) -> Option<Scalar<'a>>) {
+    pub fn convert_slot(
+        &mut self,
+        slot: usize,
+        convert: impl FnMut(Scalar<'a>) -> Option<Scalar<'a>>,
+    ) {
         if let Some(values) = self.slots.get_mut(slot) {
             let converted: Vec<Scalar<'a>> = values.drain(..).filter_map(convert).collect();
             *values = converted;

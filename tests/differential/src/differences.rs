@@ -7,7 +7,14 @@
 //! Request translation (what Kappa's request means, said in OpenSearch's terms):
 //! 1. `topic` names the Kafka topic: OpenSearch gets the corpus's index instead.
 //! 2. `runtime_mappings` (type and format, no script) is Elasticsearch 7.11+; OpenSearch 2.x
-//!    forked before it. The index mapping states the same types, so it is left out.
+//!    forked before it. The index mapping states the same types, so it is left out, and a
+//!    runtime date format (which in Elasticsearch parses the field's range bounds and renders
+//!    its keys) is written into the `range` and `date_histogram` clauses on that field that
+//!    name no format.
+//! 2b. `terms` counts are exact in Kappa (every key is kept): OpenSearch gets a `shard_size`
+//!    past the corpus's distinct values, so its one shard returns every term too (otherwise
+//!    terms beyond `size * 1.5 + 10` land in `sum_other_doc_count` even under
+//!    `min_doc_count`).
 //! 3. `size` defaults to 0 (a live query keeps no hits unless asked), Elasticsearch's to 10:
 //!    OpenSearch gets the size explicitly.
 //! 4. Scores are not computed: hits (and `top_hits`) are in log order unless sorted, and ties
@@ -30,6 +37,11 @@
 //!    not indexed and the case is counted as not comparable, never as agreeing.
 //! 10. Full-text and exact use of the same string field in one request needs a field that is
 //!    both `text` and `keyword`; an index cannot map that, Kappa reads both: not comparable.
+//! 14. A sampling variance of one value is not a number: OpenSearch writes the string
+//!    `"NaN"`, Kappa `null` (JSON has no NaN, and the spec's shapes are numbers or null).
+//! 15. Dates in a format the defaults cannot read (Twitter's `created_at`) need that format in
+//!    the request, or `runtime_mappings`: a topic has no mapping. Generated requests always
+//!    carry one or the other, as the spec asks of users.
 //! 11. A request outside the spec's subset (an unsupported query, date math on `now`, no
 //!    `topic`) is a 400 in Kappa, as the spec says; OpenSearch may answer it. Both rejecting
 //!    (any 4xx/5xx from OpenSearch) agrees.
@@ -51,7 +63,24 @@ pub fn opensearch_request(request: &Value) -> Value {
     let mut r = request.clone();
     let Value::Object(m) = &mut r else { return r };
     m.remove("topic");
-    m.remove("runtime_mappings");
+    if let Some(Value::Object(runtime)) = m.remove("runtime_mappings") {
+        let formats: Vec<(String, Value)> = runtime
+            .iter()
+            .filter_map(|(name, def)| Some((name.clone(), def.get("format")?.clone())))
+            .collect();
+        for (field, format) in &formats {
+            for key in ["query", "aggs", "aggregations"] {
+                if let Some(part) = m.get_mut(key) {
+                    add_runtime_format(part, field, format);
+                }
+            }
+        }
+    }
+    for key in ["aggs", "aggregations"] {
+        if let Some(part) = m.get_mut(key) {
+            exact_terms(part);
+        }
+    }
     m.insert("track_total_hits".into(), json!(true));
     let size = m.get("size").cloned().unwrap_or(json!(0));
     m.insert("size".into(), size);
@@ -64,6 +93,43 @@ pub fn opensearch_request(request: &Value) -> Value {
         add_log_order_to_top_hits(aggs);
     }
     r
+}
+
+/// Difference 2: the runtime format of `field` into the clauses on it that name none.
+fn add_runtime_format(v: &mut Value, field: &str, format: &Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(range)) = m.get_mut("range")
+                && let Some(Value::Object(clause)) = range.get_mut(field)
+            {
+                clause.entry("format").or_insert_with(|| format.clone());
+            }
+            if let Some(Value::Object(h)) = m.get_mut("date_histogram")
+                && h.get("field").and_then(Value::as_str) == Some(field)
+            {
+                h.entry("format").or_insert_with(|| format.clone());
+            }
+            m.values_mut().for_each(|x| add_runtime_format(x, field, format));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| add_runtime_format(x, field, format)),
+        _ => {}
+    }
+}
+
+/// Difference 2b: every `terms` aggregation returns all of its shard's terms.
+fn exact_terms(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::Object(t)) = m.get_mut("terms")
+                && t.contains_key("field")
+            {
+                t.insert("shard_size".into(), json!(10_000));
+            }
+            m.values_mut().for_each(exact_terms);
+        }
+        Value::Array(a) => a.iter_mut().for_each(exact_terms),
+        _ => {}
+    }
 }
 
 fn with_log_order(sort: Option<Value>) -> Value {
@@ -109,7 +175,7 @@ pub struct Context<'c> {
     corpus: &'c Corpus,
     percentiles: Vec<(String, String)>,
     user_sort_keys: usize,
-    /// Per `top_hits` name: its own number of sort keys.
+    /// Per `top_hits` path of aggregation names: its own number of sort keys.
     top_hits_sort_keys: Vec<(String, usize)>,
 }
 
@@ -125,8 +191,8 @@ impl<'c> Context<'c> {
             Some(_) => 1,
         };
         let mut top_hits_sort_keys = Vec::new();
-        collect_top_hits(aggs, &mut |name, th| {
-            top_hits_sort_keys.push((name.to_string(), sort_len(th.get("sort"))));
+        collect_top_hits(aggs, "", &mut |path, th| {
+            top_hits_sort_keys.push((path.to_string(), sort_len(th.get("sort"))));
         });
         Context {
             corpus,
@@ -137,13 +203,15 @@ impl<'c> Context<'c> {
     }
 }
 
-fn collect_top_hits(aggs: Option<&Value>, f: &mut impl FnMut(&str, &Value)) {
+/// Every `top_hits` with its path of aggregation names (`a0.g`).
+fn collect_top_hits(aggs: Option<&Value>, prefix: &str, f: &mut impl FnMut(&str, &Value)) {
     let Some(Value::Object(named)) = aggs else { return };
     for (name, body) in named {
+        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
         if let Some(th) = body.get("top_hits") {
-            f(name, th);
+            f(&path, th);
         }
-        collect_top_hits(body.get("aggs").or(body.get("aggregations")), f);
+        collect_top_hits(body.get("aggs").or(body.get("aggregations")), &path, f);
     }
 }
 
@@ -158,8 +226,8 @@ pub fn compare(kappa: &Value, opensearch: &Value, ctx: &Context<'_>) -> Vec<Stri
     }
     normalise_hits(k.get_mut("hits"), ctx.user_sort_keys, None);
     normalise_hits(o.get_mut("hits"), ctx.user_sort_keys, Some(ctx.corpus));
-    normalise_aggs(k.get_mut("aggregations"), ctx, false);
-    normalise_aggs(o.get_mut("aggregations"), ctx, true);
+    normalise_aggs(k.get_mut("aggregations"), "", ctx, false);
+    normalise_aggs(o.get_mut("aggregations"), "", ctx, true);
     let mut out = Vec::new();
     diff(&k, &o, "$", ctx, &mut out);
     out
@@ -208,16 +276,22 @@ fn is_missing_substitute(v: &Value) -> bool {
     // Long and Integer (boolean fields) limits; the corpora hold no such values.
     v.as_i64().is_some_and(|i| {
         [i64::MIN, i64::MAX, i64::from(i32::MIN), i64::from(i32::MAX)].contains(&i)
-    })
-        || v.as_u64().is_some_and(|u| u == u64::MAX)
+    }) || v.as_u64().is_some_and(|u| u == u64::MAX)
         || matches!(v.as_str(), Some("Infinity" | "-Infinity"))
         || v.as_f64().is_some_and(f64::is_infinite)
 }
 
-fn normalise_aggs(aggs: Option<&mut Value>, ctx: &Context<'_>, from_opensearch: bool) {
+/// `prefix`: the aggregation names above (`a0` in `a0.g`), bucket keys left out.
+fn normalise_aggs(
+    aggs: Option<&mut Value>,
+    prefix: &str,
+    ctx: &Context<'_>,
+    from_opensearch: bool,
+) {
     let Some(Value::Object(named)) = aggs else { return };
     for (name, result) in named.iter_mut() {
-        if let Some((_, n)) = ctx.top_hits_sort_keys.iter().find(|(t, _)| t == name) {
+        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        if let Some((_, n)) = ctx.top_hits_sort_keys.iter().find(|(t, _)| *t == path) {
             normalise_hits(result.get_mut("hits"), *n, from_opensearch.then_some(ctx.corpus));
             continue;
         }
@@ -225,17 +299,22 @@ fn normalise_aggs(aggs: Option<&mut Value>, ctx: &Context<'_>, from_opensearch: 
             if r.get("meta") == Some(&json!({})) {
                 r.remove("meta");
             }
-            normalise_buckets(r, ctx, from_opensearch);
+            normalise_buckets(r, &path, ctx, from_opensearch);
         }
     }
 }
 
-fn normalise_buckets(r: &mut Map<String, Value>, ctx: &Context<'_>, from_opensearch: bool) {
+fn normalise_buckets(
+    r: &mut Map<String, Value>,
+    path: &str,
+    ctx: &Context<'_>,
+    from_opensearch: bool,
+) {
     let mut each = |b: &mut Value| {
         if let Value::Object(bm) = b {
             // A bucket's sub-aggregations sit beside key and doc_count.
             let mut subs = Value::Object(std::mem::take(bm));
-            normalise_aggs(Some(&mut subs), ctx, from_opensearch);
+            normalise_aggs(Some(&mut subs), path, ctx, from_opensearch);
             if let Value::Object(m) = subs {
                 *bm = m;
             }
@@ -248,7 +327,7 @@ fn normalise_buckets(r: &mut Map<String, Value>, ctx: &Context<'_>, from_opensea
             // Single-bucket aggregations (filter, missing, global) hold sub-aggregations.
             if r.contains_key("doc_count") {
                 let mut subs = Value::Object(std::mem::take(r));
-                normalise_aggs(Some(&mut subs), ctx, from_opensearch);
+                normalise_aggs(Some(&mut subs), path, ctx, from_opensearch);
                 if let Value::Object(m) = subs {
                     *r = m;
                 }
@@ -303,6 +382,8 @@ fn diff(k: &Value, o: &Value, path: &str, ctx: &Context<'_>, out: &mut Vec<Strin
                 out.push(format!("{path}: Kappa {a}, OpenSearch {b}"));
             }
         }
+        // Difference 14.
+        (Value::Null, Value::String(s)) if s == "NaN" => {}
         _ if k != o => out.push(format!("{path}: Kappa {k}, OpenSearch {o}")),
         _ => {}
     }

@@ -50,7 +50,14 @@ fn sentence() -> impl Strategy<Value = String> + Clone {
 }
 
 fn iso_date() -> impl Strategy<Value = Value> + Clone {
-    (prop::sample::select(&DAYS[..]), 0u32..24, 0u32..60, 0u32..1000, prop::sample::select(&ZONES[..]), 0u8..6)
+    (
+        prop::sample::select(&DAYS[..]),
+        0u32..24,
+        0u32..60,
+        0u32..1000,
+        prop::sample::select(&ZONES[..]),
+        0u8..6,
+    )
         .prop_map(|(day, h, m, ms, zone, shape)| match shape {
             0 => json!(day),
             1 => json!(format!("{day}T{h:02}:{m:02}")),
@@ -62,12 +69,19 @@ fn iso_date() -> impl Strategy<Value = Value> + Clone {
                     .unwrap_or(0);
                 json!(base + i64::from(h) * 3_600_000 + i64::from(m) * 60_000)
             }
-            _ => json!(format!("{day}T{h:02}:{m:02}:30{}", if zone.is_empty() { "Z" } else { zone })),
+            _ => {
+                json!(format!("{day}T{h:02}:{m:02}:30{}", if zone.is_empty() { "Z" } else { zone }))
+            }
         })
 }
 
 fn twitter_date() -> impl Strategy<Value = Value> + Clone {
-    (prop::sample::select(&TWITTER_DAYS[..]), 0u32..24, 0u32..60, prop::sample::select(&["+0000", "+0200", "-0500"][..]))
+    (
+        prop::sample::select(&TWITTER_DAYS[..]),
+        0u32..24,
+        0u32..60,
+        prop::sample::select(&["+0000", "+0200", "-0500"][..]),
+    )
         .prop_map(|(day, h, m, z)| json!(format!("{day} {h:02}:{m:02}:07 {z} 2024")))
 }
 
@@ -159,7 +173,8 @@ fn term_query() -> BoxedStrategy<Value> {
             .prop_flat_map(|f| exact_value(f).prop_map(move |v| json!({"term": {f: v}}))),
         (-5i64..60).prop_map(|n| json!({"term": {"rt": n}})),
         any::<bool>().prop_map(|b| json!({"term": {"flag": b}})),
-        pick(&USERS).prop_map(|v| json!({"term": {"user": {"value": v, "case_insensitive": true}}})),
+        pick(&USERS)
+            .prop_map(|v| json!({"term": {"user": {"value": v, "case_insensitive": true}}})),
         prop::collection::vec(pick(&USERS), 1..3).prop_map(|v| json!({"terms": {"user": v}})),
         prop::collection::vec(-5i64..60, 1..4).prop_map(|v| json!({"terms": {"rt": v}})),
     ]
@@ -196,25 +211,49 @@ fn range_body(
 /// Date bounds as users write them: partial dates (rounded by `gt`/`lte`), full instants
 /// with zones, epoch numbers with their format.
 fn date_bounds() -> BoxedStrategy<(Value, Value, Value)> {
-    let partial = prop::sample::select(&[
-        "2024-03-24", "2024-03-25", "2024-03-26", "2024-03-31", "2024-03", "2024-03-26T10",
-        "2024-03-26T10:15", "2024-03-26T10:15:30",
-    ][..]);
+    let partial = prop::sample::select(
+        &[
+            "2024-03-24",
+            "2024-03-25",
+            "2024-03-26",
+            "2024-03-31",
+            "2024-03",
+            "2024-03-26T10",
+            "2024-03-26T10:15",
+            "2024-03-26T10:15:30",
+        ][..],
+    );
     prop_oneof![
-        (partial.clone(), partial, prop::option::of(prop::sample::select(&["+02:00", "-05:00", "Europe/London"][..])))
+        (
+            partial.clone(),
+            partial,
+            prop::option::of(prop::sample::select(&["+02:00", "-05:00", "Europe/London"][..]))
+        )
             .prop_map(|(a, b, tz)| {
                 let extra = tz.map_or(json!({}), |z| json!({"time_zone": z}));
                 (json!(a), json!(b), extra)
             }),
         (0i64..12, 0i64..12).prop_map(|(a, b)| {
             let day = 86_400_000;
-            (json!(1_711_238_400_000 + a * day / 2), json!(1_711_238_400_000 + b * day), json!({"format": "epoch_millis"}))
+            (
+                json!(1_711_238_400_000 + a * day / 2),
+                json!(1_711_238_400_000 + b * day),
+                json!({"format": "epoch_millis"}),
+            )
         }),
         (0i64..12, 0i64..12).prop_map(|(a, b)| {
-            (json!(1_711_238_400 + a * 43_200), json!(1_711_238_400 + b * 86_400), json!({"format": "epoch_second"}))
+            (
+                json!(1_711_238_400 + a * 43_200),
+                json!(1_711_238_400 + b * 86_400),
+                json!({"format": "epoch_second"}),
+            )
         }),
         (0usize..3, 0usize..3).prop_map(|(a, b)| {
-            (json!(format!("{}/03/2024", 24 + a)), json!(format!("{}/03/2024", 26 + b)), json!({"format": "dd/MM/yyyy"}))
+            (
+                json!(format!("{}/03/2024", 24 + a)),
+                json!(format!("{}/03/2024", 26 + b)),
+                json!({"format": "dd/MM/yyyy"}),
+            )
         }),
     ]
     .boxed()
@@ -245,7 +284,8 @@ fn range_query() -> BoxedStrategy<Value> {
 }
 
 fn text_query() -> BoxedStrategy<Value> {
-    let words = prop::collection::vec(prop::sample::select(&WORDS[..]), 1..4).prop_map(|w| w.join(" "));
+    let words =
+        prop::collection::vec(prop::sample::select(&WORDS[..]), 1..4).prop_map(|w| w.join(" "));
     prop_oneof![
         (prop::sample::select(&["text", "title"][..]), words.clone())
             .prop_map(|(f, q)| json!({"match": {f: q}})),
@@ -286,10 +326,21 @@ pub fn query() -> BoxedStrategy<Value> {
     leaf_query()
         .prop_recursive(2, 12, 4, |inner| {
             let clauses = prop::collection::vec(inner, 0..3);
-            (clauses.clone(), clauses.clone(), clauses.clone(), clauses, prop::option::of(0usize..3))
+            (
+                clauses.clone(),
+                clauses.clone(),
+                clauses.clone(),
+                clauses,
+                prop::option::of(0usize..3),
+            )
                 .prop_map(|(must, filter, should, must_not, msm)| {
                     let mut b = Map::new();
-                    for (k, v) in [("must", must), ("filter", filter), ("should", should), ("must_not", must_not)] {
+                    for (k, v) in [
+                        ("must", must),
+                        ("filter", filter),
+                        ("should", should),
+                        ("must_not", must_not),
+                    ] {
                         if !v.is_empty() {
                             b.insert(k.into(), Value::Array(v));
                         }
@@ -309,7 +360,12 @@ pub fn query() -> BoxedStrategy<Value> {
 fn metric_agg() -> BoxedStrategy<Value> {
     let numeric = prop::sample::select(&["rt", "score"][..]);
     prop_oneof![
-        (prop::sample::select(&["value_count", "sum", "min", "max", "avg", "stats", "extended_stats"][..]), numeric.clone())
+        (
+            prop::sample::select(
+                &["value_count", "sum", "min", "max", "avg", "stats", "extended_stats"][..]
+            ),
+            numeric.clone()
+        )
             .prop_map(|(kind, f)| json!({kind: {"field": f}})),
         prop::sample::select(&["user", "lang", "rt", "flag"][..])
             .prop_map(|f| json!({"cardinality": {"field": f}})),
@@ -354,14 +410,20 @@ fn terms_agg() -> BoxedStrategy<Value> {
 
 fn date_histogram_agg() -> BoxedStrategy<Value> {
     let interval = prop_oneof![
-        prop::sample::select(&["day", "week", "month", "hour", "1d"][..]).prop_map(|i| json!({"calendar_interval": i})),
-        prop::sample::select(&["6h", "12h", "1d", "90m"][..]).prop_map(|i| json!({"fixed_interval": i})),
+        prop::sample::select(&["day", "week", "month", "hour", "1d"][..])
+            .prop_map(|i| json!({"calendar_interval": i})),
+        prop::sample::select(&["6h", "12h", "1d", "90m"][..])
+            .prop_map(|i| json!({"fixed_interval": i})),
     ];
     (
         prop::sample::select(&["ts", "@timestamp", "created_at"][..]),
         interval,
-        prop::option::of(prop::sample::select(&["+02:00", "-05:00", "Europe/London", "Asia/Kolkata"][..])),
-        prop::option::of(prop::sample::select(&["yyyy-MM-dd", "yyyy-MM-dd'T'HH:mm", "epoch_millis", "EEE MMM dd HH:mm:ss Z yyyy"][..])),
+        prop::option::of(prop::sample::select(
+            &["+02:00", "-05:00", "Europe/London", "Asia/Kolkata"][..],
+        )),
+        prop::option::of(prop::sample::select(
+            &["yyyy-MM-dd", "yyyy-MM-dd'T'HH:mm", "epoch_millis", "EEE MMM dd HH:mm:ss Z yyyy"][..],
+        )),
         prop::sample::select(&[0u64, 1][..]),
         prop::option::of((0usize..3, 0usize..3)),
     )
@@ -372,7 +434,8 @@ fn date_histogram_agg() -> BoxedStrategy<Value> {
                 h["time_zone"] = json!(z);
             }
             // Twitter's dates need the format (or runtime_mappings): Kappa has no mapping.
-            let format = if f == "created_at" && format.is_none() { Some(TWITTER_FORMAT) } else { format };
+            let format =
+                if f == "created_at" && format.is_none() { Some(TWITTER_FORMAT) } else { format };
             if let Some(fm) = format {
                 h["format"] = json!(fm);
             }
@@ -461,8 +524,9 @@ pub fn request() -> BoxedStrategy<Value> {
         prop::option::of(aggs()),
         prop::sample::select(&[0usize, 0, 3][..]),
         prop::option::of(hits_sort()),
+        any::<bool>(),
     )
-        .prop_map(|(q, a, size, sort)| {
+        .prop_map(|(q, a, size, sort, runtime_twitter)| {
             let mut r = json!({"topic": "t"});
             if let Some(q) = q {
                 r["query"] = q;
@@ -475,6 +539,22 @@ pub fn request() -> BoxedStrategy<Value> {
                 if let Some(s) = sort {
                     r["sort"] = s;
                 }
+            }
+            // Sorting on `ts` as dates needs its type declared (a topic has no mapping), the
+            // way an Elasticsearch user declares a runtime field; Twitter dates their format.
+            let text = r.to_string();
+            let mut runtime = Map::new();
+            if text.contains("\"ts\":") && text.contains("sort") {
+                runtime.insert("ts".into(), json!({"type": "date"}));
+            }
+            // Another format on Twitter's dates cannot read them: only their type can.
+            let other_format = ["yyyy-MM-dd", "epoch_millis"].iter().any(|f| text.contains(f));
+            if (runtime_twitter || other_format) && text.contains("created_at") {
+                runtime
+                    .insert("created_at".into(), json!({"type": "date", "format": TWITTER_FORMAT}));
+            }
+            if !runtime.is_empty() {
+                r["runtime_mappings"] = Value::Object(runtime);
             }
             r
         })

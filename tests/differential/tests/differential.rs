@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
-use kappa_differential::{compare, generate};
-use proptest::strategy::{Strategy, ValueTree};
 use kappa_differential::corpus::{BASE_TIMESTAMP, Corpus, Doc, string_roles};
 use kappa_differential::opensearch::{OpenSearch, URL_VAR};
+use kappa_differential::{compare, generate};
+use proptest::strategy::{Strategy, ValueTree};
 use serde_json::{Map, Value};
 
 /// Print past the test harness's output capture: skips and figures must show in a passing run.
