@@ -11,54 +11,58 @@
 //!    runtime date format (which in Elasticsearch parses the field's range bounds and renders
 //!    its keys) is written into the `range` and `date_histogram` clauses on that field that
 //!    name no format.
-//! 2b. `terms` counts are exact in Kappa (every key is kept): OpenSearch gets a `shard_size`
-//!    past the corpus's distinct values, so its one shard returns every term too (otherwise
-//!    terms beyond `size * 1.5 + 10` land in `sum_other_doc_count` even under
+//! 3. `terms` counts are exact in Kappa (every key is kept, as the spec says): OpenSearch gets
+//!    a `shard_size` past the corpus's distinct values, so its one shard returns every term
+//!    too (otherwise terms beyond `size * 1.5 + 10` land in `sum_other_doc_count` even under
 //!    `min_doc_count`).
-//! 3. `size` defaults to 0 (a live query keeps no hits unless asked), Elasticsearch's to 10:
+//! 4. `size` defaults to 0 (a live query keeps no hits unless asked), Elasticsearch's to 10:
 //!    OpenSearch gets the size explicitly.
-//! 4. Scores are not computed: hits (and `top_hits`) are in log order unless sorted, and ties
+//! 5. Scores are not computed: hits (and `top_hits`) are in log order unless sorted, and ties
 //!    of a sort break by log order. OpenSearch gets `@offset`, `@partition` as the default sort
 //!    and as tie-breakers, and their values are dropped from its hits' `sort` arrays.
 //!
 //! Response differences:
-//! 5. `took`, `timed_out`, `_shards`, `max_score`, `_score`, `_index` (the index is the topic),
+//! 6. `took`, `timed_out`, `_shards`, `max_score`, `_score`, `_index` (the index is the topic),
 //!    and Kappa's `@offset`/`@partition` on hits are not compared; the virtual fields the
 //!    index stores as real ones are dropped from OpenSearch's `_source`.
-//! 6. A hit's `sort` value for a record without the field is `null` in Kappa; Elasticsearch
+//! 7. A hit's `sort` value for a record without the field is `null` in Kappa; Elasticsearch
 //!    shows the substitute it sorted with (`Long`/`Integer` `MIN_VALUE`/`MAX_VALUE`,
 //!    infinities).
-//! 7. Sums, averages and variances of non-integral numbers agree to 1e-9 relative: both
+//! 8. A sampling variance of one value is not a number: OpenSearch writes the string `"NaN"`,
+//!    Kappa `null` (JSON has no NaN, and the spec's shapes are numbers or null).
+//! 9. OpenSearch 2.x renders `"meta": {}` on an aggregation whose filter is an empty `bool`;
+//!    Elasticsearch does not, nor does the spec: an empty `meta` is dropped.
+//! 10. Sums, averages and variances of non-integral numbers agree to 1e-9 relative: both
 //!    engines compensate rounding, in different orders.
-//! 8. `percentiles` (t-digest in both, with different merging) agree within the spec's 1% rank
-//!    error: at most max(1, 1% of n) of the field's values lie between the two answers.
-//! 9. A field holding values of several JSON types has no single mapping (an index maps one
-//!    type; Kappa keeps each value's type, as the spec says for bucket keys): such a corpus is
-//!    not indexed and the case is counted as not comparable, never as agreeing.
-//! 10. Full-text and exact use of the same string field in one request needs a field that is
-//!    both `text` and `keyword`; an index cannot map that, Kappa reads both: not comparable.
-//! 14. A sampling variance of one value is not a number: OpenSearch writes the string
-//!    `"NaN"`, Kappa `null` (JSON has no NaN, and the spec's shapes are numbers or null).
-//! 15. Dates in a format the defaults cannot read (Twitter's `created_at`) need that format in
-//!    the request, or `runtime_mappings`: a topic has no mapping. Generated requests always
-//!    carry one or the other, as the spec asks of users.
-//! 11. A request outside the spec's subset (an unsupported query, date math on `now`, no
+//! 11. `percentiles` (t-digest in both, with different merging) agree within the spec's 1%
+//!    rank error: at most max(1, 1% of n) of the field's values lie between the two answers.
+//!
+//! Not comparable (counted apart, never as agreeing):
+//! 12. A field holding values of several JSON types has no single mapping (an index maps one
+//!    type; Kappa keeps each value's type, as the spec says for bucket keys and sorts): such a
+//!    corpus is not indexed.
+//! 13. Full-text and exact use of the same string field in one request needs a field that is
+//!    both `text` and `keyword`; an index cannot map that, Kappa reads both.
+//! 14. A request outside the spec's subset (an unsupported query, date math on `now`, no
 //!    `topic`) is a 400 in Kappa, as the spec says; OpenSearch may answer it. Both rejecting
 //!    (any 4xx/5xx from OpenSearch) agrees.
-//! 12. A number of at most four digits in a date field is a year to Elasticsearch's default
+//!
+//! What the corpora and generated requests keep out:
+//! 15. A number of at most four digits in a date field is a year to Elasticsearch's default
 //!    date format (`strict_date_optional_time` is tried first); the spec reads every number
-//!    as epoch milliseconds. Corpora keep such numbers out of date fields.
-//! 13. OpenSearch 2.x renders `"meta": {}` on an aggregation whose filter is an empty `bool`;
-//!    Elasticsearch does not, nor does the spec: an empty `meta` is dropped.
+//!    as epoch milliseconds.
+//! 16. Dates in a format the defaults cannot read (Twitter's `created_at`) need that format in
+//!    the request, or `runtime_mappings`: a topic has no mapping. Generated requests always
+//!    carry one or the other, as the spec asks of users.
 
 use serde_json::{Map, Value, json};
 
 use crate::corpus::{Corpus, VIRTUAL_FIELDS};
 
-/// Relative tolerance of difference 7.
+/// Relative tolerance of difference 10.
 const FLOAT_TOLERANCE: f64 = 1e-9;
 
-/// Kappa's request said in OpenSearch's terms (differences 1-4).
+/// Kappa's request said in OpenSearch's terms (differences 1-5).
 pub fn opensearch_request(request: &Value) -> Value {
     let mut r = request.clone();
     let Value::Object(m) = &mut r else { return r };
@@ -116,7 +120,7 @@ fn add_runtime_format(v: &mut Value, field: &str, format: &Value) {
     }
 }
 
-/// Difference 2b: every `terms` aggregation returns all of its shard's terms.
+/// Difference 3: every `terms` aggregation returns all of its shard's terms.
 fn exact_terms(v: &mut Value) {
     match v {
         Value::Object(m) => {
@@ -215,7 +219,7 @@ fn collect_top_hits(aggs: Option<&Value>, prefix: &str, f: &mut impl FnMut(&str,
     }
 }
 
-/// Both answers normalised (differences 4-6), then compared (7-8). Returns the differences, by JSON path; empty when they agree.
+/// Both answers normalised (differences 6-9), then compared (10-11). Returns the differences, by JSON path; empty when they agree.
 pub fn compare(kappa: &Value, opensearch: &Value, ctx: &Context<'_>) -> Vec<String> {
     let mut k = kappa.clone();
     let mut o = opensearch.clone();
@@ -271,7 +275,7 @@ fn normalise_hits(hits: Option<&mut Value>, sort_keys: usize, corpus: Option<&Co
     }
 }
 
-/// Difference 6: the values Elasticsearch sorts a missing value as.
+/// Difference 7: the values Elasticsearch sorts a missing value as.
 fn is_missing_substitute(v: &Value) -> bool {
     // Long and Integer (boolean fields) limits; the corpora hold no such values.
     v.as_i64().is_some_and(|i| {
@@ -296,6 +300,7 @@ fn normalise_aggs(
             continue;
         }
         if let Value::Object(r) = result {
+            // Difference 9.
             if r.get("meta") == Some(&json!({})) {
                 r.remove("meta");
             }
@@ -378,18 +383,20 @@ fn diff(k: &Value, o: &Value, path: &str, ctx: &Context<'_>, out: &mut Vec<Strin
         (Value::Number(a), Value::Number(b)) => {
             let (x, y) = (a.as_f64().unwrap_or(f64::NAN), b.as_f64().unwrap_or(f64::NAN));
             let scale = x.abs().max(y.abs()).max(1.0);
-            if !((x - y).abs() <= FLOAT_TOLERANCE * scale) {
+            // NaN (a number that did not parse) never agrees.
+            let close = (x - y).abs() <= FLOAT_TOLERANCE * scale;
+            if !close {
                 out.push(format!("{path}: Kappa {a}, OpenSearch {b}"));
             }
         }
-        // Difference 14.
+        // Difference 8.
         (Value::Null, Value::String(s)) if s == "NaN" => {}
         _ if k != o => out.push(format!("{path}: Kappa {k}, OpenSearch {o}")),
         _ => {}
     }
 }
 
-/// Difference 8: percentile answers may differ by 1% of the ranks.
+/// Difference 11: percentile answers may differ by 1% of the ranks.
 fn percentiles_within_rank(
     k: &Value,
     o: &Value,
