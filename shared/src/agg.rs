@@ -137,9 +137,11 @@ impl Stats {
         match name {
             "count" => self.count as f64,
             "sum" => self.sum.value(),
-            _ if undefined => f64::NAN,
+            // Without values Elasticsearch's min is +∞ and max -∞ (rendered null), and a
+            // terms order by them sorts such buckets as those infinities.
             "min" => self.min,
             "max" => self.max,
+            _ if undefined => f64::NAN,
             "avg" => self.avg(),
             "sum_of_squares" => self.sum_of_squares.value(),
             "variance" => self.variance(),
@@ -409,12 +411,15 @@ pub(crate) fn fold(
         ) => {
             let mut idx: Vec<i64> = Vec::new();
             for x in doc.values(field).iter().filter_map(numeric) {
+                let n = ((x - offset) / interval).floor();
+                // hard_bounds limit buckets, not values: Elasticsearch keeps a value when
+                // `index * interval` (the offset left out) lies within the bounds.
+                let start = n * interval;
                 if let Some(b) = hard_bounds
-                    && (b.min.is_some_and(|m| x < m) || b.max.is_some_and(|m| x > m))
+                    && (b.min.is_some_and(|m| start < m) || b.max.is_some_and(|m| start > m))
                 {
                     continue;
                 }
-                let n = ((x - offset) / interval).floor();
                 // Bucket indexes are exact as i64 (every f64 past 2^53 is an integer); a value
                 // whose bucket lies past that fails the query visibly instead of vanishing.
                 if n.abs() < 9.2e18 {
@@ -770,9 +775,12 @@ pub(crate) fn render(
                     lo = min_opt(lo, b.min.map(to_idx));
                     hi = max_opt(hi, b.max.map(to_idx));
                 }
+                // The bucket indexes hard_bounds admit, by the rule the fold applies.
                 if let Some(b) = hard_bounds {
-                    lo = lo.map(|l| b.min.map_or(l, |m| l.max(to_idx(m))));
-                    hi = hi.map(|h| b.max.map_or(h, |m| h.min(to_idx(m))));
+                    let first = |m: f64| (m / interval).ceil() as i64;
+                    let last = |m: f64| (m / interval).floor() as i64;
+                    lo = lo.map(|l| b.min.map_or(l, |m| l.max(first(m))));
+                    hi = hi.map(|h| b.max.map_or(h, |m| h.min(last(m))));
                 }
             }
             let keys = filled_keys(map, *min_doc_count, lo, hi, |k| k + 1, ctx)?;
@@ -1036,7 +1044,8 @@ fn terms_cmp(
                     order_metric(agg, a.1, *index, metric),
                     order_metric(agg, b.1, *index, metric),
                 );
-                // Undefined metrics (empty buckets) sort last in either direction.
+                // Undefined metrics (NaN: an empty avg) sort last in either direction, as
+                // Elasticsearch's compareDiscardNaN does; an empty min/max is ±∞.
                 match (x.is_nan(), y.is_nan()) {
                     (true, true) => Ordering::Equal,
                     (true, false) => return Ordering::Greater,

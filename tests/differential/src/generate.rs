@@ -384,6 +384,27 @@ fn metric_agg() -> BoxedStrategy<Value> {
 }
 
 fn terms_agg() -> BoxedStrategy<Value> {
+    prop_oneof![
+        4 => plain_terms_agg(),
+        1 => (prop::sample::select(&["user", "lang"][..]), prop::sample::select(&[".*e.*", "a.*|b.*"][..]), any::<bool>())
+            .prop_map(|(f, re, include)| {
+                json!({"terms": {"field": f, (if include { "include" } else { "exclude" }): re}})
+            }),
+        1 => (prop::sample::select(&["user", "lang"][..]), prop::collection::vec(pick(&USERS), 1..3))
+            .prop_map(|(f, vals)| json!({"terms": {"field": f, "exclude": vals}})),
+        1 => prop::sample::select(&["user", "lang", "place.country"][..])
+            .prop_map(|f| json!({"terms": {"field": f, "missing": "N/A", "size": 3}})),
+        1 => (prop::sample::select(&["user", "lang"][..]), prop::sample::select(&["asc", "desc"][..]),
+              prop::sample::select(&["m", "st.max", "st.avg"][..]))
+            .prop_map(|(f, dir, path)| {
+                let sub = if path == "m" { json!({"m": {"max": {"field": "rt"}}}) } else { json!({"st": {"stats": {"field": "rt"}}}) };
+                json!({"terms": {"field": f, "size": 3, "order": {path: dir}}, "aggs": sub})
+            }),
+    ]
+    .boxed()
+}
+
+fn plain_terms_agg() -> BoxedStrategy<Value> {
     (
         prop::sample::select(&["user", "lang", "rt", "flag", "place.country", "text.keyword"][..]),
         1usize..6,
@@ -470,6 +491,23 @@ fn bucket_agg() -> BoxedStrategy<Value> {
         1 => (prop::sample::select(&DAYS[..]), any::<bool>()).prop_map(|(d, keyed)| {
             json!({"date_range": {"field": "ts", "keyed": keyed, "ranges": [{"to": d}, {"from": d}]}})
         }),
+        1 => (0usize..3, prop::option::of(prop::sample::select(&["+02:00", "America/New_York"][..]))).prop_map(|(i, tz)| {
+            let mut r = json!({"field": "ts", "format": "dd/MM/yyyy", "ranges": [
+                {"to": format!("{}/03/2024", 24 + i)}, {"from": format!("{}/03/2024", 24 + i), "key": "later"}]});
+            if let Some(z) = tz {
+                r["time_zone"] = json!(z);
+            }
+            json!({"date_range": r})
+        }),
+        1 => (prop::sample::select(&[0u64, 1, 2][..]), prop::option::of((0i64..10, 20i64..40)), prop::sample::select(&[0, 3][..])).prop_map(|(m, hb, offset)| {
+            let mut h = json!({"field": "rt", "interval": 10, "min_doc_count": m, "offset": offset});
+            if let Some((a, b)) = hb {
+                h["hard_bounds"] = json!({"min": a, "max": b});
+            }
+            json!({"histogram": h})
+        }),
+        1 => (prop::sample::select(&["day", "week"][..]), prop::sample::select(&["6h", "-3h", "+1d"][..]))
+            .prop_map(|(i, off)| json!({"date_histogram": {"field": "ts", "calendar_interval": i, "offset": off}})),
         2 => leaf_query().prop_map(|q| json!({"filter": q})),
         1 => (leaf_query(), leaf_query(), any::<bool>()).prop_map(|(a, b, other)| {
             json!({"filters": {"filters": {"a": a, "b": b}, "other_bucket": other}})

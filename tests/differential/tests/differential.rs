@@ -2,7 +2,7 @@
 //!
 //! Needs `OPENSEARCH_URL` (`eval "$(scripts/opensearch.sh start)"`); `scripts/test.sh` sets it
 //! in its full tier. Without it each test prints that it skipped and passes.
-//! `DIFF_CASES` (default 3000) and `DIFF_SEED` (default 15, the same requests every CI run)
+//! `DIFF_CASES` (default 10000) and `DIFF_SEED` (default 15, the same requests every CI run)
 //! change what the generated suite compares.
 #![allow(clippy::disallowed_methods, reason = "tests read their knobs and time themselves")]
 
@@ -131,7 +131,7 @@ fn every_golden_query_agrees_with_opensearch() -> Result<()> {
 }
 
 /// Generated requests compared per run (`DIFF_CASES` overrides), spread over the corpora.
-const DEFAULT_CASES: usize = 3000;
+const DEFAULT_CASES: usize = 10_000;
 /// Corpora per run, each indexed once and reused by every request over it.
 const CORPORA: u64 = 6;
 /// Documents per corpus.
