@@ -3,7 +3,7 @@
 //! Kappa has no mapping; OpenSearch needs one. The mapping states what Kappa infers from the
 //! values themselves (numbers, booleans, dates in the formats used, strings), so that both
 //! engines see the same types. A field whose values have several JSON types has no such
-//! mapping: [`Corpus::new`] refuses it (difference 12 of [`crate::differences`]).
+//! mapping: [`Corpus::new`] refuses it (difference 13 of [`crate::differences`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -211,7 +211,7 @@ pub fn index_id(corpus_keys_unique: bool, d: &Doc) -> String {
 
 /// The document as indexed: Kappa's virtual fields become real ones so queries on them work.
 /// `@timestamp` goes in as an ISO string: as a number of at most four digits, Elasticsearch's
-/// default date format would read it as a year (difference 15 of [`crate::differences`]).
+/// default date format would read it as a year (difference 16 of [`crate::differences`]).
 fn with_virtual_fields(d: &Doc) -> Value {
     let mut v = d.source.clone();
     if let Value::Object(m) = &mut v {
@@ -302,7 +302,7 @@ fn collect_numbers(v: &Value, path: &str, out: &mut Vec<f64>) {
 
 /// How a request reads each string field: full text (`match`, `match_phrase`,
 /// `multi_match`) or exact (everything else; `x.keyword` is a sub-field either way). `Err`
-/// names a field read both ways (difference 13 of [`crate::differences`]).
+/// names a field read both ways (difference 14 of [`crate::differences`]).
 pub fn string_roles(request: &Value) -> Result<BTreeMap<String, StringRole>, String> {
     let mut full_text = BTreeSet::new();
     let mut exact = BTreeSet::new();

@@ -314,6 +314,10 @@ fn leaf_query() -> BoxedStrategy<Value> {
             .prop_map(|(f, p)| json!({"prefix": {f: p}})),
         2 => (prop::sample::select(&["user", "text.keyword"][..]), prop::sample::select(&["*e*", "?o*", "a*e", "*r"][..]))
             .prop_map(|(f, p)| json!({"wildcard": {f: p}})),
+        1 => (prop::sample::select(&["user", "lang"][..]), prop::sample::select(&["A", "É", "E", "Fr"][..]))
+            .prop_map(|(f, p)| json!({"prefix": {f: {"value": p, "case_insensitive": true}}})),
+        1 => prop::sample::select(&["*E*", "?O*", "A*E", "É*"][..])
+            .prop_map(|p| json!({"wildcard": {"user": {"value": p, "case_insensitive": true}}})),
         1 => prop::collection::vec(prop::sample::select(&["k0", "k3", "k6", "k9", "k12", "nope"][..]), 1..4)
             .prop_map(|ids| json!({"ids": {"values": ids}})),
         4 => text_query(),
@@ -369,9 +373,12 @@ fn metric_agg() -> BoxedStrategy<Value> {
             .prop_map(|(kind, f)| json!({kind: {"field": f}})),
         prop::sample::select(&["user", "lang", "rt", "flag"][..])
             .prop_map(|f| json!({"cardinality": {"field": f}})),
-        (numeric, any::<bool>()).prop_map(|(f, keyed)| {
+        (numeric.clone(), any::<bool>()).prop_map(|(f, keyed)| {
             json!({"percentiles": {"field": f, "percents": [10, 50, 90], "keyed": keyed}})
         }),
+        numeric.prop_map(|f| json!({"percentiles": {"field": f}})),
+        prop::sample::select(&["user", "rt", "score"][..])
+            .prop_map(|f| json!({"cardinality": {"field": f, "precision_threshold": 10}})),
         (1usize..3, prop::option::of(hits_sort())).prop_map(|(size, sort)| {
             let mut th = json!({"size": size, "_source": ["user", "rt"]});
             if let Some(s) = sort {
