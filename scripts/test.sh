@@ -18,7 +18,7 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add wasm32-unknown-unknown >/dev/null
 # rdkafka builds its bundled librdkafka with TLS (OpenSSL) and zlib.
 need=()
-for pkg in libssl-dev pkg-config zlib1g-dev build-essential zip unzip; do
+for pkg in libssl-dev pkg-config zlib1g-dev build-essential zip unzip curl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
