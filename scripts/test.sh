@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh            # everything: lint, unit/property/golden tests, WASM build,
 #                              # bounded fuzzing, and the integration tier against real
-#                              # Kafka + Redis started on loopback by scripts/services.sh
+#                              # Kafka + Redis started on loopback by scripts/services.sh,
+#                              # with the differential suite against a real OpenSearch
 #   KAPPA_SKIP_SERVICES=1 scripts/test.sh   # only the tier that needs no services
 #
 # Environment: FUZZ_CASES (default 20000) bounds the fuzz run.
@@ -15,9 +16,11 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 step "toolchain and build prerequisites"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 rustup target add wasm32-unknown-unknown >/dev/null
-# rdkafka builds its bundled librdkafka with TLS (OpenSSL) and zlib.
+# rdkafka builds its bundled librdkafka with TLS (OpenSSL) and zlib; Kafka and OpenSearch come
+# from Maven Central through maven, and OpenSearch's launcher is compiled with javac (Java 17).
 need=()
-for pkg in libssl-dev pkg-config zlib1g-dev build-essential zip unzip; do
+for pkg in libssl-dev pkg-config zlib1g-dev build-essential zip unzip curl maven \
+  openjdk-17-jdk-headless; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -43,10 +46,12 @@ cleanup() {
 }
 trap cleanup EXIT
 if [ "${KAPPA_SKIP_SERVICES:-0}" != 1 ]; then
-  step "real Kafka and Redis on loopback"
+  step "real Kafka, Redis and OpenSearch on loopback"
   eval "$(scripts/services.sh up)"
   services_started=1
-  export KAFKA_BROKERS REDIS_URL
+  # The full tier runs the differential suite: no OpenSearch is a failure here, not a skip.
+  : "${OPENSEARCH_URL:?scripts/services.sh up did not start OpenSearch}"
+  export KAFKA_BROKERS REDIS_URL OPENSEARCH_URL
 fi
 
 step "WASM action zips (nodejs:20) for the Node.js contract test"

@@ -14,7 +14,7 @@
 //! `percentiles` (t-digest) may differ between groupings within its stated rank error.
 //! `crate::tests` pins all of this with property tests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -24,7 +24,7 @@ use crate::date::{self, DateFormat};
 use crate::error::{ErrorKind, QueryError};
 use crate::eval::{Doc, date_millis, matches};
 use crate::hits::TopHits;
-use crate::request::{Agg, AggKind, DateInterval, Order, TermsFilter, TermsOrderKey};
+use crate::request::{Agg, AggKind, DateInterval, FieldRef, Order, TermsFilter, TermsOrderKey};
 use crate::scan::Scalar;
 use crate::sketch::hll::Cardinality;
 use crate::sketch::tdigest::TDigest;
@@ -137,9 +137,11 @@ impl Stats {
         match name {
             "count" => self.count as f64,
             "sum" => self.sum.value(),
-            _ if undefined => f64::NAN,
+            // Without values Elasticsearch's min is +∞ and max -∞ (rendered null), and a
+            // terms order by them sorts such buckets as those infinities.
             "min" => self.min,
             "max" => self.max,
+            _ if undefined => f64::NAN,
             "avg" => self.avg(),
             "sum_of_squares" => self.sum_of_squares.value(),
             "variance" => self.variance(),
@@ -186,7 +188,7 @@ pub(crate) struct FoldCtx {
 }
 
 impl FoldCtx {
-    fn grow(&mut self, by: isize) -> Result<(), QueryError> {
+    pub(crate) fn grow(&mut self, by: isize) -> Result<(), QueryError> {
         self.bytes = self.bytes.saturating_add_signed(by);
         if self.bytes > self.budget {
             return Err(QueryError {
@@ -199,6 +201,26 @@ impl FoldCtx {
             });
         }
         Ok(())
+    }
+}
+
+/// Every value of a field seen in any record, matching the query or not: the zero buckets of
+/// `terms` with `min_doc_count: 0`, which Elasticsearch lists from the index's terms. A set,
+/// merged by union, so identity, associativity and commutativity hold as for the buckets.
+pub(crate) type SeenTerms = BTreeSet<TermKey>;
+
+/// Estimated heap bytes of one seen key beyond its text.
+pub(crate) const SEEN_KEY_OVERHEAD: usize = 32;
+
+/// The fields of every `terms` aggregation with `min_doc_count: 0`, anywhere in the tree, once.
+pub(crate) fn seen_term_fields(aggs: &[Agg], out: &mut Vec<FieldRef>) {
+    for agg in aggs {
+        if let AggKind::Terms { field, min_doc_count: 0, .. } = &agg.kind
+            && !out.contains(field)
+        {
+            out.push(field.clone());
+        }
+        seen_term_fields(&agg.subs, out);
     }
 }
 
@@ -389,12 +411,15 @@ pub(crate) fn fold(
         ) => {
             let mut idx: Vec<i64> = Vec::new();
             for x in doc.values(field).iter().filter_map(numeric) {
+                let n = ((x - offset) / interval).floor();
+                // hard_bounds limit buckets, not values: Elasticsearch keeps a value when
+                // `index * interval` (the offset left out) lies within the bounds.
+                let start = n * interval;
                 if let Some(b) = hard_bounds
-                    && (b.min.is_some_and(|m| x < m) || b.max.is_some_and(|m| x > m))
+                    && (b.min.is_some_and(|m| start < m) || b.max.is_some_and(|m| start > m))
                 {
                     continue;
                 }
-                let n = ((x - offset) / interval).floor();
                 // Bucket indexes are exact as i64 (every f64 past 2^53 is an integer); a value
                 // whose bucket lies past that fails the query visibly instead of vanishing.
                 if n.abs() < 9.2e18 {
@@ -414,11 +439,10 @@ pub(crate) fn fold(
             AggKind::DateHistogram { field, interval, offset, time_zone, format, .. },
             AggState::Histogram(map),
         ) => {
-            let fmt = field_format(format);
             let starts: Vec<i64> = doc
                 .values(field)
                 .iter()
-                .filter_map(|v| date_millis(v, fmt, time_zone))
+                .filter_map(|v| date_millis(v, format.as_ref()))
                 .map(|ms| match interval {
                     DateInterval::Calendar(unit) => {
                         date::calendar_floor(ms - offset, *unit, time_zone) + offset
@@ -437,15 +461,11 @@ pub(crate) fn fold(
                 }
             }
         }
-        (
-            AggKind::DateRange { field, ranges, format, time_zone, .. },
-            AggState::Buckets(buckets),
-        ) => {
-            let fmt = field_format(format);
+        (AggKind::DateRange { field, ranges, format, .. }, AggState::Buckets(buckets)) => {
             let xs: Vec<f64> = doc
                 .values(field)
                 .iter()
-                .filter_map(|v| date_millis(v, fmt, time_zone))
+                .filter_map(|v| date_millis(v, format.as_ref()))
                 .map(|ms| ms as f64)
                 .collect();
             for (r, b) in ranges.iter().zip(buckets.iter_mut()) {
@@ -572,6 +592,11 @@ pub(crate) struct RenderCtx<'a> {
     pub(crate) buckets: usize,
     pub(crate) max_buckets: usize,
     pub(crate) topic: &'a str,
+    /// The values seen of each field in [`seen_term_fields`].
+    pub(crate) seen: Vec<(&'a FieldRef, &'a SeenTerms)>,
+    /// Rendering inside a bucket a histogram filled in: Elasticsearch builds its
+    /// sub-aggregations empty, so `terms` lists no zero-count buckets there.
+    pub(crate) in_empty_bucket: bool,
 }
 
 impl RenderCtx<'_> {
@@ -604,14 +629,30 @@ pub(crate) fn render_named(
     Ok(())
 }
 
+/// How a bucket came to be rendered.
+#[derive(Clone, Copy, PartialEq)]
+enum Origin {
+    /// Kept in the state (or fixed by the request: ranges, filters).
+    Collected,
+    /// Filled in by a histogram between or beside collected keys.
+    Filled,
+}
+
 fn bucket_json(
     subs: &[Agg],
     b: &Bucket,
     mut head: Map<String, Value>,
+    origin: Origin,
     ctx: &mut RenderCtx<'_>,
 ) -> Result<Value, QueryError> {
     head.insert("doc_count".into(), json!(b.doc_count));
-    render_named(subs, &b.subs, &mut head, ctx)?;
+    // A histogram's filled-in bucket holds Elasticsearch's empty aggregations, all the way
+    // down; every other bucket aggregates (a terms lists its zero buckets there).
+    let filled = ctx.in_empty_bucket || (origin == Origin::Filled && b.doc_count == 0);
+    let outer = std::mem::replace(&mut ctx.in_empty_bucket, filled);
+    let rendered = render_named(subs, &b.subs, &mut head, ctx);
+    ctx.in_empty_bucket = outer;
+    rendered?;
     Ok(Value::Object(head))
 }
 
@@ -668,9 +709,26 @@ pub(crate) fn render(
         (AggKind::TopHits { sort, source, .. }, AggState::TopHits(top)) => {
             json!({"hits": top.render(ctx.topic, sort, source)})
         }
-        (AggKind::Terms { size, min_doc_count, order, .. }, AggState::Terms(map)) => {
-            let mut eligible: Vec<(&TermKey, &Bucket)> =
-                map.iter().filter(|(_, b)| b.doc_count >= *min_doc_count).collect();
+        (
+            AggKind::Terms { field, size, min_doc_count, order, include, exclude, .. },
+            AggState::Terms(map),
+        ) => {
+            // min_doc_count 0: the field's other values, seen in records that did not reach
+            // this bucket, are listed with doc_count 0.
+            let zeros: Vec<(TermKey, Bucket)> = match ctx.seen.iter().find(|(f, _)| *f == field) {
+                Some((_, seen)) if *min_doc_count == 0 && !ctx.in_empty_bucket => seen
+                    .iter()
+                    .filter(|k| !map.contains_key(*k))
+                    .filter(|k| passes(include, k, true) && !passes(exclude, k, false))
+                    .map(|k| (k.clone(), empty_bucket(&agg.subs)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let mut eligible: Vec<(&TermKey, &Bucket)> = map
+                .iter()
+                .filter(|(_, b)| b.doc_count >= *min_doc_count)
+                .chain(zeros.iter().map(|(k, b)| (k, b)))
+                .collect();
             // Elasticsearch's final reduce drops buckets under min_doc_count without adding
             // them to sum_other_doc_count: "other" counts only eligible buckets cut by size.
             let total: u64 = eligible.iter().map(|(_, b)| b.doc_count).sum();
@@ -692,7 +750,7 @@ pub(crate) fn render(
                     if let Some(s) = key_as_string {
                         head.insert("key_as_string".into(), json!(s));
                     }
-                    bucket_json(&agg.subs, b, head, ctx)
+                    bucket_json(&agg.subs, b, head, Origin::Collected, ctx)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             json!({"doc_count_error_upper_bound": 0, "sum_other_doc_count": total - shown, "buckets": buckets})
@@ -717,9 +775,12 @@ pub(crate) fn render(
                     lo = min_opt(lo, b.min.map(to_idx));
                     hi = max_opt(hi, b.max.map(to_idx));
                 }
+                // The bucket indexes hard_bounds admit, by the rule the fold applies.
                 if let Some(b) = hard_bounds {
-                    lo = lo.map(|l| b.min.map_or(l, |m| l.max(to_idx(m))));
-                    hi = hi.map(|h| b.max.map_or(h, |m| h.min(to_idx(m))));
+                    let first = |m: f64| (m / interval).ceil() as i64;
+                    let last = |m: f64| (m / interval).floor() as i64;
+                    lo = lo.map(|l| b.min.map_or(l, |m| l.max(first(m))));
+                    hi = hi.map(|h| b.max.map_or(h, |m| h.min(last(m))));
                 }
             }
             let keys = filled_keys(map, *min_doc_count, lo, hi, |k| k + 1, ctx)?;
@@ -801,7 +862,7 @@ pub(crate) fn render(
                 }
                 (key, head, b)
             });
-            keyed_or_list(&agg.subs, entries, *keyed, ctx)?
+            keyed_or_list(&agg.subs, entries, *keyed, Origin::Collected, ctx)?
         }
         (
             AggKind::DateRange { ranges, keyed, format, time_zone, .. },
@@ -829,7 +890,7 @@ pub(crate) fn render(
                 }
                 (key, head, b)
             });
-            keyed_or_list(&agg.subs, entries, *keyed, ctx)?
+            keyed_or_list(&agg.subs, entries, *keyed, Origin::Collected, ctx)?
         }
         (AggKind::Filters { filters, keyed, other_bucket_key }, AggState::Buckets(buckets)) => {
             ctx.count(buckets.len())?;
@@ -838,7 +899,7 @@ pub(crate) fn render(
                 .map(|(k, _)| k.clone().unwrap_or_default())
                 .chain(other_bucket_key.clone());
             let entries = names.zip(buckets).map(|(name, b)| (name, Map::new(), b));
-            let v = keyed_or_list(&agg.subs, entries, *keyed, ctx)?;
+            let v = keyed_or_list(&agg.subs, entries, *keyed, Origin::Collected, ctx)?;
             // filters always wraps its buckets, keyed or not.
             match v {
                 Value::Object(mut m) if m.contains_key("buckets") => {
@@ -852,7 +913,7 @@ pub(crate) fn render(
             AggState::Single(b),
         ) => {
             ctx.count(1)?;
-            bucket_json(&agg.subs, b, Map::new(), ctx)?
+            bucket_json(&agg.subs, b, Map::new(), Origin::Collected, ctx)?
         }
         _ => unreachable!("a state always has the shape of its aggregation"),
     })
@@ -913,24 +974,26 @@ fn histogram_json(
     let empty = empty_bucket(&agg.subs);
     let entries: Vec<(String, Map<String, Value>, &Bucket)> =
         entries.map(|(s, h, k)| (s, h, map.get(&k).unwrap_or(&empty))).collect();
-    keyed_or_list(&agg.subs, entries.into_iter(), keyed, ctx)
+    keyed_or_list(&agg.subs, entries.into_iter(), keyed, Origin::Filled, ctx)
 }
 
+/// `origin` is [`Origin::Filled`] for a histogram, whose empty buckets are all filled in.
 fn keyed_or_list<'b>(
     subs: &[Agg],
     entries: impl Iterator<Item = (String, Map<String, Value>, &'b Bucket)>,
     keyed: bool,
+    origin: Origin,
     ctx: &mut RenderCtx<'_>,
 ) -> Result<Value, QueryError> {
     if keyed {
         let mut m = Map::new();
         for (name, head, b) in entries {
-            m.insert(name, bucket_json(subs, b, head, ctx)?);
+            m.insert(name, bucket_json(subs, b, head, origin, ctx)?);
         }
         Ok(json!({"buckets": m}))
     } else {
         let v = entries
-            .map(|(_, head, b)| bucket_json(subs, b, head, ctx))
+            .map(|(_, head, b)| bucket_json(subs, b, head, origin, ctx))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(json!({"buckets": v}))
     }
@@ -981,7 +1044,8 @@ fn terms_cmp(
                     order_metric(agg, a.1, *index, metric),
                     order_metric(agg, b.1, *index, metric),
                 );
-                // Undefined metrics (empty buckets) sort last in either direction.
+                // Undefined metrics (NaN: an empty avg) sort last in either direction, as
+                // Elasticsearch's compareDiscardNaN does; an empty min/max is ±∞.
                 match (x.is_nan(), y.is_nan()) {
                     (true, true) => Ordering::Equal,
                     (true, false) => return Ordering::Greater,

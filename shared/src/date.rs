@@ -405,6 +405,18 @@ impl DateFormat {
     /// zone for values without an offset. `None` if no alternative parses. Sub-millisecond
     /// precision is floored.
     pub fn parse_millis(&self, s: &str, tz: &TimeZone) -> Option<i64> {
+        self.parse_with(s, tz, false)
+    }
+
+    /// Like [`DateFormat::parse_millis`], but a component the string leaves out takes its
+    /// largest value (hour 23, minute 59, second 59, nanosecond 999,999,999; month and day
+    /// stay 01), as Elasticsearch's date math rounds a `gt` or `lte` bound: `lte: 2024-03-26`
+    /// includes that whole day and `gt` excludes it.
+    pub fn parse_millis_round_up(&self, s: &str, tz: &TimeZone) -> Option<i64> {
+        self.parse_with(s, tz, true)
+    }
+
+    fn parse_with(&self, s: &str, tz: &TimeZone, round_up: bool) -> Option<i64> {
         self.alts.iter().find_map(|alt| match alt {
             Alt::EpochMillis => parse_epoch(s, false),
             Alt::EpochSecond => parse_epoch(s, true),
@@ -413,6 +425,9 @@ impl DateFormat {
                 let end = parse_seq(parse, s.as_bytes(), 0, &mut p)?;
                 if end != s.len() {
                     return None;
+                }
+                if round_up {
+                    p.round_up_missing();
                 }
                 p.resolve(tz)
             }
@@ -816,6 +831,17 @@ fn set<T: PartialEq>(slot: &mut Option<T>, v: T) -> Option<()> {
 }
 
 impl Parsed {
+    /// Missing time-of-day components at their largest values (see
+    /// [`DateFormat::parse_millis_round_up`]).
+    fn round_up_missing(&mut self) {
+        if self.hour.is_none() && self.hour12.is_none() {
+            self.hour = Some(23);
+        }
+        self.minute.get_or_insert(59);
+        self.second.get_or_insert(59);
+        self.nano.get_or_insert(999_999_999);
+    }
+
     fn resolve(&self, tz: &TimeZone) -> Option<i64> {
         let year = i32::try_from(self.year.unwrap_or(1970)).ok()?;
         let month = u32::try_from(self.month.unwrap_or(1)).ok()?;

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 
 use crate::date::DateFormat;
-use crate::request::{Bound, FieldRef, Query, RangeKind};
+use crate::request::{Bound, FieldRef, MinimumShouldMatch, Query, RangeKind};
 use crate::scan::{Extracted, Scalar};
 use crate::text;
 use crate::value::scalar_f64;
@@ -80,17 +80,20 @@ impl<'a, 'r> Doc<'a, 'r> {
     }
 }
 
-/// A document value as epoch ms, for date fields: numbers through the format (epoch millis
-/// unless it says epoch_second), strings parsed with the format.
-pub(crate) fn date_millis(
-    v: &Scalar<'_>,
-    format: &DateFormat,
-    tz: &crate::date::TimeZone,
-) -> Option<i64> {
+/// A document value as epoch ms, read as Elasticsearch's default date mapping reads it:
+/// numbers are epoch milliseconds, strings `strict_date_optional_time` (UTC unless they carry
+/// an offset). A request's `format` parses the request's own bounds and renders keys; because
+/// a topic has no mapping, it is also tried on a string the defaults cannot read (Twitter's
+/// `created_at` with its format given), never instead of them.
+pub(crate) fn date_millis(v: &Scalar<'_>, request_format: Option<&DateFormat>) -> Option<i64> {
+    let defaults = crate::agg::default_date_format();
+    let utc = crate::date::TimeZone::utc();
     match v {
-        Scalar::Int(i) => format.number_to_millis(*i as f64),
-        Scalar::Float(f) => format.number_to_millis(*f),
-        Scalar::Str(s) => format.parse_millis(s, tz),
+        Scalar::Int(i) => defaults.number_to_millis(*i as f64),
+        Scalar::Float(f) => defaults.number_to_millis(*f),
+        Scalar::Str(s) => defaults
+            .parse_millis(s, &utc)
+            .or_else(|| request_format.and_then(|f| f.parse_millis(s, &utc))),
         _ => None,
     }
 }
@@ -148,19 +151,21 @@ pub(crate) fn matches(query: &Query, doc: &Doc<'_, '_>) -> bool {
             if must_not.iter().any(|q| matches(q, doc)) {
                 return false;
             }
-            let required = match minimum_should_match {
-                Some(m) => m.resolve(should.len()),
-                None if must.is_empty() && filter.is_empty() && !should.is_empty() => 1,
-                None => 0,
-            };
+            let required = MinimumShouldMatch::required_should(
+                *minimum_should_match,
+                should.len(),
+                must.is_empty() && filter.is_empty(),
+            );
             required == 0
                 || should.iter().filter(|q| matches(q, doc)).take(required).count() >= required
         }
     }
 }
 
-fn required_tokens(n: usize, and: bool, msm: Option<crate::request::MinimumShouldMatch>) -> usize {
-    if and { n } else { msm.map_or(1, |m| m.resolve(n)).max(1) }
+/// Distinct query tokens a `match` needs. One token is a term query, which
+/// minimum_should_match does not touch; more than there are tokens matches nothing.
+fn required_tokens(n: usize, and: bool, msm: Option<MinimumShouldMatch>) -> usize {
+    if and || n <= 1 { n } else { msm.map_or(1, |m| m.resolve(n)).max(1) }
 }
 
 /// `match` over the values of one field: enough distinct query tokens occur in its text.
@@ -229,6 +234,10 @@ fn in_range(
     lt: &Option<Bound>,
     lte: &Option<Bound>,
 ) -> bool {
+    // Without bounds a range holds every value, of any type (Elasticsearch: every term).
+    if gt.is_none() && gte.is_none() && lt.is_none() && lte.is_none() {
+        return !matches!(v, Scalar::Null | Scalar::Object);
+    }
     match kind {
         RangeKind::Keyword => {
             let Scalar::Str(s) = v else { return false };
@@ -245,15 +254,8 @@ fn in_range(
         }
         RangeKind::Numeric | RangeKind::Date { .. } => {
             let x = match kind {
-                RangeKind::Date { format, time_zone } => {
-                    date_millis(v, format, time_zone).map(|ms| ms as f64)
-                }
-                _ => scalar_f64(v).or_else(|| match v {
-                    Scalar::Str(s) => crate::agg::default_date_format()
-                        .parse_millis(s, &crate::date::TimeZone::utc())
-                        .map(|ms| ms as f64),
-                    _ => None,
-                }),
+                RangeKind::Date { format, .. } => date_millis(v, Some(format)).map(|ms| ms as f64),
+                _ => scalar_f64(v).or_else(|| date_millis(v, None).map(|ms| ms as f64)),
             };
             let Some(x) = x else { return false };
             let num = |b: &Option<Bound>| match b {

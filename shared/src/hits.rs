@@ -44,6 +44,10 @@ fn compare(a: &Hit, b: &Hit, specs: &[SortSpec]) -> Ordering {
         let ord = match spec.field {
             None => (a.offset, a.partition).cmp(&(b.offset, b.partition)),
             Some(_) => match (&a.sort[i], &b.sort[i]) {
+                // Kinds keep their order in either direction; only values within one turn.
+                (Some(x), Some(y)) if x.kind_rank() != y.kind_rank() => {
+                    return x.kind_rank().cmp(&y.kind_rank());
+                }
                 (Some(x), Some(y)) => x.cmp_total(y),
                 (None, None) => Ordering::Equal,
                 // Missing values go last (or first) whatever the direction.

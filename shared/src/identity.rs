@@ -10,8 +10,9 @@ use sha2::{Digest, Sha256};
 
 use crate::request::SearchRequest;
 
-/// Bumped whenever a change would make an old partial state or result wrong for the same query.
-pub const ENGINE_VERSION: &str = "kappa-engine/1";
+/// Bumped whenever a change would make an old partial state or result wrong for the same query
+/// (2: date formats, date rounding, minimum_should_match and sort order of issue #15).
+pub const ENGINE_VERSION: &str = "kappa-engine/2";
 
 /// Serialise JSON with object keys sorted at every level (RFC 8785 style, without its number
 /// rules: numbers are already normalised by the canonical form).

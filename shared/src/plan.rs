@@ -8,18 +8,19 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::agg::{self, AggState, FoldCtx, RenderCtx};
+use crate::agg::{self, AggState, FoldCtx, RenderCtx, SEEN_KEY_OVERHEAD, SeenTerms};
 use crate::error::{QueryError, StateError};
 use crate::eval::{Doc, Record, matches};
 use crate::hits::TopHits;
 use crate::identity::query_id;
 use crate::limits::Limits;
 use crate::prefilter::Prefilter;
-use crate::request::{AggKind, SearchRequest, parse_request};
+use crate::request::{AggKind, FieldRef, SearchRequest, parse_request};
 use crate::scan::{self, Extracted, PathSet};
+use crate::value::TermKey;
 
 /// Format version of encoded partial states; bump on any change of [`PartialState`]'s layout.
-pub const STATE_FORMAT: u8 = 1;
+pub const STATE_FORMAT: u8 = 2;
 
 /// The partial result of a query over some set of records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,6 +30,8 @@ pub struct PartialState {
     hits: TopHits,
     aggs: Vec<AggState>,
     global: Vec<AggState>,
+    /// Values seen in every record (matching or not) of each of the plan's `seen_fields`.
+    seen: Vec<SeenTerms>,
     #[serde(skip)]
     bytes: usize,
 }
@@ -41,6 +44,7 @@ impl PartialEq for PartialState {
             && self.hits == o.hits
             && self.aggs == o.aggs
             && self.global == o.global
+            && self.seen == o.seen
     }
 }
 
@@ -77,6 +81,9 @@ pub struct Plan {
     /// Indexes of top-level aggregations that see every record (`global`), and of the others.
     global_aggs: Vec<usize>,
     query_aggs: Vec<usize>,
+    /// Fields of `terms` aggregations with `min_doc_count: 0`, whose values are kept from
+    /// every record.
+    seen_fields: Vec<FieldRef>,
 }
 
 impl Plan {
@@ -91,11 +98,16 @@ impl Plan {
         let paths = PathSet::new(&request.paths);
         let (global_aggs, query_aggs): (Vec<usize>, Vec<usize>) =
             (0..request.aggs.len()).partition(|&i| matches!(request.aggs[i].kind, AggKind::Global));
+        let mut seen_fields = Vec::new();
+        agg::seen_term_fields(&request.aggs, &mut seen_fields);
         // A record ruled out by the byte pre-filter is never seen by anything, so the
-        // pre-filter is only sound when no aggregation looks at non-matching records.
-        let prefilter =
-            if global_aggs.is_empty() { Prefilter::for_query(&request.query) } else { None };
-        Plan { request, id, paths, prefilter, limits, global_aggs, query_aggs }
+        // pre-filter is only sound when nothing looks at non-matching records.
+        let prefilter = if global_aggs.is_empty() && seen_fields.is_empty() {
+            Prefilter::for_query(&request.query)
+        } else {
+            None
+        };
+        Plan { request, id, paths, prefilter, limits, global_aggs, query_aggs, seen_fields }
     }
 
     /// The query id (`q_<hex>`).
@@ -126,6 +138,7 @@ impl Plan {
             hits: TopHits::default(),
             aggs: self.query_aggs.iter().map(|&i| agg::zero(&self.request.aggs[i])).collect(),
             global: self.global_aggs.iter().map(|&i| agg::zero(&self.request.aggs[i])).collect(),
+            seen: vec![SeenTerms::new(); self.seen_fields.len()],
             bytes: 0,
         };
         s.bytes = self.heap_bytes(&s);
@@ -169,6 +182,9 @@ impl Plan {
             state.skipped += 1;
             return Ok(());
         }
+        for field in &self.request.runtime {
+            ext.convert_slot(field.slot, |v| field.convert(v));
+        }
         let doc = Doc::new(record, ext);
         let mut ctx = FoldCtx { bytes: state.bytes, budget: self.limits.max_state_bytes };
         let result = self.fold_doc(state, &doc, &mut ctx);
@@ -184,6 +200,14 @@ impl Plan {
     ) -> Result<(), QueryError> {
         for (&i, s) in self.global_aggs.iter().zip(&mut state.global) {
             agg::fold(&self.request.aggs[i], s, doc, ctx)?;
+        }
+        for (field, seen) in self.seen_fields.iter().zip(&mut state.seen) {
+            for key in doc.values(field).iter().filter_map(TermKey::from_scalar) {
+                if !seen.contains(&key) {
+                    ctx.grow((key.heap_bytes() + SEEN_KEY_OVERHEAD) as isize)?;
+                    seen.insert(key);
+                }
+            }
         }
         if !matches(&self.request.query, doc) {
             return Ok(());
@@ -211,6 +235,9 @@ impl Plan {
         for ((&i, a), b) in self.global_aggs.iter().zip(&mut into.global).zip(&other.global) {
             agg::merge(&self.request.aggs[i], a, b);
         }
+        for (a, b) in into.seen.iter_mut().zip(&other.seen) {
+            a.extend(b.iter().cloned());
+        }
         into.bytes = self.heap_bytes(into);
         if into.bytes > self.limits.max_state_bytes {
             return Err(budget_error(self.limits.max_state_bytes));
@@ -221,15 +248,22 @@ impl Plan {
     fn heap_bytes(&self, s: &PartialState) -> usize {
         let aggs =
             self.query_aggs.iter().zip(&s.aggs).chain(self.global_aggs.iter().zip(&s.global));
+        let seen = s.seen.iter().flatten().map(|k| k.heap_bytes() + SEEN_KEY_OVERHEAD);
         128 + s.hits.heap_bytes()
             + aggs.map(|(&i, a)| agg::heap_bytes(&self.request.aggs[i], a)).sum::<usize>()
+            + seen.sum::<usize>()
     }
 
     /// The Elasticsearch response (`hits`, and `aggregations` when the request has any).
     pub fn render(&self, state: &PartialState) -> Result<Value, QueryError> {
         let r = &self.request;
-        let mut ctx =
-            RenderCtx { buckets: 0, max_buckets: self.limits.max_buckets, topic: &r.topic };
+        let mut ctx = RenderCtx {
+            buckets: 0,
+            max_buckets: self.limits.max_buckets,
+            topic: &r.topic,
+            seen: self.seen_fields.iter().zip(&state.seen).collect(),
+            in_empty_bucket: false,
+        };
         let mut out = Map::new();
         out.insert("hits".into(), state.hits.render(&r.topic, &r.sort, &r.source));
         if !r.aggs.is_empty() {
@@ -273,7 +307,10 @@ impl Plan {
         }
         let mut s: PartialState =
             postcard::from_bytes(&rest[8..]).map_err(|e| StateError::Corrupt(e.to_string()))?;
-        if s.aggs.len() != self.query_aggs.len() || s.global.len() != self.global_aggs.len() {
+        if s.aggs.len() != self.query_aggs.len()
+            || s.global.len() != self.global_aggs.len()
+            || s.seen.len() != self.seen_fields.len()
+        {
             return Err(StateError::ShapeMismatch);
         }
         s.bytes = self.heap_bytes(&s);

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::date::{self, CalendarUnit, DateFormat, TimeZone};
 use crate::error::QueryError;
 use crate::limits::Limits;
+use crate::scan::Scalar;
 use crate::text;
 use crate::value::{TermValue, number_json};
 
@@ -63,7 +64,8 @@ pub enum MinimumShouldMatch {
 }
 
 impl MinimumShouldMatch {
-    /// How many of `n` optional clauses must match.
+    /// How many of `n` optional clauses must match. More than `n` is kept, not clamped: as in
+    /// Elasticsearch, asking for more clauses than there are matches nothing.
     pub fn resolve(self, n: usize) -> usize {
         let n = n as i64;
         let k = match self {
@@ -72,7 +74,18 @@ impl MinimumShouldMatch {
             MinimumShouldMatch::Percent(p) if p < 0 => n - (n * -p) / 100,
             MinimumShouldMatch::Percent(p) => (n * p) / 100,
         };
-        k.clamp(0, n) as usize
+        k.max(0) as usize
+    }
+
+    /// How many `should` clauses of a `bool` must match. With only `should` clauses (beside
+    /// `must_not`) at least one must, whatever `minimum_should_match` says below that: Lucene
+    /// treats such a query as a disjunction.
+    pub fn required_should(
+        msm: Option<MinimumShouldMatch>,
+        should: usize,
+        only_should: bool,
+    ) -> usize {
+        msm.map_or(0, |m| m.resolve(should)).max(usize::from(only_should && should > 0))
     }
 
     fn to_json(self) -> Value {
@@ -425,6 +438,108 @@ pub struct Agg {
     pub subs: Vec<Agg>,
 }
 
+/// The type a `runtime_mappings` entry declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeType {
+    /// `date`: epoch ms (numbers as epoch millis, strings through the format).
+    Date,
+    /// `keyword`: the value's text.
+    Keyword,
+    /// `long`: an integer (fractions truncated, as a Java long conversion does).
+    Long,
+    /// `double`: a number.
+    Double,
+    /// `boolean`: `true`/`false` (also as strings).
+    Boolean,
+}
+
+impl RuntimeType {
+    fn parse(s: &str) -> Option<RuntimeType> {
+        Some(match s {
+            "date" => RuntimeType::Date,
+            "keyword" => RuntimeType::Keyword,
+            "long" => RuntimeType::Long,
+            "double" => RuntimeType::Double,
+            "boolean" => RuntimeType::Boolean,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RuntimeType::Date => "date",
+            RuntimeType::Keyword => "keyword",
+            RuntimeType::Long => "long",
+            RuntimeType::Double => "double",
+            RuntimeType::Boolean => "boolean",
+        }
+    }
+}
+
+/// A field typed by `runtime_mappings` (Elasticsearch's search-time mapping, without script).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeField {
+    /// The field name.
+    pub name: String,
+    /// Slot of the field's path.
+    pub slot: usize,
+    /// The declared type.
+    pub kind: RuntimeType,
+    /// `date` only: the field's format (parses its strings, renders its keys).
+    pub format: Option<DateFormat>,
+}
+
+impl RuntimeField {
+    /// The value as the declared type; `None` (missing) when it does not convert.
+    pub fn convert<'a>(&self, v: Scalar<'a>) -> Option<Scalar<'a>> {
+        let number = |v: &Scalar<'_>| match v {
+            Scalar::Int(i) => Some(*i as f64),
+            Scalar::Float(f) => Some(*f),
+            Scalar::Str(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match self.kind {
+            RuntimeType::Date => {
+                let ms = match &v {
+                    Scalar::Int(_) | Scalar::Float(_) => number(&v).and_then(|n| {
+                        self.format.as_ref().map_or_else(
+                            || DateFormat::default_format().number_to_millis(n),
+                            |f| f.number_to_millis(n),
+                        )
+                    }),
+                    Scalar::Str(s) => match &self.format {
+                        Some(f) => f.parse_millis(s, &TimeZone::utc()),
+                        None => DateFormat::default_format().parse_millis(s, &TimeZone::utc()),
+                    },
+                    _ => None,
+                };
+                ms.map(Scalar::Int)
+            }
+            RuntimeType::Keyword => match v {
+                Scalar::Str(s) => Some(Scalar::Str(s)),
+                Scalar::Int(i) => Some(Scalar::Str(i.to_string().into())),
+                Scalar::Float(f) => Some(Scalar::Str(crate::value::java_double(f).into())),
+                Scalar::Bool(b) => Some(Scalar::Str(b.to_string().into())),
+                _ => None,
+            },
+            RuntimeType::Long => number(&v)
+                .filter(|n| n.is_finite() && n.abs() < 9.2e18)
+                .map(|n| Scalar::Int(n.trunc() as i64)),
+            RuntimeType::Double => number(&v).filter(|n| n.is_finite()).map(Scalar::Float),
+            RuntimeType::Boolean => match v {
+                Scalar::Bool(b) => Some(Scalar::Bool(b)),
+                Scalar::Str(s) if s == "true" => Some(Scalar::Bool(true)),
+                Scalar::Str(s) if s == "false" => Some(Scalar::Bool(false)),
+                _ => None,
+            },
+        }
+    }
+
+    fn canonical(&self) -> Value {
+        json!({"type": self.kind.as_str(), "format": self.format.as_ref().map(DateFormat::spec)})
+    }
+}
+
 /// A validated query request.
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
@@ -442,6 +557,8 @@ pub struct SearchRequest {
     pub source: SourceFilter,
     /// Every document path the request reads, by slot.
     pub paths: Vec<String>,
+    /// Fields typed by `runtime_mappings`, by name.
+    pub runtime: Vec<RuntimeField>,
 }
 
 /// Parse a request body given as bytes: checks the size limit (413) before parsing.
@@ -471,8 +588,12 @@ pub fn parse_request(body: &Value, limits: &Limits) -> Result<SearchRequest, Que
             format!("request nesting depth {depth} exceeds the limit of {}", limits.max_depth),
         ));
     }
-    let mut p = Parser { limits, paths: Vec::new(), index: HashMap::new() };
+    let mut p = Parser { limits, paths: Vec::new(), index: HashMap::new(), runtime: Vec::new() };
     let mut o = Obj::new("search", "", body)?;
+    // First: the types it declares change how the query and aggregations read their fields.
+    if let Some(v) = o.get("runtime_mappings") {
+        p.runtime_mappings(v, "runtime_mappings")?;
+    }
     let topic = match o.get("topic") {
         Some(Value::String(t)) if valid_topic(t) => t.clone(),
         Some(Value::String(t)) => {
@@ -522,7 +643,7 @@ pub fn parse_request(body: &Value, limits: &Limits) -> Result<SearchRequest, Que
         ));
     }
     o.finish()?;
-    Ok(SearchRequest { topic, query, aggs, size, sort, source, paths: p.paths })
+    Ok(SearchRequest { topic, query, aggs, size, sort, source, paths: p.paths, runtime: p.runtime })
 }
 
 /// Topic names as Kafka allows them: `[A-Za-z0-9._-]{1,249}`, not `.` or `..`. The one check
@@ -700,9 +821,75 @@ struct Parser<'l> {
     limits: &'l Limits,
     paths: Vec<String>,
     index: HashMap<String, usize>,
+    runtime: Vec<RuntimeField>,
 }
 
 impl Parser<'_> {
+    fn runtime_mappings(&mut self, v: &Value, path: &str) -> Result<(), QueryError> {
+        let Value::Object(fields) = v else {
+            return Err(QueryError::parsing(
+                path,
+                format!("[runtime_mappings] must be an object, found {}", kind_of(v)),
+            ));
+        };
+        for (name, def) in fields {
+            let fpath = join(path, name);
+            let field = self.field(name, &fpath)?;
+            let FieldRef::Path { slot, .. } = field else {
+                return Err(QueryError::illegal(
+                    &fpath,
+                    format!("[{name}] is a virtual field: its type cannot be declared"),
+                ));
+            };
+            let mut o = Obj::new("runtime_mappings", &fpath, def)?;
+            if o.get("script").is_some() {
+                return Err(QueryError::illegal(
+                    &o.child("script"),
+                    "[runtime_mappings] scripts are not supported: declare a type (and format)",
+                ));
+            }
+            let kind = o.string("type")?;
+            let kind = o.required("type", kind)?;
+            let kind = RuntimeType::parse(kind).ok_or_else(|| {
+                QueryError::illegal(
+                    &o.child("type"),
+                    format!("runtime field type [{kind}] is not supported: use date, keyword, long, double or boolean"),
+                )
+            })?;
+            let format = o
+                .string("format")?
+                .map(|f| {
+                    DateFormat::parse(f).map_err(|e| QueryError::illegal(&o.child("format"), e.0))
+                })
+                .transpose()?;
+            if format.is_some() && kind != RuntimeType::Date {
+                return Err(QueryError::illegal(
+                    &o.child("format"),
+                    format!(
+                        "[format] is only for runtime fields of type date, not [{}]",
+                        kind.as_str()
+                    ),
+                ));
+            }
+            o.finish()?;
+            self.runtime.push(RuntimeField { name: name.clone(), slot, kind, format });
+        }
+        Ok(())
+    }
+
+    /// The format `runtime_mappings` gives a date field, for a clause that names none.
+    fn runtime_format(&self, field: &FieldRef) -> Option<DateFormat> {
+        self.runtime
+            .iter()
+            .find(|r| r.name == field.name() && r.kind == RuntimeType::Date)
+            .and_then(|r| r.format.clone())
+    }
+
+    /// Whether `runtime_mappings` declares `field` a date.
+    fn runtime_date(&self, field: &FieldRef) -> bool {
+        self.runtime.iter().any(|r| r.name == field.name() && r.kind == RuntimeType::Date)
+    }
+
     fn slot(&mut self, path: &str) -> usize {
         if let Some(&i) = self.index.get(path) {
             return i;
@@ -1108,7 +1295,9 @@ impl Parser<'_> {
             .map(|f| {
                 DateFormat::parse(f).map_err(|e| QueryError::illegal(&io.child("format"), e.0))
             })
-            .transpose()?;
+            .transpose()?
+            .or_else(|| self.runtime_format(&field));
+        let runtime_date = self.runtime_date(&field);
         let tz = io
             .string("time_zone")?
             .map(|z| {
@@ -1145,6 +1334,7 @@ impl Parser<'_> {
                 || DateFormat::default_format().parse_millis(s, &TimeZone::utc()).is_some()
         };
         let kind = if format.is_some()
+            || runtime_date
             || tz.is_some()
             || (!strings.is_empty()
                 && strings.iter().all(|s| s.parse::<f64>().is_err() && date_like(s)))
@@ -1170,6 +1360,11 @@ impl Parser<'_> {
                                 &join(&fpath, k),
                                 "date math [now] is not supported: a live query's answer may depend only on the log",
                             ));
+                        }
+                        // Date math rounding: `gt` and `lte` fill what a partial date leaves
+                        // out upwards, so they exclude or include the whole period it names.
+                        Value::String(s) if matches!(k, "gt" | "lte") => {
+                            format.parse_millis_round_up(s, time_zone)
                         }
                         Value::String(s) => format.parse_millis(s, time_zone),
                         _ => None,
@@ -1522,12 +1717,6 @@ impl Parser<'_> {
                 }
                 o.get("shard_size");
                 let min_doc_count = self.min_doc_count(&mut o, 1)?;
-                if min_doc_count == 0 {
-                    return Err(QueryError::illegal(
-                        &o.child("min_doc_count"),
-                        "[terms] [min_doc_count] 0 is not supported: a live query only knows the terms of matching records",
-                    ));
-                }
                 let order = terms_order(o.get("order"), &o.child("order"))?;
                 let missing = match o.get("missing") {
                     Some(v) => Some(TermValue::from_json(v).ok_or_else(|| {
@@ -1622,7 +1811,8 @@ impl Parser<'_> {
                         DateFormat::parse(f)
                             .map_err(|e| QueryError::illegal(&o.child("format"), e.0))
                     })
-                    .transpose()?;
+                    .transpose()?
+                    .or_else(|| self.runtime_format(&field));
                 let offset = match o.get("offset") {
                     None => 0,
                     Some(Value::String(s)) => date::parse_offset(s)
@@ -2143,6 +2333,7 @@ impl SearchRequest {
             "size": self.size,
             "sort": self.sort.iter().map(SortSpec::canonical).collect::<Vec<_>>(),
             "_source": self.source.canonical(),
+            "runtime_mappings": self.runtime.iter().map(|r| (r.name.clone(), r.canonical())).collect::<Map<String, Value>>(),
         })
     }
 }

@@ -172,6 +172,19 @@ impl<'a> Extracted<'a> {
         self.slots.get(slot).map_or(&[], |v| v.as_slice())
     }
 
+    /// Replace each value of `slot` by what `convert` makes of it (`None` drops it): how
+    /// `runtime_mappings` give a field its declared type.
+    pub fn convert_slot(
+        &mut self,
+        slot: usize,
+        convert: impl FnMut(Scalar<'a>) -> Option<Scalar<'a>>,
+    ) {
+        if let Some(values) = self.slots.get_mut(slot) {
+            let converted: Vec<Scalar<'a>> = values.drain(..).filter_map(convert).collect();
+            *values = converted;
+        }
+    }
+
     /// Number of slots.
     pub fn slot_count(&self) -> usize {
         self.slots.len()

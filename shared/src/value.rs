@@ -125,33 +125,46 @@ pub fn java_double(n: f64) -> String {
     }
 }
 
-/// A value that orders hits (`sort`): numbers before strings, a total order (NaN never occurs).
+/// A value that orders hits (`sort`). Across JSON types the order is fixed, whatever the
+/// direction: numbers (and dates) before strings before booleans; the direction applies within
+/// a kind (see [`SortValue::kind_rank`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum SortValue {
     /// A number.
     Num(f64),
     /// A string (exact value).
     Str(String),
+    /// A boolean (rendered 1/0 like Elasticsearch's boolean sort values).
+    Bool(bool),
 }
 
 impl SortValue {
-    /// Total order used by sorts.
+    /// Rank of the value's kind: numbers, then strings, then booleans.
+    pub fn kind_rank(&self) -> u8 {
+        match self {
+            SortValue::Num(_) => 0,
+            SortValue::Str(_) => 1,
+            SortValue::Bool(_) => 2,
+        }
+    }
+
+    /// Order within a kind (ascending); across kinds, by [`SortValue::kind_rank`].
     pub fn cmp_total(&self, other: &SortValue) -> Ordering {
         match (self, other) {
             (SortValue::Num(a), SortValue::Num(b)) => a.total_cmp(b),
             (SortValue::Str(a), SortValue::Str(b)) => a.cmp(b),
-            (SortValue::Num(_), SortValue::Str(_)) => Ordering::Less,
-            (SortValue::Str(_), SortValue::Num(_)) => Ordering::Greater,
+            (SortValue::Bool(a), SortValue::Bool(b)) => a.cmp(b),
+            _ => self.kind_rank().cmp(&other.kind_rank()),
         }
     }
 
-    /// From a document value: numbers and strings sort, others don't.
+    /// From a document value: numbers, strings and booleans sort, others don't.
     pub fn from_scalar(v: &Scalar<'_>) -> Option<SortValue> {
         match v {
             Scalar::Int(i) => Some(SortValue::Num(*i as f64)),
             Scalar::Float(f) if f.is_finite() => Some(SortValue::Num(*f)),
             Scalar::Str(s) => Some(SortValue::Str(s.to_string())),
-            Scalar::Bool(b) => Some(SortValue::Num(if *b { 1.0 } else { 0.0 })),
+            Scalar::Bool(b) => Some(SortValue::Bool(*b)),
             _ => None,
         }
     }
@@ -161,6 +174,7 @@ impl SortValue {
         match self {
             SortValue::Num(n) => number_json(*n),
             SortValue::Str(s) => Value::String(s.clone()),
+            SortValue::Bool(b) => Value::from(u8::from(*b)),
         }
     }
 }

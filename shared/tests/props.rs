@@ -159,6 +159,10 @@ fn aggregation() -> impl Strategy<Value = (String, Value)> {
         (1usize..4).prop_map(|s| json!({"terms": {"field": "tag", "size": s}})),
         Just(json!({"terms": {"field": "user.name", "order": {"_key": "desc"}}})),
         Just(json!({"terms": {"field": "flag"}})),
+        // min_doc_count 0 keeps every value seen in any record: a set merged by union.
+        (1usize..4).prop_map(|s| json!({"terms": {"field": "tag", "size": s, "min_doc_count": 0}})),
+        Just(json!({"histogram": {"field": "n", "interval": 10},
+            "aggs": {"tags": {"terms": {"field": "tag", "min_doc_count": 0}}}})),
         Just(json!({"histogram": {"field": "n", "interval": 10}})),
         Just(json!({"date_histogram": {"field": "@timestamp", "fixed_interval": "6h"}})),
         Just(
