@@ -23,7 +23,16 @@ pub struct Limits {
     /// Longest regular expression (`terms` `include`/`exclude`), in characters: Elasticsearch's
     /// `index.max_regex_length`. Compiled patterns are bounded too ([`MAX_COMPILED_REGEX_BYTES`]).
     pub max_regex_length: usize,
+    /// Most time a query may spend folding one record on average, in microseconds, measured
+    /// over an invocation once it has folded for [`MIN_MEASURED_FOLD_MS`]: a query costlier than
+    /// that (a pathological pattern) fails with `circuit_breaking_exception` instead of taking
+    /// a core for ever. Ordinary queries cost 0.5–10 µs a record.
+    pub max_fold_micros_per_record: u64,
 }
+
+/// Folding time an invocation must have spent before its cost per record is judged: shorter
+/// measurements are too coarse (a millisecond clock) and too noisy (a busy machine).
+pub const MIN_MEASURED_FOLD_MS: i64 = 1_000;
 
 /// Most memory a compiled pattern (regex, wildcard) and its lazy DFA may take: a pattern that
 /// needs more is refused with a 400 instead of slowing every record.
@@ -39,6 +48,46 @@ impl Default for Limits {
             max_buckets: 65_535,
             max_state_bytes: 64 * 1024 * 1024,
             max_regex_length: 1_000,
+            max_fold_micros_per_record: 1_000,
         }
+    }
+}
+
+impl Limits {
+    /// Whether `records` folded in `fold_ms` of wall time are within
+    /// [`Limits::max_fold_micros_per_record`] (judged from [`MIN_MEASURED_FOLD_MS`] on).
+    pub fn check_fold_cost(&self, fold_ms: i64, records: u64) -> Result<(), crate::QueryError> {
+        if fold_ms < MIN_MEASURED_FOLD_MS {
+            return Ok(());
+        }
+        let micros_per_record = fold_ms.unsigned_abs().saturating_mul(1_000) / records.max(1);
+        if micros_per_record <= self.max_fold_micros_per_record {
+            return Ok(());
+        }
+        Err(crate::QueryError {
+            kind: crate::error::ErrorKind::CircuitBreaking,
+            reason: format!(
+                "the query costs {micros_per_record} µs of folding per record, over its budget of {} µs (max_fold_micros_per_record); simplify its patterns",
+                self.max_fold_micros_per_record
+            ),
+            path: String::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fold_cost_is_judged_once_measured_long_enough() {
+        let limits = Limits { max_fold_micros_per_record: 1_000, ..Limits::default() };
+        assert!(limits.check_fold_cost(999, 1).is_ok(), "too short to judge");
+        assert!(limits.check_fold_cost(1_000, 1_000).is_ok(), "1 ms a record is the budget");
+        let e = limits.check_fold_cost(1_000, 999).expect_err("just over");
+        assert_eq!(e.kind.as_str(), "circuit_breaking_exception");
+        assert!(e.reason.contains("max_fold_micros_per_record"), "{}", e.reason);
+        assert!(limits.check_fold_cost(5_000, 0).is_err(), "no record in 5 s");
+        assert!(limits.check_fold_cost(60_000, 10_000_000).is_ok(), "6 µs a record");
     }
 }

@@ -251,6 +251,8 @@ async fn advance(
     // 2. Read and fold, within the batch bounds and before the deadline.
     let mut bytes = 0usize;
     let mut budget_error = None;
+    // Wall time spent folding in this invocation, for the per-record CPU budget.
+    let mut fold_ms = 0i64;
     let stopped = loop {
         if segment.end.is_some_and(|e| next >= e) {
             break "segment end";
@@ -289,7 +291,12 @@ async fn advance(
             partition: segment.partition as i32,
             key: r.key.as_deref(),
         });
-        if let Err(e) = plan.fold_all(&mut state, records) {
+        let fold_started = env.clock.now_ms();
+        let folded = plan.fold_all(&mut state, records);
+        fold_ms += env.clock.now_ms() - fold_started;
+        let within_budget =
+            folded.and_then(|()| plan.limits().check_fold_cost(fold_ms, output.records + n as u64));
+        if let Err(e) = within_budget {
             budget_error = Some(e);
             break "budget";
         }
@@ -307,10 +314,11 @@ async fn advance(
     };
     output.stopped = stopped;
     if let Some(e) = budget_error {
-        // The state outgrew its budget (or a record cannot be folded, e.g. a histogram bucket
-        // past what can be keyed): the query fails for good, visibly, instead of exhausting the
-        // action's memory or dropping records silently. Nothing is committed.
-        tracing::error!(query = %query.id, error = %e, "query stopped: its state cannot take this batch");
+        // The state outgrew its budget, folding costs more CPU a record than allowed (or a
+        // record cannot be folded, e.g. a histogram bucket past what can be keyed): the query
+        // fails for good, visibly, instead of exhausting the action's memory or a core, or
+        // dropping records silently. Nothing is committed.
+        tracing::error!(query = %query.id, error = %e, "query stopped: this batch is over its memory or CPU budget");
         result::fail(env, &query.id, e.to_json()).await?;
         return Err(e.into());
     }

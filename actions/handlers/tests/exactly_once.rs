@@ -547,6 +547,49 @@ fn a_state_over_its_memory_budget_fails_the_query_visibly() {
     assert_eq!(s["error"]["error"]["type"], json!("circuit_breaking_exception"), "{s}");
 }
 
+/// A clock that moves `step_ms` on every reading: each batch then seems to take that long.
+struct SlowClock {
+    inner: Arc<ManualClock>,
+    step_ms: i64,
+}
+
+impl kappa_core::ports::Clock for SlowClock {
+    fn now_ms(&self) -> i64 {
+        self.inner.advance(self.step_ms);
+        kappa_core::ports::Clock::now_ms(&*self.inner)
+    }
+}
+
+#[test]
+fn a_query_over_its_cpu_budget_fails_visibly_and_others_go_on() {
+    let w = World::new(small_batches());
+    fill(&w, 1, 30);
+    let slow = create(&w, &body());
+    // Every read of the clock takes 2 s: 3 records folded in ~2 s is ~670 ms a record.
+    let clock = SlowClock { inner: w.clock.clone(), step_ms: 2_000 };
+    let env = Env { clock: &clock, ..w.env() };
+    let links = w.chain.take();
+    for (_, event) in links {
+        let event: ProcessEvent = serde_json::from_value(event).expect("a process link");
+        let deadline_ms = kappa_core::ports::Clock::now_ms(&*clock.inner) + 60_000;
+        let ctx = Context { activation_id: "slow".into(), deadline_ms };
+        let e = block_on(process_with_faults(&env, &ctx, event, &NoFaults))
+            .expect_err("over the CPU budget");
+        assert_eq!(e.status(), 429, "{e}");
+    }
+    let s = result_of(&w, &slow);
+    assert_eq!(s["error"]["error"]["type"], json!("circuit_breaking_exception"), "{s}");
+    assert!(
+        s["error"]["error"]["reason"].to_string().contains("max_fold_micros_per_record"),
+        "{s}"
+    );
+    // The same records at normal speed are within budget.
+    let other = create(&w, &json!({"topic": TOPIC, "size": 0}));
+    drain(&w, &NoFaults, |_, l| l);
+    let s = result_of(&w, &other);
+    assert_eq!((s["error"].is_null(), s["caught_up"].as_bool()), (true, Some(true)), "{s}");
+}
+
 #[test]
 fn deltas_chain_from_version_to_version_and_webhooks_are_signed() {
     let w = World::new(ActionConfig { allow_private_webhooks: false, ..small_batches() });

@@ -456,7 +456,10 @@ async fn main() {
                         .await
                         .expect("query");
                     if r.status().is_success() {
-                        accepted = Some(include);
+                        let id = r.json::<Value>().await.expect("json")["id"]
+                            .as_str()
+                            .map(str::to_string);
+                        accepted = Some((include, id.unwrap_or_default()));
                         break;
                     }
                 }
@@ -466,11 +469,35 @@ async fn main() {
             let (mut latencies, observations) =
                 produce_to_delta(&http, &s.base, &ids, 100, 1_000, 10, ab_doc).await;
             let cpu = cpu_seconds(s.child.id()) - c0;
+            // What became of the costly query: still running, or stopped by its CPU budget.
+            let fate = match &accepted {
+                Some((_, id)) => {
+                    let r: Value = http
+                        .get(format!("http://{}/v1/queries/{id}", s.base))
+                        .send()
+                        .await
+                        .expect("get")
+                        .json()
+                        .await
+                        .expect("json");
+                    match r["error"]["error"]["type"].as_str() {
+                        Some(kind) => format!(
+                            "; the regex query stopped with {kind} after {} records",
+                            r["progress"]["processed"]
+                        ),
+                        None => format!(
+                            "; the regex query processed {} records",
+                            r["progress"]["processed"]
+                        ),
+                    }
+                }
+                None => String::new(),
+            };
             println!(
-                "produce→delta at 1,000 records/s, 10 queries, 100 ws subscribers, {}: p50 {:.1} ms, p99 {:.1} ms ({} of {observations} observations; server CPU {cpu:.1} s)",
+                "produce→delta at 1,000 records/s, 10 queries, 100 ws subscribers, {}: p50 {:.1} ms, p99 {:.1} ms ({} of {observations} observations; server CPU {cpu:.1} s{fate})",
                 accepted
-                    .as_deref()
-                    .map_or("alone".to_string(), |re| format!("beside terms.include {re}")),
+                    .as_ref()
+                    .map_or("alone".to_string(), |(re, _)| format!("beside terms.include {re}")),
                 percentile(&mut latencies, 0.5),
                 percentile(&mut latencies, 0.99),
                 latencies.len()
