@@ -13,16 +13,47 @@ use crate::config::DevConfig;
 
 /// A log that is read and written.
 pub trait Log: LogReader + LogWriter {
-    /// Topics this process holds open, when it holds them itself (the embedded log keeps a
-    /// file per partition open); `None` when a cluster holds them (Kafka limits its own).
+    /// Topics this process keeps, when it keeps them itself (the embedded log has a directory
+    /// and files per partition); `None` when a cluster holds them (Kafka limits its own).
     fn topic_count(&self) -> Option<usize> {
         None
+    }
+
+    /// Close the files no read or append used since the previous call (see
+    /// [`IDLE_FILE_SWEEP`]); how many were closed.
+    fn release_idle_files(&self) -> usize {
+        0
     }
 }
 impl Log for EmbeddedLog {
     fn topic_count(&self) -> Option<usize> {
         Some(EmbeddedLog::topic_count(self))
     }
+
+    fn release_idle_files(&self) -> usize {
+        EmbeddedLog::release_idle_files(self)
+    }
+}
+
+/// How often `kappa dev` closes the log files unused since the last sweep, so that an idle
+/// topic gives its descriptors back within one to two periods.
+pub const IDLE_FILE_SWEEP: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Sweep idle log files every [`IDLE_FILE_SWEEP`] for as long as the log is in use.
+pub fn spawn_idle_file_sweeper(log: &Arc<dyn Log>) {
+    let log = Arc::downgrade(log);
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(IDLE_FILE_SWEEP);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let Some(log) = log.upgrade() else { return };
+            let closed = log.release_idle_files();
+            if closed > 0 {
+                tracing::debug!(closed, "closed idle log files");
+            }
+        }
+    });
 }
 impl Log for KafkaLog {}
 impl Log for kappa_core::ports::MemoryLog {}

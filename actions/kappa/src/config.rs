@@ -30,7 +30,8 @@ pub struct DevConfig {
     pub max_streams_per_key: usize,
     /// Most registered queries one API key holds (past it: 429).
     pub max_queries_per_key: usize,
-    /// Most topics of the embedded log (each holds a file per partition open).
+    /// Most topics of the embedded log (a directory and files each; idle ones hold no
+    /// descriptors).
     pub max_topics: usize,
     /// Messages kept per query for resuming subscribers.
     pub ring: usize,

@@ -36,6 +36,22 @@ fn busy() -> String {
     )
 }
 
+/// Raise this process's soft limit on open descriptors to its hard limit, as Go's runtime and
+/// most servers do at start-up: a soft limit of 1,024 (a common default) would stop the server
+/// well before `--max-connections` or `--max-topics`, which are the limits meant to apply.
+/// Returns the limit now in force (`None` when unlimited or unknown).
+pub fn raise_descriptor_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        if setrlimit(Resource::Nofile, limit).is_err() {
+            return getrlimit(Resource::Nofile).current;
+        }
+    }
+    limit.current
+}
+
 /// Most bytes hyper buffers per connection, each way (its default is ~400 KiB).
 pub const CONNECTION_BUFFER_BYTES: usize = 32 << 10;
 
@@ -97,6 +113,15 @@ pub async fn serve_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_soft_descriptor_limit_is_raised_to_the_hard_one() {
+        use rustix::process::{Resource, getrlimit};
+        let raised = raise_descriptor_limit();
+        let now = getrlimit(Resource::Nofile);
+        assert_eq!(now.current, now.maximum);
+        assert_eq!(raised, now.current);
+    }
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 

@@ -175,8 +175,8 @@ struct DevArgs {
     /// Most push streams (websocket, SSE) one API key holds open (past it: 429).
     #[arg(long, default_value_t = kappa::quota::STREAMS_PER_KEY)]
     max_streams_per_key: usize,
-    /// Most topics of the embedded log (a new topic past it: 400); each holds one open file
-    /// per partition.
+    /// Most topics of the embedded log (a new topic past it: 400); an idle topic's files are
+    /// closed within a minute.
     #[arg(long, default_value_t = 1_000)]
     max_topics: usize,
     /// Stream synthetic event-week tweets into topic `tweets` (see --demo-rate).
@@ -277,12 +277,20 @@ fn remote(r: RemoteArgs) -> Remote {
     Remote { server: r.server, api_key: r.api_key }
 }
 
+fn log_descriptor_limit() {
+    match kappa::listen::raise_descriptor_limit() {
+        Some(n) => tracing::info!(limit = n, "open descriptor limit"),
+        None => tracing::info!("open descriptor limit: none"),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Dev(args) => {
             kappa_runtime::runner::init_logging();
+            log_descriptor_limit();
             let demo = if args.demo {
                 let config = args.feed.demo_config(args.demo_rate);
                 let tweet_gen = demo::load_generator(&demo::base_path(), config.seed)?;
@@ -351,6 +359,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Gateway(args) => {
             kappa_runtime::runner::init_logging();
+            log_descriptor_limit();
             let config = GatewayConfig {
                 listen: args.listen,
                 redis_url: args.redis_url,

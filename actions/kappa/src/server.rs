@@ -165,6 +165,7 @@ pub async fn start(config: DevConfig) -> Result<Running, StartError> {
     config.check()?;
     let backends = backend::open(&config).await?;
     let views = Views::load(Some(config.data_dir.join("views.json"))).map_err(StartError::Views)?;
+    backend::spawn_idle_file_sweeper(&backends.log);
     let server = assemble(backends.log, backends.store, backends.appends, &config, views)?;
     // Resume every query at once instead of at the first tick.
     let resume = server.core.clone();

@@ -24,6 +24,9 @@
 //! `fdatasync`): no `spawn_blocking`, so the log needs no particular runtime. Only one process
 //! may open a directory at a time (not enforced). Unix only (positional file I/O).
 //!
+//! Segment files are opened on first use and closed by [`EmbeddedLog::release_idle_files`]
+//! once unused for a sweep period, so idle topics hold no descriptors.
+//!
 //! [`EmbeddedLog::subscribe`] notifies every append as `(topic, partition, new high)` so idle
 //! queries can wake up.
 //!
@@ -147,6 +150,17 @@ impl EmbeddedLog {
             }
         }
         Ok(deleted)
+    }
+
+    /// Close the segment files no read or append used since the previous call, so that idle
+    /// topics hold no descriptors (they reopen on their next use). Call it from a timer: a file
+    /// is closed after between one and two periods unused. Returns how many were closed.
+    pub fn release_idle_files(&self) -> usize {
+        self.all_topics()
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| p.release_idle_files())
+            .sum()
     }
 
     /// How many topics there are.

@@ -4,6 +4,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -22,11 +23,45 @@ fn io_err(what: &str, path: &Path, e: std::io::Error) -> PortError {
     PortError::permanent(BACKEND, format!("{what} {}: {e}", path.display()))
 }
 
-/// An open segment file (shared by readers; kept open by them even after retention unlinks it).
+/// A segment file, opened on first use and closed again by [`SegmentFile::release_if_idle`]
+/// when a sweep finds it unused since the previous one: an idle topic holds no descriptor, so
+/// the number of topics is not bounded by the descriptor limit. A reader or writer holds its
+/// own `Arc<File>` for the length of one read or append, so closing never cuts an operation
+/// short (and a file that retention unlinks stays readable until they finish).
 #[derive(Debug)]
 struct SegmentFile {
     path: PathBuf,
-    file: File,
+    handle: Mutex<Option<Arc<File>>>,
+    /// Used since the last sweep.
+    used: AtomicBool,
+}
+
+impl SegmentFile {
+    fn new(path: PathBuf, handle: Option<File>) -> Arc<Self> {
+        let used = AtomicBool::new(handle.is_some());
+        Arc::new(SegmentFile { path, handle: Mutex::new(handle.map(Arc::new)), used })
+    }
+
+    /// The open file, opening it again if a sweep closed it.
+    fn file(&self) -> std::io::Result<Arc<File>> {
+        self.used.store(true, Ordering::Relaxed);
+        let mut handle = self.handle.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(file) = handle.as_ref() {
+            return Ok(Arc::clone(file));
+        }
+        let file = Arc::new(OpenOptions::new().read(true).write(true).open(&self.path)?);
+        *handle = Some(Arc::clone(&file));
+        Ok(file)
+    }
+
+    /// Close the file unless it was used since the last call; true when a descriptor was
+    /// given back (it closes once the operations still holding it finish).
+    fn release_if_idle(&self) -> bool {
+        if self.used.swap(false, Ordering::Relaxed) {
+            return false;
+        }
+        self.handle.lock().unwrap_or_else(|e| e.into_inner()).take().is_some()
+    }
 }
 
 /// The published state of one segment.
@@ -94,19 +129,19 @@ fn sync_dir(dir: &Path) -> PortResult<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err("fsync dir", dir, e))
 }
 
-fn open_segment(path: &Path, create: bool) -> PortResult<Arc<SegmentFile>> {
-    let file = OpenOptions::new()
+fn open_segment(path: &Path, create: bool) -> PortResult<File> {
+    OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(create)
         .open(path)
-        .map_err(|e| io_err("open segment", path, e))?;
-    Ok(Arc::new(SegmentFile { path: path.to_path_buf(), file }))
+        .map_err(|e| io_err("open segment", path, e))
 }
 
 /// Frames of a segment read sequentially from a position, through a buffer.
 struct FrameReader<'a> {
-    file: &'a SegmentFile,
+    file: &'a File,
+    path: &'a Path,
     /// File position of `buf[0]`.
     buf_pos: u64,
     /// The bytes read; shared with the records handed out, which are slices of it (no copy
@@ -129,8 +164,8 @@ enum Next<'b> {
 }
 
 impl<'a> FrameReader<'a> {
-    fn new(file: &'a SegmentFile, pos: u64, limit: u64) -> Self {
-        FrameReader { file, buf_pos: pos, buf: Bytes::new(), at: 0, limit }
+    fn new(file: &'a File, path: &'a Path, pos: u64, limit: u64) -> Self {
+        FrameReader { file, path, buf_pos: pos, buf: Bytes::new(), at: 0, limit }
     }
 
     /// Make `need` bytes from `at` available; false when the file ends first.
@@ -149,9 +184,8 @@ impl<'a> FrameReader<'a> {
         chunk.resize(want.max(have), 0);
         if want > have {
             self.file
-                .file
                 .read_exact_at(&mut chunk[have..], pos + have as u64)
-                .map_err(|e| io_err("read segment", &self.file.path, e))?;
+                .map_err(|e| io_err("read segment", self.path, e))?;
         }
         self.buf = Bytes::from(chunk);
         self.buf_pos = pos;
@@ -194,7 +228,8 @@ impl Partition {
         if fs::read_dir(&dir).map_err(|e| io_err("list", &dir, e))?.next().is_some() {
             return Partition::open(dir, config);
         }
-        let file = open_segment(&segment_path(&dir, 0), true)?;
+        let path = segment_path(&dir, 0);
+        let file = SegmentFile::new(path.clone(), Some(open_segment(&path, true)?));
         if config.fsync {
             sync_dir(&dir)?;
         }
@@ -227,11 +262,12 @@ impl Partition {
         let last = bases.len() - 1;
         for (i, &base) in bases.iter().enumerate() {
             let path = segment_path(&dir, base);
+            // Opened for the scan only: a log of many topics opens holding no descriptors.
             let file = open_segment(&path, false)?;
-            let len = file.file.metadata().map_err(|e| io_err("stat", &path, e))?.len();
+            let len = file.metadata().map_err(|e| io_err("stat", &path, e))?.len();
             let mut seg = Segment {
                 base,
-                file: Arc::clone(&file),
+                file: SegmentFile::new(path.clone(), None),
                 size: 0,
                 next: base,
                 max_ts: i64::MIN,
@@ -239,7 +275,7 @@ impl Partition {
             };
             // The end of the last complete append, and the segment state there.
             let mut committed = seg.clone();
-            let mut reader = FrameReader::new(&file, 0, len);
+            let mut reader = FrameReader::new(&file, &path, 0, len);
             loop {
                 match reader.next()? {
                     Next::Frame(pos, flen, body, _) if body.offset == seg.next => {
@@ -268,9 +304,9 @@ impl Partition {
             }
             if committed.size != len {
                 // Torn or corrupt tail of the active segment: drop it.
-                file.file.set_len(committed.size).map_err(|e| io_err("truncate", &path, e))?;
+                file.set_len(committed.size).map_err(|e| io_err("truncate", &path, e))?;
                 if config.fsync {
-                    file.file.sync_all().map_err(|e| io_err("fsync", &path, e))?;
+                    file.sync_all().map_err(|e| io_err("fsync", &path, e))?;
                 }
             }
             if let Some(prev) = segments.last().map(|s: &Segment| s.next)
@@ -328,7 +364,8 @@ impl Partition {
         }
         // Roll to a new segment when this batch would overflow a non-empty active one.
         let mut seg = if active.size > 0 && active.size + buf.len() as u64 > config.segment_bytes {
-            let file = open_segment(&segment_path(&self.dir, first), true)?;
+            let path = segment_path(&self.dir, first);
+            let file = SegmentFile::new(path.clone(), Some(open_segment(&path, true)?));
             if config.fsync {
                 sync_dir(&self.dir)?;
             }
@@ -346,15 +383,14 @@ impl Partition {
             active
         };
         let at = seg.size;
-        let written = seg
-            .file
-            .file
+        let file = seg.file.file().map_err(|e| io_err("open segment", &seg.file.path, e))?;
+        let written = file
             .write_all_at(&buf, at)
-            .and_then(|()| if config.fsync { seg.file.file.sync_data() } else { Ok(()) });
+            .and_then(|()| if config.fsync { file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             // Nothing was published; cut whatever reached the file (best effort: a reopen would
             // drop the incomplete append anyway).
-            let _ = seg.file.file.set_len(at);
+            let _ = file.set_len(at);
             return Err(io_err("append to", &seg.file.path, e));
         }
         for (offset, ts, pos, len) in frames {
@@ -370,6 +406,20 @@ impl Partition {
 
     /// One bounded read (the semantics of [`kappa_core::ports::MemoryLog`]).
     pub(crate) fn read(&self, request: ReadRequest) -> PortResult<Batch> {
+        // A segment whose descriptor was released can be deleted by retention before this read
+        // reopens it; the records are gone then, and a fresh snapshot reports them as `lost`.
+        for _ in 0..3 {
+            match self.read_snapshot(request)? {
+                Some(batch) => return Ok(batch),
+                None => continue,
+            }
+        }
+        Err(PortError::transient(BACKEND, "segments deleted by retention during the read"))
+    }
+
+    /// [`Partition::read`] over one snapshot of the view; `None` when a segment of the snapshot
+    /// was deleted before it could be opened.
+    fn read_snapshot(&self, request: ReadRequest) -> PortResult<Option<Batch>> {
         // A consistent snapshot of the published segments from the one holding `from`.
         let (low, high, segments) = {
             let v = self.view();
@@ -394,7 +444,12 @@ impl Partition {
             if from >= end || seg.base >= end {
                 break;
             }
-            let mut reader = FrameReader::new(&seg.file, *start, seg.size);
+            let file = match seg.file.file() {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err("open segment", &seg.file.path, e)),
+            };
+            let mut reader = FrameReader::new(&file, &seg.file.path, *start, seg.size);
             loop {
                 if records.len() >= request.max_records
                     || (bytes >= request.max_bytes && !records.is_empty())
@@ -428,7 +483,12 @@ impl Partition {
             }
         }
         let next_offset = records.last().map_or(from, |r| r.offset + 1);
-        Ok(Batch { records, next_offset, high_watermark: high, lost })
+        Ok(Some(Batch { records, next_offset, high_watermark: high, lost }))
+    }
+
+    /// Close the segment files not used since the previous call; returns how many were closed.
+    pub(crate) fn release_idle_files(&self) -> usize {
+        self.view().segments.iter().filter(|s| s.file.release_if_idle()).count()
     }
 
     /// Delete whole sealed segments, oldest first, while the partition holds more than

@@ -455,3 +455,87 @@ async fn killed_writer_loses_no_acknowledged_append() {
         eprintln!("round {round}: {} acked appends, high {}", acked.len(), wm.high);
     }
 }
+
+// --- Descriptors: idle topics hold none. Counted in a child process, whose descriptors no
+// other test opens or closes meanwhile.
+
+const FD_CHILD_ENV: &str = "KAPPA_LOG_EMBEDDED_FD_CHILD_DIR";
+
+fn open_descriptors() -> usize {
+    fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// The child: only does anything when run by `idle_topics_give_their_descriptors_back`.
+#[test]
+fn descriptor_child() {
+    let Ok(dir) = std::env::var(FD_CHILD_ENV) else { return };
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        let topics: Vec<String> = (0..400).map(|i| format!("t{i}")).collect();
+        let before = open_descriptors();
+        let log = EmbeddedLog::open(Path::new(&dir), config(1 << 20)).unwrap();
+        for (i, topic) in topics.iter().enumerate() {
+            log.ensure_topic(topic, 3).await.unwrap();
+            log.append(topic, 0, &recs(i as i64..i as i64 + 1)).await.unwrap();
+        }
+        // 1,200 partitions were created and written: each holds its file until two sweeps
+        // pass without a use.
+        let busy = open_descriptors();
+        assert!(busy >= before + 1_200, "files are held while in use: {before} -> {busy}");
+        assert_eq!(log.release_idle_files(), 0, "everything was just used");
+        assert_eq!(log.release_idle_files(), 1_200);
+        assert!(open_descriptors() <= before + 1, "{before} -> {}", open_descriptors());
+        // A closed topic reopens on its next read and append, with its records intact.
+        for (i, topic) in topics.iter().enumerate() {
+            let got = log.read(topic, 0, all(0)).await.unwrap();
+            assert_eq!(got.records.len(), 1);
+            assert_eq!(got.records[0].value, rec(i as i64).value);
+            log.append(topic, 0, &recs(1..2)).await.unwrap();
+        }
+        assert_eq!(log.release_idle_files(), 0);
+        assert_eq!(log.release_idle_files(), 400);
+        drop(log);
+        // Opening a log of many topics holds no descriptor per topic either.
+        let log = EmbeddedLog::open(Path::new(&dir), config(1 << 20)).unwrap();
+        assert!(open_descriptors() <= before + 1, "open: {before} -> {}", open_descriptors());
+        assert_eq!(log.read("t7", 0, all(0)).await.unwrap().records.len(), 2);
+        println!("DESCRIPTORS OK");
+    });
+}
+
+#[test]
+fn idle_topics_give_their_descriptors_back() {
+    let dir = TempDir::new("descriptors");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "descriptor_child", "--nocapture", "--test-threads=1"])
+        .env(FD_CHILD_ENV, &dir.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("DESCRIPTORS OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn retention_after_files_were_released_reports_lost() {
+    let dir = TempDir::new("released-retention");
+    let log =
+        EmbeddedLog::open(&dir.0, EmbeddedLogConfig { retention_bytes: Some(512), ..config(256) })
+            .unwrap();
+    log.ensure_topic("r", 1).await.unwrap();
+    for i in 0..40 {
+        log.append("r", 0, &recs(i..i + 1)).await.unwrap();
+    }
+    log.release_idle_files();
+    assert!(log.release_idle_files() > 1, "the segments were closed");
+    let deleted = log.apply_retention(0).unwrap();
+    assert!(deleted > 0);
+    let wm = log.watermarks("r", 0).await.unwrap();
+    assert_eq!((wm.low, wm.high), (deleted as i64, 40));
+    let got = log.read("r", 0, all(0)).await.unwrap();
+    assert_eq!(got.lost, deleted);
+    check_contents(&log, "r", wm.low, wm.high).await;
+}
