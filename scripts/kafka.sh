@@ -61,9 +61,10 @@ props="$kdir/server.properties"
 cluster_id="a2FwcGEtdGVzdC1jbHVzdA"
 brokers="127.0.0.1:$port"
 
-log() { printf 'kafka.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
+script=kafka.sh
+process_pattern='kafka\.Kafka'
+# shellcheck source=scripts/lib.sh
+. "$repo/scripts/lib.sh"
 
 need_java() {
     command -v java >/dev/null 2>&1 || die "java not found (Java 17+ required)"
@@ -201,24 +202,6 @@ kjava() {
         -Dlog4j2.configurationFile="$kdir/log4j2-tools.properties" \
         -cp "$libs/*" "$@"
 }
-
-pid_alive() {
-    [[ -f "$pidfile" ]] || return 1
-    local pid
-    pid="$(cat "$pidfile" 2>/dev/null || true)"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null &&
-        grep -q 'kafka\.Kafka' "/proc/$pid/cmdline" 2>/dev/null
-}
-
-# The process we just started is alive. Not pid_alive: right after `nohup java &` the child may
-# not have become java yet (its cmdline is still the shell's), which read as "exited".
-started_alive() {
-    local pid
-    pid="$(cat "$pidfile" 2>/dev/null || true)"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Ready = the broker answers a metadata request (TopicCommand --list succeeds).
 ready() {

@@ -44,9 +44,10 @@ out="$odir/opensearch.out"
 url="http://127.0.0.1:$port"
 launcher="$repo/scripts/opensearch/KappaOpenSearchNode.java"
 
-log() { printf 'opensearch.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
+script=opensearch.sh
+process_pattern='KappaOpenSearchNode'
+# shellcheck source=scripts/lib.sh
+. "$repo/scripts/lib.sh"
 
 need_java() {
     command -v java >/dev/null 2>&1 && command -v javac >/dev/null 2>&1 ||
@@ -137,24 +138,6 @@ logger.node.name = org.opensearch.node.Node
 logger.node.level = INFO
 L4J
 }
-
-pid_alive() {
-    [[ -f "$pidfile" ]] || return 1
-    local pid
-    pid="$(cat "$pidfile" 2>/dev/null || true)"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null &&
-        grep -q 'KappaOpenSearchNode' "/proc/$pid/cmdline" 2>/dev/null
-}
-
-# The process we just started is alive (right after `nohup java &` its cmdline may still be
-# the shell's, so pid_alive would read it as exited).
-started_alive() {
-    local pid
-    pid="$(cat "$pidfile" 2>/dev/null || true)"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 green() {
     curl -fsS --max-time 5 "$url/_cluster/health?wait_for_status=green&timeout=1s" 2>/dev/null |

@@ -36,9 +36,10 @@ pidfile="$rdir/redis.pid"
 logfile="$rdir/redis.log"
 url="redis://127.0.0.1:$port"
 
-log() { printf 'redis.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; }
+script=redis.sh
+process_pattern='redis-server'
+# shellcheck source=scripts/lib.sh
+. "$repo/scripts/lib.sh"
 
 install() {
     if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
@@ -58,14 +59,6 @@ install() {
 cli() { redis-cli -h 127.0.0.1 -p "$port" "$@"; }
 
 pong() { [[ "$(cli PING 2>/dev/null || true)" == "PONG" ]]; }
-
-pid_alive() {
-    [[ -f "$pidfile" ]] || return 1
-    local pid
-    pid="$(cat "$pidfile" 2>/dev/null || true)"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null &&
-        grep -q 'redis-server' "/proc/$pid/cmdline" 2>/dev/null
-}
 
 wait_gone() {
     local pid="$1" i
