@@ -17,6 +17,7 @@
 //! Test with: `cargo test -p kappa-actions`.
 
 pub mod config;
+pub mod cost;
 pub mod env;
 pub mod error;
 pub mod plans;

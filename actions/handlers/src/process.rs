@@ -22,6 +22,7 @@ use kappa_core::{PartialState, Plan, Record};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::cost;
 use crate::env::{Context, Env};
 use crate::error::ActionError;
 use crate::plans;
@@ -251,8 +252,7 @@ async fn advance(
     // 2. Read and fold, within the batch bounds and before the deadline.
     let mut bytes = 0usize;
     let mut budget_error = None;
-    // Wall time spent folding in this invocation, for the per-record CPU budget.
-    let mut fold_ms = 0i64;
+    let mut chunk = FoldChunk::default();
     let stopped = loop {
         if segment.end.is_some_and(|e| next >= e) {
             break "segment end";
@@ -284,27 +284,43 @@ async fn advance(
         }
         let n = batch.records.len();
         bytes += batch.records.iter().map(|r| r.value.len()).sum::<usize>();
-        let records = batch.records.iter().map(|r| Record {
-            value: &r.value,
-            timestamp: r.timestamp,
-            offset: r.offset,
-            partition: segment.partition as i32,
-            key: r.key.as_deref(),
-        });
-        let fold_started = env.clock.now_ms();
-        let folded = plan.fold_all(&mut state, records);
-        fold_ms += env.clock.now_ms() - fold_started;
-        let within_budget =
-            folded.and_then(|()| plan.limits().check_fold_cost(fold_ms, output.records + n as u64));
-        if let Err(e) = within_budget {
-            budget_error = Some(e);
+        // Fold the read in chunks timed by the clock: the CPU budget is judged, and the
+        // executor gets a turn, after each chunk rather than after a whole read, so a query
+        // costing milliseconds a record neither holds a worker for seconds before it is
+        // stopped nor keeps a host running several tasks on one thread (kappa dev pinned to
+        // one core, a Node.js action) from answering while a long batch replays.
+        let mut at = 0;
+        while at < n {
+            let end = (at + chunk.len).min(n);
+            let records = batch.records[at..end].iter().map(|r| Record {
+                value: &r.value,
+                timestamp: r.timestamp,
+                offset: r.offset,
+                partition: segment.partition as i32,
+                key: r.key.as_deref(),
+            });
+            let fold_started = env.clock.now_ms();
+            let folded = plan.fold_all(&mut state, records);
+            let elapsed_ms = env.clock.now_ms() - fold_started;
+            chunk.adapt(elapsed_ms);
+            // The CPU budget, judged over the query's folding in this process (see `cost`).
+            let within_budget = folded.and_then(|()| {
+                match cost::charge(&query.id, elapsed_ms, (end - at) as u64) {
+                    Some(window) => plan.limits().check_fold_cost(window.fold_ms, window.records),
+                    None => Ok(()),
+                }
+            });
+            if let Err(e) = within_budget {
+                budget_error = Some(e);
+                break;
+            }
+            at = end;
+            env.timer.yield_now().await;
+        }
+        if budget_error.is_some() {
             break "budget";
         }
         output.records += n as u64;
-        // Folding is CPU work inside an async task: give the executor a turn after each read,
-        // so that a host running several tasks on one thread (kappa dev pinned to one core, a
-        // Node.js action) keeps answering while a long batch replays.
-        env.timer.yield_now().await;
         let advanced = batch.next_offset > next;
         next = batch.next_offset.max(next);
         if (n == 0 && !advanced) || (segment.end.is_none() && next >= batch.high_watermark) {
@@ -342,4 +358,32 @@ async fn advance(
     output.at_head = matches!(stopped, "segment end" | "head");
     // Without a write of ours (nothing new) the refresh reads this checkpoint like the others.
     Ok((output, (!unchanged).then_some((checkpoint, state))))
+}
+
+/// How many records are folded between two readings of the clock: it doubles while chunks
+/// take under a millisecond (a cheap query reads the clock once per thousands of records) and
+/// halves when one takes over [`FoldChunk::TARGET_MS`] (a costly one is judged and yields
+/// within tens of milliseconds).
+struct FoldChunk {
+    len: usize,
+}
+
+impl FoldChunk {
+    const FIRST: usize = 16;
+    const MOST: usize = 4_096;
+    const TARGET_MS: i64 = 10;
+
+    fn adapt(&mut self, elapsed_ms: i64) {
+        if elapsed_ms > Self::TARGET_MS {
+            self.len = (self.len / 2).max(1);
+        } else if elapsed_ms == 0 {
+            self.len = (self.len * 2).min(Self::MOST);
+        }
+    }
+}
+
+impl Default for FoldChunk {
+    fn default() -> Self {
+        FoldChunk { len: Self::FIRST }
+    }
 }

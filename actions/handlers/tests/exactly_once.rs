@@ -560,16 +560,20 @@ impl kappa_core::ports::Clock for SlowClock {
     }
 }
 
-#[test]
-fn a_query_over_its_cpu_budget_fails_visibly_and_others_go_on() {
-    let w = World::new(small_batches());
-    fill(&w, 1, 30);
-    let slow = create(&w, &body());
-    // Every read of the clock takes 2 s: 3 records folded in ~2 s is ~670 ms a record.
-    let clock = SlowClock { inner: w.clock.clone(), step_ms: 2_000 };
+/// `body` with an extra aggregation named `tag`: a query of its own, so that the folding time
+/// other tests charge to `body`'s query (the meter is the process's) does not dilute its own.
+fn metered_alone(body: &Value, tag: &str) -> Value {
+    let mut body = body.clone();
+    body["aggs"][tag] = json!({"value_count": {"field": "n"}});
+    body
+}
+
+/// Run the pending process links on a clock that advances `step_ms` at every reading, each
+/// expected to fail the query over its CPU budget.
+fn run_links_on_a_slow_clock(w: &World, step_ms: i64) {
+    let clock = SlowClock { inner: w.clock.clone(), step_ms };
     let env = Env { clock: &clock, ..w.env() };
-    let links = w.chain.take();
-    for (_, event) in links {
+    for (_, event) in w.chain.take() {
         let event: ProcessEvent = serde_json::from_value(event).expect("a process link");
         let deadline_ms = kappa_core::ports::Clock::now_ms(&*clock.inner) + 60_000;
         let ctx = Context { activation_id: "slow".into(), deadline_ms };
@@ -577,6 +581,15 @@ fn a_query_over_its_cpu_budget_fails_visibly_and_others_go_on() {
             .expect_err("over the CPU budget");
         assert_eq!(e.status(), 429, "{e}");
     }
+}
+
+#[test]
+fn a_query_over_its_cpu_budget_fails_visibly_and_others_go_on() {
+    let w = World::new(small_batches());
+    fill(&w, 1, 30);
+    let slow = create(&w, &metered_alone(&body(), "over_budget"));
+    // Every read of the clock takes 2 s: 3 records folded in ~2 s is ~670 ms a record.
+    run_links_on_a_slow_clock(&w, 2_000);
     let s = result_of(&w, &slow);
     assert_eq!(s["error"]["error"]["type"], json!("circuit_breaking_exception"), "{s}");
     assert!(
@@ -588,6 +601,64 @@ fn a_query_over_its_cpu_budget_fails_visibly_and_others_go_on() {
     drain(&w, &NoFaults, |_, l| l);
     let s = result_of(&w, &other);
     assert_eq!((s["error"].is_null(), s["caught_up"].as_bool()), (true, Some(true)), "{s}");
+}
+
+#[test]
+fn a_costly_query_in_small_batches_is_judged_across_its_invocations() {
+    // Each invocation folds at most 7 records in ~300 ms: never long enough to judge alone,
+    // as a live query's small batches are not. The meter adds them up.
+    let w = World::new(small_batches());
+    fill(&w, 1, 200);
+    let slow = create(&w, &metered_alone(&body(), "small_batches"));
+    let clock = SlowClock { inner: w.clock.clone(), step_ms: 100 };
+    let env = Env { clock: &clock, ..w.env() };
+    let mut invocations = 0;
+    let stopped = loop {
+        let Some(event) = w
+            .chain
+            .take()
+            .into_iter()
+            .find_map(|(action, event)| (action == w.config.process_action).then_some(event))
+        else {
+            break None;
+        };
+        let event: ProcessEvent = serde_json::from_value(event).expect("a process link");
+        let deadline_ms = kappa_core::ports::Clock::now_ms(&*clock.inner) + 60_000;
+        let ctx = Context { activation_id: format!("small-{invocations}"), deadline_ms };
+        invocations += 1;
+        if let Err(e) = block_on(process_with_faults(&env, &ctx, event, &NoFaults)) {
+            break Some(e);
+        }
+    };
+    let e = stopped.expect("stopped by the CPU budget before the end of the topic");
+    assert_eq!(e.status(), 429, "{e}");
+    assert!(invocations > 1, "judged across invocations, not within one ({invocations})");
+    let s = result_of(&w, &slow);
+    assert_eq!(s["error"]["error"]["type"], json!("circuit_breaking_exception"), "{s}");
+    assert!(s["progress"]["processed"].as_u64().is_some_and(|n| n < 200), "{s}");
+}
+
+#[test]
+fn the_cpu_budget_is_judged_within_a_read_not_after_it() {
+    // One read of 1,000 records, and 1 s a clock reading: folded whole, the read would cost
+    // 1 ms a record, just within the budget, after holding a worker for the whole read. Timed
+    // in chunks, the first one (a few records in 1 s) is over the budget already.
+    let w = World::new(ActionConfig {
+        batch_records: 2_000,
+        read_records: 2_000,
+        ..ActionConfig::default()
+    });
+    fill(&w, 1, 1_000);
+    let slow = create(&w, &metered_alone(&body(), "judged_within_a_read"));
+    run_links_on_a_slow_clock(&w, 1_000);
+    let s = result_of(&w, &slow);
+    let reason = s["error"]["error"]["reason"].as_str().unwrap_or_default().to_string();
+    let micros: u64 = reason
+        .split_once("costs ")
+        .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("a cost in the reason: {s}"));
+    // 1 s over n records: n = 1e6 / micros, a first chunk, far from the read's 1,000.
+    assert!(micros >= 30_000, "judged after {} records: {reason}", 1_000_000 / micros.max(1));
 }
 
 #[test]
