@@ -18,6 +18,12 @@ pub struct ActionConfig {
     pub read_records: usize,
     /// Stop reading this long before the activation deadline, to commit in time.
     pub deadline_margin_ms: i64,
+    /// A process invocation runs further rounds (each up to `batch_records`, committed and
+    /// published) while another round as long as the last one ends within this share of its
+    /// time to the deadline: a replay fills most of each activation instead of spending one
+    /// per batch (OpenWhisk counts invocations per minute). 0: one round per invocation (a
+    /// host that schedules batches itself, as `kappa dev` does).
+    pub fill_activation_percent: u8,
     /// A partition with more than this many records to replay is split into offset ranges
     /// replayed in parallel.
     pub split_records: i64,
@@ -44,6 +50,20 @@ pub struct ActionConfig {
     pub gateway_token: Option<String>,
 }
 
+impl ActionConfig {
+    /// Until when an invocation started at `now_ms` may start further rounds: the configured
+    /// share of its time to `deadline_ms`, and never past the deadline's margin. `None`: one
+    /// round only.
+    pub fn fill_until(&self, now_ms: i64, deadline_ms: i64) -> Option<i64> {
+        if self.fill_activation_percent == 0 {
+            return None;
+        }
+        let share =
+            (deadline_ms - now_ms).max(0) * i64::from(self.fill_activation_percent.min(100)) / 100;
+        Some((now_ms + share).min(deadline_ms - self.deadline_margin_ms))
+    }
+}
+
 impl Default for ActionConfig {
     fn default() -> Self {
         ActionConfig {
@@ -52,6 +72,7 @@ impl Default for ActionConfig {
             batch_bytes: 64 * 1024 * 1024,
             read_records: 2_000,
             deadline_margin_ms: 2_000,
+            fill_activation_percent: 80,
             split_records: 500_000,
             max_segments_per_partition: 8,
             process_action: "kappa/process".into(),

@@ -7,12 +7,16 @@
 //! 3. **commit**: replace the checkpoint by compare-and-set on `next_offset` — the partial state
 //!    and the offset it covers are written together, atomically;
 //! 4. refresh the query's merged result (derived from all checkpoints) and publish the delta;
+//!    then, while another round as long as this one fits in the activation's share
+//!    ([`ActionConfig::fill_activation_percent`](crate::config::ActionConfig)), 1–4 again;
 //! 5. fire the next link of the chain if the segment is not at its end or head.
 //!
 //! A crash before 3 commits nothing, and a retry redoes the same batch. A duplicate or
 //! concurrent invocation of the same batch loses the CAS in 3 and stops without effects. A crash
 //! after 3 loses at most the refresh (the next refresh recomputes it from the checkpoints) and
 //! the next link (the safety-net tick re-fires it). So every record is counted exactly once.
+//! A later round is a new batch from the checkpoint the previous round committed: the same
+//! analysis holds round by round, and only a segment whose last round won its CAS gets a link.
 //!
 //! [`process_segments`] runs 1–3 for several segments of one query, each committed alone, then
 //! 4 and 5 once: the same analysis holds per segment.
@@ -53,6 +57,11 @@ pub struct ProcessOutput {
     pub records: u64,
     /// Whether this invocation's checkpoint commit won (false: a duplicate; nothing changed).
     pub committed: bool,
+    /// Whether the last round's commit won: the segment's chain is this invocation's to go on.
+    #[serde(skip)]
+    committed_last: bool,
+    /// Rounds of read, fold and commit this invocation ran for the segment.
+    pub rounds: u32,
     /// Whether the segment reached its end or the head.
     pub at_head: bool,
     /// Whether the next link was fired.
@@ -61,6 +70,22 @@ pub struct ProcessOutput {
     pub version: u64,
     /// Why the batch stopped.
     pub stopped: &'static str,
+}
+
+impl ProcessOutput {
+    /// Add a later round of the same segment.
+    fn add_round(&mut self, round: ProcessOutput) {
+        self.next_offset = round.next_offset;
+        self.records += round.records;
+        self.committed |= round.committed;
+        self.committed_last = round.committed;
+        self.rounds += round.rounds;
+        self.at_head = round.at_head;
+        if round.committed {
+            self.version = round.version;
+        }
+        self.stopped = round.stopped;
+    }
 }
 
 /// Hooks for fault-injection tests: called between the steps of the loop; returning an error
@@ -137,6 +162,59 @@ async fn process_segments_with_faults(
     }
     let plan = plans::plan_of(&query, &env.config.limits)?;
     let plan = &*plan;
+    // Rounds of steps 1–4 fill the activation: after a round, another one runs when the time
+    // it took still fits before `fill_until`, so a replay uses each activation (and OpenWhisk's
+    // invocation rate) for most of its time limit, not for a fixed count of records, while
+    // every round still commits and publishes its progress.
+    let fill_until = env.config.fill_until(env.clock.now_ms(), ctx.deadline_ms);
+    let mut outputs: Vec<ProcessOutput> = Vec::new();
+    let mut active: Vec<Segment> = segments.to_vec();
+    loop {
+        let round_started = env.clock.now_ms();
+        let round = process_round(env, ctx, &query, plan, &active, faults).await?;
+        let go_on = round.iter().any(|o| o.committed && !o.at_head);
+        for output in round {
+            match outputs.iter_mut().find(|o| o.segment == output.segment) {
+                Some(total) => total.add_round(output),
+                None => outputs.push(output),
+            }
+        }
+        let now = env.clock.now_ms();
+        let another_fits = fill_until.is_some_and(|until| now + (now - round_started) < until);
+        if !(go_on && another_fits) {
+            break;
+        }
+        active =
+            outputs.iter().filter(|o| o.committed_last && !o.at_head).map(|o| o.segment).collect();
+    }
+
+    // 5. Only after the last round's commit: fire the next link of each segment whose last
+    //    round committed and is not done nor at the head. (A segment whose later round lost its
+    //    compare-and-set is continued by the invocation that won it.)
+    for output in outputs.iter_mut().filter(|o| o.committed_last && !o.at_head) {
+        let event = ProcessEvent { query: query.id.clone(), segment: output.segment };
+        env.chain
+            .fire(&env.config.process_action, &serde_json::to_value(event).unwrap_or_default())
+            .await?;
+        output.fired_next = true;
+    }
+    for output in outputs.iter().filter(|o| o.committed) {
+        tracing::debug!(query = %query.id, segment = %output.segment.key(), from = output.from, next = output.next_offset, records = output.records, stopped = output.stopped, "batch processed");
+    }
+    // In the order asked.
+    outputs.sort_by_key(|o| segments.iter().position(|s| *s == o.segment));
+    Ok(outputs)
+}
+
+/// Steps 1–4 once for each of `segments`: load, fold, commit, then one refresh.
+async fn process_round(
+    env: &Env<'_>,
+    ctx: &Context,
+    query: &QueryRecord,
+    plan: &Plan,
+    segments: &[Segment],
+    faults: &dyn Faults,
+) -> Result<Vec<ProcessOutput>, ActionError> {
     // The result (for a failed query, and as the refresh's starting point) and every
     // segment's checkpoint, in one round trip, before any commit of ours.
     let (current, loaded) = futures_util::future::try_join(
@@ -158,6 +236,8 @@ async fn process_segments_with_faults(
                 next_offset: 0,
                 records: 0,
                 committed: false,
+                committed_last: false,
+                rounds: 0,
                 at_head: true,
                 fired_next: false,
                 version: 0,
@@ -171,7 +251,7 @@ async fn process_segments_with_faults(
     let advances = segments
         .iter()
         .zip(loaded)
-        .map(|(&s, loaded)| advance(env, ctx, &query, plan, s, loaded, faults));
+        .map(|(&s, loaded)| advance(env, ctx, query, plan, s, loaded, faults));
     let advanced = futures_util::future::join_all(advances)
         .await
         .into_iter()
@@ -190,26 +270,15 @@ async fn process_segments_with_faults(
         .filter_map(|(o, f)| f.as_ref().map(|(cp, state)| (o.segment, cp, state)))
         .collect();
     let known = result::Known { current: Some(current), own };
-    let Refreshed { version, changed, .. } =
-        result::refresh_known(env, &query, plan, known).await?;
+    let Refreshed { version, changed, .. } = result::refresh_known(env, query, plan, known).await?;
     if changed {
         env.chain
             .fire(&env.config.push_action, &json!({"query": query.id, "version": version}))
             .await?;
     }
     faults.at("refreshed")?;
-
-    // 5. Only after the commit: fire the next link unless the segment is done or at the head.
     for output in outputs.iter_mut().filter(|o| o.committed) {
         output.version = version;
-        if !output.at_head {
-            let event = ProcessEvent { query: query.id.clone(), segment: output.segment };
-            env.chain
-                .fire(&env.config.process_action, &serde_json::to_value(event).unwrap_or_default())
-                .await?;
-            output.fired_next = true;
-        }
-        tracing::debug!(query = %query.id, segment = %output.segment.key(), from = output.from, next = output.next_offset, records = output.records, stopped = output.stopped, "batch processed");
     }
     Ok(outputs)
 }
@@ -243,6 +312,8 @@ async fn advance(
         next_offset: next,
         records: 0,
         committed: false,
+        committed_last: false,
+        rounds: 1,
         at_head: false,
         fired_next: false,
         version: 0,
@@ -348,6 +419,7 @@ async fn advance(
     let committed = unchanged
         || env.store.compare_and_set_checkpoint(&query.id, &segment, expected, &checkpoint).await?;
     output.committed = committed;
+    output.committed_last = committed;
     output.next_offset = next;
     if !committed {
         tracing::info!(query = %query.id, segment = %segment.key(), from, "duplicate batch: another invocation committed first");

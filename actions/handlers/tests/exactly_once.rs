@@ -206,8 +206,15 @@ fn small_batches() -> ActionConfig {
         read_records: 3,
         split_records: 40,
         max_segments_per_partition: 3,
+        // One batch per invocation: many links, so duplicates and crashes fall between them.
+        fill_activation_percent: 0,
         ..ActionConfig::default()
     }
+}
+
+/// [`small_batches`] with rounds filling each activation (as deployed).
+fn small_batches_in_rounds() -> ActionConfig {
+    ActionConfig { fill_activation_percent: 80, ..small_batches() }
 }
 
 #[test]
@@ -280,21 +287,31 @@ fn segments_run_together_and_duplicated_equal_one_pass() {
 
 #[test]
 fn every_link_duplicated_and_run_concurrently_never_double_counts() {
-    let w = World::new(small_batches());
-    fill(&w, 2, 120);
-    let id = create(&w, &body());
-    drain(&w, &NoFaults, |_, links| {
-        links.iter().cloned().chain(links.iter().cloned()).chain(links.iter().cloned()).collect()
-    });
-    let s = result_of(&w, &id);
-    assert_eq!(s["result"], oracle(&w, &body()));
-    assert_eq!(s["progress"]["processed"], json!(240));
+    for config in [small_batches(), small_batches_in_rounds()] {
+        let w = World::new(config);
+        fill(&w, 2, 120);
+        let id = create(&w, &body());
+        drain(&w, &NoFaults, |_, links| {
+            links
+                .iter()
+                .cloned()
+                .chain(links.iter().cloned())
+                .chain(links.iter().cloned())
+                .collect()
+        });
+        let s = result_of(&w, &id);
+        assert_eq!(s["result"], oracle(&w, &body()));
+        assert_eq!(s["progress"]["processed"], json!(240));
+    }
 }
 
 #[test]
 fn a_crash_between_any_two_steps_loses_and_doubles_nothing() {
-    for step in ["loaded", "folded", "committed", "refreshed"] {
-        let w = World::new(small_batches());
+    for (step, config) in ["loaded", "folded", "committed", "refreshed"]
+        .into_iter()
+        .flat_map(|step| [(step, small_batches()), (step, small_batches_in_rounds())])
+    {
+        let w = World::new(config);
         fill(&w, 2, 80);
         let id = create(&w, &body());
         // Each crash kills a few invocations at this step; their links are lost with them.
@@ -411,6 +428,47 @@ fn a_batch_near_its_deadline_stops_early_and_commits_what_it_did() {
     assert!(out.committed && out.records > 0 && out.records < 200, "{out:?}");
     let s = result_of(&w, &id);
     assert_eq!(s["progress"]["processed"], json!(out.records));
+}
+
+#[test]
+fn rounds_fill_most_of_the_activation_each_committed_and_published() {
+    // 10 records a round in reads of 2, each read 10 ms: a round takes ~50 ms. With 1 s to the
+    // deadline, an invocation goes on while one more round ends within 80% of it (800 ms).
+    let w = World::new(ActionConfig {
+        batch_records: 10,
+        read_records: 2,
+        deadline_margin_ms: 100,
+        split_records: 1_000_000,
+        ..ActionConfig::default()
+    });
+    fill(&w, 1, 400);
+    let id = create(&w, &body());
+    let (_, params) = w.chain.take().into_iter().next().expect("a link");
+    let event: ProcessEvent = serde_json::from_value(params).expect("event");
+    let started = kappa_core::ports::Clock::now_ms(&*w.clock);
+    let ctx = Context { activation_id: "fill".into(), deadline_ms: started + 1_000 };
+    let reader = SlowLog { inner: &w.log, clock: &w.clock };
+    let env = Env { log: &reader, ..w.env() };
+    let out = block_on(process_with_faults(&env, &ctx, event, &NoFaults)).expect("ok");
+    let used = kappa_core::ports::Clock::now_ms(&*w.clock) - started;
+    assert!(out.rounds >= 10, "{out:?}");
+    assert_eq!(out.records, 10 * u64::from(out.rounds), "{out:?}");
+    assert!((out.committed, out.fired_next, out.at_head) == (true, true, false), "{out:?}");
+    assert!((700..=800).contains(&used), "most of the 800 ms share, not past it: {used} ms");
+    let links = w.chain.take();
+    let fired = |action: &str| links.iter().filter(|(a, _)| a == action).count();
+    assert_eq!(fired(&w.config.process_action), 1, "one next link, after the last round");
+    assert_eq!(fired(&w.config.push_action), out.rounds as usize, "every round published");
+    assert_eq!(result_of(&w, &id)["progress"]["processed"], json!(out.records));
+    // The rest of the chain, every link delivered three times and run concurrently.
+    let next: Vec<_> = links.into_iter().filter(|(a, _)| a == &w.config.process_action).collect();
+    drain(&w, &NoFaults, |round, links| {
+        let links = if round == 0 { next.clone() } else { links };
+        links.iter().cloned().chain(links.iter().cloned()).chain(links.iter().cloned()).collect()
+    });
+    let s = result_of(&w, &id);
+    assert_eq!(s["result"], oracle(&w, &body()));
+    assert_eq!(s["progress"]["processed"], json!(400));
 }
 
 /// A log whose every read takes 10 ms of the activation's time.

@@ -79,6 +79,8 @@ pub fn dev_action_config() -> ActionConfig {
     ActionConfig {
         process_action: "process".into(),
         push_action: "push".into(),
+        // The scheduler runs one batch per job, so that queries take turns on the workers.
+        fill_activation_percent: 0,
         ..ActionConfig::default()
     }
 }
