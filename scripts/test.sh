@@ -54,8 +54,14 @@ if [ "${KAPPA_SKIP_SERVICES:-0}" != 1 ]; then
   export KAFKA_BROKERS REDIS_URL OPENSEARCH_URL
 fi
 
-step "WASM action zips (nodejs:20) for the Node.js contract test"
-scripts/build-actions.sh wasm >&2
+step "OpenWhisk's real parts: wskdeploy, the ActionLoop proxy, the nodejs:20 runtime, Serverless v3"
+# From the vendored sources in KAPPA_SHARED (default ../shared) and the npm registry; cached.
+eval "$(scripts/openwhisk-tools.sh env)"
+# The tests that use them fail, instead of skipping, when one is missing.
+export KAPPA_REQUIRE_REAL_RUNTIMES=1
+
+step "action zips (native rust:1.34 and WASM nodejs:20) for the real runtimes"
+scripts/build-actions.sh >&2
 # The WASM test compares with the native exec (the debug build of the same binary).
 export KAPPA_NATIVE_EXEC="$repo/target/debug/kappa-action"
 
