@@ -242,9 +242,6 @@ impl RuntimeContainer {
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
-            // Its own process group, so destroying the container takes the action's processes
-            // (the proxy's `exec`) with it, as removing a Docker container does.
-            .process_group(0)
             .kill_on_drop(true);
         let mut child = command.spawn()?;
         let url = format!("http://127.0.0.1:{port}");
@@ -340,17 +337,44 @@ impl RuntimeContainer {
         self.child.id()
     }
 
-    /// Destroy the container (the runtime and what it started).
+    /// Destroy the container (the runtime and what it started), as removing a Docker
+    /// container does: every process it started first (the proxy's `exec`), then the runtime.
     pub async fn destroy(mut self) {
-        self.kill_group();
+        self.kill_descendants();
         let _ = self.child.kill().await;
     }
 
-    fn kill_group(&self) {
-        if let Some(pid) = self.child.id() {
+    /// SIGKILL each descendant of the runtime process, one pid at a time (found through
+    /// `/proc/<pid>/stat`'s parent field); never a process group.
+    fn kill_descendants(&self) {
+        let Some(root) = self.child.id() else { return };
+        let mut parents = vec![root];
+        let mut found = Vec::new();
+        let table: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+                // `pid (comm) state ppid ...`: comm may hold spaces, so split after the `)`.
+                let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+                Some((pid, ppid))
+            })
+            .collect();
+        while let Some(parent) = parents.pop() {
+            for &(pid, ppid) in &table {
+                if ppid == parent && pid > 1 && !found.contains(&pid) {
+                    found.push(pid);
+                    parents.push(pid);
+                }
+            }
+        }
+        for pid in found {
             let _ = std::process::Command::new("kill")
-                .arg("-KILL")
-                .arg(format!("-{pid}"))
+                .arg("-s")
+                .arg("KILL")
+                .arg(pid.to_string())
                 .stderr(Stdio::null())
                 .status();
         }
@@ -359,6 +383,6 @@ impl RuntimeContainer {
 
 impl Drop for RuntimeContainer {
     fn drop(&mut self) {
-        self.kill_group();
+        self.kill_descendants();
     }
 }
