@@ -109,6 +109,24 @@ async fn main() {
     std::fs::write(tmp.path().join("package.json"), r#"{"main":"index.js"}"#).expect("package");
     zip(tmp.path(), &tmp.path().join("trivial-node.zip"), &["index.js", "package.json"]);
     let trivial = std::fs::read(tmp.path().join("trivial.zip")).expect("zip");
+    // The same `exec` stored without compression: how much of /init is inflating it.
+    let stored_dir = tmp.path().join("stored");
+    std::fs::create_dir_all(&stored_dir).expect("mkdir");
+    let ok = std::process::Command::new("unzip")
+        .arg("-q")
+        .arg(actions.join("query.zip"))
+        .arg("-d")
+        .arg(&stored_dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "unzip");
+    let ok = std::process::Command::new("zip")
+        .current_dir(&stored_dir)
+        .args(["-q", "-X", "-0", "stored.zip", "exec"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "zip -0");
+    let stored = std::fs::read(stored_dir.join("stored.zip")).expect("zip");
     let trivial_node = std::fs::read(tmp.path().join("trivial-node.zip")).expect("zip");
 
     let deadline = || {
@@ -137,6 +155,7 @@ async fn main() {
     let mut cases: Vec<(&str, Vec<Sample>)> = vec![
         ("actionloop: query.zip (native)", Vec::new()),
         ("actionloop: trivial bash exec", Vec::new()),
+        ("actionloop: query exec, zip -0", Vec::new()),
         ("nodejs:20: query-wasm.zip", Vec::new()),
         ("nodejs:20: one-line zip", Vec::new()),
     ];
@@ -144,12 +163,14 @@ async fn main() {
     for _ in 0..runs {
         cases[0].1.push(cold_start(&proxy, &native, &query(), Some(400)).await);
         cases[1].1.push(cold_start(&proxy, &trivial, &trivial_run(), None).await);
-        cases[2].1.push(cold_start(&node, &wasm, &query(), Some(400)).await);
-        cases[3].1.push(cold_start(&node, &trivial_node, &trivial_run(), None).await);
+        cases[2].1.push(cold_start(&proxy, &stored, &query(), Some(400)).await);
+        cases[3].1.push(cold_start(&node, &wasm, &query(), Some(400)).await);
+        cases[4].1.push(cold_start(&node, &trivial_node, &trivial_run(), None).await);
     }
     println!(
-        "zips: query.zip {} bytes, query-wasm.zip {} bytes; {runs} fresh containers per case",
+        "zips: query.zip {} bytes (stored: {}), query-wasm.zip {} bytes; {runs} fresh containers per case",
         native.len(),
+        stored.len(),
         wasm.len()
     );
     println!("ms: min / median / p90");
