@@ -344,12 +344,10 @@ impl RuntimeContainer {
         let _ = self.child.kill().await;
     }
 
-    /// SIGKILL each descendant of the runtime process, one pid at a time (found through
-    /// `/proc/<pid>/stat`'s parent field); never a process group.
-    fn kill_descendants(&self) {
-        let Some(root) = self.child.id() else { return };
-        let mut parents = vec![root];
-        let mut found = Vec::new();
+    /// The processes the runtime started (the proxy's `exec`, and what that started), found
+    /// through `/proc/<pid>/stat`'s parent field.
+    pub fn descendants(&self) -> Vec<u32> {
+        let Some(root) = self.child.id() else { return Vec::new() };
         let table: Vec<(u32, u32)> = std::fs::read_dir("/proc")
             .into_iter()
             .flatten()
@@ -362,6 +360,8 @@ impl RuntimeContainer {
                 Some((pid, ppid))
             })
             .collect();
+        let mut parents = vec![root];
+        let mut found = Vec::new();
         while let Some(parent) = parents.pop() {
             for &(pid, ppid) in &table {
                 if ppid == parent && pid > 1 && !found.contains(&pid) {
@@ -370,7 +370,13 @@ impl RuntimeContainer {
                 }
             }
         }
-        for pid in found {
+        found
+    }
+
+    /// SIGKILL each descendant of the runtime process, one pid at a time; never a process
+    /// group.
+    fn kill_descendants(&self) {
+        for pid in self.descendants() {
             let _ = std::process::Command::new("kill")
                 .arg("-s")
                 .arg("KILL")

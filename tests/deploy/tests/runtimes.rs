@@ -288,6 +288,40 @@ async fn every_action_runs_in_its_real_runtime(flavour: Flavour) {
     );
     process.destroy().await;
 
+    if matches!(flavour, Flavour::Native) {
+        // A crash mid-run of the real exec: its Redis never answers, so the activation hangs
+        // until the exec is killed; the proxy answers "command exited" (a developer error).
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let silent_url = format!("redis://{}", silent.local_addr().expect("addr"));
+        let held = std::thread::spawn(move || {
+            let conns: Vec<_> = silent.incoming().take(1).collect();
+            std::thread::sleep(Duration::from_secs(20));
+            drop(conns);
+        });
+        let mut hung = params.clone();
+        hung.insert("REDIS_URL".into(), json!(silent_url));
+        let m = message("process", deadline(), with(&hung, event.clone()));
+        let c = RuntimeContainer::start(&kind, &api_host).await.expect("runtime");
+        let code = std::fs::read(zip("process")).expect("zip");
+        let init = c.init("kappa", &code, &init_env(&m), Duration::from_secs(60)).await;
+        assert!(matches!(init, Outcome::Success(_)), "{init:?}");
+        let run = c.run(&m, Duration::from_secs(60), 1 << 20);
+        let kill = async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let execs = c.descendants();
+            assert_eq!(execs.len(), 1, "the proxy runs one exec: {execs:?}");
+            let killed = std::process::Command::new("kill")
+                .args(["-s", "KILL", &execs[0].to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(killed, "kill the exec");
+        };
+        let (outcome, ()) = tokio::join!(run, kill);
+        assert_eq!(outcome, Outcome::DeveloperError(json!({"error": "command exited"})));
+        c.destroy().await;
+        drop(held);
+    }
+
     // status: GET /v1/queries/{id} answers the folded result.
     let m = message("status", deadline(), web("get", &format!("/v1/queries/{id}"), ""));
     assert!(m.get("api_key").is_none(), "status is not annotated provide-api-key");
