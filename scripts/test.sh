@@ -7,7 +7,9 @@
 #                              # with the differential suite against a real OpenSearch
 #   KAPPA_SKIP_SERVICES=1 scripts/test.sh   # only the tier that needs no services
 #
-# Environment: FUZZ_CASES (default 20000) bounds the fuzz run.
+# Environment: FUZZ_CASES (default 20000) bounds the fuzz run. KAPPA_SHARED (default ../shared
+# beside the repository) holds OpenWhisk's vendored sources: wskdeploy, the ActionLoop proxy and
+# the nodejs:20 runtime are built from it (scripts/openwhisk-tools.sh); without it the run fails.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -56,7 +58,9 @@ fi
 
 step "OpenWhisk's real parts: wskdeploy, the ActionLoop proxy, the nodejs:20 runtime, Serverless v3"
 # From the vendored sources in KAPPA_SHARED (default ../shared) and the npm registry; cached.
-eval "$(scripts/openwhisk-tools.sh env)"
+# (Assigned first: a failure inside `eval "$(...)"` would not stop the script.)
+tools_env=$(scripts/openwhisk-tools.sh env)
+eval "$tools_env"
 # The tests that use them fail, instead of skipping, when one is missing.
 export KAPPA_REQUIRE_REAL_RUNTIMES=1
 
