@@ -392,3 +392,48 @@ impl Drop for RuntimeContainer {
         self.kill_descendants();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_read_as_the_invoker_reads_them() {
+        let ok = classify(200, br#"{"n":1}"#, 1 << 20);
+        assert_eq!(ok, Outcome::Success(json!({"n": 1})));
+        assert!(ok.keeps_container());
+        let app = classify(200, br#"{"error":"bad"}"#, 1 << 20);
+        assert_eq!(app, Outcome::ApplicationError(json!({"error": "bad"})));
+        assert!(app.keeps_container(), "an application error keeps the container warm");
+        let crashed = classify(400, b"{\"error\":\"command exited\"}\n", 1 << 20);
+        assert_eq!(crashed, Outcome::DeveloperError(json!({"error": "command exited"})));
+        assert!(!crashed.keeps_container());
+        let scalar = classify(200, b"42", 1 << 20);
+        assert!(matches!(scalar, Outcome::DeveloperError(_)), "{scalar:?}");
+        let big = classify(200, br#"{"pad":"xxxxxxxxxx"}"#, 10);
+        assert_eq!(big.result()["error"], truncated_message(20, 10));
+    }
+
+    #[test]
+    fn the_invokers_messages_carry_the_activation_context() {
+        let run = run_message(
+            "guest",
+            "/guest/kappa/tick",
+            "a1",
+            1_893_456_000_000,
+            Some("u:k"),
+            json!({"x": 1}),
+        );
+        assert_eq!(run["deadline"], "1893456000000", "a string of epoch ms");
+        assert_eq!(run["api_key"], "u:k");
+        let env = init_env(&run);
+        assert_eq!(env["__OW_ACTION_NAME"], "/guest/kappa/tick");
+        assert_eq!(env["__OW_DEADLINE"], "1893456000000");
+        assert!(!env.contains_key("__OW_VALUE"));
+        let without = run_message("guest", "/guest/kappa/push", "a2", 1, None, json!({}));
+        assert!(without.get("api_key").is_none(), "only with provide-api-key");
+        let init = init_message("push", b"PK", &env);
+        assert_eq!(init["value"]["code"], "UEs=");
+        assert_eq!(init["value"]["binary"], true);
+    }
+}

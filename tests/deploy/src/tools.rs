@@ -238,3 +238,30 @@ pub fn parse_serverless(text: &str) -> BTreeMap<(String, String), Value> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_preview_plan_is_parsed_into_entities_and_their_lines() {
+        let text = "Packages:\nName: kappa\n    bindings: \n        - REDIS_URL : \"r\"\n\n  * action: query\n    annotation: \n        - web-export : true\n\nTriggers:\n* trigger: kappa-kafka\n    annotation: \n        - feed : /whisk.system/messaging/kafkaFeed\n\nRules\n* rule: kappa-kafka-tick\n    - trigger: kappa-kafka\n    - action: kappa/tick\n";
+        let plan = parse_preview(text);
+        let lines = |k: &str, n: &str| plan[&(k.to_string(), n.to_string())].lines.clone();
+        assert_eq!(lines("package", "kappa"), ["REDIS_URL : \"r\""]);
+        assert_eq!(lines("action", "query"), ["web-export : true"]);
+        assert_eq!(lines("trigger", "kappa-kafka"), ["feed : /whisk.system/messaging/kafkaFeed"]);
+        assert_eq!(
+            lines("rule", "kappa-kafka-tick"),
+            ["trigger: kappa-kafka", "action: kappa/tick"]
+        );
+    }
+
+    #[test]
+    fn serverless_compiled_lines_are_parsed() {
+        let text = "Compiling Functions...\nCompiled Function (query): {\"actionName\":\"kappa/query\"}\nCompiled API Gateway definition (status): [{\"relpath\":\"/v1\"}]\n";
+        let c = parse_serverless(text);
+        assert_eq!(c[&("Function".into(), "query".into())]["actionName"], "kappa/query");
+        assert_eq!(c[&("API Gateway definition".into(), "status".into())][0]["relpath"], "/v1");
+    }
+}
