@@ -16,7 +16,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use kappa_deploy::runtime::{required, tool};
 use kappa_deploy::tools::{Recorder, parse_preview, parse_serverless, run_tool, wskprops};
-use kappa_deploy::{ACTIONS, Flavour};
+use kappa_deploy::{ACTIONS, BLACKBOX_IMAGE, Flavour, blackbox_variant};
 use serde_json::{Value, json};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -73,8 +73,15 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(Path::new(ROOT).join(path)).expect("descriptor")
 }
 
-const MANIFESTS: [(&str, Flavour); 2] =
-    [("manifest.yaml", Flavour::Native), ("manifest.wasm.yaml", Flavour::Wasm)];
+/// The manifests wskdeploy deploys: native, WASM, and the blackbox variant `scripts/deploy.sh
+/// blackbox` writes from the native one.
+fn manifests() -> Vec<(&'static str, String, Flavour)> {
+    vec![
+        ("manifest.yaml", read("manifest.yaml"), Flavour::Native),
+        ("manifest.wasm.yaml", read("manifest.wasm.yaml"), Flavour::Wasm),
+        ("manifest.yaml (blackbox)", blackbox_variant(&read("manifest.yaml")), Flavour::Blackbox),
+    ]
+}
 
 async fn wskdeploy(
     bin: &Path,
@@ -102,8 +109,8 @@ async fn wskdeploy(
 fn both_manifests_pass_the_real_wskdeploy_preview_with_the_planned_entities() {
     let Some(bin) = found("KAPPA_WSKDEPLOY", "bin/wskdeploy", "wskdeploy") else { return };
     runtime().block_on(async {
-        for (file, flavour) in MANIFESTS {
-            let (run, calls) = wskdeploy(&bin, &read(file), flavour, true).await;
+        for (file, text, flavour) in manifests() {
+            let (run, calls) = wskdeploy(&bin, &text, flavour, true).await;
             assert!(run.ok, "{file}: wskdeploy --preview failed:\n{}\n{}", run.stdout, run.stderr);
             assert!(
                 !run.stdout.contains("Error") && !run.stderr.contains("Error"),
@@ -210,8 +217,8 @@ fn annotations(action: &Value) -> BTreeMap<String, Value> {
 fn both_manifests_deploy_with_the_real_wskdeploy_exactly_as_planned() {
     let Some(bin) = found("KAPPA_WSKDEPLOY", "bin/wskdeploy", "wskdeploy") else { return };
     runtime().block_on(async {
-        for (file, flavour) in MANIFESTS {
-            let (run, calls) = wskdeploy(&bin, &read(file), flavour, false).await;
+        for (file, text, flavour) in manifests() {
+            let (run, calls) = wskdeploy(&bin, &text, flavour, false).await;
             assert!(run.ok, "{file}: wskdeploy failed:\n{}\n{}", run.stdout, run.stderr);
             let put = |path: &str| -> &Value {
                 &calls
@@ -234,7 +241,13 @@ fn both_manifests_deploy_with_the_real_wskdeploy_exactly_as_planned() {
             // Every action: kind, its own artefact, limits, annotations.
             for (action, timeout, memory) in LIMITS {
                 let a = put(&format!("/api/v1/namespaces/guest/actions/kappa/{action}"));
-                assert_eq!(a["exec"]["kind"], flavour.runtime(), "{file}: kind of {action}");
+                if flavour == Flavour::Blackbox {
+                    // A Docker action: kind blackbox, the ActionLoop image, the zip as its code.
+                    assert_eq!(a["exec"]["kind"], "blackbox", "{file}: kind of {action}");
+                    assert_eq!(a["exec"]["image"], BLACKBOX_IMAGE, "{file}: image of {action}");
+                } else {
+                    assert_eq!(a["exec"]["kind"], flavour.runtime(), "{file}: kind of {action}");
+                }
                 let code = base64::engine::general_purpose::STANDARD
                     .decode(a["exec"]["code"].as_str().expect("code"))
                     .expect("base64 code");
