@@ -7,7 +7,9 @@
 #                              # with the differential suite against a real OpenSearch
 #   KAPPA_SKIP_SERVICES=1 scripts/test.sh   # only the tier that needs no services
 #
-# Environment: FUZZ_CASES (default 20000) bounds the fuzz run.
+# Environment: FUZZ_CASES (default 20000) bounds the fuzz run. KAPPA_SHARED (default ../shared
+# beside the repository) holds OpenWhisk's vendored sources: wskdeploy, the ActionLoop proxy and
+# the nodejs:20 runtime are built from it (scripts/openwhisk-tools.sh); without it the run fails.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -54,8 +56,16 @@ if [ "${KAPPA_SKIP_SERVICES:-0}" != 1 ]; then
   export KAFKA_BROKERS REDIS_URL OPENSEARCH_URL
 fi
 
-step "WASM action zips (nodejs:20) for the Node.js contract test"
-scripts/build-actions.sh wasm >&2
+step "OpenWhisk's real parts: wskdeploy, the ActionLoop proxy, the nodejs:20 runtime, Serverless v3"
+# From the vendored sources in KAPPA_SHARED (default ../shared) and the npm registry; cached.
+# (Assigned first: a failure inside `eval "$(...)"` would not stop the script.)
+tools_env=$(scripts/openwhisk-tools.sh env)
+eval "$tools_env"
+# The tests that use them fail, instead of skipping, when one is missing.
+export KAPPA_REQUIRE_REAL_RUNTIMES=1
+
+step "action zips (native rust:1.34 and WASM nodejs:20) for the real runtimes"
+scripts/build-actions.sh >&2
 # The WASM test compares with the native exec (the debug build of the same binary).
 export KAPPA_NATIVE_EXEC="$repo/target/debug/kappa-action"
 

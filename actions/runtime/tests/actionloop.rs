@@ -2,8 +2,9 @@
 //! activation per stdin line (the invoker's full `/run` message), one JSON result line on fd 3,
 //! several activations in one warm process, `{"error"}` results instead of crashes.
 //!
-//! The real proxy (github.com/apache/openwhisk-runtime-go) cannot be fetched on this machine, so
-//! the harness is bash wiring fd 3 to a pipe, as the proxy's `ExtraFiles` does. Needs
+//! This is the exec's own contract, so the harness is bash wiring fd 3 to a pipe, as the proxy's
+//! `ExtraFiles` does; the zips under the real proxy (built from `../shared/vendor` by
+//! `scripts/openwhisk-tools.sh`) are `tests/deploy/tests/runtimes.rs` and `platform.rs`. Needs
 //! `KAFKA_BROKERS` and `REDIS_URL` (the adapters connect at the first activation).
 #![allow(clippy::disallowed_methods, reason = "tests read their service addresses")]
 

@@ -12,6 +12,8 @@
 //! Test with: `cargo test -p kappa-deploy`.
 
 pub mod platform;
+pub mod runtime;
+pub mod tools;
 
 use std::collections::BTreeSet;
 
@@ -181,13 +183,24 @@ pub fn check_manifest(manifest: &Value, flavour: Flavour) -> Vec<String> {
             ));
         }
     }
+    for (name, action) in &actions {
+        let name = name.as_str().unwrap_or_default();
+        for key in keys(&map(Some(action))) {
+            if !WSKDEPLOY_ACTION_KEYS.contains(&key.as_str()) {
+                problems.push(format!(
+                    "action {name}: key [{key}] is not in wskdeploy's action schema (it stops the whole deployment)"
+                ));
+            }
+        }
+    }
     for (name, raw) in WEB_ACTIONS {
         let Some(action) = actions.get(name) else { continue };
-        if !is_web(action) {
+        let (web, is_raw) = web_mode(action);
+        if !web {
             problems.push(format!("action {name} serves the HTTP API but is not web-export"));
         }
-        if raw != truthy(get(action, "raw-http")) {
-            problems.push(format!("action {name}: raw-http should be {raw}"));
+        if raw != is_raw {
+            problems.push(format!("action {name}: raw-http should be {raw} (`web: raw`)"));
         }
     }
 
@@ -290,7 +303,44 @@ pub fn check_manifest(manifest: &Value, flavour: Flavour) -> Vec<String> {
 }
 
 fn is_web(action: &Value) -> bool {
-    truthy(get(action, "web-export")) || truthy(get(action, "web"))
+    web_mode(action).0
+}
+
+/// The keys wskdeploy's `parsers.Action` accepts (YAML tags of the struct in
+/// `openwhisk-wskdeploy/parsers/yamlparser.go`); any other key is an unmarshal error that stops
+/// the whole deployment.
+pub const WSKDEPLOY_ACTION_KEYS: [&str; 21] = [
+    "location",
+    "version",
+    "function",
+    "code",
+    "runtime",
+    "namespace",
+    "credential",
+    "exposedUrl",
+    "web-export",
+    "web",
+    "main",
+    "docker",
+    "native",
+    "conductor",
+    "limits",
+    "inputs",
+    "outputs",
+    "description",
+    "annotations",
+    "include",
+    "exclude",
+];
+
+/// Whether a wskdeploy action is a web action, and a raw-HTTP one: `web` (or its older
+/// spelling `web-export`) set to `true`/`yes`, or `raw` for raw HTTP, as wskdeploy's
+/// `webaction.SetWebActionAnnotations` reads it (it then writes the annotations `web-export`,
+/// `raw-http` and `final`).
+pub fn web_mode(action: &Value) -> (bool, bool) {
+    let mode = get(action, "web").or_else(|| get(action, "web-export"));
+    let raw = matches!(mode, Some(Value::String(s)) if s.eq_ignore_ascii_case("raw"));
+    (truthy(mode), raw)
 }
 
 /// Whether a value is exactly one `$VAR` / `${VAR}` reference (wskdeploy interpolation).

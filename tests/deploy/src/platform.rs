@@ -17,14 +17,15 @@
 //! deployment are enforced and counted: payload 1 MB (413), result 1 MB, 60 invocations and 60
 //! trigger fires per minute, 30 concurrent activations (429 with OpenWhisk's message).
 //!
-//! The invoker keeps warm containers per action and sends each one activation at a time, as
-//! the ActionLoop proxy does: the invoker's `/run` message (`value` = package parameters merged
-//! with the call's, `action_name`, `activation_id`, `deadline` as a string, `api_key` only with
-//! `provide-api-key`) as one line on stdin, one result line back on fd 3. A native container
-//! runs the action's `exec` with a bare environment (`__OW_API_HOST` only); a Node.js container
-//! runs `harness/nodejs-runner.js`, which `require`s the unzipped action and awaits `main`.
-//! The real ActionLoop proxy (Go module github.com/apache/openwhisk-runtime-go) cannot be
-//! fetched here (the Go module proxy answers 403), so this is the same protocol, wired by hand.
+//! The invoker keeps warm containers per action and sends each one activation at a time.
+//! Containers are OpenWhisk's real runtimes ([`crate::runtime`]): the ActionLoop proxy for the
+//! native zips, the nodejs:20 runtime for the WASM zips, each on its own loopback port. A cold
+//! container gets `/init` with the action's zip as base64 and the `__OW_*` context of its first
+//! activation; every activation is a `/run` with the invoker's message (`value` = package
+//! parameters merged with the call's, `namespace`, `action_name`, `activation_id`, `deadline`
+//! as a string, `api_key` only with `provide-api-key`). The answer is read as the invoker reads
+//! it: an application error keeps the container warm, a developer error (failed init, crash, a
+//! result over the limit, a timeout) destroys it.
 
 #![allow(
     clippy::disallowed_methods,
@@ -34,11 +35,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::runtime::{Outcome, RuntimeContainer, RuntimeKind, init_env, run_message};
+use crate::{Flavour, package};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -47,10 +49,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-
-use crate::{Flavour, package};
 
 /// The limits of a default deployment (ansible/standalone/helm defaults).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,21 +77,6 @@ impl Default for Limits {
     }
 }
 
-/// How containers run an action.
-#[derive(Debug, Clone)]
-pub enum Runtime {
-    /// ActionLoop: this `exec` (the zip's content) for every action.
-    Native {
-        /// The action executable.
-        exec: PathBuf,
-    },
-    /// nodejs:20: `<dir>/<action>-wasm.zip`, unzipped per action.
-    Node {
-        /// Where the zips are.
-        zips: PathBuf,
-    },
-}
-
 /// What the harness runs.
 #[derive(Debug, Clone)]
 pub struct PlatformConfig {
@@ -101,8 +84,10 @@ pub struct PlatformConfig {
     pub manifest: String,
     /// The flavour it deploys.
     pub flavour: Flavour,
-    /// How actions run.
-    pub runtime: Runtime,
+    /// The real runtime the containers run.
+    pub runtime: RuntimeKind,
+    /// Where the action zips are (the file names of the descriptor's `function` paths).
+    pub zips: PathBuf,
     /// The package's parameters (wskdeploy `inputs`), merged into every activation.
     pub package_params: Map<String, Value>,
     /// The namespace's API key, `uuid:key`.
@@ -128,36 +113,33 @@ pub struct Stats {
     pub oversize_results: u64,
     /// Most activations in flight at once.
     pub peak_concurrency: usize,
+    /// Containers started (cold starts).
+    pub containers_started: u64,
+    /// Containers destroyed after a developer error (failed init, crash, oversize, timeout).
+    pub containers_destroyed: u64,
     /// Every result, per action, in completion order.
     pub results: HashMap<String, Vec<Value>>,
 }
 
 struct ActionSpec {
+    zip: String,
     timeout_ms: i64,
     provide_api_key: bool,
     web: bool,
     raw_http: bool,
 }
 
-struct Container {
-    child: Child,
-    stdin: ChildStdin,
-    results: BufReader<ChildStdout>,
-}
-
 struct Platform {
     config: PlatformConfig,
     actions: HashMap<String, ActionSpec>,
     rules: HashMap<String, Vec<String>>,
-    warm: Mutex<HashMap<String, Vec<Container>>>,
+    warm: Mutex<HashMap<String, Vec<RuntimeContainer>>>,
     invokes: Mutex<VecDeque<Instant>>,
     fires: Mutex<VecDeque<Instant>>,
     in_flight: AtomicUsize,
     activations: AtomicU64,
     stats: Mutex<Stats>,
-    containers: AtomicU64,
     api_host: String,
-    work: tempfile::TempDir,
 }
 
 /// A running harness.
@@ -222,10 +204,7 @@ impl Platform {
         let mut actions = HashMap::new();
         for (name, spec) in pkg.get("actions").and_then(|a| a.as_mapping()).into_iter().flatten() {
             let name = name.as_str().unwrap_or_default().to_string();
-            let flag = |key: &str| {
-                spec.get(key)
-                    .is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"))
-            };
+            let (web, raw_http) = crate::web_mode(spec);
             let annotation = spec
                 .get("annotations")
                 .and_then(|a| a.get("provide-api-key"))
@@ -235,14 +214,11 @@ impl Platform {
                 .and_then(|l| l.get("timeout"))
                 .and_then(serde_yaml::Value::as_i64)
                 .unwrap_or(60_000);
+            let function = spec.get("function").and_then(|f| f.as_str()).unwrap_or_default();
+            let zip = function.rsplit('/').next().unwrap_or_default().to_string();
             actions.insert(
                 name,
-                ActionSpec {
-                    timeout_ms,
-                    provide_api_key: annotation,
-                    web: flag("web-export"),
-                    raw_http: flag("raw-http"),
-                },
+                ActionSpec { zip, timeout_ms, provide_api_key: annotation, web, raw_http },
             );
         }
         let mut rules: HashMap<String, Vec<String>> = HashMap::new();
@@ -261,9 +237,7 @@ impl Platform {
             in_flight: AtomicUsize::new(0),
             activations: AtomicU64::new(0),
             stats: Mutex::new(Stats::default()),
-            containers: AtomicU64::new(0),
             api_host: format!("http://{addr}"),
-            work: tempfile::tempdir()?,
         })
     }
 
@@ -316,52 +290,39 @@ impl Platform {
         Ok(())
     }
 
-    async fn spawn_container(&self, action: &str) -> std::io::Result<Container> {
-        let mut command = match &self.config.runtime {
-            Runtime::Native { exec } => {
-                let mut c = Command::new("bash");
-                // fd 3 is the result channel; the action's stdout joins its logs, as under the proxy.
-                c.arg("-c").arg(format!("exec '{}' 3>&1 1>&2", exec.display()));
-                c
+    /// A cold container for `action`: a runtime started and initialised with the action's
+    /// zip and the context of its first activation (`message`).
+    async fn cold_container(
+        &self,
+        action: &str,
+        spec: &ActionSpec,
+        message: &Value,
+    ) -> Result<RuntimeContainer, Value> {
+        self.stats().containers_started += 1;
+        let zip = std::fs::read(self.config.zips.join(&spec.zip))
+            .map_err(|e| json!({"error": format!("no code for {action}: {e}")}))?;
+        let container = RuntimeContainer::start(&self.config.runtime, &self.api_host)
+            .await
+            .map_err(|e| json!({"error": format!("container failed to start: {e}")}))?;
+        let timeout = Duration::from_millis(spec.timeout_ms.max(100) as u64);
+        match container.init(action, &zip, &init_env(message), timeout).await {
+            Outcome::Success(_) => Ok(container),
+            failed => {
+                self.retire(container).await;
+                Err(failed.result().clone())
             }
-            Runtime::Node { zips } => {
-                let n = self.containers.fetch_add(1, Ordering::Relaxed);
-                let dir = self.work.path().join(format!("{action}-{n}"));
-                if !dir.exists() {
-                    let zip = zips.join(format!("{action}-wasm.zip"));
-                    let status = std::process::Command::new("unzip")
-                        .arg("-q")
-                        .arg(&zip)
-                        .arg("-d")
-                        .arg(&dir)
-                        .status()?;
-                    if !status.success() {
-                        return Err(std::io::Error::other(format!("unzip {}", zip.display())));
-                    }
-                }
-                let runner = concat!(env!("CARGO_MANIFEST_DIR"), "/harness/nodejs-runner.js");
-                let mut c = Command::new("bash");
-                c.arg("-c").arg(format!("exec node '{runner}' '{}' 3>&1 1>&2", dir.display()));
-                c
-            }
-        };
-        command
-            .env_clear()
-            .env("__OW_API_HOST", &self.api_host)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("KAPPA_PLATFORM_LOGS").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .kill_on_drop(true);
-        let mut child = command.spawn()?;
-        let stdin = child.stdin.take().ok_or_else(|| std::io::Error::other("no stdin"))?;
-        let results =
-            BufReader::new(child.stdout.take().ok_or_else(|| std::io::Error::other("no fd 3"))?);
-        Ok(Container { child, stdin, results })
+        }
+    }
+
+    /// Destroy a container after a developer error.
+    async fn retire(&self, container: RuntimeContainer) {
+        self.stats().containers_destroyed += 1;
+        #[allow(clippy::disallowed_methods, reason = "a debugging switch")]
+        if std::env::var_os("KAPPA_PLATFORM_LOGS").is_some() {
+            let (out, err) = container.logs();
+            eprintln!("--- container {} stdout\n{out}--- stderr\n{err}", container.url);
+        }
+        container.destroy().await;
     }
 
     /// Run one activation in a warm container (or a new one) and return its result.
@@ -372,19 +333,14 @@ impl Platform {
         let n = self.activations.fetch_add(1, Ordering::Relaxed);
         let mut value = self.config.package_params.clone();
         value.extend(params);
-        let deadline = now_ms() + spec.timeout_ms;
-        let mut message = json!({
-            "value": value,
-            "namespace": "guest",
-            "action_name": format!("/guest/kappa/{action}"),
-            "action_version": "0.1.0",
-            "activation_id": format!("{n:032x}"),
-            "transaction_id": format!("tid{n}"),
-            "deadline": deadline.to_string(),
-        });
-        if spec.provide_api_key {
-            message["api_key"] = json!(self.config.api_key);
-        }
+        let message = run_message(
+            "guest",
+            &format!("/guest/kappa/{action}"),
+            &format!("{n:032x}"),
+            now_ms() + spec.timeout_ms,
+            spec.provide_api_key.then_some(self.config.api_key.as_str()),
+            Value::Object(value),
+        );
         let warm = self
             .warm
             .lock()
@@ -392,46 +348,33 @@ impl Platform {
             .entry(action.into())
             .or_default()
             .pop();
-        let mut container = match warm {
-            Some(c) => c,
-            None => match self.spawn_container(action).await {
-                Ok(c) => c,
-                Err(e) => return json!({"error": format!("container failed to start: {e}")}),
-            },
-        };
-        let mut line = message.to_string();
-        line.push('\n');
-        let mut out = String::new();
-        let run = async {
-            container.stdin.write_all(line.as_bytes()).await?;
-            container.stdin.flush().await?;
-            container.results.read_line(&mut out).await
+        let container = match warm {
+            Some(c) => Ok(c),
+            None => self.cold_container(action, spec, &message).await,
         };
         let timeout = Duration::from_millis(spec.timeout_ms.max(100) as u64);
-        let result = match tokio::time::timeout(timeout, run).await {
-            Ok(Ok(n)) if n > 0 => match serde_json::from_str::<Value>(out.trim()) {
-                Ok(v @ Value::Object(_)) => {
-                    if out.len() > self.config.limits.result_bytes {
+        let result = match container {
+            Err(e) => e,
+            Ok(container) => {
+                let outcome =
+                    container.run(&message, timeout, self.config.limits.result_bytes).await;
+                let result = outcome.result().clone();
+                if outcome.keeps_container() {
+                    self.warm
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(action.into())
+                        .or_default()
+                        .push(container);
+                } else {
+                    if result["error"].as_str().is_some_and(|e| {
+                        e.starts_with("The action produced a response that exceeded")
+                    }) {
                         self.stats().oversize_results += 1;
-                        json!({"error": "The action produced a response that exceeded the allowed length."})
-                    } else {
-                        self.warm
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .entry(action.into())
-                            .or_default()
-                            .push(container);
-                        v
                     }
+                    self.retire(container).await;
                 }
-                _ => json!({"error": "The action did not produce a valid JSON response."}),
-            },
-            Ok(_) => {
-                json!({"error": "The action did not produce a valid response and exited unexpectedly."})
-            }
-            Err(_) => {
-                let _ = container.child.start_kill();
-                json!({"error": format!("The action exceeded its time limits of {} milliseconds.", spec.timeout_ms)})
+                result
             }
         };
         let mut stats = self.stats();
@@ -675,7 +618,7 @@ impl RunningPlatform {
     /// Stop serving and kill the containers.
     pub async fn stop(self) {
         self.task.abort();
-        let containers: Vec<Container> = self
+        let containers: Vec<RuntimeContainer> = self
             .platform
             .warm
             .lock()
@@ -683,8 +626,8 @@ impl RunningPlatform {
             .drain()
             .flat_map(|(_, c)| c)
             .collect();
-        for mut c in containers {
-            let _ = c.child.kill().await;
+        for c in containers {
+            c.destroy().await;
         }
     }
 }

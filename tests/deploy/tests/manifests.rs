@@ -105,7 +105,7 @@ fn limits_outside_openwhisk_ranges_are_caught() {
 
 #[test]
 fn a_routed_action_without_web_export_is_caught() {
-    let p = broken(|t| t.replacen("web-export: true\n", "web-export: false\n", 2));
+    let p = broken(|t| t.replace("web: raw\n", "web: false\n").replace("web: true\n", "web: no\n"));
     assert!(mentions(&p, "api route to status, which is not web-export"), "{p:?}");
     assert!(mentions(&p, "action query serves the HTTP API but is not web-export"), "{p:?}");
 }
@@ -149,4 +149,16 @@ fn the_wrong_flavour_is_caught() {
         "{p:?}"
     );
     assert!(mentions(&p, "runtime is [rust:1.34], expected [nodejs:20]"), "{p:?}");
+}
+
+#[test]
+fn r13_a_key_outside_wskdeploys_action_schema_is_caught() {
+    // Issue #13: `raw-http: true` under an action made the real wskdeploy stop with
+    // "field raw-http not found in type parsers.Action".
+    let p = broken(|t| t.replace("web: raw\n", "web-export: true\n          raw-http: true\n"));
+    assert!(
+        mentions(&p, "action query: key [raw-http] is not in wskdeploy's action schema"),
+        "{p:?}"
+    );
+    assert!(mentions(&p, "action query: raw-http should be true"), "{p:?}");
 }

@@ -4,13 +4,15 @@
 //! `push` action feeds `kappa gateway`, and a websocket client of the gateway rebuilds the
 //! result from its snapshot and deltas — equal to one clean pass over the records. Then new
 //! records arrive, the Kafka feed trigger wakes the query (`tick`), and the client follows.
-//! Once with the native actions (`manifest.yaml`), once with the WASM actions in Node.js
-//! (`manifest.wasm.yaml`), under the limits of a default deployment.
+//! Once with the native zips (`manifest.yaml`) in OpenWhisk's real ActionLoop proxy, once with
+//! the WASM zips (`manifest.wasm.yaml`) in the real nodejs:20 runtime, under the limits of a
+//! default deployment.
 //!
-//! Needs KAFKA_BROKERS and REDIS_URL (`eval "$(scripts/services.sh up)"`), the native
-//! `kappa-action` (built by `cargo test --workspace`, or KAPPA_NATIVE_EXEC) and for the WASM
-//! run the zips of `scripts/build-actions.sh wasm` and Node.js; without them it says why it
-//! is skipped.
+//! Needs KAFKA_BROKERS and REDIS_URL (`eval "$(scripts/services.sh up)"`), the runtimes of
+//! `scripts/openwhisk-tools.sh`, and the zips of `scripts/build-actions.sh` (for the native run,
+//! without them: the debug `kappa-action`, KAPPA_NATIVE_EXEC, zipped as `exec`); without them
+//! it says why it is skipped (and fails under the test command, which sets
+//! KAPPA_REQUIRE_REAL_RUNTIMES=1).
 #![allow(clippy::disallowed_methods, reason = "tests read their service addresses")]
 
 use std::path::{Path, PathBuf};
@@ -20,7 +22,8 @@ use futures_util::StreamExt;
 use kappa::gateway::{self, GatewayConfig};
 use kappa_core::ports::{LogWriter, NewRecord};
 use kappa_core::{Limits as QueryLimits, Plan, Record, patch};
-use kappa_deploy::platform::{Limits, PlatformConfig, RunningPlatform, Runtime};
+use kappa_deploy::platform::{Limits, PlatformConfig, RunningPlatform};
+use kappa_deploy::runtime::{self as real, RuntimeKind};
 use kappa_deploy::{Flavour, blackbox_variant};
 use kappa_log_kafka::{KafkaLog, KafkaLogConfig};
 use serde_json::{Map, Value, json};
@@ -40,10 +43,41 @@ fn services() -> Option<(String, String)> {
     Some((k, r))
 }
 
-fn native_exec() -> PathBuf {
-    std::env::var_os("KAPPA_NATIVE_EXEC")
+/// Skip (or fail under the test command) for want of `what`.
+fn missing(what: &str) {
+    assert!(!real::required(), "KAPPA_REQUIRE_REAL_RUNTIMES=1 but missing: {what}");
+    eprintln!("skipped: missing {what}");
+}
+
+/// The directory of the native zips: `build/actions` when `scripts/build-actions.sh native`
+/// wrote them, else the debug `kappa-action` (or KAPPA_NATIVE_EXEC) zipped as each action's
+/// `exec`, as the build script does.
+fn native_zips(keep: &tempfile::TempDir) -> Option<PathBuf> {
+    let built = Path::new(ROOT).join("build/actions");
+    if kappa_deploy::ACTIONS.iter().all(|a| built.join(format!("{a}.zip")).is_file()) {
+        return Some(built);
+    }
+    let exec = std::env::var_os("KAPPA_NATIVE_EXEC")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(ROOT).join("target/debug/kappa-action"))
+        .unwrap_or_else(|| Path::new(ROOT).join("target/debug/kappa-action"));
+    if !exec.is_file() {
+        return None;
+    }
+    let stage = keep.path().join("stage");
+    std::fs::create_dir_all(&stage).ok()?;
+    std::fs::copy(&exec, stage.join("exec")).ok()?;
+    for a in kappa_deploy::ACTIONS {
+        let ok = std::process::Command::new("zip")
+            .current_dir(&stage)
+            .args(["-q", "-X"])
+            .arg(keep.path().join(format!("{a}.zip")))
+            .arg("exec")
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "zip (apt-get install zip) packs {a}.zip");
+    }
+    eprintln!("native zips: {} zipped as exec", exec.display());
+    Some(keep.path().to_path_buf())
 }
 
 fn unique(prefix: &str) -> String {
@@ -165,7 +199,13 @@ impl Follower {
     }
 }
 
-async fn end_to_end(flavour: Flavour, runtime: Runtime, kafka: String, redis: String) {
+async fn end_to_end(
+    flavour: Flavour,
+    runtime: RuntimeKind,
+    zips: PathBuf,
+    kafka: String,
+    redis: String,
+) {
     let log = KafkaLog::connect(KafkaLogConfig { brokers: kafka.clone(), ..Default::default() })
         .expect("kafka");
     let topic = unique("kappa-e2e");
@@ -209,6 +249,7 @@ async fn end_to_end(flavour: Flavour, runtime: Runtime, kafka: String, redis: St
         manifest,
         flavour,
         runtime,
+        zips,
         package_params: params,
         api_key: NAMESPACE_KEY.into(),
         limits: Limits::default(),
@@ -296,15 +337,19 @@ fn native_actions_replay_kafka_into_redis_and_reach_a_gateway_websocket() {
         eprintln!("skipped: set KAFKA_BROKERS and REDIS_URL");
         return;
     };
-    let exec = native_exec();
-    if !exec.exists() {
-        eprintln!("skipped: no {} (cargo build -p kappa-runtime)", exec.display());
-        return;
-    }
+    let Some(proxy) = RuntimeKind::action_loop() else {
+        return missing("the ActionLoop proxy (scripts/openwhisk-tools.sh proxy)");
+    };
+    let keep = tempfile::tempdir().expect("tempdir");
+    let Some(zips) = native_zips(&keep) else {
+        return missing(
+            "native zips (scripts/build-actions.sh native) or target/debug/kappa-action",
+        );
+    };
     runtime().block_on(async {
         tokio::time::timeout(
             Duration::from_secs(180),
-            end_to_end(Flavour::Native, Runtime::Native { exec }, kafka, redis),
+            end_to_end(Flavour::Native, proxy, zips, kafka, redis),
         )
         .await
         .expect("finishes in time");
@@ -317,15 +362,17 @@ fn wasm_actions_replay_kafka_into_redis_and_reach_a_gateway_websocket() {
         eprintln!("skipped: set KAFKA_BROKERS and REDIS_URL");
         return;
     };
+    let Some(node) = RuntimeKind::nodejs() else {
+        return missing("the nodejs:20 runtime (scripts/openwhisk-tools.sh nodejs)");
+    };
     let zips = Path::new(ROOT).join("build/actions");
     if !zips.join("process-wasm.zip").exists() {
-        eprintln!("skipped: no build/actions/*-wasm.zip (scripts/build-actions.sh wasm)");
-        return;
+        return missing("build/actions/*-wasm.zip (scripts/build-actions.sh wasm)");
     }
     runtime().block_on(async {
         tokio::time::timeout(
             Duration::from_secs(180),
-            end_to_end(Flavour::Wasm, Runtime::Node { zips }, kafka, redis),
+            end_to_end(Flavour::Wasm, node, zips, kafka, redis),
         )
         .await
         .expect("finishes in time");
@@ -339,8 +386,9 @@ fn the_controller_enforces_auth_payload_and_rate_limits() {
             manifest: std::fs::read_to_string(Path::new(ROOT).join("manifest.yaml"))
                 .expect("manifest"),
             flavour: Flavour::Native,
-            // Activations fail at once: this test is about admission, not about the actions.
-            runtime: Runtime::Native { exec: PathBuf::from("/bin/false") },
+            // No code: activations fail at once; this test is about admission, not the actions.
+            runtime: RuntimeKind::ActionLoop { proxy: PathBuf::from("/bin/false") },
+            zips: PathBuf::from("/nonexistent"),
             package_params: Map::new(),
             api_key: NAMESPACE_KEY.into(),
             limits: Limits { invokes_per_minute: 3, fires_per_minute: 2, ..Limits::default() },
