@@ -13,6 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
+use crate::topic::Topic;
 use serde_json::{Value, json};
 
 use crate::ports::{
@@ -52,7 +53,7 @@ fn query_record(id: &str, body: &str) -> QueryRecord {
     QueryRecord {
         id: id.to_string(),
         body: body.to_string(),
-        topic: "tweets".to_string(),
+        topic: Topic::new("tweets").expect("a valid name"),
         segments: vec![
             Segment { partition: 0, start: 0, end: Some(1000) },
             Segment { partition: 0, start: 1000, end: None },

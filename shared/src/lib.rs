@@ -30,6 +30,7 @@ pub mod request;
 pub mod scan;
 pub mod sketch;
 pub mod text;
+pub mod topic;
 pub mod value;
 
 pub use error::{ErrorKind, QueryError, StateError};
@@ -37,3 +38,4 @@ pub use eval::Record;
 pub use identity::{ENGINE_VERSION, query_id};
 pub use limits::Limits;
 pub use plan::{PartialState, Plan};
+pub use topic::{InvalidTopic, Topic};

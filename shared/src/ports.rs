@@ -20,6 +20,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::topic::Topic;
+
 /// A failure of an adapter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{backend}: {message}")]
@@ -156,8 +158,9 @@ pub struct NewRecord {
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 pub trait LogWriter: Send + Sync {
-    /// Create a topic if it does not exist; returns its partition count.
-    async fn ensure_topic(&self, topic: &str, partitions: u32) -> PortResult<u32>;
+    /// Create a topic if it does not exist; returns its partition count. Only a checked name
+    /// can become a topic.
+    async fn ensure_topic(&self, topic: &Topic, partitions: u32) -> PortResult<u32>;
     /// Append records atomically (all or none) to `partition`; returns the first offset.
     async fn append(&self, topic: &str, partition: u32, records: &[NewRecord]) -> PortResult<i64>;
 }
@@ -202,7 +205,7 @@ pub struct QueryRecord {
     /// The request body as posted (re-parsed by every invocation).
     pub body: String,
     /// Topic.
-    pub topic: String,
+    pub topic: Topic,
     /// The segments that together cover the log from its start.
     pub segments: Vec<Segment>,
     /// Registration time, epoch ms.
@@ -425,7 +428,7 @@ impl LogReader for MemoryLog {
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 impl LogWriter for MemoryLog {
-    async fn ensure_topic(&self, topic: &str, partitions: u32) -> PortResult<u32> {
+    async fn ensure_topic(&self, topic: &Topic, partitions: u32) -> PortResult<u32> {
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
         Ok(topics
             .entry(topic.to_string())

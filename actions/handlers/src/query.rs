@@ -46,7 +46,7 @@ pub async fn create_planned(
         .log
         .partitions(&topic)
         .await?
-        .ok_or_else(|| ActionError::NotFound { what: "topic", name: topic.clone() })?;
+        .ok_or_else(|| ActionError::NotFound { what: "topic", name: topic.to_string() })?;
     let mut segments = Vec::new();
     for partition in 0..partitions {
         let w = env.log.watermarks(&topic, partition).await?;

@@ -15,7 +15,7 @@ use kappa_core::ports::{
     InstantTimer, LogReader, LogWriter, ManualClock, MemoryChain, MemoryHttp, MemoryLog,
     MemoryStore, NewRecord, ReadRequest, StateStore,
 };
-use kappa_core::{Limits, Plan, Record};
+use kappa_core::{Limits, Plan, Record, Topic};
 use serde_json::{Value, json};
 
 const TOPIC: &str = "tweets";
@@ -79,7 +79,10 @@ fn doc(i: u64) -> Vec<u8> {
 
 fn fill(w: &World, partitions: u32, per_partition: u64) {
     block_on(async {
-        w.log.ensure_topic(TOPIC, partitions).await.expect("topic");
+        w.log
+            .ensure_topic(&Topic::new(TOPIC).expect("a valid name"), partitions)
+            .await
+            .expect("topic");
         for p in 0..partitions {
             let records: Vec<NewRecord> = (0..per_partition)
                 .map(|i| NewRecord {
@@ -531,7 +534,7 @@ fn a_state_over_its_memory_budget_fails_the_query_visibly() {
     };
     let w = World::new(config);
     block_on(async {
-        w.log.ensure_topic(TOPIC, 1).await.expect("topic");
+        w.log.ensure_topic(&Topic::new(TOPIC).expect("a valid name"), 1).await.expect("topic");
         let recs: Vec<NewRecord> = (0..2000)
             .map(|i| NewRecord {
                 key: None,

@@ -4,6 +4,7 @@
 mod common;
 
 use common::scratch;
+use kappa_core::Topic;
 use kappa_core::conformance::state_store_conformance;
 use kappa_core::ports::{
     Checkpoint, Progress, QueryRecord, ResultRecord, Segment, StateStore, Subscription,
@@ -46,7 +47,7 @@ fn reopen_after_drop_keeps_everything() {
     let q = QueryRecord {
         id: "q_1".into(),
         body: r#"{"size":0}"#.into(),
-        topic: "t".into(),
+        topic: Topic::new("t").expect("a valid name"),
         segments: vec![Segment { partition: 0, start: 0, end: None }],
         created_ms: 9,
     };
@@ -119,7 +120,7 @@ fn decoded_copies_follow_removals_and_the_file() {
     let query = |topic: &str| QueryRecord {
         id: "q_d".into(),
         body: format!(r#"{{"topic":"{topic}"}}"#),
-        topic: topic.into(),
+        topic: Topic::new(topic).expect("a valid name"),
         segments: vec![Segment { partition: 0, start: 0, end: None }],
         created_ms: 1,
     };
@@ -180,7 +181,7 @@ fn checkpoints_kept_in_memory_after_their_flush_stay_exact() {
     let query = QueryRecord {
         id: "q_c".into(),
         body: r#"{"topic":"t"}"#.into(),
-        topic: "t".into(),
+        topic: Topic::new("t").expect("a valid name"),
         segments: vec![seg, big],
         created_ms: 1,
     };

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use kappa_core::Topic;
 use kappa_core::ports::{Checkpoint, Progress, QueryRecord, ResultRecord, Segment, StateStore};
 use serde_json::json;
 
@@ -31,7 +32,7 @@ async fn reconnects_after_a_restart_and_keeps_the_data() {
     let q = QueryRecord {
         id: "q_restart".into(),
         body: "{}".into(),
-        topic: "t".into(),
+        topic: Topic::new("t").expect("a valid name"),
         segments: vec![Segment { partition: 0, start: 0, end: None }],
         created_ms: 1,
     };
