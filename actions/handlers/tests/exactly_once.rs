@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::executor::block_on;
 use futures::future::join_all;
 use kappa_actions::process::{
-    Faults, NoFaults, ProcessEvent, process_segments, process_with_faults,
+    Faults, NoFaults, ProcessEvent, Stop, process_segments, process_with_faults,
 };
 use kappa_actions::push::{PushEvent, push};
 use kappa_actions::{ActionConfig, ActionError, Context, Env, query, status, tick};
@@ -401,7 +401,7 @@ fn a_batch_near_its_deadline_stops_early_and_commits_what_it_did() {
     // The deadline is already within the margin: the invocation reads nothing and says why.
     let ctx = Context { activation_id: "late".into(), deadline_ms: NOW + 500 };
     let out = block_on(process_with_faults(&w.env(), &ctx, event.clone(), &NoFaults)).expect("ok");
-    assert_eq!((out.records, out.stopped, out.fired_next), (0, "deadline", true));
+    assert_eq!((out.records, out.stopped, out.fired_next), (0, Stop::Deadline, true));
     // A clock that advances with every read (a slow log) stops mid-batch, and what was read is
     // committed.
     let ctx = Context { activation_id: "slow".into(), deadline_ms: NOW + 1000 + 30 };
@@ -410,7 +410,7 @@ fn a_batch_near_its_deadline_stops_early_and_commits_what_it_did() {
     let reader = SlowLog { inner: &w.log, clock: &w.clock };
     let env = Env { log: &reader, ..env };
     let out = block_on(process_with_faults(&env, &ctx, event, &NoFaults)).expect("ok");
-    assert_eq!(out.stopped, "deadline");
+    assert_eq!(out.stopped, Stop::Deadline);
     assert!(out.committed && out.records > 0 && out.records < 200, "{out:?}");
     let s = result_of(&w, &id);
     assert_eq!(s["progress"]["processed"], json!(out.records));
