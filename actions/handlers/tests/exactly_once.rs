@@ -15,7 +15,7 @@ use kappa_core::ports::{
     InstantTimer, LogReader, LogWriter, ManualClock, MemoryChain, MemoryHttp, MemoryLog,
     MemoryStore, NewRecord, ReadRequest, StateStore,
 };
-use kappa_core::{Limits, Plan, Record, Topic};
+use kappa_core::{Limits, Message, Plan, Record, Topic};
 use serde_json::{Value, json};
 
 const TOPIC: &str = "tweets";
@@ -616,10 +616,12 @@ fn deltas_chain_from_version_to_version_and_webhooks_are_signed() {
     let messages = block_on(w.store.messages_since(&id, 0)).expect("ok").expect("held");
     let mut doc = oracle_empty();
     let mut version = 0;
-    for m in messages.iter().filter(|m| m["type"] == "delta") {
-        assert_eq!(m["from"], json!(version));
-        version = m["version"].as_u64().expect("version");
-        kappa_core::patch::apply(&mut doc, &m["patch"]).expect("applies");
+    for m in &messages {
+        if let Message::Delta { from, version: to, patch, .. } = m {
+            assert_eq!(*from, version);
+            version = *to;
+            kappa_core::patch::apply(&mut doc, patch).expect("applies");
+        }
     }
     let s = result_of(&w, &id);
     assert_eq!(s["version"], json!(version));

@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use futures_util::{SinkExt, StreamExt};
 use kappa_actions::push::check_webhook_url;
 use kappa_actions::{query, status};
-use kappa_core::ports::{Clock, LogWriter, Subscription, message_version};
+use kappa_core::ports::{Clock, LogWriter, Subscription};
 use kappa_core::{InvalidTopic, Topic};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -427,8 +427,9 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 fn sse(rx: mpsc::Receiver<Shared>) -> Response {
     let events = tokio_stream::wrappers::ReceiverStream::new(rx).map(|m| {
         let mut event = Event::default().data(m.text());
-        if m.get("version").is_some() {
-            event = event.id(message_version(&m).to_string());
+        // Event ids are versions (for `Last-Event-ID`); an error ends the stream and has none.
+        if !matches!(&**m, kappa_core::Message::Error { .. }) {
+            event = event.id(m.version().to_string());
         }
         Ok::<_, Infallible>(event)
     });
