@@ -8,11 +8,25 @@
 //! - commutativity: `merge(a, b) == merge(b, a)`;
 //! - homomorphism: `merge(fold(xs), fold(ys)) == fold(xs ++ ys)`.
 //!
-//! Counts, integer sums, min/max, bucket maps and top-k lists satisfy them exactly. Sums of
-//! non-integral numbers are exact up to floating-point rounding (compensated summation keeps
-//! that below 1e-12 relative). `cardinality` (HyperLogLog++) is exact in any grouping;
-//! `percentiles` (t-digest) may differ between groupings within its stated rank error.
-//! `crate::tests` pins all of this with property tests.
+//! What holds, kind by kind, for states folded from disjoint records (as segments are):
+//! - exactly (`==` on the states): `value_count`, the bucket aggregations (`terms`,
+//!   `histogram`, `date_histogram`, `range`, `date_range`, `filter`, `filters`, `missing`,
+//!   `global`: doc counts add, sub-states merge per key), `min`/`max`, `top_hits` and the
+//!   request's hits (best `size` under a total order that ends in `@offset`, `@partition`, so no
+//!   two hits tie), `cardinality` (HyperLogLog++: a function of the set of hashes, see
+//!   `sketch::hll`), and `percentiles` while the t-digest is in its exact mode;
+//! - up to floating-point rounding: the sums behind `sum`/`avg`/`stats`/`extended_stats`.
+//!   Integers (and squares) below 1e18 add exactly in an `i128`; other numbers go to a
+//!   compensated (Neumaier) float, whose last bit may depend on the order of merges;
+//! - associative and commutative only within the sketch's error bound: `percentiles` in the
+//!   t-digest's approximate mode (beyond `4 × compression` distinct values), whose centroids
+//!   depend on the grouping and order of merges (see `sketch::tdigest`, *Merge laws*).
+//!
+//! `shared/tests/props.rs` pins this with property tests over every aggregation kind:
+//! `merging_states_commutes_and_associates` (`a∘b == b∘a`, `(a∘b)∘c == a∘(b∘c)`),
+//! `any_split_merged_in_any_order_and_grouping_renders_the_one_pass_result` (homomorphism, in
+//! random order and grouping) and `merging_the_empty_state_changes_nothing` (identity); the
+//! sketches' own tests bound their error in any split-and-merge tree.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

@@ -13,7 +13,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-use serde_json::{Value, json};
+use crate::message::Message;
+use crate::topic::Topic;
+use serde_json::json;
 
 use crate::ports::{
     Checkpoint, PartitionProgress, PortResult, Progress, QueryRecord, ResultRecord, Segment,
@@ -52,7 +54,7 @@ fn query_record(id: &str, body: &str) -> QueryRecord {
     QueryRecord {
         id: id.to_string(),
         body: body.to_string(),
-        topic: "tweets".to_string(),
+        topic: Topic::new("tweets").expect("a valid name"),
         segments: vec![
             Segment { partition: 0, start: 0, end: Some(1000) },
             Segment { partition: 0, start: 1000, end: None },
@@ -96,12 +98,31 @@ fn result_record(revision: u64, version: u64) -> ResultRecord {
     }
 }
 
-fn message(kind: &str, version: u64, tag: u64) -> Value {
-    json!({"type": kind, "version": version, "tag": tag, "patch": [{"op": "add", "path": "/x", "value": tag}]})
+/// A delta to `version`, told apart from other messages by `tag` (for adapter tests too).
+pub fn delta(version: u64, tag: u64) -> Message {
+    Message::Delta {
+        id: "q".to_string(),
+        version,
+        from: version.saturating_sub(1),
+        caught_up: false,
+        progress: Progress { processed: tag, ..Progress::default() },
+        patch: json!([{"op": "add", "path": "/x", "value": tag}]),
+    }
 }
 
-fn versions(messages: &[Value]) -> Vec<u64> {
-    messages.iter().map(crate::ports::message_version).collect()
+/// A progress message at `version`, told apart from other messages by `tag`.
+pub fn progress(version: u64, tag: u64) -> Message {
+    Message::Progress {
+        id: "q".to_string(),
+        version,
+        caught_up: false,
+        progress: Progress { processed: tag, ..Progress::default() },
+        error: None,
+    }
+}
+
+fn versions(messages: &[Message]) -> Vec<u64> {
+    messages.iter().map(Message::version).collect()
 }
 
 /// Check a [`StateStore`] adapter against the reference semantics of [`crate::ports::MemoryStore`].
@@ -321,7 +342,7 @@ async fn results(store: &dyn StateStore, prefix: &str) {
         "messages_since(): nothing yet is an empty list, not a gap"
     );
     let r1 = result_record(1, 1);
-    let m1 = message("delta", 1, 1);
+    let m1 = delta(1, 1);
     assert!(
         !ok("cas 1 on none", store.compare_and_set_result(&id, 1, &r1, &m1).await),
         "compare_and_set_result(): expecting revision 1 fails when there is no result"
@@ -338,7 +359,7 @@ async fn results(store: &dyn StateStore, prefix: &str) {
     );
     assert_eq!(ok("result", store.result(&id).await).as_ref(), Some(&r1), "result(): round trip");
     let r2 = result_record(2, 2);
-    let m2 = message("delta", 2, 2);
+    let m2 = delta(2, 2);
     assert!(
         !ok("stale cas 0", store.compare_and_set_result(&id, 0, &r2, &m2).await),
         "compare_and_set_result(): a stale revision fails"
@@ -346,10 +367,10 @@ async fn results(store: &dyn StateStore, prefix: &str) {
     assert!(ok("cas 1->2", store.compare_and_set_result(&id, 1, &r2, &m2).await));
     // A progress-only change: the revision moves, the version does not.
     let r3 = result_record(3, 2);
-    let m3 = message("progress", 2, 3);
+    let m3 = progress(2, 3);
     assert!(ok("cas 2->3", store.compare_and_set_result(&id, 2, &r3, &m3).await));
     let r4 = result_record(4, 3);
-    let m4 = message("delta", 3, 4);
+    let m4 = delta(3, 4);
     assert!(
         !ok("cas on the version", store.compare_and_set_result(&id, 2, &r4, &m4).await),
         "compare_and_set_result(): the CAS is on the revision, not the version"
@@ -405,11 +426,11 @@ async fn results(store: &dyn StateStore, prefix: &str) {
 async fn concurrent_results(store: &dyn StateStore, prefix: &str) {
     let id = format!("{prefix}resx");
     for expected in [0u64, 1] {
-        let news: Vec<(ResultRecord, Value)> = (0..8)
+        let news: Vec<(ResultRecord, Message)> = (0..8)
             .map(|i| {
                 let mut r = result_record(expected + 1, expected + 1);
                 r.result = json!({"writer": i}).into();
-                (r, message("delta", expected + 1, i))
+                (r, delta(expected + 1, i))
             })
             .collect();
         let attempts =
@@ -440,10 +461,7 @@ async fn bounded_ring(store: &dyn StateStore, prefix: &str, ring: usize) {
     for v in 1..=n {
         let r = result_record(v, v);
         assert!(
-            ok(
-                "ring cas",
-                store.compare_and_set_result(&id, v - 1, &r, &message("delta", v, v)).await
-            ),
+            ok("ring cas", store.compare_and_set_result(&id, v - 1, &r, &delta(v, v)).await),
             "compare_and_set_result(): sequential CAS {} -> {v} succeeds",
             v - 1
         );
@@ -453,7 +471,7 @@ async fn bounded_ring(store: &dyn StateStore, prefix: &str, ring: usize) {
         .unwrap_or_else(|| panic!("messages_since(3): the ring of {ring} holds versions 4..={n}"));
     assert_eq!(since3.len(), ring, "the ring keeps exactly the last {ring} messages");
     assert_eq!(versions(&since3), tail, "messages_since(3): consecutive, oldest first");
-    assert_eq!(since3[0], message("delta", 4, 4), "ring messages are stored as appended");
+    assert_eq!(since3[0], delta(4, 4), "ring messages are stored as appended");
     assert_eq!(
         ok("messages_since 0", store.messages_since(&id, 0).await),
         None,
@@ -482,13 +500,9 @@ async fn bounded_ring(store: &dyn StateStore, prefix: &str, ring: usize) {
     // A gap before a message that is not a delta (here a snapshot) needs no other snapshot.
     let id = format!("{prefix}ringp");
     for v in 1..=ring as u64 + 1 {
-        let kind = if v == 2 { "snapshot" } else { "delta" };
-        assert!(ok(
-            "ring cas",
-            store
-                .compare_and_set_result(&id, v - 1, &result_record(v, v), &message(kind, v, v))
-                .await
-        ));
+        let record = result_record(v, v);
+        let message = if v == 2 { Message::snapshot("q", &record) } else { delta(v, v) };
+        assert!(ok("ring cas", store.compare_and_set_result(&id, v - 1, &record, &message).await));
     }
     assert_eq!(
         ok("messages_since 0", store.messages_since(&id, 0).await).map(|m| versions(&m)),
@@ -553,7 +567,7 @@ async fn removal(store: &dyn StateStore, prefix: &str) {
     ));
     assert!(ok(
         "cas result",
-        store.compare_and_set_result(&id, 0, &result_record(1, 1), &message("delta", 1, 1)).await
+        store.compare_and_set_result(&id, 0, &result_record(1, 1), &delta(1, 1)).await
     ));
     ok(
         "subscribe",
@@ -607,9 +621,7 @@ async fn removal(store: &dyn StateStore, prefix: &str) {
     assert!(
         ok(
             "result cas 0 after remove",
-            store
-                .compare_and_set_result(&id, 0, &result_record(1, 1), &message("delta", 1, 1))
-                .await
+            store.compare_and_set_result(&id, 0, &result_record(1, 1), &delta(1, 1)).await
         ),
         "compare_and_set_result(0) succeeds again after remove()"
     );

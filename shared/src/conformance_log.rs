@@ -10,6 +10,7 @@
 //! so each adapter tests it on its own.
 
 use crate::ports::{Batch, LogReader, LogRecord, LogWriter, NewRecord, ReadRequest, Watermarks};
+use crate::topic::Topic;
 
 /// A read request with generous limits.
 fn req(from: i64, end: Option<i64>, max_records: usize, max_bytes: usize) -> ReadRequest {
@@ -82,8 +83,8 @@ async fn read_all<L: LogReader + ?Sized>(
 /// suite creates `{topic_prefix}-a` (3 partitions) and `{topic_prefix}-b` (1 partition) and
 /// checks `{topic_prefix}-missing` does not exist. Use a random prefix against shared brokers.
 pub async fn log_conformance(log: &(impl LogReader + LogWriter), topic_prefix: &str) {
-    let a = format!("{topic_prefix}-a");
-    let b = format!("{topic_prefix}-b");
+    let a = Topic::new(format!("{topic_prefix}-a")).expect("a valid prefix");
+    let b = Topic::new(format!("{topic_prefix}-b")).expect("a valid prefix");
     let missing = format!("{topic_prefix}-missing");
 
     // Unknown topics.

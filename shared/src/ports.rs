@@ -20,6 +20,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::message::Message;
+use crate::topic::Topic;
+
 /// A failure of an adapter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{backend}: {message}")]
@@ -156,8 +159,9 @@ pub struct NewRecord {
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 pub trait LogWriter: Send + Sync {
-    /// Create a topic if it does not exist; returns its partition count.
-    async fn ensure_topic(&self, topic: &str, partitions: u32) -> PortResult<u32>;
+    /// Create a topic if it does not exist; returns its partition count. Only a checked name
+    /// can become a topic.
+    async fn ensure_topic(&self, topic: &Topic, partitions: u32) -> PortResult<u32>;
     /// Append records atomically (all or none) to `partition`; returns the first offset.
     async fn append(&self, topic: &str, partition: u32, records: &[NewRecord]) -> PortResult<i64>;
 }
@@ -202,7 +206,7 @@ pub struct QueryRecord {
     /// The request body as posted (re-parsed by every invocation).
     pub body: String,
     /// Topic.
-    pub topic: String,
+    pub topic: Topic,
     /// The segments that together cover the log from its start.
     pub segments: Vec<Segment>,
     /// Registration time, epoch ms.
@@ -322,11 +326,11 @@ pub trait StateStore: Send + Sync {
         id: &str,
         expected: u64,
         new: &ResultRecord,
-        message: &Value,
+        message: &Message,
     ) -> PortResult<bool>;
     /// Messages with versions after `version`, oldest first; None when the ring no longer holds
     /// them all (the subscriber needs a snapshot).
-    async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Value>>>;
+    async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Message>>>;
     /// [`StateStore::messages_since`], as shared values: a store that keeps recent messages
     /// decoded hands every reader the same ones instead of a deep copy each (subscribers of a
     /// busy query read after every batch).
@@ -334,7 +338,7 @@ pub trait StateStore: Send + Sync {
         &self,
         id: &str,
         version: u64,
-    ) -> PortResult<Option<Vec<Arc<Value>>>> {
+    ) -> PortResult<Option<Vec<Arc<Message>>>> {
         Ok(self.messages_since(id, version).await?.map(|m| m.into_iter().map(Arc::new).collect()))
     }
 
@@ -425,7 +429,7 @@ impl LogReader for MemoryLog {
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 impl LogWriter for MemoryLog {
-    async fn ensure_topic(&self, topic: &str, partitions: u32) -> PortResult<u32> {
+    async fn ensure_topic(&self, topic: &Topic, partitions: u32) -> PortResult<u32> {
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
         Ok(topics
             .entry(topic.to_string())
@@ -465,7 +469,7 @@ struct MemoryStoreInner {
     refs: HashMap<String, i64>,
     checkpoints: HashMap<(String, Segment), Checkpoint>,
     results: HashMap<String, ResultRecord>,
-    messages: HashMap<String, Vec<Value>>,
+    messages: HashMap<String, Vec<Message>>,
     subscriptions: HashMap<String, Vec<Subscription>>,
 }
 
@@ -486,14 +490,9 @@ impl Default for MemoryStore {
     }
 }
 
-/// The version a ring message carries.
-pub fn message_version(message: &Value) -> u64 {
-    message.get("version").and_then(Value::as_u64).unwrap_or(0)
-}
-
 /// Messages after `version` from a ring holding consecutive versions; None when the ring
 /// starts after `version + 1` (the gap means a snapshot is needed).
-pub fn ring_since<M: Borrow<Value> + Clone>(
+pub fn ring_since<M: Borrow<Message> + Clone>(
     ring: &[M],
     version: u64,
     current: u64,
@@ -502,17 +501,15 @@ pub fn ring_since<M: Borrow<Value> + Clone>(
         return Some(Vec::new());
     }
     // From the newest end: a subscriber is usually one message behind a long ring.
-    let first =
-        ring.iter().rposition(|m| message_version(m.borrow()) <= version).map_or(0, |i| i + 1);
+    let first = ring.iter().rposition(|m| m.borrow().version() <= version).map_or(0, |i| i + 1);
     if first == ring.len() {
         return None;
     }
     // Only the delta that creates version + 1 (or a snapshot) bridges the gap; if it was trimmed,
     // even when a progress message of that version is still held, the subscriber needs a snapshot.
-    let head: &Value = ring[first].borrow();
-    let bridges = match head.get("type").and_then(Value::as_str) {
-        Some("delta") => message_version(head) == version + 1,
-        Some("snapshot") => true,
+    let bridges = match ring[first].borrow() {
+        Message::Delta { version: v, .. } => *v == version + 1,
+        Message::Snapshot { .. } => true,
         _ => false,
     };
     if !bridges {
@@ -599,7 +596,7 @@ impl StateStore for MemoryStore {
         id: &str,
         expected: u64,
         new: &ResultRecord,
-        message: &Value,
+        message: &Message,
     ) -> PortResult<bool> {
         let mut s = self.lock();
         if s.results.get(id).map_or(0, |r| r.revision) != expected {
@@ -616,7 +613,7 @@ impl StateStore for MemoryStore {
         Ok(true)
     }
 
-    async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Value>>> {
+    async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Message>>> {
         let s = self.lock();
         let current = s.results.get(id).map_or(0, |r| r.version);
         Ok(ring_since(s.messages.get(id).map_or(&[][..], Vec::as_slice), version, current))

@@ -16,6 +16,7 @@ use crate::error::QueryError;
 use crate::limits::Limits;
 use crate::scan::Scalar;
 use crate::text;
+use crate::topic::Topic;
 use crate::value::{TermValue, number_json};
 
 /// A document field as a query names it.
@@ -544,7 +545,7 @@ impl RuntimeField {
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
     /// The Kafka topic the query reads.
-    pub topic: String,
+    pub topic: Topic,
     /// Which records match.
     pub query: Query,
     /// Aggregations, by name.
@@ -595,13 +596,12 @@ pub fn parse_request(body: &Value, limits: &Limits) -> Result<SearchRequest, Que
         p.runtime_mappings(v, "runtime_mappings")?;
     }
     let topic = match o.get("topic") {
-        Some(Value::String(t)) if valid_topic(t) => t.clone(),
-        Some(Value::String(t)) => {
-            return Err(QueryError::illegal(
+        Some(Value::String(t)) => Topic::new(t.as_str()).map_err(|_| {
+            QueryError::illegal(
                 "topic",
                 format!("invalid topic name [{t}]: use 1-249 characters of [a-zA-Z0-9._-]"),
-            ));
-        }
+            )
+        })?,
         Some(_) => return Err(QueryError::parsing("topic", "[topic] must be a string")),
         None => return Err(QueryError::parsing("", "required field [topic] is missing")),
     };
@@ -644,16 +644,6 @@ pub fn parse_request(body: &Value, limits: &Limits) -> Result<SearchRequest, Que
     }
     o.finish()?;
     Ok(SearchRequest { topic, query, aggs, size, sort, source, paths: p.paths, runtime: p.runtime })
-}
-
-/// Topic names as Kafka allows them: `[A-Za-z0-9._-]{1,249}`, not `.` or `..`. The one check
-/// of a topic name (queries, ingest, the embedded log's directories) and of a view name.
-pub fn valid_topic(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= 249
-        && t != "."
-        && t != ".."
-        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
 fn json_depth(v: &Value) -> usize {

@@ -1,6 +1,7 @@
 //! The log conformance suite against the reference implementation, [`MemoryLog`]: the suite
 //! and the reference must agree before adapters are held to either.
 
+use kappa_core::Topic;
 use kappa_core::conformance_log::log_conformance;
 use kappa_core::ports::{LogReader, LogWriter, MemoryLog, NewRecord, ReadRequest};
 
@@ -14,7 +15,7 @@ fn memory_log_conforms() {
 fn memory_log_retention_reports_lost() {
     pollster::block_on(async {
         let log = MemoryLog::default();
-        log.ensure_topic("t", 1).await.unwrap();
+        log.ensure_topic(&Topic::new("t").expect("a valid name"), 1).await.unwrap();
         let recs: Vec<NewRecord> =
             (0..10).map(|i| NewRecord { key: None, value: vec![i as u8], timestamp: i }).collect();
         log.append("t", 0, &recs).await.unwrap();

@@ -1,7 +1,8 @@
 //! Property tests of the algebra: for random documents and random queries from the supported
-//! set, any split of the input into batches, folded and merged in any grouping, renders what one
-//! pass renders; the empty state is the identity; states survive encode/decode; and applying
-//! `diff(a, b)` to `a` gives `b` (results, and any JSON).
+//! set, any split of the input into batches, folded and merged in any order and grouping,
+//! renders what one pass renders; merging commutes and associates; the empty state is the
+//! identity; states survive encode/decode; and applying `diff(a, b)` to `a` gives `b` (results,
+//! and any JSON).
 
 use kappa_core::{Limits, PartialState, Plan, Record, patch};
 use proptest::prelude::*;
@@ -174,6 +175,8 @@ fn aggregation() -> impl Strategy<Value = (String, Value)> {
         Just(
             json!({"filters": {"filters": {"a": {"term": {"tag": "ace"}}, "b": {"match": {"text": "final"}}}, "other_bucket": true}})
         ),
+        Just(json!({"date_range": {"field": "when", "time_zone": "Europe/Paris",
+            "ranges": [{"to": "2026-06-21"}, {"from": "2026-06-21", "to": "2026-06-21T12:00:00"}, {"from": "2026-06-22"}]}})),
         Just(json!({"missing": {"field": "tag"}})),
         Just(json!({"filter": {"range": {"n": {"lt": 0}}}})),
     ];
@@ -236,6 +239,55 @@ fn merge_tree(plan: &Plan, mut states: Vec<PartialState>, shape: &[usize]) -> Pa
     states.pop().unwrap_or_else(|| plan.empty_state())
 }
 
+/// `states` reordered by the random swaps `picks` (a Fisher–Yates shuffle when long enough).
+fn shuffle(mut states: Vec<PartialState>, picks: &[prop::sample::Index]) -> Vec<PartialState> {
+    for (k, pick) in picks.iter().enumerate() {
+        let len = states.len();
+        if len > 1 {
+            states.swap(k % len, pick.index(len));
+        }
+    }
+    states
+}
+
+/// Merge `right` into a copy of `left`.
+fn merged(plan: &Plan, left: &PartialState, right: &PartialState) -> PartialState {
+    let mut out = left.clone();
+    plan.merge(&mut out, right).expect("within budget");
+    out
+}
+
+/// Whether every sum the states keep is exact: `ExactSum` adds integers in an `i128`, but a
+/// non-integral number, or an integer (or square, for `sum_of_squares`) from 1e18 on such as a
+/// squared epoch-ms timestamp, goes to its compensated float, which is exact only up to rounding.
+/// Then states merged in another order may differ in the last bit and only what they render is
+/// compared (approximately).
+fn sums_are_exact(body: &Value, recs: &[Rec]) -> bool {
+    const STATS: &[&str] = &["sum", "min", "max", "avg", "stats", "extended_stats"];
+    fn stats_on_a_timestamp(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => m.iter().any(|(k, v)| {
+                (STATS.contains(&k.as_str()) && v["field"] == json!("@timestamp"))
+                    || stats_on_a_timestamp(v)
+            }),
+            Value::Array(a) => a.iter().any(stats_on_a_timestamp),
+            _ => false,
+        }
+    }
+    fn fractional(v: &Value) -> bool {
+        match v {
+            Value::Number(n) => n.as_f64().is_some_and(|x| x.fract() != 0.0),
+            Value::Array(a) => a.iter().any(fractional),
+            Value::Object(m) => m.values().any(fractional),
+            _ => false,
+        }
+    }
+    !stats_on_a_timestamp(&body["aggs"])
+        && !recs
+            .iter()
+            .any(|r| serde_json::from_slice::<Value>(&r.value).is_ok_and(|v| fractional(&v)))
+}
+
 /// JSON equality where floats may differ by rounding (sums of non-integral numbers).
 fn approx_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
@@ -274,6 +326,57 @@ proptest! {
         let rendered = plan.render(&merged).expect("renders");
         prop_assert!(approx_eq(&one_pass, &rendered), "one pass:\n{one_pass:#}\nmerged:\n{rendered:#}\nbody: {body}");
         prop_assert_eq!(merged.records(), recs.len() as u64);
+    }
+
+    #[test]
+    fn any_split_merged_in_any_order_and_grouping_renders_the_one_pass_result(
+        body in request(),
+        recs in prop::collection::vec(document(), 0..40),
+        cuts in prop::collection::vec(0usize..40, 0..6),
+        picks in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        shape in prop::collection::vec(0usize..8, 0..8),
+    ) {
+        // Segments of a query are folded by concurrent invocations and merged in whatever order
+        // their checkpoints are loaded, not in log order.
+        let plan = Plan::parse(&body, &Limits::default()).expect("generated requests are valid");
+        let one_pass = plan.render(&fold(&plan, &recs, 0)).expect("renders");
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(recs.len())).collect();
+        cuts.push(0);
+        cuts.push(recs.len());
+        cuts.sort_unstable();
+        let parts: Vec<PartialState> = cuts.windows(2).map(|w| fold(&plan, &recs[w[0]..w[1]], w[0])).collect();
+        let merged = merge_tree(&plan, shuffle(parts, &picks), &shape);
+        let rendered = plan.render(&merged).expect("renders");
+        prop_assert!(approx_eq(&one_pass, &rendered), "one pass:\n{one_pass:#}\nmerged:\n{rendered:#}\nbody: {body}");
+        prop_assert_eq!(merged.records(), recs.len() as u64);
+    }
+
+    /// Commutativity and associativity of the states themselves, not only of what they render:
+    /// exact (`==`) for every aggregation kind when its sums are exact ([`sums_are_exact`]), and
+    /// up to floating-point rounding of sums otherwise. Percentiles stay in the t-digest's exact mode
+    /// here (at most 40 values); its approximate mode depends on the grouping and is bounded by
+    /// the sketch's own tests (`sketch::tdigest`).
+    #[test]
+    fn merging_states_commutes_and_associates(
+        body in request(),
+        recs in prop::collection::vec(document(), 0..40),
+        cut_a in 0usize..40,
+        cut_b in 0usize..40,
+    ) {
+        let plan = Plan::parse(&body, &Limits::default()).expect("valid");
+        let (i, j) = (cut_a.min(cut_b).min(recs.len()), cut_a.max(cut_b).min(recs.len()));
+        let a = fold(&plan, &recs[..i], 0);
+        let b = fold(&plan, &recs[i..j], i);
+        let c = fold(&plan, &recs[j..], j);
+        let (ab, ba) = (merged(&plan, &a, &b), merged(&plan, &b, &a));
+        let (ab_c, a_bc) = (merged(&plan, &ab, &c), merged(&plan, &a, &merged(&plan, &b, &c)));
+        let render = |s: &PartialState| plan.render(s).expect("renders");
+        prop_assert!(approx_eq(&render(&ab), &render(&ba)), "a∘b:\n{:#}\nb∘a:\n{:#}\nbody: {body}", render(&ab), render(&ba));
+        prop_assert!(approx_eq(&render(&ab_c), &render(&a_bc)), "body: {body}");
+        if sums_are_exact(&body, &recs) {
+            prop_assert_eq!(&ab, &ba, "body: {}", body);
+            prop_assert_eq!(&ab_c, &a_bc, "body: {}", body);
+        }
     }
 
     #[test]

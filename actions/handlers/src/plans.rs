@@ -48,6 +48,7 @@ pub fn plan_of(query: &QueryRecord, limits: &Limits) -> Result<Arc<Plan>, Action
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kappa_core::Topic;
     use kappa_core::ports::Segment;
 
     /// The tests share the process's cache, and one of them empties it.
@@ -57,7 +58,7 @@ mod tests {
         QueryRecord {
             id: "q_x".into(),
             body: body.into(),
-            topic: "t".into(),
+            topic: Topic::new("t").expect("a valid name"),
             segments: vec![Segment { partition: 0, start: 0, end: None }],
             created_ms: 0,
         }

@@ -69,7 +69,79 @@ pub struct ProcessOutput {
     /// Result version after the refresh.
     pub version: u64,
     /// Why the batch stopped.
-    pub stopped: &'static str,
+    pub stopped: Stop,
+}
+
+/// Why a batch stopped. Serialised (and logged) as the words the action's output always used
+/// ([`Stop::as_str`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The segment's end offset was reached.
+    SegmentEnd,
+    /// The batch holds `batch_records` records.
+    BatchRecords,
+    /// The batch holds `batch_bytes` bytes.
+    BatchBytes,
+    /// The activation's deadline (minus the margin) was reached.
+    Deadline,
+    /// Folding went over the query's memory or CPU budget: the query failed.
+    Budget,
+    /// The read reached the head of the partition.
+    Head,
+    /// The query had failed earlier: nothing was read.
+    Failed,
+}
+
+impl Stop {
+    const ALL: [Stop; 7] = [
+        Stop::SegmentEnd,
+        Stop::BatchRecords,
+        Stop::BatchBytes,
+        Stop::Deadline,
+        Stop::Budget,
+        Stop::Head,
+        Stop::Failed,
+    ];
+
+    /// The words of the output and the logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stop::SegmentEnd => "segment end",
+            Stop::BatchRecords => "batch records",
+            Stop::BatchBytes => "batch bytes",
+            Stop::Deadline => "deadline",
+            Stop::Budget => "budget",
+            Stop::Head => "head",
+            Stop::Failed => "failed",
+        }
+    }
+
+    /// Whether the segment has nothing more to read now: the chain stops until new records.
+    pub fn at_head(self) -> bool {
+        matches!(self, Stop::SegmentEnd | Stop::Head)
+    }
+}
+
+impl Serialize for Stop {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Stop {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Stop, D::Error> {
+        let words = String::deserialize(deserializer)?;
+        Stop::ALL
+            .into_iter()
+            .find(|s| s.as_str() == words)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown stop reason [{words}]")))
+    }
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl ProcessOutput {
@@ -199,7 +271,7 @@ async fn process_segments_with_faults(
         output.fired_next = true;
     }
     for output in outputs.iter().filter(|o| o.committed) {
-        tracing::debug!(query = %query.id, segment = %output.segment.key(), from = output.from, next = output.next_offset, records = output.records, stopped = output.stopped, "batch processed");
+        tracing::debug!(query = %query.id, segment = %output.segment.key(), from = output.from, next = output.next_offset, records = output.records, stopped = %output.stopped, "batch processed");
     }
     // In the order asked.
     outputs.sort_by_key(|o| segments.iter().position(|s| *s == o.segment));
@@ -241,7 +313,7 @@ async fn process_round(
                 at_head: true,
                 fired_next: false,
                 version: 0,
-                stopped: "failed",
+                stopped: Stop::Failed,
             })
             .collect());
     }
@@ -317,7 +389,8 @@ async fn advance(
         at_head: false,
         fired_next: false,
         version: 0,
-        stopped: "",
+        // Set when the loop below stops; an error before returns no output.
+        stopped: Stop::Head,
     };
 
     // 2. Read and fold, within the batch bounds and before the deadline.
@@ -326,16 +399,16 @@ async fn advance(
     let mut chunk = FoldChunk::default();
     let stopped = loop {
         if segment.end.is_some_and(|e| next >= e) {
-            break "segment end";
+            break Stop::SegmentEnd;
         }
         if output.records as usize >= env.config.batch_records {
-            break "batch records";
+            break Stop::BatchRecords;
         }
         if bytes >= env.config.batch_bytes {
-            break "batch bytes";
+            break Stop::BatchBytes;
         }
         if env.clock.now_ms() >= ctx.deadline_ms - env.config.deadline_margin_ms {
-            break "deadline";
+            break Stop::Deadline;
         }
         let request = ReadRequest {
             from: next,
@@ -389,14 +462,14 @@ async fn advance(
             env.timer.yield_now().await;
         }
         if budget_error.is_some() {
-            break "budget";
+            break Stop::Budget;
         }
         output.records += n as u64;
         let advanced = batch.next_offset > next;
         next = batch.next_offset.max(next);
         if (n == 0 && !advanced) || (segment.end.is_none() && next >= batch.high_watermark) {
             // At the head this read saw: another read would only confirm it.
-            break "head";
+            break Stop::Head;
         }
     };
     output.stopped = stopped;
@@ -427,7 +500,7 @@ async fn advance(
     }
     faults.at("committed")?;
 
-    output.at_head = matches!(stopped, "segment end" | "head");
+    output.at_head = stopped.at_head();
     // Without a write of ours (nothing new) the refresh reads this checkpoint like the others.
     Ok((output, (!unchanged).then_some((checkpoint, state))))
 }
@@ -457,5 +530,22 @@ impl FoldChunk {
 impl Default for FoldChunk {
     fn default() -> Self {
         FoldChunk { len: Self::FIRST }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_reasons_keep_their_words_on_the_wire() {
+        let words =
+            ["segment end", "batch records", "batch bytes", "deadline", "budget", "head", "failed"];
+        for (stop, words) in Stop::ALL.into_iter().zip(words) {
+            assert_eq!(serde_json::to_value(stop).expect("serialises"), words);
+            assert_eq!(serde_json::from_value::<Stop>(words.into()).expect("parses"), stop);
+            assert_eq!(stop.to_string(), words);
+        }
+        assert!(serde_json::from_value::<Stop>("later".into()).is_err());
     }
 }

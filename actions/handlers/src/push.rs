@@ -5,14 +5,13 @@
 //! them: a query's subscriber must not be able to make the platform call its internal network.
 
 use hmac::{Hmac, Mac};
+use kappa_core::Message;
 use kappa_core::ports::{HttpRequest, Subscription};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::Sha256;
 
 use crate::env::Env;
 use crate::error::ActionError;
-use crate::result::snapshot_message;
 
 /// The event: a query whose result reached `version`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,13 +97,12 @@ pub async fn push(env: &Env<'_>, event: PushEvent) -> Result<PushOutput, ActionE
         return Ok(PushOutput::default());
     }
     let messages = env.store.messages_since(&event.query, event.version.saturating_sub(1)).await?;
-    let message = match messages.and_then(|m| {
-        m.into_iter().find(|m| m.get("version").and_then(Value::as_u64) == Some(event.version))
-    }) {
+    let message = match messages.and_then(|m| m.into_iter().find(|m| m.version() == event.version))
+    {
         Some(m) => m,
         // The delta is gone from the ring: subscribers get a snapshot instead of a gap.
         None => match env.store.result(&event.query).await? {
-            Some(r) => snapshot_message(&event.query, &r),
+            Some(r) => Message::snapshot(&event.query, &r),
             None => return Err(ActionError::NotFound { what: "query", name: event.query }),
         },
     };

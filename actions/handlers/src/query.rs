@@ -1,7 +1,7 @@
 //! The query action (`POST /v1/queries`): validate, canonicalise, register or share, start.
 
 use kappa_core::ports::{QueryRecord, ResultRecord, Segment};
-use kappa_core::{Plan, request::parse_request_bytes};
+use kappa_core::{Message, Plan, request::parse_request_bytes};
 use serde_json::json;
 
 use crate::env::Env;
@@ -46,7 +46,7 @@ pub async fn create_planned(
         .log
         .partitions(&topic)
         .await?
-        .ok_or_else(|| ActionError::NotFound { what: "topic", name: topic.clone() })?;
+        .ok_or_else(|| ActionError::NotFound { what: "topic", name: topic.to_string() })?;
     let mut segments = Vec::new();
     for partition in 0..partitions {
         let w = env.log.watermarks(&topic, partition).await?;
@@ -79,7 +79,13 @@ pub async fn create_planned(
         result: empty.into(),
         error: None,
     };
-    let message = json!({"type": "progress", "id": id, "version": 0, "caught_up": false, "progress": initial.progress});
+    let message = Message::Progress {
+        id: id.clone(),
+        version: 0,
+        caught_up: false,
+        progress: initial.progress.clone(),
+        error: None,
+    };
     env.store.compare_and_set_result(&id, 0, &initial, &message).await?;
     for segment in segments {
         let event =

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use kappa_core::ports::{
     Checkpoint, PartitionProgress, Progress, QueryRecord, ResultRecord, Segment,
 };
-use kappa_core::{PartialState, Plan, patch};
-use serde_json::{Value, json};
+use kappa_core::{Message, PartialState, Plan, patch};
+use serde_json::Value;
 
 use crate::env::Env;
 use crate::error::ActionError;
@@ -193,18 +193,21 @@ pub async fn refresh_known(
         }
         let new_version = if changed && current.is_some() { version + 1 } else { version };
         let message = match &current {
-            Some(c) if changed => {
-                let mut m = json!({
-                    "type": "delta", "id": query.id, "version": new_version, "from": version,
-                    "caught_up": merged.caught_up, "progress": merged.progress,
-                });
-                // Moved in: `json!` would copy it (it serializes every value it is given).
-                m["patch"] = patch::diff(&c.result, &result);
-                m
-            }
-            _ => {
-                json!({"type": "progress", "id": query.id, "version": new_version, "caught_up": merged.caught_up, "progress": merged.progress})
-            }
+            Some(c) if changed => Message::Delta {
+                id: query.id.clone(),
+                version: new_version,
+                from: version,
+                caught_up: merged.caught_up,
+                progress: merged.progress.clone(),
+                patch: patch::diff(&c.result, &result),
+            },
+            _ => Message::Progress {
+                id: query.id.clone(),
+                version: new_version,
+                caught_up: merged.caught_up,
+                progress: merged.progress.clone(),
+                error: None,
+            },
         };
         let record = ResultRecord {
             revision: revision + 1,
@@ -227,15 +230,6 @@ pub async fn refresh_known(
     Ok(Refreshed { version: last.unwrap_or(0), changed: false, caught_up: false })
 }
 
-/// The snapshot message a new subscriber gets first.
-pub fn snapshot_message(id: &str, r: &ResultRecord) -> Value {
-    let mut m = json!({"type": "snapshot", "id": id, "version": r.version, "caught_up": r.caught_up, "progress": r.progress, "result": r.result});
-    if let Some(e) = &r.error {
-        m["error"] = e.clone();
-    }
-    m
-}
-
 /// Mark a query failed for good (its result carries the error; its chains stop), retrying the
 /// compare-and-set against concurrent refreshes.
 pub async fn fail(env: &Env<'_>, id: &str, error: Value) -> Result<(), ActionError> {
@@ -252,7 +246,7 @@ pub async fn fail(env: &Env<'_>, id: &str, error: Value) -> Result<(), ActionErr
         });
         r.revision = revision + 1;
         r.error = Some(error.clone());
-        let message = json!({"type": "progress", "id": id, "version": r.version, "caught_up": r.caught_up, "progress": r.progress, "error": error});
+        let message = Message::progress_of(id, &r);
         if env.store.compare_and_set_result(id, revision, &r, &message).await? {
             return Ok(());
         }

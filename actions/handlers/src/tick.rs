@@ -37,7 +37,7 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
     let now = env.clock.now_ms();
     for id in env.store.queries().await? {
         let Some(query) = env.store.query(&id).await? else { continue };
-        if topic.is_some_and(|t| t != query.topic) {
+        if topic.is_some_and(|t| t != query.topic.as_str()) {
             continue;
         }
         out.queries += 1;

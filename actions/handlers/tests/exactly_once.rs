@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::executor::block_on;
 use futures::future::join_all;
 use kappa_actions::process::{
-    Faults, NoFaults, ProcessEvent, process_segments, process_with_faults,
+    Faults, NoFaults, ProcessEvent, Stop, process_segments, process_with_faults,
 };
 use kappa_actions::push::{PushEvent, push};
 use kappa_actions::{ActionConfig, ActionError, Context, Env, query, status, tick};
@@ -15,7 +15,7 @@ use kappa_core::ports::{
     InstantTimer, LogReader, LogWriter, ManualClock, MemoryChain, MemoryHttp, MemoryLog,
     MemoryStore, NewRecord, ReadRequest, StateStore,
 };
-use kappa_core::{Limits, Plan, Record};
+use kappa_core::{Limits, Message, Plan, Record, Topic};
 use serde_json::{Value, json};
 
 const TOPIC: &str = "tweets";
@@ -79,7 +79,10 @@ fn doc(i: u64) -> Vec<u8> {
 
 fn fill(w: &World, partitions: u32, per_partition: u64) {
     block_on(async {
-        w.log.ensure_topic(TOPIC, partitions).await.expect("topic");
+        w.log
+            .ensure_topic(&Topic::new(TOPIC).expect("a valid name"), partitions)
+            .await
+            .expect("topic");
         for p in 0..partitions {
             let records: Vec<NewRecord> = (0..per_partition)
                 .map(|i| NewRecord {
@@ -415,7 +418,7 @@ fn a_batch_near_its_deadline_stops_early_and_commits_what_it_did() {
     // The deadline is already within the margin: the invocation reads nothing and says why.
     let ctx = Context { activation_id: "late".into(), deadline_ms: NOW + 500 };
     let out = block_on(process_with_faults(&w.env(), &ctx, event.clone(), &NoFaults)).expect("ok");
-    assert_eq!((out.records, out.stopped, out.fired_next), (0, "deadline", true));
+    assert_eq!((out.records, out.stopped, out.fired_next), (0, Stop::Deadline, true));
     // A clock that advances with every read (a slow log) stops mid-batch, and what was read is
     // committed.
     let ctx = Context { activation_id: "slow".into(), deadline_ms: NOW + 1000 + 30 };
@@ -424,7 +427,7 @@ fn a_batch_near_its_deadline_stops_early_and_commits_what_it_did() {
     let reader = SlowLog { inner: &w.log, clock: &w.clock };
     let env = Env { log: &reader, ..env };
     let out = block_on(process_with_faults(&env, &ctx, event, &NoFaults)).expect("ok");
-    assert_eq!(out.stopped, "deadline");
+    assert_eq!(out.stopped, Stop::Deadline);
     assert!(out.committed && out.records > 0 && out.records < 200, "{out:?}");
     let s = result_of(&w, &id);
     assert_eq!(s["progress"]["processed"], json!(out.records));
@@ -589,7 +592,7 @@ fn a_state_over_its_memory_budget_fails_the_query_visibly() {
     };
     let w = World::new(config);
     block_on(async {
-        w.log.ensure_topic(TOPIC, 1).await.expect("topic");
+        w.log.ensure_topic(&Topic::new(TOPIC).expect("a valid name"), 1).await.expect("topic");
         let recs: Vec<NewRecord> = (0..2000)
             .map(|i| NewRecord {
                 key: None,
@@ -742,10 +745,12 @@ fn deltas_chain_from_version_to_version_and_webhooks_are_signed() {
     let messages = block_on(w.store.messages_since(&id, 0)).expect("ok").expect("held");
     let mut doc = oracle_empty();
     let mut version = 0;
-    for m in messages.iter().filter(|m| m["type"] == "delta") {
-        assert_eq!(m["from"], json!(version));
-        version = m["version"].as_u64().expect("version");
-        kappa_core::patch::apply(&mut doc, &m["patch"]).expect("applies");
+    for m in &messages {
+        if let Message::Delta { from, version: to, patch, .. } = m {
+            assert_eq!(*from, version);
+            version = *to;
+            kappa_core::patch::apply(&mut doc, patch).expect("applies");
+        }
     }
     let s = result_of(&w, &id);
     assert_eq!(s["version"], json!(version));

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use futures::executor::block_on;
 use kappa_actions::process::{ProcessEvent, process};
 use kappa_actions::{ActionConfig, Context, Env, query};
+use kappa_core::Topic;
 use kappa_core::ports::{
     InstantTimer, LogWriter, ManualClock, MemoryChain, MemoryHttp, MemoryLog, MemoryStore,
     NewRecord, YieldNow,
@@ -34,7 +35,7 @@ fn other_tasks_run_between_the_reads_of_a_batch() {
         config: &config,
     };
     block_on(async {
-        log.ensure_topic("t", 1).await.expect("topic");
+        log.ensure_topic(&Topic::new("t").expect("a valid name"), 1).await.expect("topic");
         let records: Vec<NewRecord> = (0..10_000)
             .map(|i| NewRecord {
                 key: None,

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures::executor::block_on;
 use kappa_actions::push::{PushEvent, push};
 use kappa_actions::{ActionConfig, Env, query};
+use kappa_core::Topic;
 use kappa_core::ports::{
     HttpClient, HttpRequest, HttpResponse, InstantTimer, LogWriter, ManualClock, MemoryChain,
     MemoryLog, MemoryStore, NewRecord, PortResult, StateStore, Subscription, YieldNow,
@@ -54,7 +55,7 @@ fn a_slow_endpoint_delays_no_other() {
         config: &config,
     };
     let out = block_on(async {
-        log.ensure_topic("t", 1).await.expect("topic");
+        log.ensure_topic(&Topic::new("t").expect("a valid name"), 1).await.expect("topic");
         let record = NewRecord { key: None, value: br#"{"a":1}"#.to_vec(), timestamp: 0 };
         log.append("t", 0, &[record]).await.expect("append");
         let body = json!({"topic": "t"}).to_string();

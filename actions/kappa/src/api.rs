@@ -20,7 +20,8 @@ use axum::routing::{get, post};
 use futures_util::{SinkExt, StreamExt};
 use kappa_actions::push::check_webhook_url;
 use kappa_actions::{query, status};
-use kappa_core::ports::{Clock, LogWriter, Subscription, message_version};
+use kappa_core::ports::{Clock, LogWriter, Subscription};
+use kappa_core::{InvalidTopic, Topic};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -244,16 +245,14 @@ async fn ingest_records(
     body: Body,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    if !kappa_core::request::valid_topic(&topic) {
-        return Err(invalid_topic(&topic));
-    }
+    let topic = Topic::new(topic).map_err(invalid_topic)?;
     let body = read_body(body, server.config.ingest_limit, "ingest body").await?;
     let key = params.key.as_deref().filter(|k| !k.is_empty());
     let records = ingest::parse(&body, key)?;
     Ok(json_response(200, &append_records(&server, &topic, records).await?))
 }
 
-fn invalid_topic(topic: &str) -> ApiError {
+fn invalid_topic(InvalidTopic(topic): InvalidTopic) -> ApiError {
     ApiError::new(
         400,
         "invalid_index_name_exception",
@@ -266,12 +265,9 @@ fn invalid_topic(topic: &str) -> ApiError {
 /// `POST /v1/topics/{topic}/records`. The HTTP handler and `kappa dev --demo` both use it.
 pub async fn append_records(
     server: &Server,
-    topic: &str,
+    topic: &Topic,
     records: Vec<ingest::Parsed>,
 ) -> Result<Value, ApiError> {
-    if !kappa_core::request::valid_topic(topic) {
-        return Err(invalid_topic(topic));
-    }
     let log = &*server.core.log;
     let partitions = match log.partitions(topic).await? {
         Some(n) => n,
@@ -431,8 +427,9 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 fn sse(rx: mpsc::Receiver<Shared>) -> Response {
     let events = tokio_stream::wrappers::ReceiverStream::new(rx).map(|m| {
         let mut event = Event::default().data(m.text());
-        if m.get("version").is_some() {
-            event = event.id(message_version(&m).to_string());
+        // Event ids are versions (for `Last-Event-ID`); an error ends the stream and has none.
+        if !matches!(&**m, kappa_core::Message::Error { .. }) {
+            event = event.id(m.version().to_string());
         }
         Ok::<_, Infallible>(event)
     });

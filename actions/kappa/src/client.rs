@@ -6,7 +6,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use futures_util::StreamExt;
-use kappa_core::patch;
+use kappa_core::ports::Progress;
+use kappa_core::{Message, patch};
 use serde_json::Value;
 
 /// A client failure.
@@ -155,33 +156,29 @@ pub async fn query(
         while let Some(end) = find_event_end(&buf) {
             let event: Vec<u8> = buf.drain(..end).collect();
             let Some(data) = event_data(&event) else { continue };
-            let m: Value =
+            let m: Message =
                 serde_json::from_str(&data).map_err(|e| ClientError::Stream(e.to_string()))?;
-            match m["type"].as_str() {
-                Some("snapshot") => {
-                    result = Some(m["result"].clone());
+            match &m {
+                Message::Snapshot { result: r, .. } => {
                     if follow {
-                        writeln!(
-                            out,
-                            "{}",
-                            serde_json::to_string_pretty(&m["result"]).unwrap_or_default()
-                        )?;
+                        writeln!(out, "{}", serde_json::to_string_pretty(r).unwrap_or_default())?;
                     }
+                    result = Some(Value::clone(r));
                 }
-                Some("delta") => {
+                Message::Delta { patch: delta, .. } => {
                     let r = result
                         .as_mut()
                         .ok_or_else(|| ClientError::Stream("delta before snapshot".into()))?;
-                    patch::apply(r, &m["patch"]).map_err(|e| ClientError::Stream(e.to_string()))?;
+                    patch::apply(r, delta).map_err(|e| ClientError::Stream(e.to_string()))?;
                     if follow {
                         writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default())?;
                     }
                 }
-                Some("error") => return Err(ClientError::Stream(m["error"].to_string())),
-                _ => {}
+                Message::Error { error, .. } => return Err(ClientError::Stream(error.to_string())),
+                Message::Progress { .. } => {}
             }
-            let caught_up = m["caught_up"].as_bool().unwrap_or(false);
-            meter.show(&m["progress"], caught_up);
+            let caught_up = m.caught_up().unwrap_or(false);
+            meter.show(m.progress(), caught_up);
             if caught_up && !follow {
                 if let Some(r) = &result {
                     writeln!(out, "{}", serde_json::to_string_pretty(r).unwrap_or_default())?;
@@ -218,9 +215,8 @@ struct Meter {
 }
 
 impl Meter {
-    fn show(&mut self, progress: &Value, caught_up: bool) {
-        let processed = progress["processed"].as_u64().unwrap_or(0);
-        let lag = progress["lag"].as_u64().unwrap_or(0);
+    fn show(&mut self, progress: Option<&Progress>, caught_up: bool) {
+        let (processed, lag) = progress.map_or((0, 0), |p| (p.processed, p.lag));
         let now = Instant::now();
         if let Some((t, n)) = self.last {
             let dt = now.duration_since(t).as_secs_f64();

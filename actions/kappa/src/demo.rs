@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kappa_core::Topic;
 use kappa_core::ports::{LogReader, LogWriter, NewRecord, partition_for_key};
 use kappa_log_kafka::{KafkaLog, KafkaLogConfig};
 use kappa_tweetgen::{GenConfig, TweetGen};
@@ -87,7 +88,7 @@ impl Schedule {
 #[derive(Debug, Clone)]
 pub struct DemoConfig {
     /// Topic written to.
-    pub topic: String,
+    pub topic: Topic,
     /// When records are due.
     pub schedule: Schedule,
     /// Generator seed.
@@ -107,7 +108,7 @@ pub struct DemoConfig {
 impl Default for DemoConfig {
     fn default() -> Self {
         DemoConfig {
-            topic: "tweets".into(),
+            topic: Topic::new("tweets").expect("a valid name"),
             schedule: Schedule::default(),
             seed: GenConfig::default().seed,
             start_index: 0,
@@ -170,7 +171,7 @@ impl Sink {
         total
     }
 
-    async fn send(&self, topic: &str, records: Vec<(String, Vec<u8>)>) -> anyhow::Result<()> {
+    async fn send(&self, topic: &Topic, records: Vec<(String, Vec<u8>)>) -> anyhow::Result<()> {
         match self {
             Sink::Server(server) => {
                 let parsed = records

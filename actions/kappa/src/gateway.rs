@@ -31,10 +31,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
 use kappa_actions::status::read_status;
+use kappa_core::Message;
 use kappa_core::ports::{Clock, PortError};
 use kappa_runtime::clock::SystemClock;
 use kappa_state_redis::{RedisStore, RedisStoreConfig};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::collections::HashMap;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -185,25 +187,32 @@ async fn auth(State(gateway): S, request: Request, next: Next) -> Response {
 
 /// The query a pushed message is about: `{"id": "<query>", "version": V, ...}`.
 fn moved_query(body: &[u8]) -> Result<(String, u64), ApiError> {
-    let message: Value = serde_json::from_slice(body)
+    let message: Message = serde_json::from_slice(body)
         .map_err(|e| ApiError::new(400, "parsing_exception", format!("push body: {e}")))?;
-    let id = message
-        .get("id")
-        .and_then(Value::as_str)
-        .filter(|id| !id.is_empty() && id.len() <= 256 && !id.contains(|c: char| c.is_control()));
-    let version = message.get("version").and_then(Value::as_u64);
-    match (id, version) {
-        (Some(id), Some(version)) => Ok((id.to_string(), version)),
-        _ => Err(ApiError::bad_request(
+    let id = message.id();
+    let named = !id.is_empty() && id.len() <= 256 && !id.contains(|c: char| c.is_control());
+    match message {
+        Message::Error { .. } => Err(ApiError::bad_request(
+            "push body must be a Kappa message with a version, not an error",
+        )),
+        _ if !named => Err(ApiError::bad_request(
             "push body must be a Kappa message with a string [id] and a numeric [version]",
         )),
+        _ => Ok((id.to_string(), message.version())),
     }
+}
+
+/// What one gateway instance tells the others through Redis: a query moved to `version`.
+#[derive(Debug, Serialize, Deserialize)]
+struct WakeUp {
+    id: String,
+    version: u64,
 }
 
 async fn feed(State(gateway): S, body: Body) -> Result<Response, ApiError> {
     let body = read_body(body, gateway.config.push_limit, "push body").await?;
     let (id, version) = moved_query(&body)?;
-    let wake = json!({"id": id, "version": version}).to_string();
+    let wake = serde_json::to_string(&WakeUp { id, version }).unwrap_or_default();
     // Through Redis, so that every instance wakes its subscribers, this one included.
     let instances = gateway.redis.publish(&gateway.channel, wake.as_bytes()).await?;
     Ok(json_response(202, &json!({"accepted": true, "instances": instances})))
@@ -248,12 +257,9 @@ async fn follow_wakes(redis: Arc<RedisStore>, channel: String, hub: Arc<Hub>) {
                 tracing::info!(%channel, "following push wake-ups");
                 let mut wakes = std::pin::pin!(wakes);
                 while let Some(payload) = wakes.next().await {
-                    match serde_json::from_slice::<Value>(&payload) {
-                        Ok(m) => match m.get("id").and_then(Value::as_str) {
-                            Some(id) => hub.notify(id),
-                            None => tracing::debug!("wake-up without an id ignored"),
-                        },
-                        Err(_) => tracing::debug!("wake-up that is not JSON ignored"),
+                    match serde_json::from_slice::<WakeUp>(&payload) {
+                        Ok(wake) => hub.notify(&wake.id),
+                        Err(_) => tracing::debug!("wake-up that is not {{id, version}} ignored"),
                     }
                 }
                 tracing::warn!(%channel, "lost the pub/sub connection; resubscribing");

@@ -333,7 +333,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => {
             kappa_runtime::runner::init_logging();
             let mut config = args.feed.demo_config(args.rate);
-            config.topic = args.topic;
+            config.topic = kappa_core::Topic::new(args.topic).context("--topic")?;
             config.max_records = args.count;
             config.start_index = args.start_index;
             let tweet_gen = Arc::new(demo::load_generator(&demo::base_path(), config.seed)?);

@@ -145,7 +145,7 @@ impl QueryQuota {
 #[cfg(test)]
 mod tests {
     use super::*;
-
+    use kappa_core::Topic;
     #[test]
     fn a_key_holds_at_most_its_streams_and_gets_them_back_when_they_close() {
         let quotas = StreamQuota::new(2);
@@ -173,7 +173,7 @@ mod tests {
             let record = QueryRecord {
                 id: id.into(),
                 body: "{}".into(),
-                topic: "t".into(),
+                topic: Topic::new("t").expect("a valid name"),
                 segments: vec![],
                 created_ms: 0,
             };

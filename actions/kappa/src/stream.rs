@@ -23,9 +23,8 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use kappa_actions::result::snapshot_message;
-use kappa_core::ports::{PortResult, Progress, ResultRecord, StateStore, message_version};
-use serde::Deserialize;
+use kappa_core::Message;
+use kappa_core::ports::{PortResult, Progress, ResultRecord, StateStore};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
@@ -54,9 +53,8 @@ pub struct Streams {
 /// its progress parsed, once however many subscribers send it.
 #[derive(Debug)]
 pub struct Outgoing {
-    value: Arc<Value>,
+    message: Arc<Message>,
     text: OnceLock<String>,
-    progress: OnceLock<Option<Progress>>,
 }
 
 /// A shared [`Outgoing`] message.
@@ -64,31 +62,25 @@ pub type Shared = Arc<Outgoing>;
 
 impl Outgoing {
     /// Wrap a message.
-    pub fn new(value: Value) -> Shared {
-        Outgoing::shared(Arc::new(value))
+    pub fn new(message: Message) -> Shared {
+        Outgoing::shared(Arc::new(message))
     }
 
     /// Wrap a message the store shares.
-    pub fn shared(value: Arc<Value>) -> Shared {
-        Arc::new(Outgoing { value, text: OnceLock::new(), progress: OnceLock::new() })
+    pub fn shared(message: Arc<Message>) -> Shared {
+        Arc::new(Outgoing { message, text: OnceLock::new() })
     }
 
     /// The message as JSON text.
     pub fn text(&self) -> &str {
-        self.text.get_or_init(|| self.value.to_string())
-    }
-
-    fn progress(&self) -> Option<&Progress> {
-        self.progress
-            .get_or_init(|| self.value.get("progress").and_then(|p| Progress::deserialize(p).ok()))
-            .as_ref()
+        self.text.get_or_init(|| self.message.to_json())
     }
 }
 
 impl Deref for Outgoing {
-    type Target = Value;
-    fn deref(&self) -> &Value {
-        &self.value
+    type Target = Message;
+    fn deref(&self) -> &Message {
+        &self.message
     }
 }
 
@@ -111,7 +103,7 @@ struct Feed {
 
 impl Feed {
     fn snapshot(&self, id: &str, result: &ResultRecord) -> Shared {
-        self.snapshot.get_or_init(|| Outgoing::new(snapshot_message(id, result))).clone()
+        self.snapshot.get_or_init(|| Outgoing::new(Message::snapshot(id, result))).clone()
     }
 }
 
@@ -282,7 +274,7 @@ async fn forward(
 ) -> Outcome {
     let shared = match &feed.messages {
         Some(m) if sent.version >= feed.base => {
-            Ok(Some(m.iter().filter(|m| message_version(m) > sent.version).cloned().collect()))
+            Ok(Some(m.iter().filter(|m| m.version() > sent.version).cloned().collect()))
         }
         // Behind the shared read (a resume from an older version): read alone.
         _ => store
@@ -299,11 +291,9 @@ async fn forward(
         }
     };
     for m in msgs {
-        let version = message_version(&m);
-        let kind = m.get("type").and_then(Value::as_str).unwrap_or("");
-        let from = m.get("from").and_then(Value::as_u64);
-        let fits = match kind {
-            "delta" => version == sent.version + 1 && from == Some(sent.version),
+        let version = m.version();
+        let fits = match &**m {
+            Message::Delta { from, .. } => version == sent.version + 1 && *from == sent.version,
             _ => version == sent.version,
         };
         if !fits {
@@ -311,7 +301,7 @@ async fn forward(
             return Outcome::Snapshot;
         }
         sent.version = version;
-        if let Some(c) = m.get("caught_up").and_then(Value::as_bool) {
+        if let Some(c) = m.caught_up() {
             sent.caught_up = c;
         }
         if let Some(p) = m.progress() {
@@ -361,7 +351,11 @@ async fn pump(
         if let Some(f) = &feed {
             last_read = f.read;
             if f.result.is_none() {
-                let _ = tx.try_send(Outgoing::new(json!({"type": "error", "id": id, "error": {"type": "resource_not_found_exception", "reason": format!("query [{id}] was released")}, "status": 404})));
+                let _ = tx.try_send(Outgoing::new(Message::Error {
+                    id: id.clone(),
+                    error: json!({"type": "resource_not_found_exception", "reason": format!("query [{id}] was released")}),
+                    status: 404,
+                }));
                 return;
             }
         }
@@ -395,11 +389,7 @@ async fn pump(
                         || s.error != r.error)
                 {
                     // The result did not change, its progress did.
-                    let mut m = json!({"type": "progress", "id": id, "version": r.version, "caught_up": r.caught_up, "progress": r.progress});
-                    if let Some(e) = &r.error {
-                        m["error"] = e.clone();
-                    }
-                    outcome = offer(tx, Outgoing::new(m));
+                    outcome = offer(tx, Outgoing::new(Message::progress_of(&id, r)));
                     if matches!(outcome, Outcome::Ok) {
                         s.caught_up = r.caught_up;
                         s.progress = r.progress.clone();

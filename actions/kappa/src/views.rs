@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kappa_actions::query;
+use kappa_core::Topic;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, watch};
@@ -85,7 +86,7 @@ fn links(name: &str) -> Value {
 
 /// `PUT /v1/views/{name}`: define or redefine a view.
 pub async fn put(server: &Arc<Server>, name: &str, body: &[u8]) -> Result<(u16, Value), ApiError> {
-    if !kappa_core::request::valid_topic(name) {
+    if Topic::new(name).is_err() {
         return Err(ApiError::bad_request(format!(
             "invalid view name [{name}]: view names follow topic names: 1 to 249 of [A-Za-z0-9._-], not . or .."
         )));

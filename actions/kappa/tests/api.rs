@@ -460,7 +460,7 @@ async fn check_backpressure(srv: &Srv) {
             .await
             .expect("in time")
             .expect("open");
-        s.apply(&m);
+        s.apply(&serde_json::from_str(m.text()).expect("a message is JSON"));
         n += 1;
     }
     assert!(s.snapshots >= 2, "the subscriber that fell behind got a fresh snapshot");

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{Backend, Srv, start};
 use kappa::demo::{self, DemoConfig, Schedule, Sink};
+use kappa_core::Topic;
 use serde_json::{Value, json};
 
 fn generator() -> Arc<kappa_tweetgen::TweetGen> {
@@ -35,7 +36,7 @@ async fn count(srv: &Srv, topic: &str, at_least: u64) -> (u64, Value) {
 async fn a_count_limited_run_sends_exactly_that_many_tweets() {
     let srv = start(Backend::Embedded, |_| {}).await;
     let config = DemoConfig {
-        topic: "tweets".into(),
+        topic: Topic::new("tweets").expect("a valid name"),
         schedule: flat(2_000.0),
         max_records: Some(250),
         ..DemoConfig::default()
@@ -66,7 +67,11 @@ async fn the_rate_is_roughly_respected_with_bursts_during_matches() {
     let srv = start(Backend::Embedded, |_| {}).await;
     // 1 s quiet at 100/s, then 0.5 s of match at 4x: 300 records per 1.5 s cycle.
     let schedule = Schedule { rate: 100.0, peak: 4.0, cycle_secs: 1.5, match_secs: 0.5 };
-    let config = DemoConfig { topic: "live".into(), schedule, ..DemoConfig::default() };
+    let config = DemoConfig {
+        topic: Topic::new("live").expect("a valid name"),
+        schedule,
+        ..DemoConfig::default()
+    };
     let feed = demo::spawn(generator(), srv.running.server.clone(), config);
     let started = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(3_000)).await;

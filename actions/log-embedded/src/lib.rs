@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
+use kappa_core::Topic as TopicName;
 use kappa_core::ports::{
     Batch, LogReader, LogWriter, NewRecord, PortError, PortResult, ReadRequest, Watermarks,
 };
@@ -114,7 +115,7 @@ impl EmbeddedLog {
             let entry = entry.map_err(|e| io_err("list", dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let meta = entry.path().join("meta");
-            if !kappa_core::request::valid_topic(&name) || !meta.is_file() {
+            if TopicName::new(name.as_str()).is_err() || !meta.is_file() {
                 continue;
             }
             let count = read_meta(&meta)?;
@@ -201,19 +202,17 @@ impl LogReader for EmbeddedLog {
 
 #[async_trait]
 impl LogWriter for EmbeddedLog {
-    async fn ensure_topic(&self, topic: &str, partitions: u32) -> PortResult<u32> {
+    async fn ensure_topic(&self, topic: &TopicName, partitions: u32) -> PortResult<u32> {
         if let Some(t) = self.topic(topic) {
             return Ok(t.partitions.len() as u32);
         }
-        if !kappa_core::request::valid_topic(topic) {
-            return Err(PortError::permanent(BACKEND, format!("invalid topic name {topic:?}")));
-        }
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = topics.get(topic) {
+        if let Some(t) = topics.get(topic.as_str()) {
             return Ok(t.partitions.len() as u32);
         }
         let count = partitions.max(1);
-        let tdir = self.dir.join(topic);
+        // A checked name is a safe directory name (no `/`, not `.` or `..`).
+        let tdir = self.dir.join(topic.as_str());
         fs::create_dir_all(&tdir).map_err(|e| io_err("create", &tdir, e))?;
         let parts = match (0..count)
             .map(|p| Partition::create(tdir.join(p.to_string()), &self.config).map(Arc::new))

@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kappa_core::Topic;
 use kappa_core::conformance_log::log_conformance;
 use kappa_core::ports::{LogReader, LogWriter, NewRecord, ReadRequest, Watermarks};
 use kappa_log_embedded::{EmbeddedLog, EmbeddedLogConfig};
@@ -108,14 +109,14 @@ async fn reopen_keeps_data_and_continues() {
     let dir = TempDir::new("reopen");
     {
         let log = EmbeddedLog::open(&dir.0, config(1000)).unwrap();
-        assert_eq!(log.ensure_topic("t", 2).await.unwrap(), 2);
+        assert_eq!(log.ensure_topic(&Topic::new("t").expect("a valid name"), 2).await.unwrap(), 2);
         for i in 0..50 {
             assert_eq!(log.append("t", 0, &recs(i * 4..i * 4 + 4)).await.unwrap(), i * 4);
         }
     }
     let log = EmbeddedLog::open(&dir.0, config(1000)).unwrap();
     assert_eq!(log.partitions("t").await.unwrap(), Some(2));
-    assert_eq!(log.ensure_topic("t", 9).await.unwrap(), 2);
+    assert_eq!(log.ensure_topic(&Topic::new("t").expect("a valid name"), 9).await.unwrap(), 2);
     check_contents(&log, "t", 0, 200).await;
     assert!(segments(&dir.0, "t").len() > 5, "small segments rolled");
     assert_eq!(log.append("t", 0, &recs(200..210)).await.unwrap(), 200);
@@ -157,7 +158,7 @@ async fn torn_tail_is_dropped_on_reopen() {
         let dir = TempDir::new(name);
         {
             let log = EmbeddedLog::open(&dir.0, config(1 << 20)).unwrap();
-            log.ensure_topic("t", 1).await.unwrap();
+            log.ensure_topic(&Topic::new("t").expect("a valid name"), 1).await.unwrap();
             log.append("t", 0, &recs(0..10)).await.unwrap();
             log.append("t", 0, &recs(10..13)).await.unwrap();
         }
@@ -188,7 +189,7 @@ async fn a_new_empty_segment_after_a_crash_is_fine() {
     let dir = TempDir::new("empty-seg");
     {
         let log = EmbeddedLog::open(&dir.0, config(200)).unwrap();
-        log.ensure_topic("t", 1).await.unwrap();
+        log.ensure_topic(&Topic::new("t").expect("a valid name"), 1).await.unwrap();
         for i in 0..10 {
             log.append("t", 0, &recs(i * 3..i * 3 + 3)).await.unwrap();
         }
@@ -212,7 +213,7 @@ async fn retention_by_size_reports_lost() {
         ..EmbeddedLogConfig::default()
     };
     let log = EmbeddedLog::open(&dir.0, cfg).unwrap();
-    log.ensure_topic("t", 1).await.unwrap();
+    log.ensure_topic(&Topic::new("t").expect("a valid name"), 1).await.unwrap();
     for i in 0..40 {
         log.append("t", 0, &recs(i * 2..i * 2 + 2)).await.unwrap();
     }
@@ -255,7 +256,7 @@ async fn retention_by_age_never_deletes_the_active_segment() {
         ..EmbeddedLogConfig::default()
     };
     let log = EmbeddedLog::open(&dir.0, cfg).unwrap();
-    log.ensure_topic("t", 1).await.unwrap();
+    log.ensure_topic(&Topic::new("t").expect("a valid name"), 1).await.unwrap();
     for i in 0..30 {
         log.append("t", 0, &recs(i..i + 1)).await.unwrap(); // timestamps 1000..1030
     }
@@ -275,7 +276,7 @@ async fn subscribe_notifies_appends() {
     let dir = TempDir::new("notify");
     let log = EmbeddedLog::open(&dir.0, EmbeddedLogConfig::default()).unwrap();
     let mut rx = log.subscribe();
-    log.ensure_topic("t", 2).await.unwrap();
+    log.ensure_topic(&Topic::new("t").expect("a valid name"), 2).await.unwrap();
     log.append("t", 1, &recs(0..3)).await.unwrap();
     log.append("t", 1, &[]).await.unwrap();
     log.append("t", 0, &recs(0..1)).await.unwrap();
@@ -288,7 +289,7 @@ async fn subscribe_notifies_appends() {
 async fn concurrent_writers_and_readers() {
     let dir = TempDir::new("concurrent");
     let log = Arc::new(EmbeddedLog::open(&dir.0, config(4096)).unwrap());
-    log.ensure_topic("t", 2).await.unwrap();
+    log.ensure_topic(&Topic::new("t").expect("a valid name"), 2).await.unwrap();
     let mut tasks = Vec::new();
     for w in 0..4i64 {
         let log = Arc::clone(&log);
@@ -364,7 +365,7 @@ fn crash_child() {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     rt.block_on(async {
         let log = EmbeddedLog::open(Path::new(&dir), config(16 << 10)).unwrap();
-        log.ensure_topic("crash", 1).await.unwrap();
+        log.ensure_topic(&Topic::new("crash").expect("a valid name"), 1).await.unwrap();
         let mut first = log.watermarks("crash", 0).await.unwrap().high;
         let mut i = 0usize;
         loop {
@@ -475,7 +476,7 @@ fn descriptor_child() {
         let before = open_descriptors();
         let log = EmbeddedLog::open(Path::new(&dir), config(1 << 20)).unwrap();
         for (i, topic) in topics.iter().enumerate() {
-            log.ensure_topic(topic, 3).await.unwrap();
+            log.ensure_topic(&Topic::new(topic.as_str()).expect("a valid name"), 3).await.unwrap();
             log.append(topic, 0, &recs(i as i64..i as i64 + 1)).await.unwrap();
         }
         // 1,200 partitions were created and written: each holds its file until two sweeps
@@ -525,7 +526,7 @@ async fn retention_after_files_were_released_reports_lost() {
     let log =
         EmbeddedLog::open(&dir.0, EmbeddedLogConfig { retention_bytes: Some(512), ..config(256) })
             .unwrap();
-    log.ensure_topic("r", 1).await.unwrap();
+    log.ensure_topic(&Topic::new("r").expect("a valid name"), 1).await.unwrap();
     for i in 0..40 {
         log.append("r", 0, &recs(i..i + 1)).await.unwrap();
     }

@@ -41,6 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use kappa_core::Topic;
 use kappa_core::ports::{
     Batch, LogReader, LogRecord, LogWriter, NewRecord, PortError, PortResult, ReadRequest,
     ValueArena, Watermarks,
@@ -500,7 +501,7 @@ impl LogReader for KafkaLog {
 
 #[async_trait]
 impl LogWriter for KafkaLog {
-    async fn ensure_topic(&self, topic: &str, partitions: u32) -> PortResult<u32> {
+    async fn ensure_topic(&self, topic: &Topic, partitions: u32) -> PortResult<u32> {
         if let Some(n) = self.partitions(topic).await? {
             return Ok(n);
         }

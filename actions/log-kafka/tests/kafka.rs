@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use kappa_core::Topic;
 use kappa_core::conformance_log::log_conformance;
 use kappa_core::ports::{LogReader, LogWriter, NewRecord, PortResult, ReadRequest, Watermarks};
 use kappa_log_kafka::{KafkaLog, KafkaLogConfig};
@@ -86,7 +87,7 @@ async fn retention_reports_lost_and_continues_at_the_low_watermark() {
     let Some(b) = brokers() else { return };
     let log = log(&b);
     let topic = random_name("retention");
-    assert_eq!(log.ensure_topic(&topic, 1).await.unwrap(), 1);
+    assert_eq!(log.ensure_topic(&Topic::new(&topic).expect("a valid name"), 1).await.unwrap(), 1);
     fill(&log, &topic, 100, 100, 25).await;
     // Warm a cached consumer positioned at 10 (with 10.. prefetched).
     let first = log
@@ -155,7 +156,7 @@ async fn broker_restart_mid_read_loses_and_duplicates_nothing() {
     }
     let log = log(&b);
     let topic = random_name("restart");
-    log.ensure_topic(&topic, 1).await.unwrap();
+    log.ensure_topic(&Topic::new(&topic).expect("a valid name"), 1).await.unwrap();
     fill(&log, &topic, 3000, 200, 500).await;
 
     let mut next = 0i64;
@@ -222,7 +223,7 @@ async fn replay_throughput() {
     let Some(b) = brokers() else { return };
     let log = log(&b);
     let topic = random_name("throughput");
-    log.ensure_topic(&topic, 1).await.unwrap();
+    log.ensure_topic(&Topic::new(&topic).expect("a valid name"), 1).await.unwrap();
     let n = 100_000i64;
     let t = Instant::now();
     fill(&log, &topic, n, 4096, 1000).await;

@@ -18,7 +18,7 @@ use std::time::Instant;
 use kappa_actions::process::{ProcessEvent, process};
 use kappa_actions::{ActionConfig, Context, Env, query};
 use kappa_core::ports::{Clock, LogWriter, MemoryChain, MemoryHttp, NewRecord, StateStore};
-use kappa_core::{Limits, Plan, Record};
+use kappa_core::{Limits, Plan, Record, Topic};
 use kappa_log_kafka::{KafkaLog, KafkaLogConfig};
 use kappa_runtime::clock::{SystemClock, TokioTimer};
 use kappa_state_redis::{RedisStore, RedisStoreConfig};
@@ -114,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
         config: &config,
     };
     let topic = format!("bench-{}", SystemClock.now_ms());
-    log.ensure_topic(&topic, 1).await?;
+    log.ensure_topic(&Topic::new(&topic).expect("a valid name"), 1).await?;
 
     let base = kappa_tweetgen::TweetGen::load_default_base()?;
     let generator = kappa_tweetgen::TweetGen::new(

@@ -17,7 +17,7 @@ use kappa_actions::{ActionConfig, ActionError, Context, Env, query, status, tick
 use kappa_core::ports::{
     Clock, LogReader, LogWriter, MemoryChain, MemoryHttp, NewRecord, ReadRequest,
 };
-use kappa_core::{Limits, Plan, Record};
+use kappa_core::{Limits, Plan, Record, Topic};
 use kappa_log_kafka::{KafkaLog, KafkaLogConfig};
 use kappa_runtime::clock::{SystemClock, TokioTimer};
 use kappa_state_redis::{RedisStore, RedisStoreConfig};
@@ -79,7 +79,7 @@ fn ctx() -> Context {
 
 /// Real tweets from the generator, plus junk: malformed and oversize records.
 async fn fill(s: &Services, topic: &str, partitions: u32, per_partition: u64) {
-    s.log.ensure_topic(topic, partitions).await.expect("topic");
+    s.log.ensure_topic(&Topic::new(topic).expect("a valid name"), partitions).await.expect("topic");
     let base = kappa_tweetgen::TweetGen::load_default_base().expect("run scripts/fetch-tweets.sh");
     let generator = kappa_tweetgen::TweetGen::new(
         base,

@@ -41,12 +41,12 @@ use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
+use kappa_core::Message;
 use kappa_core::ports::{
     Checkpoint, PortError, PortResult, QueryRecord, ResultRecord, Segment, StateStore,
-    Subscription, message_version, ring_since,
+    Subscription, ring_since,
 };
 use redb::{Database, ReadableTable, TableDefinition};
-use serde_json::Value;
 use tokio::sync::{broadcast, oneshot};
 
 const BACKEND: &str = "embedded-state";
@@ -105,7 +105,7 @@ struct Decoded {
 struct Recent {
     record: ResultRecord,
     /// A contiguous suffix of the ring (possibly empty), oldest first; shared with readers.
-    messages: VecDeque<Arc<Value>>,
+    messages: VecDeque<Arc<Message>>,
 }
 
 impl Latest {
@@ -114,7 +114,7 @@ impl Latest {
     }
 
     /// After a committed result write.
-    fn committed(&self, id: &str, record: ResultRecord, message: Arc<Value>) {
+    fn committed(&self, id: &str, record: ResultRecord, message: Arc<Message>) {
         let mut decoded = self.lock();
         let recent = match decoded.results.entry(id.to_string()) {
             Entry::Occupied(e) => {
@@ -237,7 +237,7 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, raw: &[u8]) -> PortResu
 pub struct EmbeddedStore {
     db: Arc<Database>,
     ring: usize,
-    events: broadcast::Sender<(String, Value)>,
+    events: broadcast::Sender<(String, Message)>,
     latest: Arc<Latest>,
     pending: SharedPending,
     /// To the committer thread; `None` only while dropping.
@@ -468,7 +468,7 @@ impl EmbeddedStore {
     /// Subscribe first, then catch up with [`StateStore::messages_since`] and drop messages
     /// already seen by version: that order leaves no gap. A receiver that falls more than 1024
     /// messages behind gets `RecvError::Lagged` and should catch up the same way.
-    pub fn events(&self) -> broadcast::Receiver<(String, Value)> {
+    pub fn events(&self) -> broadcast::Receiver<(String, Message)> {
         self.events.subscribe()
     }
 
@@ -748,7 +748,7 @@ impl StateStore for EmbeddedStore {
         id: &str,
         expected: u64,
         new: &ResultRecord,
-        message: &Value,
+        message: &Message,
     ) -> PortResult<bool> {
         let record = to_json("result record", new)?;
         let encoded_message = to_json("message", message)?;
@@ -794,7 +794,7 @@ impl StateStore for EmbeddedStore {
         self.submit(what, op, Some(on_commit)).await
     }
 
-    async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Value>>> {
+    async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Message>>> {
         let shared = self.shared_messages_since(id, version).await?;
         Ok(shared.map(|m| m.into_iter().map(Arc::unwrap_or_clone).collect()))
     }
@@ -803,7 +803,7 @@ impl StateStore for EmbeddedStore {
         &self,
         id: &str,
         version: u64,
-    ) -> PortResult<Option<Vec<Arc<Value>>>> {
+    ) -> PortResult<Option<Vec<Arc<Message>>>> {
         {
             let mut latest = self.latest.lock();
             if let Some(recent) = latest.results.get_mut(id) {
@@ -814,7 +814,7 @@ impl StateStore for EmbeddedStore {
                 // The cached suffix holds every message after `version` when it starts at or
                 // before it (versions never decrease along the ring).
                 let messages = recent.messages.make_contiguous();
-                if messages.first().is_some_and(|m| message_version(m) <= version) {
+                if messages.first().is_some_and(|m| m.version() <= version) {
                     return Ok(ring_since(messages, version, current));
                 }
             }
@@ -837,8 +837,8 @@ impl StateStore for EmbeddedStore {
             messages.range((id, 0u64)..=(id, u64::MAX)).map_err(|e| db_error(what, e))?.rev()
         {
             let (_, v) = entry.map_err(|e| db_error(what, e))?;
-            let message = from_json::<Value>("ring message", v.value())?;
-            if message_version(&message) <= version {
+            let message = from_json::<Message>("ring message", v.value())?;
+            if message.version() <= version {
                 break;
             }
             ring.push(Arc::new(message));

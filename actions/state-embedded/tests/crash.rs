@@ -13,6 +13,8 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use common::scratch;
+use kappa_core::Message;
+use kappa_core::conformance::delta;
 use kappa_core::ports::{Checkpoint, Progress, ResultRecord, Segment, StateStore};
 use kappa_state_embedded::EmbeddedStore;
 use serde_json::json;
@@ -84,7 +86,7 @@ fn crash_child_writer() {
                     .unwrap()
             );
             let v = n as u64;
-            let m = json!({"type": "delta", "version": v});
+            let m = delta(v, 0);
             assert!(store.compare_and_set_result("q", v - 1, &result(v), &m).await.unwrap());
             println!("acked {n}");
         }
@@ -143,7 +145,7 @@ fn acknowledged_cas_survive_sigkill(fsync: bool) {
         );
         assert_eq!(r, result(r.revision), "the result is whole");
         let since = store.messages_since("q", r.revision - RING as u64).await.unwrap().unwrap();
-        let versions: Vec<u64> = since.iter().map(|m| m["version"].as_u64().unwrap()).collect();
+        let versions: Vec<u64> = since.iter().map(Message::version).collect();
         assert_eq!(
             versions,
             (r.revision - RING as u64 + 1..=r.revision).collect::<Vec<_>>(),

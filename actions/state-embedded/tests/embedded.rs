@@ -4,7 +4,8 @@
 mod common;
 
 use common::scratch;
-use kappa_core::conformance::state_store_conformance;
+use kappa_core::Topic;
+use kappa_core::conformance::{delta, progress, state_store_conformance};
 use kappa_core::ports::{
     Checkpoint, Progress, QueryRecord, ResultRecord, Segment, StateStore, Subscription,
 };
@@ -46,7 +47,7 @@ fn reopen_after_drop_keeps_everything() {
     let q = QueryRecord {
         id: "q_1".into(),
         body: r#"{"size":0}"#.into(),
-        topic: "t".into(),
+        topic: Topic::new("t").expect("a valid name"),
         segments: vec![Segment { partition: 0, start: 0, end: None }],
         created_ms: 9,
     };
@@ -60,7 +61,7 @@ fn reopen_after_drop_keeps_everything() {
         s.add_refs(&q.id, 3).await.unwrap();
         assert!(s.compare_and_set_checkpoint(&q.id, &seg, None, &cp).await.unwrap());
         for v in 1..=3 {
-            let m = json!({"type": "delta", "version": v});
+            let m = delta(v, 0);
             assert!(s.compare_and_set_result(&q.id, v - 1, &result(v), &m).await.unwrap());
         }
         s.subscribe(&q.id, &sub).await.unwrap();
@@ -74,17 +75,11 @@ fn reopen_after_drop_keeps_everything() {
         assert_eq!(s.add_refs(&q.id, 0).await.unwrap(), 3);
         assert_eq!(s.checkpoint(&q.id, &seg).await.unwrap(), Some(cp.clone()));
         assert_eq!(s.result(&q.id).await.unwrap(), Some(result(3)));
-        assert_eq!(
-            s.messages_since(&q.id, 1).await.unwrap(),
-            Some(vec![
-                json!({"type": "delta", "version": 2}),
-                json!({"type": "delta", "version": 3})
-            ])
-        );
+        assert_eq!(s.messages_since(&q.id, 1).await.unwrap(), Some(vec![delta(2, 0), delta(3, 0)]));
         assert_eq!(s.messages_since(&q.id, 0).await.unwrap(), None, "the ring of 2 dropped v1");
         assert_eq!(s.subscriptions(&q.id).await.unwrap(), vec![sub.clone()]);
         // And it keeps working: the ring continues where it was.
-        let m4 = json!({"type": "delta", "version": 4});
+        let m4 = delta(4, 0);
         assert!(s.compare_and_set_result(&q.id, 3, &result(4), &m4).await.unwrap());
         assert_eq!(s.messages_since(&q.id, 3).await.unwrap(), Some(vec![m4]));
     });
@@ -97,10 +92,10 @@ fn events_follow_successful_result_cas_only() {
     let s = EmbeddedStore::open(&path, 4).unwrap();
     let mut rx = s.events();
     pollster::block_on(async {
-        let m1 = json!({"type": "delta", "version": 1});
+        let m1 = delta(1, 0);
         assert!(s.compare_and_set_result("q_a", 0, &result(1), &m1).await.unwrap());
-        assert!(!s.compare_and_set_result("q_a", 0, &result(1), &json!({"no": 1})).await.unwrap());
-        let m2 = json!({"type": "progress", "version": 1});
+        assert!(!s.compare_and_set_result("q_a", 0, &result(1), &progress(1, 1)).await.unwrap());
+        let m2 = progress(1, 0);
         assert!(s.compare_and_set_result("q_b", 0, &result(1), &m2).await.unwrap());
         assert_eq!(rx.try_recv().unwrap(), ("q_a".to_string(), m1));
         assert_eq!(rx.try_recv().unwrap(), ("q_b".to_string(), m2));
@@ -119,24 +114,25 @@ fn decoded_copies_follow_removals_and_the_file() {
     let query = |topic: &str| QueryRecord {
         id: "q_d".into(),
         body: format!(r#"{{"topic":"{topic}"}}"#),
-        topic: topic.into(),
+        topic: Topic::new(topic).expect("a valid name"),
         segments: vec![Segment { partition: 0, start: 0, end: None }],
         created_ms: 1,
     };
-    let delta = |v: u64| json!({"type": "delta", "version": v, "from": v - 1});
     let s = EmbeddedStore::open(&path, ring).unwrap();
     pollster::block_on(async {
         assert!(s.register(&query("a")).await.unwrap());
         assert_eq!(s.query("q_d").await.unwrap(), Some(query("a")));
         for v in 1..=150 {
-            assert!(s.compare_and_set_result("q_d", v - 1, &result(v), &delta(v)).await.unwrap());
+            assert!(
+                s.compare_and_set_result("q_d", v - 1, &result(v), &delta(v, 0)).await.unwrap()
+            );
         }
         assert_eq!(s.result("q_d").await.unwrap(), Some(result(150)));
         // Older than the in-memory copy holds: read from the file, still consecutive.
         let since = s.messages_since("q_d", 10).await.unwrap().expect("the ring holds 11..");
         assert_eq!(since.len(), 140);
-        assert_eq!(since[0], delta(11));
-        assert_eq!(s.messages_since("q_d", 149).await.unwrap(), Some(vec![delta(150)]));
+        assert_eq!(since[0], delta(11, 0));
+        assert_eq!(s.messages_since("q_d", 149).await.unwrap(), Some(vec![delta(150, 0)]));
 
         let seg = Segment { partition: 0, start: 0, end: None };
         let cp = Checkpoint { next_offset: 5, state: vec![1, 2], head: 5, lost: 0 };
@@ -150,18 +146,18 @@ fn decoded_copies_follow_removals_and_the_file() {
         assert_eq!(s.messages_since("q_d", 149).await.unwrap(), Some(vec![]));
         assert!(s.register(&query("b")).await.unwrap());
         assert_eq!(s.query("q_d").await.unwrap(), Some(query("b")), "the new record, not the old");
-        assert!(s.compare_and_set_result("q_d", 0, &result(1), &delta(1)).await.unwrap());
-        assert_eq!(s.messages_since("q_d", 0).await.unwrap(), Some(vec![delta(1)]));
+        assert!(s.compare_and_set_result("q_d", 0, &result(1), &delta(1, 0)).await.unwrap());
+        assert_eq!(s.messages_since("q_d", 0).await.unwrap(), Some(vec![delta(1, 0)]));
     });
     drop(s);
     let s = EmbeddedStore::open(&path, ring).unwrap();
     pollster::block_on(async {
         assert_eq!(s.query("q_d").await.unwrap(), Some(query("b")));
         assert_eq!(s.result("q_d").await.unwrap(), Some(result(1)));
-        assert!(s.compare_and_set_result("q_d", 1, &result(2), &delta(2)).await.unwrap());
+        assert!(s.compare_and_set_result("q_d", 1, &result(2), &delta(2, 0)).await.unwrap());
         assert_eq!(
             s.messages_since("q_d", 0).await.unwrap(),
-            Some(vec![delta(1), delta(2)]),
+            Some(vec![delta(1, 0), delta(2, 0)]),
             "a copy filled after a reopen starts empty and falls back to the file"
         );
     });
@@ -180,7 +176,7 @@ fn checkpoints_kept_in_memory_after_their_flush_stay_exact() {
     let query = QueryRecord {
         id: "q_c".into(),
         body: r#"{"topic":"t"}"#.into(),
-        topic: "t".into(),
+        topic: Topic::new("t").expect("a valid name"),
         segments: vec![seg, big],
         created_ms: 1,
     };
@@ -190,14 +186,13 @@ fn checkpoints_kept_in_memory_after_their_flush_stay_exact() {
         head: n,
         lost: 0,
     };
-    let delta = |v: u64| json!({"type": "delta", "version": v, "from": v - 1});
     let s = EmbeddedStore::open(&path, 8).unwrap();
     pollster::block_on(async {
         assert!(s.register(&query).await.unwrap());
         assert!(s.compare_and_set_checkpoint("q_c", &seg, None, &cp(5, 8)).await.unwrap());
         assert!(s.compare_and_set_checkpoint("q_c", &big, None, &cp(6, 100_000)).await.unwrap());
         // The result write commits the pending checkpoints with it.
-        assert!(s.compare_and_set_result("q_c", 0, &result(1), &delta(1)).await.unwrap());
+        assert!(s.compare_and_set_result("q_c", 0, &result(1), &delta(1, 0)).await.unwrap());
         assert_eq!(s.checkpoint("q_c", &seg).await.unwrap(), Some(cp(5, 8)));
         assert_eq!(s.checkpoint("q_c", &big).await.unwrap(), Some(cp(6, 100_000)), "from the file");
         assert!(!s.compare_and_set_checkpoint("q_c", &seg, None, &cp(9, 8)).await.unwrap());
@@ -205,7 +200,7 @@ fn checkpoints_kept_in_memory_after_their_flush_stay_exact() {
         assert!(s.compare_and_set_checkpoint("q_c", &seg, Some(5), &cp(10, 8)).await.unwrap());
         assert!(s.compare_and_set_checkpoint("q_c", &big, Some(6), &cp(7, 8)).await.unwrap());
         assert_eq!(s.checkpoint("q_c", &seg).await.unwrap(), Some(cp(10, 8)));
-        assert!(s.compare_and_set_result("q_c", 1, &result(2), &delta(2)).await.unwrap());
+        assert!(s.compare_and_set_result("q_c", 1, &result(2), &delta(2, 0)).await.unwrap());
         assert_eq!(s.checkpoint("q_c", &seg).await.unwrap(), Some(cp(10, 8)), "after its flush");
         assert_eq!(s.checkpoint("q_c", &big).await.unwrap(), Some(cp(7, 8)), "small now: kept");
         s.remove("q_c").await.unwrap();

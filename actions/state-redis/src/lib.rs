@@ -31,13 +31,13 @@
 
 use async_trait::async_trait;
 use futures_util::{Stream, StreamExt};
+use kappa_core::Message;
 use kappa_core::ports::{
     Checkpoint, PortError, PortResult, QueryRecord, ResultRecord, Segment, StateStore,
     Subscription, ring_since,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, RetryMethod, Script};
-use serde_json::Value;
 use std::time::Duration;
 
 const BACKEND: &str = "redis";
@@ -258,13 +258,13 @@ impl RedisStore {
     /// live feed), on a dedicated pub/sub connection.
     ///
     /// Subscribe first, then catch up with [`StateStore::messages_since`], and drop messages
-    /// already seen by version: that order leaves no gap. Messages that are not valid JSON are
+    /// already seen by version: that order leaves no gap. Payloads that are not messages are
     /// skipped. The stream ends when the connection is lost (a Redis restart); subscribe again
     /// and catch up the same way.
     pub async fn subscribe_events(
         &self,
         id: &str,
-    ) -> PortResult<impl Stream<Item = Value> + Send + 'static + use<>> {
+    ) -> PortResult<impl Stream<Item = Message> + Send + 'static + use<>> {
         Ok(self
             .subscribe_channel(&self.events_channel(id))
             .await?
@@ -449,7 +449,7 @@ impl StateStore for RedisStore {
         id: &str,
         expected: u64,
         new: &ResultRecord,
-        message: &Value,
+        message: &Message,
     ) -> PortResult<bool> {
         let record = to_json("result record", new)?;
         let message = to_json("message", message)?;
@@ -471,7 +471,7 @@ impl StateStore for RedisStore {
         Ok(won == 1)
     }
 
-    async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Value>>> {
+    async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Message>>> {
         // One MULTI/EXEC round trip: the current version and the ring, consistent.
         let (current, ring): (Option<String>, Vec<Vec<u8>>) = redis::pipe()
             .atomic()
@@ -492,7 +492,7 @@ impl StateStore for RedisStore {
         if version >= current {
             return Ok(Some(Vec::new()));
         }
-        let ring: Vec<Value> =
+        let ring: Vec<Message> =
             ring.iter().map(|m| from_json("ring message", m)).collect::<PortResult<_>>()?;
         Ok(ring_since(&ring, version, current))
     }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use kappa_core::conformance::state_store_conformance;
+use kappa_core::Message;
+use kappa_core::conformance::{delta, progress, state_store_conformance};
 use kappa_core::ports::{Checkpoint, Progress, ResultRecord, Segment, StateStore};
 use kappa_state_redis::{RedisStore, RedisStoreConfig};
 use serde_json::json;
@@ -116,7 +117,7 @@ async fn result_cas_is_atomic_under_20_tasks() {
             let mut mine = 0;
             while mine < 5 {
                 let cur = s.result("q_res").await.unwrap().map_or(0, |r| r.revision);
-                let msg = json!({"type": "delta", "version": cur + 1, "task": t});
+                let msg = delta(cur + 1, t);
                 if s.compare_and_set_result("q_res", cur, &result(cur + 1), &msg).await.unwrap() {
                     mine += 1;
                 }
@@ -131,7 +132,7 @@ async fn result_cas_is_atomic_under_20_tasks() {
     assert_eq!(total, 100);
     assert_eq!(s.result("q_res").await.unwrap().unwrap().revision, 100);
     let since = s.messages_since("q_res", 100 - ring as u64).await.unwrap().unwrap();
-    let versions: Vec<u64> = since.iter().map(|m| m["version"].as_u64().unwrap()).collect();
+    let versions: Vec<u64> = since.iter().map(Message::version).collect();
     assert_eq!(
         versions,
         (100 - ring as u64 + 1..=100).collect::<Vec<_>>(),
@@ -150,7 +151,7 @@ async fn key_layout_and_raw_binary_state() {
     let state: Vec<u8> = (0..=255u8).collect();
     let cp = Checkpoint { next_offset: 15, state: state.clone(), head: 30, lost: 1 };
     assert!(s.compare_and_set_checkpoint("q_k", &seg, None, &cp).await.unwrap());
-    assert!(s.compare_and_set_result("q_k", 0, &result(1), &json!({"version": 1})).await.unwrap());
+    assert!(s.compare_and_set_result("q_k", 0, &result(1), &progress(1, 0)).await.unwrap());
     s.touch("q_k", 5).await.unwrap();
     let mut conn = raw(&url).await;
     let stored: Vec<u8> = redis::cmd("HGET")
@@ -189,12 +190,10 @@ async fn events_are_published_on_result_cas() {
     let s = store(&url, "events", 8).await;
     let mut events = s.subscribe_events("q_ev").await.unwrap();
     let mut other = s.subscribe_events("q_other").await.unwrap();
-    let m1 = json!({"type": "delta", "version": 1, "patch": []});
+    let m1 = delta(1, 0);
     assert!(s.compare_and_set_result("q_ev", 0, &result(1), &m1).await.unwrap());
-    assert!(
-        !s.compare_and_set_result("q_ev", 0, &result(1), &json!({"lost": true})).await.unwrap()
-    );
-    let m2 = json!({"type": "progress", "version": 2});
+    assert!(!s.compare_and_set_result("q_ev", 0, &result(1), &progress(1, 99)).await.unwrap());
+    let m2 = progress(2, 0);
     assert!(s.compare_and_set_result("q_ev", 1, &result(2), &m2).await.unwrap());
     let wait = Duration::from_secs(5);
     assert_eq!(tokio::time::timeout(wait, events.next()).await.unwrap(), Some(m1));
@@ -240,7 +239,7 @@ async fn script_errors_are_permanent() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let e = s.compare_and_set_result("q_w", 0, &result(1), &json!({})).await.unwrap_err();
+    let e = s.compare_and_set_result("q_w", 0, &result(1), &delta(1, 0)).await.unwrap_err();
     assert!(!e.is_retryable(), "{e}");
     cleanup(&url, s.key_prefix()).await;
 }

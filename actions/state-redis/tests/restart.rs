@@ -6,6 +6,8 @@ mod common;
 
 use std::time::Duration;
 
+use kappa_core::Topic;
+use kappa_core::conformance::delta;
 use kappa_core::ports::{Checkpoint, Progress, QueryRecord, ResultRecord, Segment, StateStore};
 use serde_json::json;
 
@@ -31,7 +33,7 @@ async fn reconnects_after_a_restart_and_keeps_the_data() {
     let q = QueryRecord {
         id: "q_restart".into(),
         body: "{}".into(),
-        topic: "t".into(),
+        topic: Topic::new("t").expect("a valid name"),
         segments: vec![Segment { partition: 0, start: 0, end: None }],
         created_ms: 1,
     };
@@ -47,11 +49,7 @@ async fn reconnects_after_a_restart_and_keeps_the_data() {
     };
     assert!(s.register(&q).await.unwrap());
     assert!(s.compare_and_set_checkpoint(&q.id, &seg, None, &cp).await.unwrap());
-    assert!(
-        s.compare_and_set_result(&q.id, 0, &r, &json!({"type": "delta", "version": 1}))
-            .await
-            .unwrap()
-    );
+    assert!(s.compare_and_set_result(&q.id, 0, &r, &delta(1, 0)).await.unwrap());
 
     restart_redis(&url);
 
@@ -72,20 +70,13 @@ async fn reconnects_after_a_restart_and_keeps_the_data() {
     assert_eq!(got, Some(cp.clone()), "the checkpoint survived the restart");
     assert_eq!(s.query(&q.id).await.unwrap(), Some(q.clone()));
     assert_eq!(s.result(&q.id).await.unwrap(), Some(r.clone()));
-    assert_eq!(
-        s.messages_since(&q.id, 0).await.unwrap(),
-        Some(vec![json!({"type": "delta", "version": 1})])
-    );
+    assert_eq!(s.messages_since(&q.id, 0).await.unwrap(), Some(vec![delta(1, 0)]));
     // The scripts are gone from the restarted server's cache: EVALSHA reloads them.
     let next = Checkpoint { next_offset: 43, ..cp.clone() };
     assert!(!s.compare_and_set_checkpoint(&q.id, &seg, Some(41), &next).await.unwrap());
     assert!(s.compare_and_set_checkpoint(&q.id, &seg, Some(42), &next).await.unwrap());
     let r2 = ResultRecord { revision: 2, version: 2, ..r };
-    assert!(
-        s.compare_and_set_result(&q.id, 1, &r2, &json!({"type": "delta", "version": 2}))
-            .await
-            .unwrap()
-    );
+    assert!(s.compare_and_set_result(&q.id, 1, &r2, &delta(2, 0)).await.unwrap());
     s.remove(&q.id).await.unwrap();
     cleanup(&url, s.key_prefix()).await;
 }

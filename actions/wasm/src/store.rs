@@ -7,11 +7,11 @@
 //! what the other wrote (the WASM test checks it). Only the transport differs.
 
 use async_trait::async_trait;
+use kappa_core::Message;
 use kappa_core::ports::{
     Checkpoint, PortError, PortResult, QueryRecord, ResultRecord, Segment, StateStore,
     Subscription, ring_since,
 };
-use serde_json::Value;
 use sha1::{Digest, Sha1};
 
 const BACKEND: &str = "redis";
@@ -347,7 +347,7 @@ impl<C: RedisCall> StateStore for ScriptStore<C> {
         id: &str,
         expected: u64,
         new: &ResultRecord,
-        message: &Value,
+        message: &Message,
     ) -> PortResult<bool> {
         let won = self
             .eval(
@@ -368,7 +368,7 @@ impl<C: RedisCall> StateStore for ScriptStore<C> {
         Ok(won.int("compare_and_set_result")? == 1)
     }
 
-    async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Value>>> {
+    async fn messages_since(&self, id: &str, version: u64) -> PortResult<Option<Vec<Message>>> {
         // MULTI/EXEC is not needed for consistency here: the ring and the version are written by
         // one script, and a newer ring only adds messages after `current`.
         let current = self
@@ -388,7 +388,7 @@ impl<C: RedisCall> StateStore for ScriptStore<C> {
             )
             .await?
             .array("ring")?;
-        let ring: Vec<Value> = ring
+        let ring: Vec<Message> = ring
             .into_iter()
             .filter_map(Reply::bytes)
             .map(|m| from_json("ring message", &m))

@@ -21,7 +21,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use kappa::gateway::{self, GatewayConfig};
 use kappa_core::ports::{LogWriter, NewRecord};
-use kappa_core::{Limits as QueryLimits, Plan, Record, patch};
+use kappa_core::{Limits as QueryLimits, Plan, Record, Topic, patch};
 use kappa_deploy::platform::{Limits, PlatformConfig, RunningPlatform};
 use kappa_deploy::runtime::{self as real, RuntimeKind};
 use kappa_deploy::{Flavour, blackbox_variant};
@@ -209,7 +209,7 @@ async fn end_to_end(
     let log = KafkaLog::connect(KafkaLogConfig { brokers: kafka.clone(), ..Default::default() })
         .expect("kafka");
     let topic = unique("kappa-e2e");
-    log.ensure_topic(&topic, PARTITIONS).await.expect("topic");
+    log.ensure_topic(&Topic::new(&topic).expect("a valid name"), PARTITIONS).await.expect("topic");
     let docs: Vec<Vec<u8>> =
         (0..3000).map(|i| serde_json::to_vec(&tweet(i)).expect("json")).collect();
     produce(&log, &topic, &docs).await;

@@ -184,7 +184,9 @@ async fn every_action_runs_in_its_real_runtime(flavour: Flavour) {
     let log = KafkaLog::connect(KafkaLogConfig { brokers: kafka.clone(), ..Default::default() })
         .expect("kafka");
     let topic = unique("kappa-runtime");
-    log.ensure_topic(&topic, 1).await.expect("topic");
+    log.ensure_topic(&kappa_core::Topic::new(&topic).expect("a valid name"), 1)
+        .await
+        .expect("topic");
     let records: Vec<NewRecord> = (0..50)
         .map(|i| NewRecord {
             key: None,
