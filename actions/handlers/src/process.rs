@@ -17,25 +17,16 @@
 //! [`process_segments`] runs 1–3 for several segments of one query, each committed alone, then
 //! 4 and 5 once: the same analysis holds per segment.
 
-use kappa_core::ports::{Checkpoint, QueryRecord, ReadRequest, Segment};
+use kappa_core::ports::{Checkpoint, Link, PushEvent, QueryRecord, ReadRequest, Segment};
 use kappa_core::{PartialState, Plan, Record};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::env::{Context, Env};
 use crate::error::ActionError;
 use crate::plans;
 use crate::result::{self, Refreshed};
 
-/// The event of one process invocation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProcessEvent {
-    /// Query id.
-    pub query: String,
-    /// The segment to advance.
-    pub segment: Segment,
-}
+pub use kappa_core::ports::ProcessEvent;
 
 /// What one invocation did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -264,9 +255,7 @@ async fn process_segments_with_faults(
     let Refreshed { version, changed, .. } =
         result::refresh_known(env, &query, plan, known).await?;
     if changed {
-        env.chain
-            .fire(&env.config.push_action, &json!({"query": query.id, "version": version}))
-            .await?;
+        env.chain.fire(Link::Push(PushEvent { query: query.id.clone(), version })).await?;
     }
     faults.at("refreshed")?;
 
@@ -275,9 +264,7 @@ async fn process_segments_with_faults(
         output.version = version;
         if !output.at_head {
             let event = ProcessEvent { query: query.id.clone(), segment: output.segment };
-            env.chain
-                .fire(&env.config.process_action, &serde_json::to_value(event).unwrap_or_default())
-                .await?;
+            env.chain.fire(Link::Process(event)).await?;
             output.fired_next = true;
         }
         tracing::debug!(query = %query.id, segment = %output.segment.key(), from = output.from, next = output.next_offset, records = output.records, stopped = %output.stopped, "batch processed");

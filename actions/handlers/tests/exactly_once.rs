@@ -6,13 +6,11 @@ use std::sync::Arc;
 
 use futures::executor::block_on;
 use futures::future::join_all;
-use kappa_actions::process::{
-    Faults, NoFaults, ProcessEvent, Stop, process_segments, process_with_faults,
-};
+use kappa_actions::process::{Faults, NoFaults, Stop, process_segments, process_with_faults};
 use kappa_actions::push::{PushEvent, push};
 use kappa_actions::{ActionConfig, ActionError, Context, Env, query, status, tick};
 use kappa_core::ports::{
-    InstantTimer, LogReader, LogWriter, ManualClock, MemoryChain, MemoryHttp, MemoryLog,
+    InstantTimer, Link, LogReader, LogWriter, ManualClock, MemoryChain, MemoryHttp, MemoryLog,
     MemoryStore, NewRecord, ReadRequest, StateStore,
 };
 use kappa_core::{Limits, Message, Plan, Record, Topic};
@@ -164,7 +162,7 @@ impl Faults for CrashAt {
 fn drain(
     w: &World,
     faults: &dyn Faults,
-    mut mangle: impl FnMut(usize, Vec<(String, Value)>) -> Vec<(String, Value)>,
+    mut mangle: impl FnMut(usize, Vec<Link>) -> Vec<Link>,
 ) -> usize {
     let mut round = 0;
     let mut runs = 0;
@@ -177,15 +175,16 @@ fn drain(
         assert!(round < 10_000, "the chain does not terminate");
         let env = w.env();
         let ctx = w.ctx();
-        block_on(join_all(links.into_iter().map(|(action, params)| {
+        block_on(join_all(links.into_iter().map(|link| {
             let ctx = ctx.clone();
             async move {
-                if action == w.config.process_action {
-                    let e: ProcessEvent = serde_json::from_value(params).expect("event");
-                    let _ = process_with_faults(&env, &ctx, e, faults).await;
-                } else {
-                    let e: PushEvent = serde_json::from_value(params).expect("event");
-                    let _ = push(&env, e).await;
+                match link {
+                    Link::Process(e) => {
+                        let _ = process_with_faults(&env, &ctx, e, faults).await;
+                    }
+                    Link::Push(e) => {
+                        let _ = push(&env, e).await;
+                    }
                 }
             }
         })));
@@ -249,9 +248,8 @@ fn segments_run_together_and_duplicated_equal_one_pass() {
             return;
         }
         let mut segments = Vec::new();
-        for (action, params) in links {
-            if action == w.config.process_action {
-                let e: ProcessEvent = serde_json::from_value(params).expect("event");
+        for link in links {
+            if let Link::Process(e) = link {
                 assert_eq!(e.query, id);
                 if !segments.contains(&e.segment) {
                     segments.push(e.segment);
@@ -396,8 +394,7 @@ fn a_batch_near_its_deadline_stops_early_and_commits_what_it_did() {
     fill(&w, 1, 200);
     let id = create(&w, &json!({"topic": TOPIC}));
     let links = w.chain.take();
-    let (_, params) = links.into_iter().next().expect("a link");
-    let event: ProcessEvent = serde_json::from_value(params).expect("event");
+    let Some(Link::Process(event)) = links.into_iter().next() else { panic!("a process link") };
     // The deadline is already within the margin: the invocation reads nothing and says why.
     let ctx = Context { activation_id: "late".into(), deadline_ms: NOW + 500 };
     let out = block_on(process_with_faults(&w.env(), &ctx, event.clone(), &NoFaults)).expect("ok");
@@ -572,8 +569,8 @@ fn a_query_over_its_cpu_budget_fails_visibly_and_others_go_on() {
     let clock = SlowClock { inner: w.clock.clone(), step_ms: 2_000 };
     let env = Env { clock: &clock, ..w.env() };
     let links = w.chain.take();
-    for (_, event) in links {
-        let event: ProcessEvent = serde_json::from_value(event).expect("a process link");
+    for link in links {
+        let Link::Process(event) = link else { panic!("a process link") };
         let deadline_ms = kappa_core::ports::Clock::now_ms(&*clock.inner) + 60_000;
         let ctx = Context { activation_id: "slow".into(), deadline_ms };
         let e = block_on(process_with_faults(&env, &ctx, event, &NoFaults))
@@ -662,7 +659,7 @@ fn failed_webhook_deliveries_are_retried_with_backoff() {
     ))
     .expect("sub");
     drain(&w, &NoFaults, |_, links| {
-        links.into_iter().filter(|(a, _)| a != &w.config.push_action).collect()
+        links.into_iter().filter(|l| !matches!(l, Link::Push(_))).collect()
     });
     w.http.script([
         Ok(503),

@@ -79,6 +79,7 @@ async fn handle(a: &Adapters, activation: Activation) -> Value {
         &a.deployment.api_host,
         activation.api_key.as_deref().unwrap_or(""),
         a.deployment.link,
+        a.deployment.config.link_actions(),
         http,
         timer,
     );
