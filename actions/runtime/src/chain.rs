@@ -134,6 +134,17 @@ mod tests {
         LinkActions { process: "kappa/process".into(), push: "kappa/push".into() }
     }
 
+    fn chain(api_host: &str, kind: LinkKind, http: &Arc<MemoryHttp>) -> OpenWhiskChain {
+        OpenWhiskChain::new(
+            api_host,
+            "u:k",
+            kind,
+            actions(),
+            http.clone(),
+            Arc::new(InstantTimer::default()),
+        )
+    }
+
     fn process_link() -> Link {
         let segment = Segment { partition: 0, start: 0, end: None };
         Link::Process(ProcessEvent { query: "q_1".into(), segment })
@@ -143,14 +154,7 @@ mod tests {
     fn a_rate_limited_link_is_retried_then_accepted() {
         let http = Arc::new(MemoryHttp::default());
         http.script([Ok(429), Ok(429), Ok(202)]);
-        let chain = OpenWhiskChain::new(
-            "ow.example.com",
-            "u:k",
-            LinkKind::Invoke,
-            actions(),
-            http.clone(),
-            Arc::new(InstantTimer::default()),
-        );
+        let chain = chain("ow.example.com", LinkKind::Invoke, &http);
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         rt.block_on(chain.fire(process_link())).expect("accepted");
         let sent = http.sent();
@@ -173,14 +177,7 @@ mod tests {
     fn a_push_link_invokes_the_push_action_with_its_event() {
         let http = Arc::new(MemoryHttp::default());
         http.script([Ok(202)]);
-        let chain = OpenWhiskChain::new(
-            "ow.example.com",
-            "u:k",
-            LinkKind::Trigger,
-            actions(),
-            http.clone(),
-            Arc::new(InstantTimer::default()),
-        );
+        let chain = chain("ow.example.com", LinkKind::Trigger, &http);
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         let link = Link::Push(PushEvent { query: "q_1".into(), version: 3 });
         rt.block_on(chain.fire(link)).expect("accepted");
@@ -193,14 +190,7 @@ mod tests {
     fn a_link_refused_every_time_is_a_transient_error() {
         let http = Arc::new(MemoryHttp::default());
         http.script((0..5).map(|_| Ok(429)));
-        let chain = OpenWhiskChain::new(
-            "http://127.0.0.1:3233",
-            "u:k",
-            LinkKind::Trigger,
-            actions(),
-            http.clone(),
-            Arc::new(InstantTimer::default()),
-        );
+        let chain = chain("http://127.0.0.1:3233", LinkKind::Trigger, &http);
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         let e = rt.block_on(chain.fire(process_link())).expect_err("dropped");
         assert!(e.is_retryable());
