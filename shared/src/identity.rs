@@ -52,13 +52,65 @@ fn write_canonical(v: &Value, out: &mut String) {
     }
 }
 
+/// The prefix of every query id.
+const QUERY_ID_PREFIX: &str = "q_";
+
+/// A query's id: `q_` and the hex of its content hash, made by [`query_id`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueryId(String);
+
+impl QueryId {
+    /// An id from outside (a URL's path segment): what the routes have always taken for one, a
+    /// name that starts with `q_`. Whether such a query exists is for the store to answer.
+    pub fn parse(id: &str) -> Option<QueryId> {
+        id.starts_with(QUERY_ID_PREFIX).then(|| QueryId(id.to_string()))
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The hex digits after the prefix.
+    pub fn hex(&self) -> &str {
+        &self.0[QUERY_ID_PREFIX.len()..]
+    }
+}
+
+impl std::ops::Deref for QueryId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for QueryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The id of a request: `q_` + the first 128 bits of SHA-256(engine version, canonical form), hex.
-pub fn query_id(request: &SearchRequest) -> String {
+pub fn query_id(request: &SearchRequest) -> QueryId {
     let canonical = canonical_string(&request.canonical());
     let mut h = Sha256::new();
     h.update(ENGINE_VERSION.as_bytes());
     h.update([0u8]);
     h.update(canonical.as_bytes());
     let digest = h.finalize();
-    format!("q_{}", hex::encode(&digest[..16]))
+    QueryId(format!("{QUERY_ID_PREFIX}{}", hex::encode(&digest[..16])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_from_outside_are_what_the_routes_always_took() {
+        assert_eq!(QueryId::parse("q_00ff").map(|id| id.hex().to_string()), Some("00ff".into()));
+        assert_eq!(QueryId::parse("q_").map(|id| id.to_string()), Some("q_".into()));
+        assert_eq!(QueryId::parse("queries"), None);
+        assert_eq!(QueryId::parse(""), None);
+    }
 }

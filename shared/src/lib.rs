@@ -36,7 +36,7 @@ pub mod value;
 
 pub use error::{ErrorKind, QueryError, StateError};
 pub use eval::Record;
-pub use identity::{ENGINE_VERSION, query_id};
+pub use identity::{ENGINE_VERSION, QueryId, query_id};
 pub use limits::Limits;
 pub use message::Message;
 pub use plan::{PartialState, Plan};

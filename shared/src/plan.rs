@@ -12,7 +12,7 @@ use crate::agg::{self, AggState, FoldCtx, RenderCtx, SEEN_KEY_OVERHEAD, SeenTerm
 use crate::error::{QueryError, StateError};
 use crate::eval::{Doc, Record, matches};
 use crate::hits::TopHits;
-use crate::identity::query_id;
+use crate::identity::{QueryId, query_id};
 use crate::limits::Limits;
 use crate::prefilter::Prefilter;
 use crate::request::{AggKind, FieldRef, SearchRequest, parse_request};
@@ -74,7 +74,7 @@ impl PartialState {
 #[derive(Debug, Clone)]
 pub struct Plan {
     request: SearchRequest,
-    id: String,
+    id: QueryId,
     paths: PathSet,
     prefilter: Option<Prefilter>,
     limits: Limits,
@@ -112,7 +112,7 @@ impl Plan {
 
     /// The query id (`q_<hex>`).
     pub fn id(&self) -> &str {
-        &self.id
+        self.id.as_str()
     }
 
     /// The validated request.
@@ -302,7 +302,7 @@ impl Plan {
         if rest.len() < 8 || rest[..8] != self.id_tag() {
             return Err(StateError::WrongQuery {
                 found: hex::encode(rest.get(..8).unwrap_or(rest)),
-                expected: self.id.clone(),
+                expected: self.id.to_string(),
             });
         }
         let mut s: PartialState =
@@ -319,7 +319,7 @@ impl Plan {
 
     fn id_tag(&self) -> [u8; 8] {
         let mut tag = [0u8; 8];
-        let hex = self.id.trim_start_matches("q_");
+        let hex = self.id.hex();
         for (i, b) in tag.iter_mut().enumerate() {
             *b =
                 hex.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).unwrap_or(0);

@@ -350,12 +350,72 @@ pub trait StateStore: Send + Sync {
     async fn unsubscribe(&self, id: &str, url: &str) -> PortResult<bool>;
 }
 
+/// The event of one process invocation: advance `segment` of `query` by one batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessEvent {
+    /// Query id.
+    pub query: String,
+    /// The segment to advance.
+    pub segment: Segment,
+}
+
+/// The event of one push invocation: a query whose result reached `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushEvent {
+    /// Query id.
+    pub query: String,
+    /// The version to deliver.
+    pub version: u64,
+}
+
+/// One link of a chain: the invocation a handler asks for next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Fold the next batch of a segment.
+    Process(ProcessEvent),
+    /// Deliver a new result version to webhooks and the gateway.
+    Push(PushEvent),
+}
+
+impl Link {
+    /// The invocation's parameters as OpenWhisk passes them to the action: the event itself.
+    pub fn params(&self) -> Value {
+        // Plain data with string keys: serialising cannot fail.
+        match self {
+            Link::Process(event) => serde_json::to_value(event),
+            Link::Push(event) => serde_json::to_value(event),
+        }
+        .unwrap_or_default()
+    }
+}
+
+/// The actions links invoke: deployment names such as `kappa/process`, `kappa/push`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkActions {
+    /// The process action.
+    pub process: String,
+    /// The push action.
+    pub push: String,
+}
+
+impl LinkActions {
+    /// The action `link` invokes.
+    pub fn of(&self, link: &Link) -> &str {
+        match link {
+            Link::Process(_) => &self.process,
+            Link::Push(_) => &self.push,
+        }
+    }
+}
+
 /// Fires the next link of a chain (an OpenWhisk trigger or async action invocation).
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 pub trait Chain: Send + Sync {
-    /// Ask for one invocation of `action` with `params`; returns once it is accepted.
-    async fn fire(&self, action: &str, params: &Value) -> PortResult<()>;
+    /// Ask for one invocation; returns once it is accepted.
+    async fn fire(&self, link: Link) -> PortResult<()>;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -640,12 +700,12 @@ impl StateStore for MemoryStore {
 /// An in-memory chain: fired links queue up for a scheduler (or a test) to run.
 #[derive(Debug, Default)]
 pub struct MemoryChain {
-    fired: Mutex<Vec<(String, Value)>>,
+    fired: Mutex<Vec<Link>>,
 }
 
 impl MemoryChain {
     /// Take every link fired so far.
-    pub fn take(&self) -> Vec<(String, Value)> {
+    pub fn take(&self) -> Vec<Link> {
         std::mem::take(&mut *self.fired.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -653,11 +713,8 @@ impl MemoryChain {
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 impl Chain for MemoryChain {
-    async fn fire(&self, action: &str, params: &Value) -> PortResult<()> {
-        self.fired
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((action.to_string(), params.clone()));
+    async fn fire(&self, link: Link) -> PortResult<()> {
+        self.fired.lock().unwrap_or_else(|e| e.into_inner()).push(link);
         Ok(())
     }
 }

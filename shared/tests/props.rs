@@ -288,6 +288,33 @@ fn sums_are_exact(body: &Value, recs: &[Rec]) -> bool {
             .any(|r| serde_json::from_slice::<Value>(&r.value).is_ok_and(|v| fractional(&v)))
 }
 
+/// Fold `recs` split at `cuts`, reorder the parts by `picks`, merge them in the grouping `shape`,
+/// and check that the result renders what one pass renders.
+fn check_split_and_merge(
+    body: &Value,
+    recs: &[Rec],
+    cuts: Vec<usize>,
+    picks: &[prop::sample::Index],
+    shape: &[usize],
+) -> Result<(), TestCaseError> {
+    let plan = Plan::parse(body, &Limits::default()).expect("generated requests are valid");
+    let one_pass = plan.render(&fold(&plan, recs, 0)).expect("renders");
+    let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(recs.len())).collect();
+    cuts.push(0);
+    cuts.push(recs.len());
+    cuts.sort_unstable();
+    let parts: Vec<PartialState> =
+        cuts.windows(2).map(|w| fold(&plan, &recs[w[0]..w[1]], w[0])).collect();
+    let merged = merge_tree(&plan, shuffle(parts, picks), shape);
+    let rendered = plan.render(&merged).expect("renders");
+    prop_assert!(
+        approx_eq(&one_pass, &rendered),
+        "one pass:\n{one_pass:#}\nmerged:\n{rendered:#}\nbody: {body}"
+    );
+    prop_assert_eq!(merged.records(), recs.len() as u64);
+    Ok(())
+}
+
 /// JSON equality where floats may differ by rounding (sums of non-integral numbers).
 fn approx_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
@@ -315,17 +342,7 @@ proptest! {
         cuts in prop::collection::vec(0usize..40, 0..6),
         shape in prop::collection::vec(0usize..8, 0..8),
     ) {
-        let plan = Plan::parse(&body, &Limits::default()).expect("generated requests are valid");
-        let one_pass = plan.render(&fold(&plan, &recs, 0)).expect("renders");
-        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(recs.len())).collect();
-        cuts.push(0);
-        cuts.push(recs.len());
-        cuts.sort_unstable();
-        let parts: Vec<PartialState> = cuts.windows(2).map(|w| fold(&plan, &recs[w[0]..w[1]], w[0])).collect();
-        let merged = merge_tree(&plan, parts, &shape);
-        let rendered = plan.render(&merged).expect("renders");
-        prop_assert!(approx_eq(&one_pass, &rendered), "one pass:\n{one_pass:#}\nmerged:\n{rendered:#}\nbody: {body}");
-        prop_assert_eq!(merged.records(), recs.len() as u64);
+        check_split_and_merge(&body, &recs, cuts, &[], &shape)?;
     }
 
     #[test]
@@ -338,17 +355,7 @@ proptest! {
     ) {
         // Segments of a query are folded by concurrent invocations and merged in whatever order
         // their checkpoints are loaded, not in log order.
-        let plan = Plan::parse(&body, &Limits::default()).expect("generated requests are valid");
-        let one_pass = plan.render(&fold(&plan, &recs, 0)).expect("renders");
-        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(recs.len())).collect();
-        cuts.push(0);
-        cuts.push(recs.len());
-        cuts.sort_unstable();
-        let parts: Vec<PartialState> = cuts.windows(2).map(|w| fold(&plan, &recs[w[0]..w[1]], w[0])).collect();
-        let merged = merge_tree(&plan, shuffle(parts, &picks), &shape);
-        let rendered = plan.render(&merged).expect("renders");
-        prop_assert!(approx_eq(&one_pass, &rendered), "one pass:\n{one_pass:#}\nmerged:\n{rendered:#}\nbody: {body}");
-        prop_assert_eq!(merged.records(), recs.len() as u64);
+        check_split_and_merge(&body, &recs, cuts, &picks, &shape)?;
     }
 
     /// Commutativity and associativity of the states themselves, not only of what they render:

@@ -1,6 +1,7 @@
 //! Runtime knobs of the actions (deployment shape lives in manifest.yaml).
 
 use kappa_core::Limits;
+use kappa_core::ports::LinkActions;
 use serde::{Deserialize, Serialize};
 
 /// Configuration shared by every action, loaded once at the edge (a binary's `main`, the
@@ -85,5 +86,12 @@ impl Default for ActionConfig {
             gateway_url: None,
             gateway_token: None,
         }
+    }
+}
+
+impl ActionConfig {
+    /// The actions a chain's links invoke.
+    pub fn link_actions(&self) -> LinkActions {
+        LinkActions { process: self.process_action.clone(), push: self.push_action.clone() }
     }
 }

@@ -21,10 +21,9 @@
 //! [`process_segments`] runs 1–3 for several segments of one query, each committed alone, then
 //! 4 and 5 once: the same analysis holds per segment.
 
-use kappa_core::ports::{Checkpoint, QueryRecord, ReadRequest, Segment};
+use kappa_core::ports::{Checkpoint, Link, PushEvent, QueryRecord, ReadRequest, Segment};
 use kappa_core::{PartialState, Plan, Record};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::cost;
 use crate::env::{Context, Env};
@@ -32,15 +31,7 @@ use crate::error::ActionError;
 use crate::plans;
 use crate::result::{self, Refreshed};
 
-/// The event of one process invocation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProcessEvent {
-    /// Query id.
-    pub query: String,
-    /// The segment to advance.
-    pub segment: Segment,
-}
+pub use kappa_core::ports::ProcessEvent;
 
 /// What one invocation did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -265,9 +256,7 @@ async fn process_segments_with_faults(
     //    compare-and-set is continued by the invocation that won it.)
     for output in outputs.iter_mut().filter(|o| o.committed_last && !o.at_head) {
         let event = ProcessEvent { query: query.id.clone(), segment: output.segment };
-        env.chain
-            .fire(&env.config.process_action, &serde_json::to_value(event).unwrap_or_default())
-            .await?;
+        env.chain.fire(Link::Process(event)).await?;
         output.fired_next = true;
     }
     for output in outputs.iter().filter(|o| o.committed) {
@@ -344,9 +333,7 @@ async fn process_round(
     let known = result::Known { current: Some(current), own };
     let Refreshed { version, changed, .. } = result::refresh_known(env, query, plan, known).await?;
     if changed {
-        env.chain
-            .fire(&env.config.push_action, &json!({"query": query.id, "version": version}))
-            .await?;
+        env.chain.fire(Link::Push(PushEvent { query: query.id.clone(), version })).await?;
     }
     faults.at("refreshed")?;
     for output in outputs.iter_mut().filter(|o| o.committed) {

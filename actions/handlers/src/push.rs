@@ -13,15 +13,7 @@ use sha2::Sha256;
 use crate::env::Env;
 use crate::error::ActionError;
 
-/// The event: a query whose result reached `version`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PushEvent {
-    /// Query id.
-    pub query: String,
-    /// The version to deliver.
-    pub version: u64,
-}
+pub use kappa_core::ports::PushEvent;
 
 /// What was delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -1,12 +1,11 @@
 //! The query action (`POST /v1/queries`): validate, canonicalise, register or share, start.
 
-use kappa_core::ports::{QueryRecord, ResultRecord, Segment};
+use kappa_core::ports::{Link, ProcessEvent, QueryRecord, ResultRecord, Segment};
 use kappa_core::{Message, Plan, request::parse_request_bytes};
 use serde_json::json;
 
 use crate::env::Env;
 use crate::error::ActionError;
-use crate::process::ProcessEvent;
 use crate::web::WebResponse;
 
 /// Handle a query body: 201 for a new query, 200 when an identical one already runs.
@@ -88,9 +87,7 @@ pub async fn create_planned(
     };
     env.store.compare_and_set_result(&id, 0, &initial, &message).await?;
     for segment in segments {
-        let event =
-            serde_json::to_value(ProcessEvent { query: id.clone(), segment }).unwrap_or_default();
-        env.chain.fire(&env.config.process_action, &event).await?;
+        env.chain.fire(Link::Process(ProcessEvent { query: id.clone(), segment })).await?;
     }
     tracing::info!(query = %id, "query registered; replay started");
     Ok(WebResponse::json(201, json!({"id": id, "shared": false, "links": links})))

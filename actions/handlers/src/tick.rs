@@ -5,13 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use kappa_core::ports::Segment;
-use serde_json::json;
+use kappa_core::ports::{Link, ProcessEvent, PushEvent, Segment};
 
 use crate::env::Env;
 use crate::error::ActionError;
 use crate::plans;
-use crate::process::ProcessEvent;
 use crate::result::{self, processed_offset, target};
 
 /// What a tick did.
@@ -62,10 +60,8 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
                 None => env.log.watermarks(&query.topic, segment.partition).await?.high,
             };
             if next < goal || cp.is_none() {
-                let event =
-                    serde_json::to_value(ProcessEvent { query: id.clone(), segment: *segment })
-                        .unwrap_or_default();
-                env.chain.fire(&env.config.process_action, &event).await?;
+                let event = ProcessEvent { query: id.clone(), segment: *segment };
+                env.chain.fire(Link::Process(event)).await?;
                 out.fired += 1;
             }
         }
@@ -76,8 +72,8 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
             let plan = plans::plan_of(&query, &env.config.limits)?;
             let refreshed = result::refresh(env, &query, &plan).await?;
             if refreshed.changed {
-                let event = json!({"query": id, "version": refreshed.version});
-                env.chain.fire(&env.config.push_action, &event).await?;
+                let event = PushEvent { query: id.clone(), version: refreshed.version };
+                env.chain.fire(Link::Push(event)).await?;
             }
             out.repaired += 1;
             tracing::info!(query = %id, "result behind its checkpoints after a crash; refreshed");

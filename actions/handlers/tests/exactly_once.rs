@@ -6,13 +6,11 @@ use std::sync::Arc;
 
 use futures::executor::block_on;
 use futures::future::join_all;
-use kappa_actions::process::{
-    Faults, NoFaults, ProcessEvent, Stop, process_segments, process_with_faults,
-};
+use kappa_actions::process::{Faults, NoFaults, Stop, process_segments, process_with_faults};
 use kappa_actions::push::{PushEvent, push};
 use kappa_actions::{ActionConfig, ActionError, Context, Env, query, status, tick};
 use kappa_core::ports::{
-    InstantTimer, LogReader, LogWriter, ManualClock, MemoryChain, MemoryHttp, MemoryLog,
+    InstantTimer, Link, LogReader, LogWriter, ManualClock, MemoryChain, MemoryHttp, MemoryLog,
     MemoryStore, NewRecord, ReadRequest, StateStore,
 };
 use kappa_core::{Limits, Message, Plan, Record, Topic};
@@ -164,7 +162,7 @@ impl Faults for CrashAt {
 fn drain(
     w: &World,
     faults: &dyn Faults,
-    mut mangle: impl FnMut(usize, Vec<(String, Value)>) -> Vec<(String, Value)>,
+    mut mangle: impl FnMut(usize, Vec<Link>) -> Vec<Link>,
 ) -> usize {
     let mut round = 0;
     let mut runs = 0;
@@ -177,15 +175,16 @@ fn drain(
         assert!(round < 10_000, "the chain does not terminate");
         let env = w.env();
         let ctx = w.ctx();
-        block_on(join_all(links.into_iter().map(|(action, params)| {
+        block_on(join_all(links.into_iter().map(|link| {
             let ctx = ctx.clone();
             async move {
-                if action == w.config.process_action {
-                    let e: ProcessEvent = serde_json::from_value(params).expect("event");
-                    let _ = process_with_faults(&env, &ctx, e, faults).await;
-                } else {
-                    let e: PushEvent = serde_json::from_value(params).expect("event");
-                    let _ = push(&env, e).await;
+                match link {
+                    Link::Process(e) => {
+                        let _ = process_with_faults(&env, &ctx, e, faults).await;
+                    }
+                    Link::Push(e) => {
+                        let _ = push(&env, e).await;
+                    }
                 }
             }
         })));
@@ -256,9 +255,8 @@ fn segments_run_together_and_duplicated_equal_one_pass() {
             return;
         }
         let mut segments = Vec::new();
-        for (action, params) in links {
-            if action == w.config.process_action {
-                let e: ProcessEvent = serde_json::from_value(params).expect("event");
+        for link in links {
+            if let Link::Process(e) = link {
                 assert_eq!(e.query, id);
                 if !segments.contains(&e.segment) {
                     segments.push(e.segment);
@@ -413,8 +411,7 @@ fn a_batch_near_its_deadline_stops_early_and_commits_what_it_did() {
     fill(&w, 1, 200);
     let id = create(&w, &json!({"topic": TOPIC}));
     let links = w.chain.take();
-    let (_, params) = links.into_iter().next().expect("a link");
-    let event: ProcessEvent = serde_json::from_value(params).expect("event");
+    let Some(Link::Process(event)) = links.into_iter().next() else { panic!("a process link") };
     // The deadline is already within the margin: the invocation reads nothing and says why.
     let ctx = Context { activation_id: "late".into(), deadline_ms: NOW + 500 };
     let out = block_on(process_with_faults(&w.env(), &ctx, event.clone(), &NoFaults)).expect("ok");
@@ -446,8 +443,9 @@ fn rounds_fill_most_of_the_activation_each_committed_and_published() {
     });
     fill(&w, 1, 400);
     let id = create(&w, &body());
-    let (_, params) = w.chain.take().into_iter().next().expect("a link");
-    let event: ProcessEvent = serde_json::from_value(params).expect("event");
+    let Some(Link::Process(event)) = w.chain.take().into_iter().next() else {
+        panic!("a process link")
+    };
     let started = kappa_core::ports::Clock::now_ms(&*w.clock);
     let ctx = Context { activation_id: "fill".into(), deadline_ms: started + 1_000 };
     let reader = SlowLog { inner: &w.log, clock: &w.clock };
@@ -459,12 +457,12 @@ fn rounds_fill_most_of_the_activation_each_committed_and_published() {
     assert!((out.committed, out.fired_next, out.at_head) == (true, true, false), "{out:?}");
     assert!((700..=800).contains(&used), "most of the 800 ms share, not past it: {used} ms");
     let links = w.chain.take();
-    let fired = |action: &str| links.iter().filter(|(a, _)| a == action).count();
-    assert_eq!(fired(&w.config.process_action), 1, "one next link, after the last round");
-    assert_eq!(fired(&w.config.push_action), out.rounds as usize, "every round published");
+    let next: Vec<Link> = links.iter().filter(|l| matches!(l, Link::Process(_))).cloned().collect();
+    let pushes = links.iter().filter(|l| matches!(l, Link::Push(_))).count();
+    assert_eq!(next.len(), 1, "one next link, after the last round");
+    assert_eq!(pushes, out.rounds as usize, "every round published");
     assert_eq!(result_of(&w, &id)["progress"]["processed"], json!(out.records));
     // The rest of the chain, every link delivered three times and run concurrently.
-    let next: Vec<_> = links.into_iter().filter(|(a, _)| a == &w.config.process_action).collect();
     drain(&w, &NoFaults, |round, links| {
         let links = if round == 0 { next.clone() } else { links };
         links.iter().cloned().chain(links.iter().cloned()).chain(links.iter().cloned()).collect()
@@ -634,8 +632,8 @@ fn metered_alone(body: &Value, tag: &str) -> Value {
 fn run_links_on_a_slow_clock(w: &World, step_ms: i64) {
     let clock = SlowClock { inner: w.clock.clone(), step_ms };
     let env = Env { clock: &clock, ..w.env() };
-    for (_, event) in w.chain.take() {
-        let event: ProcessEvent = serde_json::from_value(event).expect("a process link");
+    for link in w.chain.take() {
+        let Link::Process(event) = link else { panic!("a process link") };
         let deadline_ms = kappa_core::ports::Clock::now_ms(&*clock.inner) + 60_000;
         let ctx = Context { activation_id: "slow".into(), deadline_ms };
         let e = block_on(process_with_faults(&env, &ctx, event, &NoFaults))
@@ -675,15 +673,12 @@ fn a_costly_query_in_small_batches_is_judged_across_its_invocations() {
     let env = Env { clock: &clock, ..w.env() };
     let mut invocations = 0;
     let stopped = loop {
-        let Some(event) = w
-            .chain
-            .take()
-            .into_iter()
-            .find_map(|(action, event)| (action == w.config.process_action).then_some(event))
-        else {
+        let Some(event) = w.chain.take().into_iter().find_map(|link| match link {
+            Link::Process(event) => Some(event),
+            Link::Push(_) => None,
+        }) else {
             break None;
         };
-        let event: ProcessEvent = serde_json::from_value(event).expect("a process link");
         let deadline_ms = kappa_core::ports::Clock::now_ms(&*clock.inner) + 60_000;
         let ctx = Context { activation_id: format!("small-{invocations}"), deadline_ms };
         invocations += 1;
@@ -791,7 +786,7 @@ fn failed_webhook_deliveries_are_retried_with_backoff() {
     ))
     .expect("sub");
     drain(&w, &NoFaults, |_, links| {
-        links.into_iter().filter(|(a, _)| a != &w.config.push_action).collect()
+        links.into_iter().filter(|l| !matches!(l, Link::Push(_))).collect()
     });
     w.http.script([
         Ok(503),

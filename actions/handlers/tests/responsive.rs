@@ -6,11 +6,11 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use futures::executor::block_on;
-use kappa_actions::process::{ProcessEvent, process};
+use kappa_actions::process::process;
 use kappa_actions::{ActionConfig, Context, Env, query};
 use kappa_core::Topic;
 use kappa_core::ports::{
-    InstantTimer, LogWriter, ManualClock, MemoryChain, MemoryHttp, MemoryLog, MemoryStore,
+    InstantTimer, Link, LogWriter, ManualClock, MemoryChain, MemoryHttp, MemoryLog, MemoryStore,
     NewRecord, YieldNow,
 };
 use serde_json::json;
@@ -47,8 +47,9 @@ fn other_tasks_run_between_the_reads_of_a_batch() {
         let body = json!({"topic": "t", "aggs": {"n": {"stats": {"field": "n"}}}}).to_string();
         query::create(&env, body.as_bytes()).await.expect("created");
     });
-    let (_, first) = chain.take().into_iter().next().expect("the chain's first link");
-    let event: ProcessEvent = serde_json::from_value(first).expect("a process event");
+    let Some(Link::Process(event)) = chain.take().into_iter().next() else {
+        panic!("the chain's first link is a process link")
+    };
 
     // The batch and another task, polled by one thread.
     let done = Cell::new(false);

@@ -28,10 +28,9 @@ use async_trait::async_trait;
 use kappa_actions::process::{ProcessEvent, ProcessOutput, process, process_segments};
 use kappa_actions::push::{PushEvent, push};
 use kappa_actions::{ActionConfig, ActionError, Context, Env, tick};
-use kappa_core::ports::{Chain, Clock, PortError, PortResult, Segment, StateStore};
+use kappa_core::ports::{Chain, Clock, Link, PortError, PortResult, Segment, StateStore};
 use kappa_runtime::clock::{SystemClock, TokioTimer};
 use kappa_runtime::http::ReqwestHttp;
-use serde_json::Value;
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
 use crate::backend::Log;
@@ -55,7 +54,7 @@ pub enum Job {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Link {
+enum LinkState {
     Queued,
     Running,
     RunningAndRequested,
@@ -77,7 +76,7 @@ struct Group {
 
 #[derive(Debug, Default)]
 struct Links {
-    segments: HashMap<(String, Segment), Link>,
+    segments: HashMap<(String, Segment), LinkState>,
     groups: HashMap<String, Group>,
     caught_up: HashSet<(String, Segment)>,
 }
@@ -87,21 +86,13 @@ struct Links {
 pub struct DevChain {
     tx: mpsc::UnboundedSender<Job>,
     links: Mutex<Links>,
-    process_action: String,
-    push_action: String,
 }
 
 impl DevChain {
     /// A chain and the queue its links go to.
-    pub fn new(config: &ActionConfig) -> (DevChain, mpsc::UnboundedReceiver<Job>) {
+    pub fn new() -> (DevChain, mpsc::UnboundedReceiver<Job>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let chain = DevChain {
-            tx,
-            links: Mutex::new(Links::default()),
-            process_action: config.process_action.clone(),
-            push_action: config.push_action.clone(),
-        };
-        (chain, rx)
+        (DevChain { tx, links: Mutex::new(Links::default()) }, rx)
     }
 
     fn links(&self) -> std::sync::MutexGuard<'_, Links> {
@@ -119,11 +110,11 @@ impl DevChain {
         let mut guard = self.links();
         let links = &mut *guard;
         match links.segments.get(&key).copied() {
-            Some(Link::Running) => {
-                links.segments.insert(key, Link::RunningAndRequested);
+            Some(LinkState::Running) => {
+                links.segments.insert(key, LinkState::RunningAndRequested);
                 return Ok(());
             }
-            Some(Link::Queued | Link::RunningAndRequested) => return Ok(()),
+            Some(LinkState::Queued | LinkState::RunningAndRequested) => return Ok(()),
             None => {}
         }
         let caught_up = links.caught_up.contains(&key);
@@ -148,13 +139,13 @@ impl DevChain {
             drop(guard);
             return self.send(Job::Group(event.query));
         }
-        links.segments.insert(key, Link::Queued);
+        links.segments.insert(key, LinkState::Queued);
         drop(guard);
         self.send(Job::Process(event))
     }
 
     fn started(&self, key: &(String, Segment)) {
-        self.links().segments.insert(key.clone(), Link::Running);
+        self.links().segments.insert(key.clone(), LinkState::Running);
     }
 
     /// The run of `event`'s segment ended (`at_head`: it reached the head): queue it again if
@@ -167,8 +158,8 @@ impl DevChain {
         } else {
             links.caught_up.remove(&key);
         }
-        if links.segments.get(&key) == Some(&Link::RunningAndRequested) {
-            links.segments.insert(key, Link::Queued);
+        if links.segments.get(&key) == Some(&LinkState::RunningAndRequested) {
+            links.segments.insert(key, LinkState::Queued);
             drop(links);
             let _ = self.send(Job::Process(event.clone()));
         } else {
@@ -217,7 +208,7 @@ impl DevChain {
             links.groups.remove(query);
         }
         for segment in &alone {
-            links.segments.insert((query.to_string(), *segment), Link::Queued);
+            links.segments.insert((query.to_string(), *segment), LinkState::Queued);
         }
         drop(guard);
         if requeue {
@@ -242,15 +233,10 @@ impl DevChain {
 
 #[async_trait]
 impl Chain for DevChain {
-    async fn fire(&self, action: &str, params: &Value) -> PortResult<()> {
-        let bad =
-            |e: serde_json::Error| PortError::permanent("kappa-dev", format!("bad link: {e}"));
-        if action == self.process_action {
-            self.fire_process(serde_json::from_value(params.clone()).map_err(bad)?)
-        } else if action == self.push_action {
-            self.send(Job::Push(serde_json::from_value(params.clone()).map_err(bad)?))
-        } else {
-            Err(PortError::permanent("kappa-dev", format!("unknown action {action}")))
+    async fn fire(&self, link: Link) -> PortResult<()> {
+        match link {
+            Link::Process(event) => self.fire_process(event),
+            Link::Push(event) => self.send(Job::Push(event)),
         }
     }
 }
@@ -285,7 +271,7 @@ impl Core {
         http: ReqwestHttp,
         config: ActionConfig,
     ) -> (Core, mpsc::UnboundedReceiver<Job>) {
-        let (chain, rx) = DevChain::new(&config);
+        let (chain, rx) = DevChain::new();
         let core = Core {
             log,
             store,
@@ -555,7 +541,7 @@ mod tests {
 
     #[test]
     fn links_of_one_segment_are_deduplicated() {
-        let (chain, mut rx) = DevChain::new(&crate::config::dev_action_config());
+        let (chain, mut rx) = DevChain::new();
         for _ in 0..5 {
             chain.fire_process(event(0)).expect("queued");
         }
@@ -583,7 +569,7 @@ mod tests {
 
     #[test]
     fn caught_up_segments_of_a_query_run_together() {
-        let (chain, mut rx) = DevChain::new(&crate::config::dev_action_config());
+        let (chain, mut rx) = DevChain::new();
         // Every partition runs alone until it has reached the head once.
         for p in 0..3 {
             chain.fire_process(live(p)).expect("queued");

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use kappa_actions::process::{ProcessEvent, process};
 use kappa_actions::{ActionConfig, Context, Env, query};
-use kappa_core::ports::{Clock, LogWriter, MemoryChain, MemoryHttp, NewRecord, StateStore};
+use kappa_core::ports::{Clock, Link, LogWriter, MemoryChain, MemoryHttp, NewRecord, StateStore};
 use kappa_core::{Limits, Plan, Record, Topic};
 use kappa_log_kafka::{KafkaLog, KafkaLogConfig};
 use kappa_runtime::clock::{SystemClock, TokioTimer};
@@ -170,13 +170,18 @@ async fn main() -> anyhow::Result<()> {
         let (cpu0, t) = (cpu_seconds(), Instant::now());
         let mut invocations = 0;
         loop {
-            let links: Vec<_> =
-                chain.take().into_iter().filter(|(a, _)| a == &config.process_action).collect();
-            if links.is_empty() {
+            let events: Vec<ProcessEvent> = chain
+                .take()
+                .into_iter()
+                .filter_map(|link| match link {
+                    Link::Process(event) => Some(event),
+                    Link::Push(_) => None,
+                })
+                .collect();
+            if events.is_empty() {
                 break;
             }
-            for (_, params) in links {
-                let event: ProcessEvent = serde_json::from_value(params)?;
+            for event in events {
                 let ctx = Context {
                     activation_id: "bench".into(),
                     deadline_ms: SystemClock.now_ms() + 60_000,

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine;
-use kappa_core::ports::{Chain, HttpClient, HttpRequest, PortError, PortResult, Timer};
-use serde_json::Value;
+use kappa_core::ports::{
+    Chain, HttpClient, HttpRequest, Link, LinkActions, PortError, PortResult, Timer,
+};
 
 /// How a link is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,7 @@ pub struct OpenWhiskChain {
     api_host: String,
     auth: String,
     kind: LinkKind,
+    actions: LinkActions,
     http: Arc<dyn HttpClient>,
     timer: Arc<dyn Timer>,
     attempts: u32,
@@ -37,6 +39,7 @@ impl OpenWhiskChain {
         api_host: &str,
         api_key: &str,
         kind: LinkKind,
+        actions: LinkActions,
         http: Arc<dyn HttpClient>,
         timer: Arc<dyn Timer>,
     ) -> Self {
@@ -46,7 +49,7 @@ impl OpenWhiskChain {
             format!("https://{}", api_host.trim_end_matches('/'))
         };
         let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(api_key));
-        OpenWhiskChain { api_host: host, auth, kind, http, timer, attempts: 5 }
+        OpenWhiskChain { api_host: host, auth, kind, actions, http, timer, attempts: 5 }
     }
 
     fn url(&self, action: &str) -> String {
@@ -66,8 +69,9 @@ impl OpenWhiskChain {
 
 #[async_trait]
 impl Chain for OpenWhiskChain {
-    async fn fire(&self, action: &str, params: &Value) -> PortResult<()> {
-        let body = serde_json::to_vec(params).unwrap_or_default();
+    async fn fire(&self, link: Link) -> PortResult<()> {
+        let action = self.actions.of(&link);
+        let body = serde_json::to_vec(&link.params()).unwrap_or_default();
         let mut backoff = 250;
         for attempt in 1..=self.attempts {
             let request = HttpRequest {
@@ -124,22 +128,35 @@ impl Chain for OpenWhiskChain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kappa_core::ports::{InstantTimer, MemoryHttp};
+    use kappa_core::ports::{InstantTimer, MemoryHttp, ProcessEvent, PushEvent, Segment};
+
+    fn actions() -> LinkActions {
+        LinkActions { process: "kappa/process".into(), push: "kappa/push".into() }
+    }
+
+    fn chain(api_host: &str, kind: LinkKind, http: &Arc<MemoryHttp>) -> OpenWhiskChain {
+        OpenWhiskChain::new(
+            api_host,
+            "u:k",
+            kind,
+            actions(),
+            http.clone(),
+            Arc::new(InstantTimer::default()),
+        )
+    }
+
+    fn process_link() -> Link {
+        let segment = Segment { partition: 0, start: 0, end: None };
+        Link::Process(ProcessEvent { query: "q_1".into(), segment })
+    }
 
     #[test]
     fn a_rate_limited_link_is_retried_then_accepted() {
         let http = Arc::new(MemoryHttp::default());
         http.script([Ok(429), Ok(429), Ok(202)]);
-        let chain = OpenWhiskChain::new(
-            "ow.example.com",
-            "u:k",
-            LinkKind::Invoke,
-            http.clone(),
-            Arc::new(InstantTimer::default()),
-        );
+        let chain = chain("ow.example.com", LinkKind::Invoke, &http);
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        rt.block_on(chain.fire("kappa/process", &serde_json::json!({"query": "q_1"})))
-            .expect("accepted");
+        rt.block_on(chain.fire(process_link())).expect("accepted");
         let sent = http.sent();
         assert_eq!(sent.len(), 3);
         assert_eq!(
@@ -150,22 +167,32 @@ mod tests {
             sent[0].headers[0].1,
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("u:k"))
         );
+        assert_eq!(
+            String::from_utf8_lossy(&sent[0].body),
+            r#"{"query":"q_1","segment":{"partition":0,"start":0,"end":null}}"#
+        );
+    }
+
+    #[test]
+    fn a_push_link_invokes_the_push_action_with_its_event() {
+        let http = Arc::new(MemoryHttp::default());
+        http.script([Ok(202)]);
+        let chain = chain("ow.example.com", LinkKind::Trigger, &http);
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let link = Link::Push(PushEvent { query: "q_1".into(), version: 3 });
+        rt.block_on(chain.fire(link)).expect("accepted");
+        let sent = http.sent();
+        assert_eq!(sent[0].url, "https://ow.example.com/api/v1/namespaces/_/triggers/kappa-push");
+        assert_eq!(String::from_utf8_lossy(&sent[0].body), r#"{"query":"q_1","version":3}"#);
     }
 
     #[test]
     fn a_link_refused_every_time_is_a_transient_error() {
         let http = Arc::new(MemoryHttp::default());
         http.script((0..5).map(|_| Ok(429)));
-        let chain = OpenWhiskChain::new(
-            "http://127.0.0.1:3233",
-            "u:k",
-            LinkKind::Trigger,
-            http.clone(),
-            Arc::new(InstantTimer::default()),
-        );
+        let chain = chain("http://127.0.0.1:3233", LinkKind::Trigger, &http);
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        let e =
-            rt.block_on(chain.fire("kappa/process", &serde_json::json!({}))).expect_err("dropped");
+        let e = rt.block_on(chain.fire(process_link())).expect_err("dropped");
         assert!(e.is_retryable());
         assert_eq!(
             http.sent()[0].url,

@@ -11,11 +11,11 @@
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use kappa_actions::process::{Faults, NoFaults, ProcessEvent, process_with_faults};
-use kappa_actions::push::{PushEvent, push};
+use kappa_actions::process::{Faults, NoFaults, process_with_faults};
+use kappa_actions::push::push;
 use kappa_actions::{ActionConfig, ActionError, Context, Env, query, status, tick};
 use kappa_core::ports::{
-    Clock, LogReader, LogWriter, MemoryChain, MemoryHttp, NewRecord, ReadRequest,
+    Clock, Link, LogReader, LogWriter, MemoryChain, MemoryHttp, NewRecord, ReadRequest,
 };
 use kappa_core::{Limits, Plan, Record, Topic};
 use kappa_log_kafka::{KafkaLog, KafkaLogConfig};
@@ -189,13 +189,14 @@ async fn drain(s: &Services, faults: &dyn Faults, duplicate: bool, mut between: 
             links = links.iter().cloned().chain(links.iter().cloned()).collect();
         }
         let env = s.env();
-        let runs = links.into_iter().map(|(action, params)| async move {
-            if action == env.config.process_action {
-                let e: ProcessEvent = serde_json::from_value(params).expect("event");
-                let _ = process_with_faults(&env, &ctx(), e, faults).await;
-            } else {
-                let e: PushEvent = serde_json::from_value(params).expect("event");
-                let _ = push(&env, e).await;
+        let runs = links.into_iter().map(|link| async move {
+            match link {
+                Link::Process(e) => {
+                    let _ = process_with_faults(&env, &ctx(), e, faults).await;
+                }
+                Link::Push(e) => {
+                    let _ = push(&env, e).await;
+                }
             }
         });
         futures_join(runs).await;

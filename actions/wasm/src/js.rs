@@ -8,8 +8,8 @@ use base64::Engine;
 use js_sys::{Array, Reflect, Uint8Array};
 use kappa_actions::Env;
 use kappa_core::ports::{
-    Batch, Chain, Clock, HttpClient, HttpRequest, HttpResponse, LogReader, MAX_RESPONSE_BYTES,
-    PortError, PortResult, ReadRequest, Timer, Watermarks,
+    Batch, Chain, Clock, HttpClient, HttpRequest, HttpResponse, Link, LinkActions, LogReader,
+    MAX_RESPONSE_BYTES, PortError, PortResult, ReadRequest, Timer, Watermarks,
 };
 use serde_json::Value;
 use wasm_bindgen::JsCast;
@@ -347,6 +347,7 @@ struct JsChain {
     api_host: String,
     auth: String,
     link: LinkKind,
+    actions: LinkActions,
 }
 
 impl JsChain {
@@ -356,7 +357,7 @@ impl JsChain {
             if host.starts_with("http") { host.to_string() } else { format!("https://{host}") };
         let auth =
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(&a.api_key));
-        JsChain { api_host, auth, link: a.link }
+        JsChain { api_host, auth, link: a.link, actions: a.config.link_actions() }
     }
 
     fn url(&self, action: &str) -> String {
@@ -375,8 +376,9 @@ impl JsChain {
 
 #[async_trait(?Send)]
 impl Chain for JsChain {
-    async fn fire(&self, action: &str, params: &Value) -> PortResult<()> {
-        let body = serde_json::to_vec(params).unwrap_or_default();
+    async fn fire(&self, link: Link) -> PortResult<()> {
+        let action = self.actions.of(&link);
+        let body = serde_json::to_vec(&link.params()).unwrap_or_default();
         let attempts = 5;
         let mut backoff = 250;
         for attempt in 1..=attempts {

@@ -38,6 +38,7 @@ use kappa_actions::process::{self, ProcessEvent};
 use kappa_actions::push::{self, PushEvent};
 use kappa_actions::web::WebResponse;
 use kappa_actions::{ActionError, Env, query, status, tick};
+use kappa_core::QueryId;
 use serde_json::{Value, json};
 use settings::Activation;
 
@@ -82,11 +83,11 @@ async fn web(env: &Env<'_>, activation: &Activation) -> WebResponse {
         );
     }
     let path = activation.path().trim_end_matches('/');
-    let id = path.rsplit('/').next().filter(|s| s.starts_with("q_"));
+    let id = path.rsplit('/').next().and_then(QueryId::parse);
     let outcome = match (activation.method(), id) {
         ("post", _) => query::create(env, &activation.body()).await,
-        ("get", Some(id)) => status::status(env, id).await,
-        ("delete", Some(id)) => query::release(env, id).await,
+        ("get", Some(id)) => status::status(env, &id).await,
+        ("delete", Some(id)) => query::release(env, &id).await,
         (method, _) => Ok(WebResponse::json(
             405,
             json!({"error": {"type": "method_not_allowed", "reason": format!("{method} {path} is not a route")}, "status": 405}),

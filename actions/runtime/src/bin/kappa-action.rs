@@ -14,6 +14,7 @@ use kappa_actions::process::{self, ProcessEvent};
 use kappa_actions::push::{self, PushEvent};
 use kappa_actions::web::WebResponse;
 use kappa_actions::{ActionError, Env, query, status, tick};
+use kappa_core::QueryId;
 use kappa_core::ports::{Chain, HttpClient, Timer};
 use kappa_log_kafka::{KafkaLog, KafkaLogConfig};
 use kappa_runtime::chain::OpenWhiskChain;
@@ -79,6 +80,7 @@ async fn handle(a: &Adapters, activation: Activation) -> Value {
         &a.deployment.api_host,
         activation.api_key.as_deref().unwrap_or(""),
         a.deployment.link,
+        a.deployment.config.link_actions(),
         http,
         timer,
     );
@@ -140,11 +142,11 @@ async fn web(env: &Env<'_>, a: &Adapters, activation: &Activation) -> WebRespons
         );
     }
     let path = activation.path().trim_end_matches('/');
-    let id = path.rsplit('/').next().filter(|s| s.starts_with("q_"));
+    let id = path.rsplit('/').next().and_then(QueryId::parse);
     let outcome = match (activation.method().unwrap_or("get"), id) {
         ("post", _) => query::create(env, &activation.body()).await,
-        ("get", Some(id)) => status::status(env, id).await,
-        ("delete", Some(id)) => query::release(env, id).await,
+        ("get", Some(id)) => status::status(env, &id).await,
+        ("delete", Some(id)) => query::release(env, &id).await,
         (method, _) => Ok(WebResponse::json(
             405,
             json!({"error": {"type": "method_not_allowed", "reason": format!("{method} {path} is not a route")}, "status": 405}),
