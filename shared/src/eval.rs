@@ -31,11 +31,23 @@ pub struct Record<'a> {
 pub(crate) struct Doc<'a, 'r> {
     pub(crate) record: &'a Record<'r>,
     ext: &'a Extracted<'r>,
+    /// The plan's slot `i` is `ext`'s slot `map[i]` (a scan shared by several plans), or
+    /// `ext`'s slot `i` when `None`.
+    map: Option<&'a [u32]>,
     virtuals: [Scalar<'r>; 4],
 }
 
 impl<'a, 'r> Doc<'a, 'r> {
     pub(crate) fn new(record: &'a Record<'r>, ext: &'a Extracted<'r>) -> Self {
+        Doc::mapped(record, ext, None)
+    }
+
+    /// A document whose plan slot `i` is `ext`'s slot `map[i]`.
+    pub(crate) fn mapped(
+        record: &'a Record<'r>,
+        ext: &'a Extracted<'r>,
+        map: Option<&'a [u32]>,
+    ) -> Self {
         let key = match record.key {
             Some(k) => Scalar::Str(String::from_utf8_lossy(k)),
             None => Scalar::Null,
@@ -43,6 +55,7 @@ impl<'a, 'r> Doc<'a, 'r> {
         Doc {
             record,
             ext,
+            map,
             virtuals: [
                 Scalar::Int(record.timestamp),
                 Scalar::Int(record.offset),
@@ -63,12 +76,19 @@ impl<'a, 'r> Doc<'a, 'r> {
                 _ => &self.virtuals[3..4],
             },
             FieldRef::Path { slot, fallback, .. } => {
-                let own = self.ext.values(*slot);
+                let own = self.slot(*slot);
                 match fallback {
-                    Some(base) if own.is_empty() => self.ext.values(*base),
+                    Some(base) if own.is_empty() => self.slot(*base),
                     _ => own,
                 }
             }
+        }
+    }
+
+    fn slot(&self, slot: usize) -> &[Scalar<'r>] {
+        match self.map {
+            None => self.ext.values(slot),
+            Some(map) => map.get(slot).map_or(&[], |&s| self.ext.values(s as usize)),
         }
     }
 

@@ -19,6 +19,7 @@ pub mod conformance_log;
 pub mod date;
 pub mod error;
 pub mod eval;
+pub mod group;
 mod hits;
 pub mod identity;
 pub mod limits;
@@ -36,6 +37,7 @@ pub mod value;
 
 pub use error::{ErrorKind, QueryError, StateError};
 pub use eval::Record;
+pub use group::{ScanGroup, Scanned};
 pub use identity::{ENGINE_VERSION, QueryId, query_id};
 pub use limits::Limits;
 pub use message::Message;

@@ -185,11 +185,56 @@ impl Plan {
         for field in &self.request.runtime {
             ext.convert_slot(field.slot, |v| field.convert(v));
         }
-        let doc = Doc::new(record, ext);
+        self.fold_budgeted(state, &Doc::new(record, ext))
+    }
+
+    fn fold_budgeted(&self, state: &mut PartialState, doc: &Doc<'_, '_>) -> Result<(), QueryError> {
         let mut ctx = FoldCtx { bytes: state.bytes, budget: self.limits.max_state_bytes };
-        let result = self.fold_doc(state, &doc, &mut ctx);
+        let result = self.fold_doc(state, doc, &mut ctx);
         state.bytes = ctx.bytes;
         result
+    }
+
+    /// The paths this plan reads, slot by slot.
+    pub(crate) fn path_names(&self) -> &[String] {
+        &self.request.paths
+    }
+
+    /// The byte pre-filter, if one applies.
+    pub(crate) fn prefilter(&self) -> Option<&Prefilter> {
+        self.prefilter.as_ref()
+    }
+
+    /// Fold one record of a scan shared with other plans ([`crate::group`]): the same steps
+    /// as [`Plan::fold`], with the pre-filter's answer (`candidate`) and the extraction
+    /// (`None`: not valid JSON) made once for every plan, this plan's slot `i` being the
+    /// scan's slot `map[i]`. `scratch` holds this plan's own copy when `runtime_mappings`
+    /// convert its values (the scan is shared, so it is not converted in place).
+    pub(crate) fn fold_shared<'r>(
+        &self,
+        state: &mut PartialState,
+        record: &Record<'r>,
+        candidate: bool,
+        ext: Option<&Extracted<'r>>,
+        map: &[u32],
+        scratch: &mut Extracted<'r>,
+    ) -> Result<(), QueryError> {
+        state.records += 1;
+        if !candidate {
+            return Ok(());
+        }
+        let Some(ext) = ext else {
+            state.skipped += 1;
+            return Ok(());
+        };
+        if self.request.runtime.is_empty() {
+            return self.fold_budgeted(state, &Doc::mapped(record, ext, Some(map)));
+        }
+        scratch.copy_mapped(ext, map);
+        for field in &self.request.runtime {
+            scratch.convert_slot(field.slot, |v| field.convert(v));
+        }
+        self.fold_budgeted(state, &Doc::new(record, scratch))
     }
 
     fn fold_doc(

@@ -42,6 +42,135 @@ pub(crate) struct Prefilter {
     others: Vec<memchr::memmem::Finder<'static>>,
 }
 
+/// The pre-filters of many plans in one pass over a record's bytes: which plans may match it.
+///
+/// The law (property-tested below): plan `i` is a candidate exactly when its own pre-filter's
+/// [`Prefilter::may_match`] holds (a plan without one is always a candidate). One
+/// ASCII-case-insensitive automaton finds every plan's literals at once, one `\u00` pass finds
+/// the escaped ASCII bytes, and the few other spellings are looked for once each; each plan
+/// then checks its own literals, bytes and spellings against what was found.
+#[derive(Debug, Clone)]
+pub(crate) struct PrefilterSet {
+    /// Per plan: `None` (always a candidate) or its literals, escaped bytes and spellings, as
+    /// indexes into the union lists and a bit set.
+    members: Vec<Option<MemberFilter>>,
+    /// Every member's literals, deduplicated.
+    literals: Option<AhoCorasick>,
+    literal_count: usize,
+    escape: memchr::memmem::Finder<'static>,
+    /// Whether any member cares about escaped bytes (always, when any has literals).
+    any_escaped: u128,
+    spellings: Vec<memchr::memmem::Finder<'static>>,
+}
+
+#[derive(Debug, Clone)]
+struct MemberFilter {
+    literals: Vec<usize>,
+    escaped: u128,
+    spellings: Vec<usize>,
+}
+
+/// What one pass found in a record.
+#[derive(Debug, Default)]
+pub(crate) struct Found {
+    literals: Vec<bool>,
+    escaped: u128,
+    spellings: Vec<bool>,
+}
+
+impl PrefilterSet {
+    /// The set of `filters`, member `i` being `filters[i]`.
+    pub(crate) fn new(filters: &[Option<&Prefilter>]) -> PrefilterSet {
+        let mut literals: Vec<Vec<u8>> = Vec::new();
+        let mut spellings: Vec<Vec<u8>> = Vec::new();
+        let index_of =
+            |list: &mut Vec<Vec<u8>>, item: &[u8]| match list.iter().position(|l| l == item) {
+                Some(i) => i,
+                None => {
+                    list.push(item.to_vec());
+                    list.len() - 1
+                }
+            };
+        let mut any_escaped = 0u128;
+        let members: Vec<Option<MemberFilter>> = filters
+            .iter()
+            .map(|f| {
+                let f = (*f)?;
+                let escaped = bits_of(&f.escaped);
+                any_escaped |= escaped;
+                Some(MemberFilter {
+                    literals: f.literals.iter().map(|l| index_of(&mut literals, l)).collect(),
+                    escaped,
+                    spellings: other_spellings(&f.escaped)
+                        .iter()
+                        .map(|s| index_of(&mut spellings, s))
+                        .collect(),
+                })
+            })
+            .collect();
+        let automaton = (!literals.is_empty())
+            .then(|| AhoCorasick::builder().ascii_case_insensitive(true).build(&literals).ok())
+            .flatten();
+        PrefilterSet {
+            members,
+            literals: automaton,
+            literal_count: literals.len(),
+            escape: memchr::memmem::Finder::new(b"\\u00").into_owned(),
+            any_escaped,
+            spellings: spellings
+                .iter()
+                .map(|s| memchr::memmem::Finder::new(s).into_owned())
+                .collect(),
+        }
+    }
+
+    /// Whether any member has a pre-filter (else every member is always a candidate).
+    pub(crate) fn filters_any(&self) -> bool {
+        self.members.iter().any(Option::is_some)
+    }
+
+    /// One pass over `bytes`: the literals, escaped bytes and spellings present.
+    pub(crate) fn find(&self, bytes: &[u8], found: &mut Found) {
+        found.literals.clear();
+        found.literals.resize(self.literal_count, false);
+        if let Some(ac) = &self.literals {
+            for m in ac.find_overlapping_iter(bytes) {
+                found.literals[m.pattern().as_usize()] = true;
+            }
+        }
+        found.escaped = 0;
+        if self.any_escaped != 0 {
+            for i in self.escape.find_iter(bytes) {
+                let hex = |k: usize| bytes.get(i + k).copied().and_then(crate::scan::hex_digit);
+                if let (Some(hi), Some(lo)) = (hex(4), hex(5)) {
+                    let byte = hi * 16 + lo;
+                    if byte < 128 {
+                        found.escaped |= 1u128 << byte;
+                    }
+                }
+            }
+        }
+        found.spellings.clear();
+        found.spellings.extend(self.spellings.iter().map(|f| f.find(bytes).is_some()));
+    }
+
+    /// Whether member `i` may match the record `found` describes.
+    pub(crate) fn candidate(&self, i: usize, found: &Found) -> bool {
+        match &self.members[i] {
+            None => true,
+            Some(m) => {
+                m.literals.iter().any(|&l| found.literals[l])
+                    || m.escaped & found.escaped != 0
+                    || m.spellings.iter().any(|&s| found.spellings[s])
+            }
+        }
+    }
+}
+
+fn bits_of(set: &[bool; 128]) -> u128 {
+    set.iter().enumerate().filter(|(_, b)| **b).fold(0, |acc, (i, _)| acc | (1u128 << i))
+}
+
 #[derive(Debug, Clone)]
 enum LiteralSearch {
     /// Every case variant of each literal's first three bytes, verified against the literals.
@@ -396,6 +525,48 @@ mod tests {
             let want = f.may_match(&hay);
             proptest::prop_assert_eq!(pairs(&f).may_match(&hay), want);
             proptest::prop_assert_eq!(automaton(&f).may_match(&hay), want);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// One pass of a set tells each member exactly what its own pre-filter would: the
+        /// same records ruled out, whatever the words (shared, overlapping, with `k`, `i` or
+        /// `/`) and wherever they sit, in any case or escaped.
+        #[test]
+        fn a_set_of_prefilters_agrees_with_each_member(
+            words in proptest::collection::vec(proptest::option::of("[a-zA-Z/]{1,6}"), 1..8),
+            hay in proptest::collection::vec(
+                proptest::sample::select(&b"fedrFEDRkiKI/abxyz \\\"u0123456789{}:,"[..]), 0..200),
+            insert in proptest::option::of((0usize..8, 0usize..200)),
+        ) {
+            let filters: Vec<Option<Prefilter>> = words
+                .iter()
+                .map(|w| {
+                    let w = w.as_ref()?;
+                    let req = parse_request(
+                        &serde_json::json!({"topic": "t", "query": {"match": {"text": w}}}),
+                        &Limits::default(),
+                    )
+                    .ok()?;
+                    Prefilter::for_query(&req.query)
+                })
+                .collect();
+            let mut hay = hay;
+            if let Some((which, at)) = insert
+                && let Some(Some(w)) = words.get(which)
+            {
+                let at = at.min(hay.len());
+                hay.splice(at..at, w.bytes());
+            }
+            let set = PrefilterSet::new(&filters.iter().map(Option::as_ref).collect::<Vec<_>>());
+            let mut found = Found::default();
+            set.find(&hay, &mut found);
+            for (i, f) in filters.iter().enumerate() {
+                let want = f.as_ref().is_none_or(|f| f.may_match(&hay));
+                proptest::prop_assert_eq!(set.candidate(i, &found), want, "member {} of {:?}", i, words);
+            }
         }
     }
 

@@ -185,6 +185,15 @@ impl<'a> Extracted<'a> {
         }
     }
 
+    /// Empty the buffer to `n` slots, then fill each slot `i` with a copy of the values of
+    /// `from`'s slot `map[i]`: a plan's own view of a scan made for several plans.
+    pub(crate) fn copy_mapped(&mut self, from: &Extracted<'a>, map: &[u32]) {
+        self.reset(map.len());
+        for (slot, &source) in self.slots.iter_mut().zip(map) {
+            slot.extend_from_slice(from.values(source as usize));
+        }
+    }
+
     /// Number of slots.
     pub fn slot_count(&self) -> usize {
         self.slots.len()

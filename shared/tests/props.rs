@@ -4,7 +4,7 @@
 //! identity; states survive encode/decode; and applying `diff(a, b)` to `a` gives `b` (results,
 //! and any JSON).
 
-use kappa_core::{Limits, PartialState, Plan, Record, patch};
+use kappa_core::{Limits, PartialState, Plan, Record, ScanGroup, patch};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -579,5 +579,62 @@ proptest! {
         unfiltered.fold(&mut b, &rec).expect("folds");
         prop_assert_eq!(b.skipped(), 0, "the generated record is JSON: {}", String::from_utf8_lossy(&record));
         prop_assert_eq!(a.matched(), b.matched(), "record {}", String::from_utf8_lossy(&record));
+    }
+}
+
+/// Records as the log gives them, at offsets `0..`.
+fn records_of(recs: &[Rec]) -> Vec<Record<'_>> {
+    recs.iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            value: &r.value,
+            timestamp: r.timestamp,
+            offset: i as i64,
+            partition: 0,
+            key: r.key.as_deref().map(str::as_bytes),
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Many plans over one scan (`kappa_core::group`): whatever the other plans of a group,
+    /// and wherever each one starts reading, each plan's state is the one it folds alone.
+    #[test]
+    fn a_group_of_plans_folds_each_as_it_would_alone(
+        bodies in prop::collection::vec((request(), any::<bool>()), 1..6),
+        recs in prop::collection::vec(document(), 0..40),
+        froms in prop::collection::vec(0usize..45, 6),
+        chunk in 1usize..17,
+    ) {
+        let plans: Vec<Plan> = bodies
+            .into_iter()
+            .map(|(mut body, typed)| {
+                if typed {
+                    // Converted values live in the plan's own copy, never in the shared scan.
+                    body["runtime_mappings"] = json!({"n": {"type": "long"}, "tag": {"type": "keyword"}});
+                }
+                Plan::parse(&body, &Limits::default()).expect("generated requests are valid")
+            })
+            .collect();
+        let group = ScanGroup::new(&plans.iter().collect::<Vec<_>>());
+        let records = records_of(&recs);
+        let mut states: Vec<PartialState> = plans.iter().map(Plan::empty_state).collect();
+        let mut spare = Vec::new();
+        for part in records.chunks(chunk) {
+            let scanned = group.scan(part.iter().copied(), &mut spare);
+            for (member, (plan, state)) in plans.iter().zip(&mut states).enumerate() {
+                let range = scanned.positions(froms[member] as i64, None);
+                group.fold(plan, member, state, &scanned, range).expect("within budget");
+            }
+            scanned.recycle(&mut spare);
+        }
+        for (member, plan) in plans.iter().enumerate() {
+            let from = froms[member].min(recs.len());
+            let alone = fold(plan, &recs[from..], from);
+            prop_assert_eq!(&states[member], &alone, "member {} of {} plans", member, plans.len());
+            prop_assert_eq!(plan.render(&states[member]), plan.render(&alone));
+        }
     }
 }

@@ -1,0 +1,178 @@
+//! Many plans over one scan: each record read and parsed once for every query of a topic.
+//!
+//! Distinct queries of one topic read the same records. A [`ScanGroup`] compiles their plans'
+//! paths into one [`PathSet`] (a path several plans read fills one slot) and their byte
+//! pre-filters into one [`PrefilterSet`]; [`ScanGroup::scan`] then validates and extracts each
+//! record of a chunk once, and finds once which plans' pre-filters let it through. Each plan
+//! folds the chunk from there ([`ScanGroup::fold`]), into its own state, over its own range of
+//! offsets, so one plan's cost can be measured (and its failure kept) apart from the others'.
+//!
+//! The law (property-tested in `tests/props.rs`): folding records through a group gives each
+//! plan exactly the state [`Plan::fold_all`] gives it over the same records, whatever the other
+//! plans of the group are.
+
+use std::ops::Range;
+
+use crate::error::QueryError;
+use crate::eval::Record;
+use crate::plan::{PartialState, Plan};
+use crate::prefilter::{Found, PrefilterSet};
+use crate::scan::{self, Extracted, PathSet};
+
+/// The compiled union of several plans' reads. Member `i` is the `i`-th plan given to
+/// [`ScanGroup::new`]; the same plans, in the same order, must be given to [`ScanGroup::fold`].
+#[derive(Debug, Clone)]
+pub struct ScanGroup {
+    paths: PathSet,
+    /// Per member: its slot `i` is the union's slot `slot_maps[member][i]`.
+    slot_maps: Vec<Vec<u32>>,
+    prefilters: PrefilterSet,
+    /// Members whose pre-filter can rule records out.
+    filtered: bool,
+}
+
+impl ScanGroup {
+    /// The group of `plans`.
+    pub fn new(plans: &[&Plan]) -> ScanGroup {
+        let mut union: Vec<&str> = Vec::new();
+        let slot_maps = plans
+            .iter()
+            .map(|plan| {
+                plan.path_names()
+                    .iter()
+                    .map(|path| {
+                        let slot = union.iter().position(|p| p == path).unwrap_or_else(|| {
+                            union.push(path);
+                            union.len() - 1
+                        });
+                        slot as u32
+                    })
+                    .collect()
+            })
+            .collect();
+        let prefilters =
+            PrefilterSet::new(&plans.iter().map(|p| p.prefilter()).collect::<Vec<_>>());
+        ScanGroup {
+            paths: PathSet::new(&union),
+            slot_maps,
+            filtered: prefilters.filters_any(),
+            prefilters,
+        }
+    }
+
+    /// Number of member plans.
+    pub fn len(&self) -> usize {
+        self.slot_maps.len()
+    }
+
+    /// Whether the group has no member.
+    pub fn is_empty(&self) -> bool {
+        self.slot_maps.is_empty()
+    }
+
+    /// Distinct paths read by the group (each extracted once per record).
+    pub fn path_count(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// Validate and extract each of `records` once for every member. `spare` keeps extraction
+    /// buffers between chunks ([`Scanned::recycle`] gives them back).
+    pub fn scan<'r>(
+        &self,
+        records: impl IntoIterator<Item = Record<'r>>,
+        spare: &mut Vec<Extracted<'static>>,
+    ) -> Scanned<'r> {
+        let mut scanned = Scanned { records: Vec::new(), found: Vec::new(), docs: Vec::new() };
+        for record in records {
+            let mut found = Found::default();
+            let needed = if self.filtered {
+                self.prefilters.find(record.value, &mut found);
+                (0..self.len()).any(|i| self.prefilters.candidate(i, &found))
+            } else {
+                true
+            };
+            let doc = if needed {
+                let mut ext = spare.pop().unwrap_or_default().recycle();
+                match scan::extract(record.value, &self.paths, &mut ext) {
+                    Ok(()) => Some(Ok(ext)),
+                    Err(_) => {
+                        spare.push(ext.recycle());
+                        Some(Err(()))
+                    }
+                }
+            } else {
+                None
+            };
+            scanned.records.push(record);
+            scanned.found.push(found);
+            scanned.docs.push(doc);
+        }
+        scanned
+    }
+
+    /// Fold the records at positions `range` of `scanned` into `state`, `plan` being member
+    /// `member`: the state [`Plan::fold_all`] would give over those records.
+    pub fn fold(
+        &self,
+        plan: &Plan,
+        member: usize,
+        state: &mut PartialState,
+        scanned: &Scanned<'_>,
+        range: Range<usize>,
+    ) -> Result<(), QueryError> {
+        let map = &self.slot_maps[member];
+        let mut scratch = Extracted::default();
+        for i in range {
+            let candidate = !self.filtered || self.prefilters.candidate(member, &scanned.found[i]);
+            // A record no member needed was never extracted; it is no candidate of this one.
+            let ext = match &scanned.docs[i] {
+                Some(Ok(ext)) => Some(ext),
+                Some(Err(())) | None => None,
+            };
+            let candidate = candidate && scanned.docs[i].is_some();
+            plan.fold_shared(state, &scanned.records[i], candidate, ext, map, &mut scratch)?;
+        }
+        Ok(())
+    }
+}
+
+/// A chunk of records, each validated and extracted once for a [`ScanGroup`].
+#[derive(Debug)]
+pub struct Scanned<'r> {
+    records: Vec<Record<'r>>,
+    found: Vec<Found>,
+    /// `None`: no member needed the record; `Some(Err)`: not a valid JSON object.
+    docs: Vec<Option<Result<Extracted<'r>, ()>>>,
+}
+
+impl Scanned<'_> {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the chunk is empty.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The offset of the record at `position`.
+    pub fn offset(&self, position: usize) -> i64 {
+        self.records[position].offset
+    }
+
+    /// The positions of the records with offsets in `from..end` (records are in offset order).
+    pub fn positions(&self, from: i64, end: Option<i64>) -> Range<usize> {
+        let start = self.records.partition_point(|r| r.offset < from);
+        let stop = match end {
+            Some(end) => self.records.partition_point(|r| r.offset < end),
+            None => self.records.len(),
+        };
+        start..stop.max(start)
+    }
+
+    /// Give the extraction buffers back for the next chunk.
+    pub fn recycle(self, spare: &mut Vec<Extracted<'static>>) {
+        spare.extend(self.docs.into_iter().flatten().flatten().map(Extracted::recycle));
+    }
+}
