@@ -5,7 +5,7 @@ use kappa_core::{QueryError, StateError};
 use serde_json::{Value, json};
 
 /// Why an action failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ActionError {
     /// The request is invalid (answered 4xx; never retried).
     #[error(transparent)]

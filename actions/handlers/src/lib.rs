@@ -20,6 +20,7 @@ pub mod config;
 pub mod cost;
 pub mod env;
 pub mod error;
+pub mod group;
 pub mod plans;
 pub mod process;
 pub mod push;

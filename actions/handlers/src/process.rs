@@ -50,7 +50,7 @@ pub struct ProcessOutput {
     pub committed: bool,
     /// Whether the last round's commit won: the segment's chain is this invocation's to go on.
     #[serde(skip)]
-    committed_last: bool,
+    pub(crate) committed_last: bool,
     /// Rounds of read, fold and commit this invocation ran for the segment.
     pub rounds: u32,
     /// Whether the segment reached its end or the head.
@@ -343,7 +343,7 @@ async fn process_round(
 }
 
 /// A checkpoint this invocation committed, with its state still in memory.
-type Fresh = (Checkpoint, PartialState);
+pub(crate) type Fresh = (Checkpoint, PartialState);
 
 /// Steps 1–3 for one segment: from its loaded checkpoint, fold a batch, commit by
 /// compare-and-set. Returns the committed checkpoint and state when this call wrote them.
@@ -357,7 +357,6 @@ async fn advance(
     faults: &dyn Faults,
 ) -> Result<(ProcessOutput, Option<Fresh>), ActionError> {
     // 1. Load (done by the caller, with the result).
-    let expected = loaded.as_ref().map(|c| c.next_offset);
     let (mut state, mut next, mut head, mut lost) = match &loaded {
         Some(cp) => (plan.decode(&cp.state)?, cp.next_offset, cp.head, cp.lost),
         None => (plan.empty_state(), segment.start, segment.start, 0),
@@ -473,31 +472,65 @@ async fn advance(
 
     // 3. Commit: the partial state and the offset it covers, together, by compare-and-set.
     //    Only the invocation whose CAS wins may publish and fire the next link.
-    let checkpoint = Checkpoint { next_offset: next, state: plan.encode(&state), head, lost };
-    let unchanged =
-        loaded.as_ref().is_some_and(|c| c.next_offset == next && c.head == head && c.lost == lost);
-    let committed = unchanged
-        || env.store.compare_and_set_checkpoint(&query.id, &segment, expected, &checkpoint).await?;
+    let (committed, fresh) =
+        commit(env, query, plan, segment, loaded.as_ref(), state, Reached { next, head, lost })
+            .await?;
     output.committed = committed;
     output.committed_last = committed;
     output.next_offset = next;
     if !committed {
-        tracing::info!(query = %query.id, segment = %segment.key(), from, "duplicate batch: another invocation committed first");
         return Ok((output, None));
     }
     faults.at("committed")?;
 
     output.at_head = stopped.at_head();
-    // Without a write of ours (nothing new) the refresh reads this checkpoint like the others.
-    Ok((output, (!unchanged).then_some((checkpoint, state))))
+    Ok((output, fresh))
+}
+
+/// Where a segment's fold got to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reached {
+    pub(crate) next: i64,
+    pub(crate) head: i64,
+    pub(crate) lost: u64,
+}
+
+/// Step 3 for one segment: replace its checkpoint, loaded as `loaded`, by `state` and the
+/// offset it covers, together, by compare-and-set on the loaded offset. Returns whether this
+/// call's commit stands (false: another invocation committed first, a duplicate) and the
+/// checkpoint with its state in memory when this call wrote it (nothing new: no write, and
+/// the refresh reads the checkpoint like the others).
+pub(crate) async fn commit(
+    env: &Env<'_>,
+    query: &QueryRecord,
+    plan: &Plan,
+    segment: Segment,
+    loaded: Option<&Checkpoint>,
+    state: PartialState,
+    reached: Reached,
+) -> Result<(bool, Option<Fresh>), ActionError> {
+    let Reached { next, head, lost } = reached;
+    let unchanged =
+        loaded.is_some_and(|c| c.next_offset == next && c.head == head && c.lost == lost);
+    if unchanged {
+        return Ok((true, None));
+    }
+    let checkpoint = Checkpoint { next_offset: next, state: plan.encode(&state), head, lost };
+    let expected = loaded.map(|c| c.next_offset);
+    if env.store.compare_and_set_checkpoint(&query.id, &segment, expected, &checkpoint).await? {
+        Ok((true, Some((checkpoint, state))))
+    } else {
+        tracing::info!(query = %query.id, segment = %segment.key(), from = ?expected, "duplicate batch: another invocation committed first");
+        Ok((false, None))
+    }
 }
 
 /// How many records are folded between two readings of the clock: it doubles while chunks
 /// take under a millisecond (a cheap query reads the clock once per thousands of records) and
 /// halves when one takes over [`FoldChunk::TARGET_MS`] (a costly one is judged and yields
 /// within tens of milliseconds).
-struct FoldChunk {
-    len: usize,
+pub(crate) struct FoldChunk {
+    pub(crate) len: usize,
 }
 
 impl FoldChunk {
@@ -505,7 +538,7 @@ impl FoldChunk {
     const MOST: usize = 4_096;
     const TARGET_MS: i64 = 10;
 
-    fn adapt(&mut self, elapsed_ms: i64) {
+    pub(crate) fn adapt(&mut self, elapsed_ms: i64) {
         if elapsed_ms > Self::TARGET_MS {
             self.len = (self.len / 2).max(1);
         } else if elapsed_ms == 0 {

@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use futures::executor::block_on;
 use futures::future::join_all;
-use kappa_actions::process::{Faults, NoFaults, Stop, process_segments, process_with_faults};
+use kappa_actions::group::process_group_with_faults;
+use kappa_actions::process::{
+    Faults, NoFaults, ProcessEvent, Stop, process_segments, process_with_faults,
+};
 use kappa_actions::push::{PushEvent, push};
 use kappa_actions::{ActionConfig, ActionError, Context, Env, query, status, tick};
 use kappa_core::ports::{
@@ -824,4 +827,149 @@ fn idle_queries_are_reclaimed_by_the_periodic_tick_only() {
     block_on(w.store.add_refs(&id, -1)).expect("unref");
     assert_eq!(block_on(tick::tick(&w.env(), None)).expect("tick").reclaimed, 1);
     assert!(!exists(), "reclaimed by the periodic tick");
+}
+
+/// Distinct queries a newsroom runs side by side on one topic.
+fn desk_queries() -> Vec<Value> {
+    vec![
+        body(),
+        json!({"topic": TOPIC, "size": 0, "aggs": {"tags": {"terms": {"field": "tag"}}}}),
+        json!({"topic": TOPIC, "query": {"match": {"text": "federer"}}, "size": 2}),
+        json!({"topic": TOPIC, "size": 0, "aggs": {"per_min": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1m"}}}}),
+        json!({"topic": TOPIC, "size": 0, "aggs": {"n": {"stats": {"field": "n"}}}}),
+        json!({"topic": TOPIC, "query": {"match": {"text": "rain"}}, "size": 0,
+               "aggs": {"users": {"cardinality": {"field": "user.name"}}}}),
+        json!({"topic": TOPIC, "runtime_mappings": {"n": {"type": "keyword"}}, "size": 0,
+               "aggs": {"ns": {"terms": {"field": "n", "size": 3}}}}),
+    ]
+}
+
+/// A small deterministic generator for the groupings (the test's inputs seed it).
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n.max(1) as u64) as usize
+    }
+}
+
+/// Run fired links until none are left, the process links of each round cut into random
+/// groups (one invocation each, all concurrently), some members duplicated within or across
+/// groups.
+fn drain_in_groups(w: &World, faults: &dyn Faults, dice: &mut Dice) {
+    for _ in 0..10_000 {
+        let links = w.chain.take();
+        if links.is_empty() {
+            return;
+        }
+        let mut groups: Vec<Vec<ProcessEvent>> = Vec::new();
+        let mut pushes = Vec::new();
+        for link in links {
+            match link {
+                Link::Process(e) => {
+                    let copies = if dice.roll(4) == 0 { 2 } else { 1 };
+                    for _ in 0..copies {
+                        let at = dice.roll(groups.len() + 1);
+                        match groups.get_mut(at) {
+                            Some(group) => group.push(e.clone()),
+                            None => groups.push(vec![e.clone()]),
+                        }
+                    }
+                }
+                Link::Push(e) => pushes.push(e),
+            }
+        }
+        let (env, ctx) = (w.env(), w.ctx());
+        block_on(async {
+            let runs = groups.iter().map(|g| process_group_with_faults(&env, &ctx, g, faults));
+            for outputs in join_all(runs).await.into_iter().flatten() {
+                for output in outputs.into_iter().flatten() {
+                    assert!(output.records == 0 || output.committed || output.rounds == 1);
+                }
+            }
+            join_all(pushes.into_iter().map(|e| push(&env, e))).await;
+        });
+    }
+    panic!("the chain does not terminate");
+}
+
+fn append_some(w: &World, partition: u32, count: u64, seed: u64) {
+    let records: Vec<NewRecord> = (0..count)
+        .map(|i| NewRecord { key: None, value: doc(seed * 31 + i), timestamp: NOW + i as i64 })
+        .collect();
+    block_on(w.log.append(TOPIC, partition, &records)).expect("append");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Queries join and leave at random offsets while others replay or tail the log, every
+    /// round's links grouped at random (some duplicated), invocations crashing at a random
+    /// step: each query still ends with its own one-pass result, and its deltas apply version
+    /// to version from the first.
+    #[test]
+    fn queries_joining_and_leaving_groups_with_duplicates_and_crashes_equal_their_one_pass(
+        steps in proptest::collection::vec((0usize..4, 0usize..7, 1u64..40), 1..14),
+        crash_step in proptest::sample::select(vec!["none", "loaded", "folded", "committed", "refreshed"]),
+        crashes in 0usize..4,
+        seed in 1u64..u64::MAX,
+    ) {
+        let mut w = World::new(small_batches());
+        w.store = MemoryStore::new(1 << 20);
+        fill(&w, 2, 40);
+        let faults = CrashAt(crash_step, std::sync::atomic::AtomicUsize::new(crashes));
+        let mut dice = Dice(seed);
+        let queries = desk_queries();
+        let mut live: Vec<(String, usize)> = Vec::new();
+        for (i, &(kind, which, count)) in steps.iter().enumerate() {
+            match kind {
+                0 => {
+                    // 201 when new, 200 when the same query is already registered (shared).
+                    let r = block_on(query::create(&w.env(), queries[which].to_string().as_bytes()))
+                        .expect("registered");
+                    let id = r.body["id"].as_str().expect("id").to_string();
+                    if !live.iter().any(|(l, _)| *l == id) {
+                        live.push((id, which));
+                    }
+                }
+                1 => append_some(&w, (which % 2) as u32, count, i as u64),
+                2 if !live.is_empty() => {
+                    let (id, _) = live.remove(which % live.len());
+                    block_on(query::release(&w.env(), &id)).expect("released");
+                }
+                _ => {
+                    block_on(tick::tick(&w.env(), None)).expect("tick");
+                    drain_in_groups(&w, &faults, &mut dice);
+                }
+            }
+        }
+        // The safety net picks up whatever the crashes dropped.
+        for _ in 0..60 {
+            let t = block_on(tick::tick(&w.env(), None)).expect("tick");
+            drain_in_groups(&w, &faults, &mut dice);
+            if t.fired == 0 && w.chain.take().is_empty() {
+                break;
+            }
+        }
+        for (id, which) in &live {
+            let s = result_of(&w, id);
+            proptest::prop_assert_eq!(&s["result"], &oracle(&w, &queries[*which]), "query {}", which);
+            proptest::prop_assert_eq!(&s["caught_up"], &json!(true));
+            let messages = block_on(w.store.messages_since(id, 0)).expect("ok").expect("held");
+            let plan = Plan::parse(&queries[*which], &Limits::default()).expect("valid");
+            let mut doc = plan.render(&plan.empty_state()).expect("renders");
+            let mut version = 0;
+            for m in &messages {
+                if let Message::Delta { from, version: to, patch, .. } = m {
+                    proptest::prop_assert_eq!(*from, version);
+                    version = *to;
+                    kappa_core::patch::apply(&mut doc, patch).expect("applies");
+                }
+            }
+            proptest::prop_assert_eq!(&doc, &s["result"]);
+        }
+    }
 }

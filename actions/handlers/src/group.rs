@@ -1,0 +1,437 @@
+//! Many queries of one topic advanced together: one read of each batch, one scan of each
+//! record, each query's fold and commit its own.
+//!
+//! A group is a list of links ([`ProcessEvent`]s) of any queries. Its members on one
+//! partition of one topic share each read (from the lowest `next_offset` among them) and each
+//! record's validation, path extraction and pre-filter pass ([`kappa_core::ScanGroup`]); each
+//! member then folds only the records of its own range (`next_offset..end`) into its own
+//! state. The order of effects is [`crate::process`]'s, member by member:
+//! 1. load every member's checkpoint (and each query's result);
+//! 2. read and fold, within the batch bounds and before the deadline;
+//! 3. **commit** each member's checkpoint alone, by compare-and-set on the offset it loaded:
+//!    the partial state and the offset it covers are written together, atomically;
+//! 4. refresh each query that committed, and publish its delta;
+//! 5. only then fire the next link of each member that committed and is not at the head.
+//!
+//! So the exactly-once analysis of `process.rs` holds per member: a member's records are
+//! counted by the one invocation whose compare-and-set wins for it, whatever the others of
+//! its group do. Grouping only changes who reads: records below a member's `next_offset` are
+//! read for the others and never folded into it, so members join a group at any offset and
+//! leave it (caught up, deleted, failed) without double counting. A member whose query fails
+//! (memory or CPU budget) or is deleted gets its own error; the others go on.
+
+use std::sync::Arc;
+
+use kappa_core::ports::{
+    Checkpoint, Link, PushEvent, QueryRecord, ReadRequest, ResultRecord, Segment,
+};
+use kappa_core::{PartialState, Plan, QueryError, Record, ScanGroup};
+
+use crate::cost;
+use crate::env::{Context, Env};
+use crate::error::ActionError;
+use crate::plans;
+use crate::process::{
+    Faults, FoldChunk, Fresh, NoFaults, ProcessEvent, ProcessOutput, Reached, Stop, commit,
+};
+use crate::result::{self, Refreshed};
+
+/// What became of each member of a group, in the order given.
+pub type GroupOutputs = Vec<Result<ProcessOutput, ActionError>>;
+
+/// Advance every member of `members` by one batch, members of one topic partition together.
+///
+/// The outer error is the invocation's (a read that failed, a fault): members committed
+/// before it stand, the others are redone by their next link. Each member's own error (its
+/// query deleted or over its budget) is its entry's.
+pub async fn process_group(
+    env: &Env<'_>,
+    ctx: &Context,
+    members: &[ProcessEvent],
+) -> Result<GroupOutputs, ActionError> {
+    process_group_with_faults(env, ctx, members, &NoFaults).await
+}
+
+/// A query of the group, loaded once however many of its segments are members.
+struct Loaded {
+    query: QueryRecord,
+    plan: Arc<Plan>,
+    current: Option<ResultRecord>,
+}
+
+/// One member on its way through the steps.
+struct Lane<'q> {
+    /// Position in the members given.
+    index: usize,
+    loaded: &'q Loaded,
+    segment: Segment,
+    checkpoint: Option<Checkpoint>,
+    /// Taken by the commit.
+    state: Option<PartialState>,
+    reached: Reached,
+    output: ProcessOutput,
+    /// Set when the member has nothing more to read in this invocation.
+    done: Option<Stop>,
+    /// The query's budget error: it fails, nothing is committed.
+    failed: Option<QueryError>,
+}
+
+impl Lane<'_> {
+    fn reading(&self) -> bool {
+        self.done.is_none() && self.failed.is_none()
+    }
+}
+
+/// [`process_group`] with fault-injection hooks (called once per step for the whole group).
+pub async fn process_group_with_faults(
+    env: &Env<'_>,
+    ctx: &Context,
+    members: &[ProcessEvent],
+    faults: &dyn Faults,
+) -> Result<GroupOutputs, ActionError> {
+    let mut outputs: Vec<Option<Result<ProcessOutput, ActionError>>> =
+        members.iter().map(|_| None).collect();
+
+    // 1. Load each query once, then every member's checkpoint.
+    let mut ids: Vec<&str> = members.iter().map(|m| m.query.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let queries: Vec<Result<Loaded, ActionError>> =
+        futures_util::future::join_all(ids.iter().map(|id| load(env, id))).await;
+    let checkpoints = futures_util::future::try_join_all(
+        members.iter().map(|m| env.store.checkpoint(&m.query, &m.segment)),
+    )
+    .await?;
+    let mut lanes: Vec<Lane<'_>> = Vec::new();
+    for ((index, member), checkpoint) in members.iter().enumerate().zip(checkpoints) {
+        let position = ids.binary_search(&member.query.as_str()).unwrap_or_default();
+        let loaded = match &queries[position] {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                outputs[index] = Some(Err(e.clone()));
+                continue;
+            }
+        };
+        if !loaded.query.segments.contains(&member.segment) {
+            outputs[index] = Some(Err(ActionError::BadEvent(format!(
+                "segment {} is not one of query {}",
+                member.segment.key(),
+                loaded.query.id
+            ))));
+            continue;
+        }
+        if loaded.current.as_ref().is_some_and(|r| r.error.is_some()) {
+            // The query failed for good: its chains stop here.
+            outputs[index] = Some(Ok(idle_output(member, Stop::Failed)));
+            continue;
+        }
+        let (state, reached) = match &checkpoint {
+            Some(cp) => match loaded.plan.decode(&cp.state) {
+                Ok(state) => {
+                    (state, Reached { next: cp.next_offset, head: cp.head, lost: cp.lost })
+                }
+                Err(e) => {
+                    outputs[index] = Some(Err(e.into()));
+                    continue;
+                }
+            },
+            None => (
+                loaded.plan.empty_state(),
+                Reached { next: member.segment.start, head: member.segment.start, lost: 0 },
+            ),
+        };
+        let mut output = idle_output(member, Stop::Head);
+        output.from = reached.next;
+        output.next_offset = reached.next;
+        output.rounds = 1;
+        lanes.push(Lane {
+            index,
+            loaded,
+            segment: member.segment,
+            checkpoint,
+            state: Some(state),
+            reached,
+            output,
+            done: None,
+            failed: None,
+        });
+    }
+    faults.at("loaded")?;
+
+    // 2. Read and fold: the members of one topic partition together.
+    let mut partitions: Vec<Vec<Lane<'_>>> = Vec::new();
+    for lane in lanes {
+        let key = (&lane.loaded.query.topic, lane.segment.partition);
+        match partitions
+            .iter_mut()
+            .find(|p| (&p[0].loaded.query.topic, p[0].segment.partition) == key)
+        {
+            Some(partition) => partition.push(lane),
+            None => partitions.push(vec![lane]),
+        }
+    }
+    futures_util::future::try_join_all(
+        partitions.iter_mut().map(|lanes| read_together(env, ctx, lanes)),
+    )
+    .await?;
+    faults.at("folded")?;
+
+    // 3. Commit each member alone, by its own compare-and-set.
+    let mut lanes: Vec<Lane<'_>> = partitions.into_iter().flatten().collect();
+    let commits = lanes.iter_mut().map(|lane| async move {
+        if let Some(e) = lane.failed.take() {
+            // Over its memory or CPU budget: the query fails for good, visibly; nothing is
+            // committed, and the others of the group go on.
+            tracing::error!(query = %lane.loaded.query.id, error = %e, "query stopped: this batch is over its memory or CPU budget");
+            result::fail(env, &lane.loaded.query.id, e.to_json()).await?;
+            return Ok::<_, ActionError>((Err(e.into()), None));
+        }
+        let Some(state) = lane.state.take() else {
+            return Ok((Err(ActionError::BadEvent("member committed twice".into())), None));
+        };
+        let (committed, fresh) = commit(
+            env,
+            &lane.loaded.query,
+            &lane.loaded.plan,
+            lane.segment,
+            lane.checkpoint.as_ref(),
+            state,
+            lane.reached,
+        )
+        .await?;
+        lane.output.committed = committed;
+        lane.output.committed_last = committed;
+        lane.output.next_offset = lane.reached.next;
+        lane.output.stopped = lane.done.unwrap_or(Stop::Head);
+        lane.output.at_head = committed && lane.output.stopped.at_head();
+        Ok((Ok(()), fresh))
+    });
+    let committed: Vec<(Result<(), ActionError>, Option<Fresh>)> =
+        futures_util::future::try_join_all(commits).await?;
+    faults.at("committed")?;
+
+    // 4. Refresh each query that committed, from the states in memory.
+    let mut fresh_of: Vec<(usize, Option<Fresh>)> = Vec::new();
+    for (lane, (outcome, fresh)) in lanes.iter().zip(committed) {
+        match outcome {
+            Err(e) => outputs[lane.index] = Some(Err(e)),
+            Ok(()) => fresh_of.push((lane.index, fresh)),
+        }
+    }
+    let refreshes = ids.iter().enumerate().filter_map(|(position, id)| {
+        let loaded = queries[position].as_ref().ok()?;
+        let own: Vec<(Segment, &Checkpoint, &PartialState)> = lanes
+            .iter()
+            .filter(|l| l.loaded.query.id == *id)
+            .filter_map(|l| {
+                let (_, fresh) = fresh_of.iter().find(|(i, _)| *i == l.index)?;
+                fresh.as_ref().map(|(cp, state)| (l.segment, cp, state))
+            })
+            .collect();
+        let any_committed = lanes.iter().any(|l| l.loaded.query.id == *id && l.output.committed);
+        any_committed.then(|| refresh(env, loaded, own))
+    });
+    let refreshed: Vec<(String, Result<u64, ActionError>)> =
+        futures_util::future::join_all(refreshes).await;
+    faults.at("refreshed")?;
+
+    // 5. Only after the commits and refreshes: the next link of each member that committed
+    //    and is not at the head.
+    for lane in &mut lanes {
+        if outputs[lane.index].is_some() {
+            continue;
+        }
+        let version = refreshed.iter().find(|(id, _)| *id == lane.loaded.query.id);
+        match version {
+            Some((_, Err(e))) => {
+                outputs[lane.index] = Some(Err(e.clone()));
+                continue;
+            }
+            Some((_, Ok(version))) if lane.output.committed => lane.output.version = *version,
+            _ => {}
+        }
+        if lane.output.committed && !lane.output.at_head {
+            let event = ProcessEvent { query: lane.loaded.query.id.clone(), segment: lane.segment };
+            env.chain.fire(Link::Process(event)).await?;
+            lane.output.fired_next = true;
+        }
+        outputs[lane.index] = Some(Ok(lane.output.clone()));
+    }
+    Ok(outputs
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(ActionError::BadEvent("member not processed".into()))))
+        .collect())
+}
+
+async fn load(env: &Env<'_>, id: &str) -> Result<Loaded, ActionError> {
+    let (query, current) =
+        futures_util::future::try_join(env.store.query(id), env.store.result(id)).await?;
+    let query =
+        query.ok_or_else(|| ActionError::NotFound { what: "query", name: id.to_string() })?;
+    let plan = plans::plan_of(&query, &env.config.limits)?;
+    Ok(Loaded { query, plan, current })
+}
+
+async fn refresh(
+    env: &Env<'_>,
+    loaded: &Loaded,
+    own: Vec<(Segment, &Checkpoint, &PartialState)>,
+) -> (String, Result<u64, ActionError>) {
+    // `current` was read before any commit of this invocation, so the states it committed may
+    // stand in for their checkpoints (see `result::Known`).
+    let known = result::Known { current: Some(loaded.current.clone()), own };
+    let outcome = async {
+        let Refreshed { version, changed, .. } =
+            result::refresh_known(env, &loaded.query, &loaded.plan, known).await?;
+        if changed {
+            let event = PushEvent { query: loaded.query.id.clone(), version };
+            env.chain.fire(Link::Push(event)).await?;
+        }
+        Ok(version)
+    }
+    .await;
+    (loaded.query.id.clone(), outcome)
+}
+
+fn idle_output(member: &ProcessEvent, stopped: Stop) -> ProcessOutput {
+    ProcessOutput {
+        query: member.query.clone(),
+        segment: member.segment,
+        from: 0,
+        next_offset: 0,
+        records: 0,
+        committed: false,
+        committed_last: false,
+        rounds: 0,
+        at_head: stopped == Stop::Failed,
+        fired_next: false,
+        version: 0,
+        stopped,
+    }
+}
+
+/// Step 2 for the members of one topic partition: read from the lowest offset any of them
+/// needs, scan each chunk once, and let each member fold its own part of it.
+async fn read_together(
+    env: &Env<'_>,
+    ctx: &Context,
+    lanes: &mut [Lane<'_>],
+) -> Result<(), ActionError> {
+    let plans: Vec<&Plan> = lanes.iter().map(|l| &*l.loaded.plan).collect();
+    let scan = ScanGroup::new(&plans);
+    let topic = lanes[0].loaded.query.topic.clone();
+    let partition = lanes[0].segment.partition;
+    let mut spare = Vec::new();
+    let mut chunk = FoldChunk::default();
+    let (mut records_read, mut bytes) = (0usize, 0usize);
+    loop {
+        if !lanes.iter().any(Lane::reading) {
+            return Ok(());
+        }
+        let stop = if records_read >= env.config.batch_records {
+            Some(Stop::BatchRecords)
+        } else if bytes >= env.config.batch_bytes {
+            Some(Stop::BatchBytes)
+        } else if env.clock.now_ms() >= ctx.deadline_ms - env.config.deadline_margin_ms {
+            Some(Stop::Deadline)
+        } else {
+            None
+        };
+        if let Some(stop) = stop {
+            for lane in lanes.iter_mut().filter(|l| l.reading()) {
+                lane.done = Some(stop);
+            }
+            return Ok(());
+        }
+        let reading = || lanes.iter().filter(|l| l.reading());
+        let from = reading().map(|l| l.reached.next).min().unwrap_or_default();
+        let end =
+            reading().map(|l| l.segment.end).try_fold(i64::MIN, |e, end| end.map(|x| e.max(x)));
+        let request = ReadRequest {
+            from,
+            end,
+            max_records: env
+                .config
+                .read_records
+                .min(env.config.batch_records - records_read)
+                .max(1),
+            max_bytes: env.config.batch_bytes - bytes,
+        };
+        let batch = env.log.read(&topic, partition, request).await?;
+        let n = batch.records.len();
+        records_read += n;
+        bytes += batch.records.iter().map(|r| r.value.len()).sum::<usize>();
+        let first = batch.records.first().map_or(batch.next_offset, |r| r.offset);
+        for lane in lanes.iter_mut().filter(|l| l.reading()) {
+            lane.reached.head = lane.reached.head.max(batch.high_watermark);
+            if batch.lost > 0 && lane.reached.next < first {
+                // Deleted by retention before this member read them.
+                let lost = (first - lane.reached.next).min(batch.lost as i64);
+                lane.reached.lost += lost as u64;
+                tracing::warn!(query = %lane.loaded.query.id, segment = %lane.segment.key(), lost, "records deleted by retention before they were read");
+            }
+        }
+        // Fold in chunks timed by the clock (see `process.rs`): each member's cost is
+        // measured on its own, so its CPU budget is judged on what it costs, not the group.
+        let mut at = 0;
+        while at < n {
+            let stop = (at + chunk.len).min(n);
+            let records = batch.records[at..stop].iter().map(|r| Record {
+                value: &r.value,
+                timestamp: r.timestamp,
+                offset: r.offset,
+                partition: partition as i32,
+                key: r.key.as_deref(),
+            });
+            let chunk_started = env.clock.now_ms();
+            let scanned = scan.scan(records, &mut spare);
+            for (member, lane) in lanes.iter_mut().enumerate().filter(|(_, l)| l.reading()) {
+                let range = scanned.positions(lane.reached.next, lane.segment.end);
+                if range.is_empty() {
+                    continue;
+                }
+                let count = range.len() as u64;
+                let fold_started = env.clock.now_ms();
+                let Some(state) = lane.state.as_mut() else { continue };
+                let folded = scan.fold(&lane.loaded.plan, member, state, &scanned, range);
+                let elapsed_ms = env.clock.now_ms() - fold_started;
+                let within_budget = folded.and_then(|()| {
+                    match cost::charge(&lane.loaded.query.id, elapsed_ms, count) {
+                        Some(window) => lane
+                            .loaded
+                            .plan
+                            .limits()
+                            .check_fold_cost(window.fold_ms, window.records),
+                        None => Ok(()),
+                    }
+                });
+                match within_budget {
+                    Ok(()) => lane.output.records += count,
+                    Err(e) => {
+                        lane.failed = Some(e);
+                        lane.done = Some(Stop::Budget);
+                    }
+                }
+            }
+            chunk.adapt(env.clock.now_ms() - chunk_started);
+            scanned.recycle(&mut spare);
+            at = stop;
+            env.timer.yield_now().await;
+        }
+        let advanced = batch.next_offset > from;
+        for lane in lanes.iter_mut().filter(|l| l.reading()) {
+            if batch.next_offset > lane.reached.next {
+                lane.reached.next =
+                    lane.segment.end.map_or(batch.next_offset, |e| batch.next_offset.min(e));
+            }
+            if lane.segment.end.is_some_and(|e| lane.reached.next >= e) {
+                lane.done = Some(Stop::SegmentEnd);
+            } else if lane.segment.end.is_none() && lane.reached.next >= batch.high_watermark {
+                lane.done = Some(Stop::Head);
+            } else if n == 0 && !advanced {
+                // Nothing more where the group reads: at the head this read saw.
+                lane.done = Some(Stop::Head);
+            }
+        }
+    }
+}
