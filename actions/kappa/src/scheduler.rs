@@ -1,17 +1,20 @@
 //! OpenWhisk's triggers and rules, in process.
 //!
-//! - [`DevChain`] is the `Chain` port: a fired link is queued as a [`Job`]. Process links are
-//!   deduplicated per `(query, segment)`: a link already queued is not queued again, and one
-//!   fired while the same segment runs is queued once, when that run ends. So a hot query never
-//!   floods the queue and a segment never runs twice at once (the CAS would make that harmless,
-//!   only wasteful).
-//! - A segment whose last run ended at the head is *caught up*: its next link joins its query's
-//!   group instead, and one [`Job::Group`] advances all the waiting segments of the query in one
-//!   invocation ([`process_segments`]: each checkpoint committed alone, one result refresh).
-//!   So an append that wakes every partition of a live query costs one merge, render and diff
-//!   of its result, not one per partition. Segments still replaying stay separate links, which
-//!   the workers run in parallel.
-//! - [`run`] starts a bounded pool of workers for process links (each invocation gets a 60 s
+//! - [`DevChain`] is the `Chain` port: a fired process link joins a *group*, and one
+//!   [`Job::Group`] advances every waiting member of a group in one invocation
+//!   ([`process_group`]: one read of each batch and one scan of each record for all of them,
+//!   each member's checkpoint committed alone by its own compare-and-set). Groups are:
+//!   - [`GroupKey::Live`]: the caught-up segments (their last run reached the head) of every
+//!     query of a topic. An append wakes them all, and the new records are read and parsed
+//!     once, however many distinct queries tail the topic;
+//!   - [`GroupKey::Replay`]: the segments still replaying, by topic and segment. Queries
+//!     registered together get the same segments, so they replay as one convoy, while the
+//!     segments of one query still run in parallel on the workers.
+//! - Links are deduplicated per `(query, segment)`: a member already waiting is not added
+//!   again, and one fired while its group runs joins the group it belongs to then (live or
+//!   replay), when that run ends. So a hot query never floods the queue and a segment never
+//!   runs twice at once (the CAS would make that harmless, only wasteful).
+//! - [`run`] starts a bounded pool of workers for group jobs (each invocation gets a 60 s
 //!   deadline, like an activation), a lane per query for push links (webhook deliveries stay in
 //!   order and a slow webhook delays only its query's), the periodic tick, and the wake-up on
 //!   appends that lets a caught-up query pick up new records at once.
@@ -25,7 +28,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kappa_actions::process::{ProcessEvent, ProcessOutput, process, process_segments};
+use kappa_actions::group::process_group;
+use kappa_actions::process::{ProcessEvent, ProcessOutput};
 use kappa_actions::push::{PushEvent, push};
 use kappa_actions::{ActionConfig, ActionError, Context, Env, tick};
 use kappa_core::ports::{Chain, Clock, Link, PortError, PortResult, Segment, StateStore};
@@ -42,57 +46,98 @@ const WAKE_INTERVAL: Duration = Duration::from_millis(20);
 /// Deadline of one in-process invocation, like an OpenWhisk activation's.
 pub const ACTIVATION_MS: i64 = 60_000;
 
+/// Which links run together.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GroupKey {
+    /// The caught-up segments of every query of a topic.
+    Live {
+        /// The topic.
+        topic: String,
+    },
+    /// The segments still replaying of a topic, per segment.
+    Replay {
+        /// The topic.
+        topic: String,
+        /// The segment (the same for queries registered together).
+        segment: Segment,
+    },
+}
+
 /// A queued link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
-    /// Advance one segment.
-    Process(ProcessEvent),
-    /// Advance the waiting caught-up segments of a query together.
-    Group(String),
+    /// Advance the waiting members of a group together.
+    Group(GroupKey),
     /// Deliver a version to webhooks.
     Push(PushEvent),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LinkState {
-    Queued,
-    Running,
-    RunningAndRequested,
-}
+type Member = (String, Segment);
 
-/// The caught-up segments of one query, advanced together.
+/// The members of one group.
 #[derive(Debug, Default)]
 struct Group {
     /// A [`Job::Group`] is in the queue.
     queued: bool,
     /// Waiting for the next run.
-    pending: Vec<Segment>,
+    pending: Vec<ProcessEvent>,
     /// In the current run.
-    running: Vec<Segment>,
-    /// Fired while in the current run: placed when it ends (with the group if the run
-    /// reached the head, alone otherwise).
-    requested: Vec<Segment>,
+    running: Vec<ProcessEvent>,
 }
 
 #[derive(Debug, Default)]
 struct Links {
-    segments: HashMap<(String, Segment), LinkState>,
-    groups: HashMap<String, Group>,
-    caught_up: HashSet<(String, Segment)>,
+    groups: HashMap<GroupKey, Group>,
+    /// Every member waiting or running, and its group.
+    placed: HashMap<Member, GroupKey>,
+    /// Members fired while their group runs: placed when the run ends.
+    requested: HashSet<Member>,
+    caught_up: HashSet<Member>,
+    /// The topic of each query seen (to key its groups).
+    topics: HashMap<String, String>,
+}
+
+impl Links {
+    fn key_of(&self, event: &ProcessEvent) -> GroupKey {
+        let topic = self.topics.get(&event.query).cloned().unwrap_or_default();
+        if self.caught_up.contains(&(event.query.clone(), event.segment)) {
+            GroupKey::Live { topic }
+        } else {
+            GroupKey::Replay { topic, segment: event.segment }
+        }
+    }
+
+    /// Add `event` to its group's next run; returns the group when a job must be queued.
+    fn place(&mut self, event: ProcessEvent) -> Option<GroupKey> {
+        let key = self.key_of(&event);
+        self.placed.insert((event.query.clone(), event.segment), key.clone());
+        let group = self.groups.entry(key.clone()).or_default();
+        group.pending.push(event);
+        let queue = !group.queued && group.running.is_empty();
+        group.queued |= queue;
+        queue.then_some(key)
+    }
 }
 
 /// The `Chain` port of `kappa dev`.
-#[derive(Debug)]
 pub struct DevChain {
     tx: mpsc::UnboundedSender<Job>,
     links: Mutex<Links>,
+    /// Where a query's topic is read the first time one of its links is fired.
+    store: Option<Arc<dyn StateStore>>,
+}
+
+impl std::fmt::Debug for DevChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevChain").field("links", &self.links).finish_non_exhaustive()
+    }
 }
 
 impl DevChain {
-    /// A chain and the queue its links go to.
-    pub fn new() -> (DevChain, mpsc::UnboundedReceiver<Job>) {
+    /// A chain and the queue its links go to; `store` tells each query's topic.
+    pub fn new(store: Option<Arc<dyn StateStore>>) -> (DevChain, mpsc::UnboundedReceiver<Job>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (DevChain { tx, links: Mutex::new(Links::default()) }, rx)
+        (DevChain { tx, links: Mutex::new(Links::default()), store }, rx)
     }
 
     fn links(&self) -> std::sync::MutexGuard<'_, Links> {
@@ -103,131 +148,88 @@ impl DevChain {
         self.tx.send(job).map_err(|_| PortError::transient("kappa-dev", "scheduler stopped"))
     }
 
-    /// Queue a process link unless the same segment is already queued (alone or in its
-    /// query's group).
+    /// Note the topic of `query` (the groups of its links are keyed by it).
+    pub fn learn_topic(&self, query: &str, topic: &str) {
+        self.links().topics.insert(query.to_string(), topic.to_string());
+    }
+
+    /// Queue a process link in its group unless the same segment is already waiting; one
+    /// fired while it runs is placed when the run ends.
     pub fn fire_process(&self, event: ProcessEvent) -> PortResult<()> {
-        let key = (event.query.clone(), event.segment);
-        let mut guard = self.links();
-        let links = &mut *guard;
-        match links.segments.get(&key).copied() {
-            Some(LinkState::Running) => {
-                links.segments.insert(key, LinkState::RunningAndRequested);
-                return Ok(());
-            }
-            Some(LinkState::Queued | LinkState::RunningAndRequested) => return Ok(()),
-            None => {}
-        }
-        let caught_up = links.caught_up.contains(&key);
-        if let Some(group) = links.groups.get_mut(&event.query) {
-            if group.running.contains(&event.segment) {
-                if !group.requested.contains(&event.segment) {
-                    group.requested.push(event.segment);
-                }
-                return Ok(());
-            }
-            if group.pending.contains(&event.segment) {
-                return Ok(());
-            }
-            if caught_up {
-                // Runs with the group's next run (queued now, or when the current run ends).
-                group.pending.push(event.segment);
-                return Ok(());
-            }
-        } else if caught_up {
-            let group = Group { queued: true, pending: vec![event.segment], ..Group::default() };
-            links.groups.insert(event.query.clone(), group);
-            drop(guard);
-            return self.send(Job::Group(event.query));
-        }
-        links.segments.insert(key, LinkState::Queued);
-        drop(guard);
-        self.send(Job::Process(event))
-    }
-
-    fn started(&self, key: &(String, Segment)) {
-        self.links().segments.insert(key.clone(), LinkState::Running);
-    }
-
-    /// The run of `event`'s segment ended (`at_head`: it reached the head): queue it again if
-    /// it was requested meanwhile.
-    fn finished(&self, event: &ProcessEvent, at_head: bool) {
-        let key = (event.query.clone(), event.segment);
+        let member = (event.query.clone(), event.segment);
         let mut links = self.links();
-        if at_head {
-            links.caught_up.insert(key.clone());
-        } else {
-            links.caught_up.remove(&key);
+        if let Some(key) = links.placed.get(&member) {
+            let running =
+                links.groups.get(key).is_some_and(|g| g.running.iter().any(|e| *e == event));
+            if running {
+                links.requested.insert(member);
+            }
+            return Ok(());
         }
-        if links.segments.get(&key) == Some(&LinkState::RunningAndRequested) {
-            links.segments.insert(key, LinkState::Queued);
-            drop(links);
-            let _ = self.send(Job::Process(event.clone()));
-        } else {
-            links.segments.remove(&key);
+        let queue = links.place(event);
+        drop(links);
+        match queue {
+            Some(key) => self.send(Job::Group(key)),
+            None => Ok(()),
         }
     }
 
-    /// The segments a group run of `query` advances.
-    fn started_group(&self, query: &str) -> Vec<Segment> {
+    /// The members a run of `key` advances.
+    fn started(&self, key: &GroupKey) -> Vec<ProcessEvent> {
         let mut links = self.links();
-        let Some(group) = links.groups.get_mut(query) else { return Vec::new() };
+        let Some(group) = links.groups.get_mut(key) else { return Vec::new() };
         group.queued = false;
         group.running = std::mem::take(&mut group.pending);
         group.running.clone()
     }
 
-    /// A group run of `query` ended; `at_head` per segment run. Segments fired meanwhile join
-    /// the next group run if they are at the head, else run alone (in parallel with others).
-    fn finished_group(&self, query: &str, at_head: &[(Segment, bool)]) {
+    /// A run of `key` ended; `at_head` per member run. Members fired meanwhile join their
+    /// group's next run: the live one if they reached the head, their replay group if not.
+    fn finished(&self, key: &GroupKey, at_head: &[(ProcessEvent, bool)]) {
         let mut guard = self.links();
         let links = &mut *guard;
-        for &(segment, head) in at_head {
-            let key = (query.to_string(), segment);
-            if head {
-                links.caught_up.insert(key);
+        for (event, head) in at_head {
+            let member = (event.query.clone(), event.segment);
+            if *head {
+                links.caught_up.insert(member);
             } else {
-                links.caught_up.remove(&key);
+                links.caught_up.remove(&member);
             }
         }
-        let Some(group) = links.groups.get_mut(query) else { return };
-        group.running.clear();
-        let mut alone = Vec::new();
-        for segment in std::mem::take(&mut group.requested) {
-            if links.caught_up.contains(&(query.to_string(), segment)) {
-                if !group.pending.contains(&segment) {
-                    group.pending.push(segment);
-                }
-            } else {
-                alone.push(segment);
+        let ran =
+            links.groups.get_mut(key).map(|g| std::mem::take(&mut g.running)).unwrap_or_default();
+        let mut queue = Vec::new();
+        for event in ran {
+            let member = (event.query.clone(), event.segment);
+            links.placed.remove(&member);
+            if links.requested.remove(&member) {
+                queue.extend(links.place(event));
             }
         }
-        let requeue = !group.pending.is_empty() && !group.queued;
-        if requeue {
-            group.queued = true;
-        } else if group.pending.is_empty() && !group.queued {
-            links.groups.remove(query);
-        }
-        for segment in &alone {
-            links.segments.insert((query.to_string(), *segment), LinkState::Queued);
+        if let Some(group) = links.groups.get_mut(key) {
+            if !group.pending.is_empty() && !group.queued {
+                group.queued = true;
+                queue.push(key.clone());
+            } else if group.pending.is_empty() && !group.queued {
+                links.groups.remove(key);
+            }
         }
         drop(guard);
-        if requeue {
-            let _ = self.send(Job::Group(query.to_string()));
-        }
-        for segment in alone {
-            let _ = self.send(Job::Process(ProcessEvent { query: query.to_string(), segment }));
+        for key in queue {
+            let _ = self.send(Job::Group(key));
         }
     }
 
-    /// Forget a released query's caught-up segments.
+    /// Forget a released query.
     fn forget(&self, query: &str) {
-        self.links().caught_up.retain(|(q, _)| q != query);
+        let mut links = self.links();
+        links.caught_up.retain(|(q, _)| q != query);
+        links.topics.remove(query);
     }
 
-    /// Links queued or running (for tests and logs): segments alone, plus one per group.
+    /// Groups queued or running (for tests and logs).
     pub fn pending(&self) -> usize {
-        let links = self.links();
-        links.segments.len() + links.groups.len()
+        self.links().groups.len()
     }
 }
 
@@ -235,7 +237,15 @@ impl DevChain {
 impl Chain for DevChain {
     async fn fire(&self, link: Link) -> PortResult<()> {
         match link {
-            Link::Process(event) => self.fire_process(event),
+            Link::Process(event) => {
+                let known = self.links().topics.contains_key(&event.query);
+                if let (false, Some(store)) = (known, &self.store)
+                    && let Some(query) = store.query(&event.query).await?
+                {
+                    self.learn_topic(&event.query, query.topic.as_str());
+                }
+                self.fire_process(event)
+            }
             Link::Push(event) => self.send(Job::Push(event)),
         }
     }
@@ -271,7 +281,7 @@ impl Core {
         http: ReqwestHttp,
         config: ActionConfig,
     ) -> (Core, mpsc::UnboundedReceiver<Job>) {
-        let (chain, rx) = DevChain::new();
+        let (chain, rx) = DevChain::new(Some(store.clone()));
         let core = Core {
             log,
             store,
@@ -310,79 +320,65 @@ impl Core {
     }
 }
 
-/// Run one process link.
-async fn run_process(core: Arc<Core>, event: ProcessEvent) {
-    let key = (event.query.clone(), event.segment);
-    core.chain.started(&key);
-    let ctx = core.context();
-    let result = process(&core.env(), &ctx, event.clone()).await;
-    core.chain.finished(&event, result.as_ref().is_ok_and(|o| o.committed && o.at_head));
-    match result {
-        Ok(out) => {
-            if out.committed {
-                core.hub.notify(&event.query);
-            }
-        }
-        Err(ActionError::NotFound { .. }) => {
-            core.chain.forget(&event.query);
-            tracing::debug!(query = %event.query, "link of a released query dropped");
-        }
-        Err(e) if e.is_retryable() => {
-            tracing::warn!(query = %event.query, segment = %event.segment.key(), error = %e, "process failed; retrying");
-            let core = core.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let _ = core.chain.fire_process(event);
-            });
-        }
-        Err(e) => {
-            // A query that failed for good (budget) says so in its result.
-            tracing::warn!(query = %event.query, segment = %event.segment.key(), error = %e, "process failed");
-            core.hub.notify(&event.query);
-        }
-    }
-}
-
-/// Run one group link: the waiting caught-up segments of `query`, in one invocation.
-async fn run_group(core: Arc<Core>, query: String) {
-    let segments = core.chain.started_group(&query);
-    if segments.is_empty() {
-        core.chain.finished_group(&query, &[]);
+/// Run one group job: its waiting members, in one invocation.
+async fn run_group(core: Arc<Core>, key: GroupKey) {
+    let members = core.chain.started(&key);
+    if members.is_empty() {
+        core.chain.finished(&key, &[]);
         return;
     }
     let ctx = core.context();
-    let result = process_segments(&core.env(), &ctx, &query, &segments).await;
-    let at_head: Vec<(Segment, bool)> = match &result {
-        Ok(outputs) => {
-            outputs.iter().map(|o: &ProcessOutput| (o.segment, o.committed && o.at_head)).collect()
-        }
-        Err(_) => segments.iter().map(|s| (*s, false)).collect(),
+    let result = process_group(&core.env(), &ctx, &members).await;
+    let at_head: Vec<(ProcessEvent, bool)> = match &result {
+        Ok(outputs) => members
+            .iter()
+            .zip(outputs)
+            .map(|(m, o)| {
+                (m.clone(), o.as_ref().is_ok_and(|o: &ProcessOutput| o.committed && o.at_head))
+            })
+            .collect(),
+        Err(_) => members.iter().map(|m| (m.clone(), false)).collect(),
     };
-    core.chain.finished_group(&query, &at_head);
-    match result {
+    core.chain.finished(&key, &at_head);
+    let outcomes: Vec<(ProcessEvent, Result<bool, ActionError>)> = match result {
         Ok(outputs) => {
-            if outputs.iter().any(|o| o.committed) {
-                core.hub.notify(&query);
+            members.into_iter().zip(outputs).map(|(m, o)| (m, o.map(|o| o.committed))).collect()
+        }
+        Err(e) => members.into_iter().map(|m| (m, Err(e.clone()))).collect(),
+    };
+    let mut retry = Vec::new();
+    let mut notified = HashSet::new();
+    for (member, outcome) in outcomes {
+        match outcome {
+            Ok(committed) => {
+                if committed && notified.insert(member.query.clone()) {
+                    core.hub.notify(&member.query);
+                }
+            }
+            Err(ActionError::NotFound { .. }) => {
+                core.chain.forget(&member.query);
+                tracing::debug!(query = %member.query, "link of a released query dropped");
+            }
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(query = %member.query, segment = %member.segment.key(), error = %e, "process failed; retrying");
+                retry.push(member);
+            }
+            Err(e) => {
+                // A query that failed for good (budget) says so in its result.
+                tracing::warn!(query = %member.query, segment = %member.segment.key(), error = %e, "process failed");
+                if notified.insert(member.query.clone()) {
+                    core.hub.notify(&member.query);
+                }
             }
         }
-        Err(ActionError::NotFound { .. }) => {
-            core.chain.forget(&query);
-            tracing::debug!(query = %query, "links of a released query dropped");
-        }
-        Err(e) if e.is_retryable() => {
-            tracing::warn!(query = %query, segments = segments.len(), error = %e, "process failed; retrying");
-            let core = core.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                for segment in segments {
-                    let _ = core.chain.fire_process(ProcessEvent { query: query.clone(), segment });
-                }
-            });
-        }
-        Err(e) => {
-            tracing::warn!(query = %query, segments = segments.len(), error = %e, "process failed");
-            core.hub.notify(&query);
-        }
+    }
+    if !retry.is_empty() {
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            for member in retry {
+                let _ = core.chain.fire_process(member);
+            }
+        });
     }
 }
 
@@ -461,19 +457,11 @@ pub fn run(
         while let Some(job) = jobs.recv().await {
             match job {
                 Job::Push(event) => enqueue_push(&dispatch, event),
-                Job::Process(event) => {
+                Job::Group(key) => {
                     let Ok(permit) = permits.clone().acquire_owned().await else { return };
                     let core = dispatch.clone();
                     tokio::spawn(async move {
-                        run_process(core, event).await;
-                        drop(permit);
-                    });
-                }
-                Job::Group(query) => {
-                    let Ok(permit) = permits.clone().acquire_owned().await else { return };
-                    let core = dispatch.clone();
-                    tokio::spawn(async move {
-                        run_group(core, query).await;
+                        run_group(core, key).await;
                         drop(permit);
                     });
                 }
@@ -535,76 +523,93 @@ pub fn run(
 mod tests {
     use super::*;
 
-    fn event(start: i64) -> ProcessEvent {
-        ProcessEvent { query: "q_1".into(), segment: Segment { partition: 0, start, end: None } }
+    fn event(query: &str, start: i64) -> ProcessEvent {
+        ProcessEvent { query: query.into(), segment: Segment { partition: 0, start, end: None } }
+    }
+
+    fn replay(query: &str, start: i64) -> GroupKey {
+        GroupKey::Replay { topic: "t".into(), segment: event(query, start).segment }
+    }
+
+    fn chain() -> (DevChain, mpsc::UnboundedReceiver<Job>) {
+        let (chain, rx) = DevChain::new(None);
+        for q in ["q_1", "q_2", "q_3"] {
+            chain.learn_topic(q, "t");
+        }
+        (chain, rx)
     }
 
     #[test]
-    fn links_of_one_segment_are_deduplicated() {
-        let (chain, mut rx) = DevChain::new();
+    fn links_of_one_segment_are_deduplicated_and_queries_registered_together_replay_as_one() {
+        let (chain, mut rx) = chain();
         for _ in 0..5 {
-            chain.fire_process(event(0)).expect("queued");
+            chain.fire_process(event("q_1", 0)).expect("queued");
         }
-        chain.fire_process(event(10)).expect("queued");
-        assert_eq!(rx.try_recv(), Ok(Job::Process(event(0))));
-        assert_eq!(rx.try_recv(), Ok(Job::Process(event(10))));
-        assert!(rx.try_recv().is_err(), "one job per segment");
-        // Fired while running: queued once, when the run ends.
-        chain.started(&("q_1".to_string(), event(0).segment));
-        chain.fire_process(event(0)).expect("noted");
-        chain.fire_process(event(0)).expect("noted");
+        chain.fire_process(event("q_2", 0)).expect("queued");
+        chain.fire_process(event("q_1", 10)).expect("queued");
+        assert_eq!(rx.try_recv(), Ok(Job::Group(replay("q_1", 0))));
+        assert_eq!(rx.try_recv(), Ok(Job::Group(replay("q_1", 10))));
+        assert!(rx.try_recv().is_err(), "one job per group");
+        // The same segment of two queries: one convoy.
+        assert_eq!(chain.started(&replay("q_1", 0)), vec![event("q_1", 0), event("q_2", 0)]);
+        // Fired while running: placed once, when the run ends.
+        chain.fire_process(event("q_1", 0)).expect("noted");
+        chain.fire_process(event("q_1", 0)).expect("noted");
         assert!(rx.try_recv().is_err());
-        chain.finished(&event(0), false);
-        assert_eq!(rx.try_recv(), Ok(Job::Process(event(0))));
+        chain.finished(&replay("q_1", 0), &[(event("q_1", 0), false), (event("q_2", 0), false)]);
+        assert_eq!(rx.try_recv(), Ok(Job::Group(replay("q_1", 0))));
         assert!(rx.try_recv().is_err());
-        chain.started(&("q_1".to_string(), event(0).segment));
-        chain.finished(&event(0), false);
+        assert_eq!(chain.started(&replay("q_1", 0)), vec![event("q_1", 0)]);
+        chain.finished(&replay("q_1", 0), &[(event("q_1", 0), false)]);
         assert!(rx.try_recv().is_err());
         assert_eq!(chain.pending(), 1, "only the other segment is still queued");
     }
 
-    fn live(partition: u32) -> ProcessEvent {
-        ProcessEvent { query: "q_1".into(), segment: Segment { partition, start: 0, end: None } }
+    fn live() -> GroupKey {
+        GroupKey::Live { topic: "t".into() }
     }
 
     #[test]
-    fn caught_up_segments_of_a_query_run_together() {
-        let (chain, mut rx) = DevChain::new();
-        // Every partition runs alone until it has reached the head once.
-        for p in 0..3 {
-            chain.fire_process(live(p)).expect("queued");
-            assert_eq!(rx.try_recv(), Ok(Job::Process(live(p))));
-            chain.started(&("q_1".to_string(), live(p).segment));
-            chain.finished(&live(p), true);
+    fn caught_up_segments_of_every_query_of_a_topic_run_together() {
+        let (chain, mut rx) = chain();
+        // Each segment replays in its own group until it has reached the head once.
+        for q in ["q_1", "q_2", "q_3"] {
+            chain.fire_process(event(q, 0)).expect("queued");
         }
+        assert_eq!(rx.try_recv(), Ok(Job::Group(replay("q_1", 0))));
+        let members = chain.started(&replay("q_1", 0));
+        assert_eq!(members.len(), 3);
+        chain.finished(
+            &replay("q_1", 0),
+            &members.iter().map(|m| (m.clone(), true)).collect::<Vec<_>>(),
+        );
         assert!(rx.try_recv().is_err());
         assert_eq!(chain.pending(), 0);
-        // The next wake-up of all three: one group job, once.
+        // The next wake-up of all three queries: one live job, once.
         for _ in 0..2 {
-            for p in 0..3 {
-                chain.fire_process(live(p)).expect("queued");
+            for q in ["q_1", "q_2", "q_3"] {
+                chain.fire_process(event(q, 0)).expect("queued");
             }
         }
-        assert_eq!(rx.try_recv(), Ok(Job::Group("q_1".into())));
-        assert!(rx.try_recv().is_err(), "one job per query");
-        let segments = chain.started_group("q_1");
-        assert_eq!(segments, vec![live(0).segment, live(1).segment, live(2).segment]);
-        // Fired during the run: partition 0 is behind (it goes alone), partition 1 caught up
-        // (next group run); nothing runs twice at once.
-        chain.fire_process(live(0)).expect("noted");
-        chain.fire_process(live(1)).expect("noted");
+        assert_eq!(rx.try_recv(), Ok(Job::Group(live())));
+        assert!(rx.try_recv().is_err(), "one job per topic");
+        assert_eq!(chain.started(&live()).len(), 3);
+        // Fired during the run: q_1 fell behind (its replay group), q_2 caught up (the next
+        // live run); nothing runs twice at once.
+        chain.fire_process(event("q_1", 0)).expect("noted");
+        chain.fire_process(event("q_2", 0)).expect("noted");
         assert!(rx.try_recv().is_err());
-        chain.finished_group(
-            "q_1",
-            &[(live(0).segment, false), (live(1).segment, true), (live(2).segment, true)],
+        chain.finished(
+            &live(),
+            &[(event("q_1", 0), false), (event("q_2", 0), true), (event("q_3", 0), true)],
         );
         let mut jobs = vec![rx.try_recv().expect("job"), rx.try_recv().expect("job")];
         jobs.sort_by_key(|j| format!("{j:?}"));
-        assert_eq!(jobs, vec![Job::Group("q_1".into()), Job::Process(live(0))]);
+        assert_eq!(jobs, vec![Job::Group(live()), Job::Group(replay("q_1", 0))]);
         assert!(rx.try_recv().is_err());
-        assert_eq!(chain.started_group("q_1"), vec![live(1).segment]);
-        chain.finished_group("q_1", &[(live(1).segment, true)]);
+        assert_eq!(chain.started(&live()), vec![event("q_2", 0)]);
+        chain.finished(&live(), &[(event("q_2", 0), true)]);
         assert!(rx.try_recv().is_err());
-        assert_eq!(chain.pending(), 1, "partition 0 is still queued alone");
+        assert_eq!(chain.pending(), 1, "q_1's replay is still queued");
     }
 }
