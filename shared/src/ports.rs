@@ -360,6 +360,15 @@ pub struct ProcessEvent {
     pub segment: Segment,
 }
 
+/// The event of one process invocation over several links at once: each member advanced by
+/// one batch, the members of one topic partition sharing each read and scan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupEvent {
+    /// The links advanced together.
+    pub members: Vec<ProcessEvent>,
+}
+
 /// The event of one push invocation: a query whose result reached `version`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -375,6 +384,8 @@ pub struct PushEvent {
 pub enum Link {
     /// Fold the next batch of a segment.
     Process(ProcessEvent),
+    /// Fold the next batch of several segments together (the process action too).
+    Group(GroupEvent),
     /// Deliver a new result version to webhooks and the gateway.
     Push(PushEvent),
 }
@@ -385,6 +396,7 @@ impl Link {
         // Plain data with string keys: serialising cannot fail.
         match self {
             Link::Process(event) => serde_json::to_value(event),
+            Link::Group(event) => serde_json::to_value(event),
             Link::Push(event) => serde_json::to_value(event),
         }
         .unwrap_or_default()
@@ -404,7 +416,7 @@ impl LinkActions {
     /// The action `link` invokes.
     pub fn of(&self, link: &Link) -> &str {
         match link {
-            Link::Process(_) => &self.process,
+            Link::Process(_) | Link::Group(_) => &self.process,
             Link::Push(_) => &self.push,
         }
     }

@@ -42,6 +42,10 @@ pub struct ActionConfig {
     pub webhook_attempts: u32,
     /// Most webhooks of one query (each URL once): one ingest costs at most this many POSTs.
     pub max_webhooks_per_query: usize,
+    /// Most members of one group link: the caught-up segments of a topic's queries are
+    /// advanced together in links of at most this many (each member's state is in memory
+    /// during the invocation, so this bounds an action's memory).
+    pub group_members: usize,
     /// Most queries registered at once (distinct ones: a shared query counts once); past it a
     /// new query is refused with a 429 until others are deleted or reclaimed.
     pub max_queries: usize,
@@ -76,6 +80,7 @@ impl Default for ActionConfig {
             fill_activation_percent: 80,
             split_records: 500_000,
             max_segments_per_partition: 8,
+            group_members: 100,
             process_action: "kappa/process".into(),
             push_action: "kappa/push".into(),
             idle_timeout_ms: 24 * 3600 * 1000,

@@ -23,9 +23,10 @@
 use std::sync::Arc;
 
 use kappa_core::ports::{
-    Checkpoint, Link, PushEvent, QueryRecord, ReadRequest, ResultRecord, Segment,
+    Checkpoint, GroupEvent, Link, PushEvent, QueryRecord, ReadRequest, ResultRecord, Segment,
 };
 use kappa_core::{PartialState, Plan, QueryError, Record, ScanGroup};
+use serde_json::{Value, json};
 
 use crate::cost;
 use crate::env::{Context, Env};
@@ -35,6 +36,33 @@ use crate::process::{
     Faults, FoldChunk, Fresh, NoFaults, ProcessEvent, ProcessOutput, Reached, Stop, commit,
 };
 use crate::result::{self, Refreshed};
+
+/// The process action's event, either shape: one link ([`ProcessEvent`]) or a group of them
+/// ([`GroupEvent`]). The result is [`ProcessOutput`], or `{"members": [...]}` with each
+/// member's output or error.
+pub async fn process_event(
+    env: &Env<'_>,
+    ctx: &Context,
+    event: Value,
+) -> Result<Value, ActionError> {
+    if event.get("members").is_some() {
+        let group: GroupEvent =
+            serde_json::from_value(event).map_err(|e| ActionError::BadEvent(e.to_string()))?;
+        let outputs = process_group(env, ctx, &group.members).await?;
+        let members: Vec<Value> = outputs
+            .into_iter()
+            .map(|o| match o {
+                Ok(output) => serde_json::to_value(output).unwrap_or_default(),
+                Err(e) => e.to_json(),
+            })
+            .collect();
+        return Ok(json!({ "members": members }));
+    }
+    let one: ProcessEvent =
+        serde_json::from_value(event).map_err(|e| ActionError::BadEvent(e.to_string()))?;
+    let output = crate::process::process(env, ctx, one).await?;
+    Ok(serde_json::to_value(output).unwrap_or_default())
+}
 
 /// What became of each member of a group, in the order given.
 pub type GroupOutputs = Vec<Result<ProcessOutput, ActionError>>;
@@ -235,8 +263,9 @@ pub async fn process_group_with_faults(
         futures_util::future::join_all(refreshes).await;
     faults.at("refreshed")?;
 
-    // 5. Only after the commits and refreshes: the next link of each member that committed
-    //    and is not at the head.
+    // 5. Only after the commits and refreshes: the next link of the members that committed
+    //    and are not at the head, together (they go on as a group).
+    let mut next = Vec::new();
     for lane in &mut lanes {
         if outputs[lane.index].is_some() {
             continue;
@@ -251,16 +280,30 @@ pub async fn process_group_with_faults(
             _ => {}
         }
         if lane.output.committed && !lane.output.at_head {
-            let event = ProcessEvent { query: lane.loaded.query.id.clone(), segment: lane.segment };
-            env.chain.fire(Link::Process(event)).await?;
+            next.push(ProcessEvent { query: lane.loaded.query.id.clone(), segment: lane.segment });
             lane.output.fired_next = true;
         }
         outputs[lane.index] = Some(Ok(lane.output.clone()));
+    }
+    for link in links_of(next, env.config.group_members) {
+        env.chain.fire(link).await?;
     }
     Ok(outputs
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Err(ActionError::BadEvent("member not processed".into()))))
         .collect())
+}
+
+/// Links advancing `members`: groups of at most `most` members, a member alone as a plain
+/// process link.
+pub fn links_of(members: Vec<ProcessEvent>, most: usize) -> Vec<Link> {
+    members
+        .chunks(most.max(1))
+        .map(|chunk| match chunk {
+            [one] => Link::Process(one.clone()),
+            many => Link::Group(GroupEvent { members: many.to_vec() }),
+        })
+        .collect()
 }
 
 async fn load(env: &Env<'_>, id: &str) -> Result<Loaded, ActionError> {

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use kappa_core::ports::{Link, ProcessEvent, PushEvent, Segment};
 
+use crate::group::links_of;
+
 use crate::env::Env;
 use crate::error::ActionError;
 use crate::plans;
@@ -33,6 +35,9 @@ pub struct TickOutput {
 pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, ActionError> {
     let mut out = TickOutput::default();
     let now = env.clock.now_ms();
+    // Open segments that were caught up and fell behind (new records), per topic: they are
+    // advanced together, each record read and scanned once for all of them.
+    let mut live: Vec<(String, Vec<ProcessEvent>)> = Vec::new();
     for id in env.store.queries().await? {
         let Some(query) = env.store.query(&id).await? else { continue };
         if topic.is_some_and(|t| t != query.topic.as_str()) {
@@ -61,7 +66,16 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
             };
             if next < goal || cp.is_none() {
                 let event = ProcessEvent { query: id.clone(), segment: *segment };
-                env.chain.fire(Link::Process(event)).await?;
+                let caught_up_before = cp.as_ref().is_some_and(|c| c.next_offset >= c.head);
+                if segment.end.is_none() && caught_up_before {
+                    let topic = query.topic.as_str();
+                    match live.iter_mut().find(|(t, _)| t == topic) {
+                        Some((_, members)) => members.push(event),
+                        None => live.push((topic.to_string(), vec![event])),
+                    }
+                } else {
+                    env.chain.fire(Link::Process(event)).await?;
+                }
                 out.fired += 1;
             }
         }
@@ -77,6 +91,11 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
             }
             out.repaired += 1;
             tracing::info!(query = %id, "result behind its checkpoints after a crash; refreshed");
+        }
+    }
+    for (_, members) in live {
+        for link in links_of(members, env.config.group_members) {
+            env.chain.fire(link).await?;
         }
     }
     Ok(out)

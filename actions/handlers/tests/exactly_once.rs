@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::executor::block_on;
 use futures::future::join_all;
-use kappa_actions::group::process_group_with_faults;
+use kappa_actions::group::{links_of, process_event, process_group_with_faults};
 use kappa_actions::process::{
     Faults, NoFaults, ProcessEvent, Stop, process_segments, process_with_faults,
 };
@@ -185,6 +185,9 @@ fn drain(
                     Link::Process(e) => {
                         let _ = process_with_faults(&env, &ctx, e, faults).await;
                     }
+                    Link::Group(g) => {
+                        let _ = process_group_with_faults(&env, &ctx, &g.members, faults).await;
+                    }
                     Link::Push(e) => {
                         let _ = push(&env, e).await;
                     }
@@ -258,12 +261,16 @@ fn segments_run_together_and_duplicated_equal_one_pass() {
             return;
         }
         let mut segments = Vec::new();
-        for link in links {
-            if let Link::Process(e) = link {
-                assert_eq!(e.query, id);
-                if !segments.contains(&e.segment) {
-                    segments.push(e.segment);
-                }
+        let members = links.into_iter().flat_map(|link| match link {
+            Link::Process(e) => vec![e],
+            // The tick wakes the caught-up partitions as one group link.
+            Link::Group(g) => g.members,
+            Link::Push(_) => Vec::new(),
+        });
+        for e in members {
+            assert_eq!(e.query, id);
+            if !segments.contains(&e.segment) {
+                segments.push(e.segment);
             }
         }
         let (env, ctx) = (w.env(), w.ctx());
@@ -678,7 +685,7 @@ fn a_costly_query_in_small_batches_is_judged_across_its_invocations() {
     let stopped = loop {
         let Some(event) = w.chain.take().into_iter().find_map(|link| match link {
             Link::Process(event) => Some(event),
-            Link::Push(_) => None,
+            Link::Group(_) | Link::Push(_) => None,
         }) else {
             break None;
         };
@@ -869,6 +876,20 @@ fn drain_in_groups(w: &World, faults: &dyn Faults, dice: &mut Dice) {
         let mut pushes = Vec::new();
         for link in links {
             match link {
+                Link::Group(g) => {
+                    // A group link: sometimes kept whole, sometimes cut up like the others.
+                    if dice.roll(2) == 0 {
+                        groups.push(g.members);
+                        continue;
+                    }
+                    for e in g.members {
+                        let at = dice.roll(groups.len() + 1);
+                        match groups.get_mut(at) {
+                            Some(group) => group.push(e),
+                            None => groups.push(vec![e]),
+                        }
+                    }
+                }
                 Link::Process(e) => {
                     let copies = if dice.roll(4) == 0 { 2 } else { 1 };
                     for _ in 0..copies {
@@ -972,4 +993,39 @@ proptest::proptest! {
             proptest::prop_assert_eq!(&doc, &s["result"]);
         }
     }
+}
+
+#[test]
+fn the_tick_wakes_the_live_queries_of_a_topic_as_one_group_link() {
+    let w = World::new(small_batches());
+    fill(&w, 1, 20);
+    let queries = &desk_queries()[..3];
+    let ids: Vec<String> = queries.iter().map(|b| create(&w, b)).collect();
+    drain(&w, &NoFaults, |_, l| l);
+    append_some(&w, 0, 5, 1);
+    let t = block_on(tick::tick(&w.env(), Some(TOPIC))).expect("tick");
+    assert_eq!(t.fired, 3);
+    let links = w.chain.take();
+    let [Link::Group(group)] = links.as_slice() else { panic!("one group link: {links:?}") };
+    assert_eq!(group.members.len(), 3);
+    // The process action's event as OpenWhisk passes it: one read of the 5 new records for
+    // the three queries, each committed on its own.
+    let out = block_on(process_event(&w.env(), &w.ctx(), links[0].params())).expect("processed");
+    let members = out["members"].as_array().expect("an output per member");
+    assert_eq!(members.len(), 3);
+    for member in members {
+        assert_eq!((&member["committed"], &member["records"]), (&json!(true), &json!(5)), "{out}");
+    }
+    drain(&w, &NoFaults, |_, l| l);
+    for (id, body) in ids.iter().zip(queries) {
+        assert_eq!(result_of(&w, id)["result"], oracle(&w, body));
+    }
+    // Group links of at most `group_members`; one member alone is a plain link.
+    let member = |p| ProcessEvent {
+        query: "q".into(),
+        segment: kappa_core::ports::Segment { partition: p, start: 0, end: None },
+    };
+    let links = links_of((0..5).map(member).collect(), 2);
+    assert_eq!(links.len(), 3);
+    assert!(matches!(&links[2], Link::Process(e) if e.segment.partition == 4));
 }

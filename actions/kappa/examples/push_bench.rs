@@ -10,7 +10,12 @@
 //! - stuck: RSS and `/healthz` latency with 1,000 websocket and 1,000 SSE clients that never read;
 //! - pathological: produce → delta of ordinary queries alone and beside a costly regex query.
 //!
-//! `PUSH_BENCH_ONLY=latency|fanout|sharing|stuck|pathological` runs one figure; `PUSH_BENCH_SERVER_ARGS="--workers 8"`
+//! - distinct: server CPU of 100 distinct queries on tweets at 5,000 records/s vs one of each kind;
+//! - latency_distinct: produce → delta with 1,000 distinct queries and 1,000 subscribers;
+//! - replay: 100 distinct queries registered at once over 200,000 tweets vs one, and one
+//!   registered halfway through another's replay.
+//!
+//! `PUSH_BENCH_ONLY=latency|fanout|sharing|stuck|pathological|distinct|latency_distinct|replay` runs one figure; `PUSH_BENCH_SERVER_ARGS="--workers 8"`
 //! passes flags to the server; `PUSH_BENCH_DUMP=FILE` writes min/median/max latency per batch;
 //! `PUSH_BENCH_SERVER_LOG=FILE` keeps the server's stderr.
 #![allow(clippy::disallowed_methods, reason = "a benchmark reads the wall clock and its knobs")]
@@ -87,17 +92,34 @@ async fn wait_up(http: &reqwest::Client, base: &str) {
 }
 
 async fn ingest(http: &reqwest::Client, base: &str, from: u64, n: u64) {
-    ingest_docs(http, base, from, n, doc).await;
+    ingest_docs(http, base, from, n, &json_lines(doc)).await;
 }
 
-async fn ingest_docs(
-    http: &reqwest::Client,
-    base: &str,
-    from: u64,
-    n: u64,
-    make: fn(u64) -> Value,
-) {
-    let body: String = (from..from + n).map(|i| make(i).to_string() + "\n").collect();
+/// Writes record `i` as one NDJSON line.
+type Lines = Arc<dyn Fn(u64, &mut Vec<u8>) + Send + Sync>;
+
+fn json_lines(make: fn(u64) -> Value) -> Lines {
+    Arc::new(move |i, out: &mut Vec<u8>| {
+        out.extend_from_slice(make(i).to_string().as_bytes());
+        out.push(b'\n');
+    })
+}
+
+/// Tweets byte for byte as the Twitter API sends them (`kappa-tweetgen`'s default format).
+fn tweet_lines() -> Lines {
+    let base = kappa_tweetgen::TweetGen::load_default_base().expect("the tweets of tests/data");
+    let tweets = kappa_tweetgen::TweetGen::new(base, kappa_tweetgen::GenConfig::default());
+    Arc::new(move |i, out: &mut Vec<u8>| {
+        tweets.write_record(i, out);
+        out.push(b'\n');
+    })
+}
+
+async fn ingest_docs(http: &reqwest::Client, base: &str, from: u64, n: u64, lines: &Lines) {
+    let mut body = Vec::new();
+    for i in from..from + n {
+        lines(i, &mut body);
+    }
     let r = http
         .post(format!("http://{base}/v1/topics/bench/records"))
         .body(body)
@@ -118,6 +140,66 @@ async fn create(http: &reqwest::Client, base: &str, body: &Value) -> String {
         .await
         .expect("json");
     r["id"].as_str().expect("id").to_string()
+}
+
+/// Distinct query `i` of a newsroom's mix on tweets: a terms panel, a timeline, a player's
+/// mentions with their hashtags, follower stats above a threshold (`i % 4` picks the kind,
+/// `i / 4` makes each one distinct).
+fn desk_query(i: usize) -> Value {
+    let k = i / 4;
+    let players = kappa_tweetgen::player_names();
+    match i % 4 {
+        0 => {
+            json!({"topic": "bench", "size": 0, "aggs": {"langs": {"terms": {"field": "lang", "size": 1 + k}}}})
+        }
+        1 => {
+            json!({"topic": "bench", "size": 0, "aggs": {"timeline": {"date_histogram": {"field": "@timestamp", "fixed_interval": format!("{}m", 1 + k)}}}})
+        }
+        2 => {
+            json!({"topic": "bench", "size": 0, "query": {"match": {"text": players[k % players.len()]}},
+                    "aggs": {"tags": {"terms": {"field": "entities.hashtags.text", "size": 1 + k / players.len()}}}})
+        }
+        _ => {
+            json!({"topic": "bench", "size": 0, "query": {"range": {"user.followers_count": {"gte": k * 100}}},
+                    "aggs": {"followers": {"stats": {"field": "user.followers_count"}}}})
+        }
+    }
+}
+
+/// Wait until every query of `ids` is caught up with `records` processed; returns when the
+/// last one was, or `None` after `limit`.
+async fn all_caught_up(
+    http: &reqwest::Client,
+    base: &str,
+    ids: &[String],
+    records: u64,
+    limit: Duration,
+) -> Option<Instant> {
+    let started = Instant::now();
+    let mut waiting: Vec<&String> = ids.iter().collect();
+    while !waiting.is_empty() {
+        if started.elapsed() > limit {
+            return None;
+        }
+        let mut still = Vec::new();
+        for id in waiting {
+            let status: Value =
+                match http.get(format!("http://{base}/v1/queries/{id}")).send().await {
+                    Ok(r) => r.json().await.unwrap_or_default(),
+                    Err(_) => Value::Null,
+                };
+            let done = status["caught_up"] == json!(true)
+                && status["progress"]["processed"].as_u64().unwrap_or(0) >= records;
+            if !done {
+                still.push(id);
+            }
+        }
+        waiting = still;
+        if !waiting.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Some(Instant::now())
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -166,7 +248,7 @@ async fn produce_to_delta(
     subscribers: usize,
     rate: u64,
     seconds: u64,
-    make: fn(u64) -> Value,
+    lines: &Lines,
 ) -> (Vec<f64>, usize) {
     let logs: Vec<MessageLog> =
         (0..subscribers).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
@@ -184,7 +266,7 @@ async fn produce_to_delta(
         let due = start_at + Duration::from_micros(k * per_batch * 1_000_000 / rate);
         tokio::time::sleep_until(due.into()).await;
         let t = Instant::now();
-        ingest_docs(http, base, sent, per_batch, make).await;
+        ingest_docs(http, base, sent, per_batch, lines).await;
         sent += per_batch;
         posts.push((t, sent));
     }
@@ -293,7 +375,7 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
         let (mut latencies, observations) =
-            produce_to_delta(&http, &s.base, &ids, 1000, 5_000, 10, doc).await;
+            produce_to_delta(&http, &s.base, &ids, 1000, 5_000, 10, &json_lines(doc)).await;
         let covered = latencies.len();
         println!(
             "produce→delta at 5,000 records/s, 100 queries, 1,000 ws subscribers: p50 {:.1} ms, p99 {:.1} ms ({covered} batch×subscriber observations of {})",
@@ -375,12 +457,134 @@ async fn main() {
             runs(&cpu[1])
         );
     }
+    if runs("distinct") {
+        // 6. Many distinct queries, one pass: server CPU while 100 distinct queries (the desk
+        //    mix) tail tweets at 5,000 records/s, against one of each kind alone.
+        let lines = tweet_lines();
+        let seconds = 20u64;
+        let mut report = Vec::new();
+        for (label, queries) in [
+            ("terms", vec![desk_query(0)]),
+            ("date_histogram", vec![desk_query(1)]),
+            ("match+terms", vec![desk_query(2)]),
+            ("range+stats", vec![desk_query(3)]),
+            ("100 distinct", (0..100).map(desk_query).collect()),
+        ] {
+            let s = start(18451 + report.len() as u16);
+            wait_up(&http, &s.base).await;
+            ingest_docs(&http, &s.base, 0, 100, &lines).await;
+            for q in &queries {
+                create(&http, &s.base, q).await;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let c0 = cpu_seconds(s.child.id());
+            let start_at = Instant::now();
+            for k in 0..(5_000 * seconds / 100) {
+                let due = start_at + Duration::from_micros(k * 100 * 1_000_000 / 5_000);
+                tokio::time::sleep_until(due.into()).await;
+                ingest_docs(&http, &s.base, 100 + k * 100, 100, &lines).await;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let cpu = cpu_seconds(s.child.id()) - c0;
+            println!("distinct: {label}: server CPU {cpu:.2} s over {seconds} s at 5,000 tweets/s");
+            report.push((label, cpu));
+        }
+        let many = report.last().map_or(f64::NAN, |r| r.1);
+        for (label, cpu) in &report[..report.len() - 1] {
+            println!(
+                "distinct: 100 distinct queries cost {:.2}x the CPU of one {label} query",
+                many / cpu
+            );
+        }
+    }
+    if runs("latency_distinct") {
+        // 7. Latency at 5,000 tweets/s with 1,000 distinct queries and 1,000 subscribers (one each).
+        let lines = tweet_lines();
+        let s = start(18461);
+        wait_up(&http, &s.base).await;
+        ingest_docs(&http, &s.base, 0, 100, &lines).await;
+        let mut ids = Vec::new();
+        for q in 0..1000 {
+            ids.push(create(&http, &s.base, &desk_query(q)).await);
+        }
+        all_caught_up(&http, &s.base, &ids, 100, Duration::from_secs(120)).await;
+        let (mut latencies, observations) =
+            produce_to_delta(&http, &s.base, &ids, 1000, 5_000, 10, &lines).await;
+        let covered = latencies.len();
+        println!(
+            "produce→delta at 5,000 tweets/s, 1,000 distinct queries, 1,000 ws subscribers: p50 {:.1} ms, p99 {:.1} ms ({covered} batch×subscriber observations of {})",
+            percentile(&mut latencies, 0.5),
+            percentile(&mut latencies, 0.99),
+            observations
+        );
+    }
+    if runs("replay") {
+        // 8. Replay convoys: 100 distinct queries registered at once over 200,000 tweets, against
+        //    one alone; and a query registered halfway through another's replay.
+        let lines = tweet_lines();
+        let total = 200_000u64;
+        let mut alone = f64::NAN;
+        for (label, count) in [("one query alone", 1usize), ("100 distinct queries at once", 100)] {
+            let s = start(18471 + count as u16 % 7);
+            wait_up(&http, &s.base).await;
+            for k in 0..(total / 1000) {
+                ingest_docs(&http, &s.base, k * 1000, 1000, &lines).await;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let t = Instant::now();
+            let mut ids = Vec::new();
+            for q in 0..count {
+                ids.push(create(&http, &s.base, &desk_query(q)).await);
+            }
+            let secs = all_caught_up(&http, &s.base, &ids, total, Duration::from_secs(900))
+                .await
+                .map_or(f64::NAN, |done| done.duration_since(t).as_secs_f64());
+            if count == 1 {
+                alone = secs;
+            }
+            println!(
+                "replay: {label} over {total} tweets: all caught up in {secs:.2} s ({:.2}x one alone)",
+                secs / alone
+            );
+        }
+        let s = start(18479);
+        wait_up(&http, &s.base).await;
+        for k in 0..(total / 1000) {
+            ingest_docs(&http, &s.base, k * 1000, 1000, &lines).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let first = create(&http, &s.base, &desk_query(0)).await;
+        // Halfway through the first one's replay.
+        loop {
+            let status: Value = http
+                .get(format!("http://{}/v1/queries/{first}", s.base))
+                .send()
+                .await
+                .expect("status")
+                .json()
+                .await
+                .expect("json");
+            if status["progress"]["processed"].as_u64().unwrap_or(0) >= total / 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let t = Instant::now();
+        let second = create(&http, &s.base, &desk_query(4)).await;
+        let secs = all_caught_up(&http, &s.base, &[second], total, Duration::from_secs(900))
+            .await
+            .map_or(f64::NAN, |done| done.duration_since(t).as_secs_f64());
+        println!(
+            "replay: a query registered halfway through another's replay caught up in {secs:.2} s ({:.2}x one alone)",
+            secs / alone
+        );
+    }
     if runs("stuck") {
         // 4. Memory and health under 1,000 websocket and 1,000 SSE clients that never read, while
         //    every batch changes a ~7.5 KB result.
         let s = start(18440);
         wait_up(&http, &s.base).await;
-        ingest_docs(&http, &s.base, 0, 100, wide_doc).await;
+        ingest_docs(&http, &s.base, 0, 100, &json_lines(wide_doc)).await;
         let id = create(
             &http,
             &s.base,
@@ -409,7 +613,7 @@ async fn main() {
         let start_at = Instant::now();
         for k in 0..300u64 {
             tokio::time::sleep_until((start_at + Duration::from_millis(k * 50)).into()).await;
-            ingest_docs(&http, &s.base, 100 + k * 5, 5, wide_doc).await;
+            ingest_docs(&http, &s.base, 100 + k * 5, 5, &json_lines(wide_doc)).await;
             peak = peak.max(rss_mib(pid));
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -433,7 +637,7 @@ async fn main() {
         for with_pathological in [false, true] {
             let s = start(18441 + u16::from(with_pathological));
             wait_up(&http, &s.base).await;
-            ingest_docs(&http, &s.base, 0, 100, ab_doc).await;
+            ingest_docs(&http, &s.base, 0, 100, &json_lines(ab_doc)).await;
             let mut ids = Vec::new();
             for q in 0..10 {
                 ids.push(create(&http, &s.base, &json!({"topic": "bench", "aggs": {"tags": {"terms": {"field": "tag", "size": q + 1}}, "n": {"stats": {"field": "n"}}}})).await);
@@ -467,7 +671,7 @@ async fn main() {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let c0 = cpu_seconds(s.child.id());
             let (mut latencies, observations) =
-                produce_to_delta(&http, &s.base, &ids, 100, 1_000, 10, ab_doc).await;
+                produce_to_delta(&http, &s.base, &ids, 100, 1_000, 10, &json_lines(ab_doc)).await;
             let cpu = cpu_seconds(s.child.id()) - c0;
             // What became of the costly query: still running, or stopped by its CPU budget.
             let fate = match &accepted {

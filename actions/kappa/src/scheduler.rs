@@ -220,6 +220,16 @@ impl DevChain {
         }
     }
 
+    async fn fire_member(&self, event: ProcessEvent) -> PortResult<()> {
+        let known = self.links().topics.contains_key(&event.query);
+        if let (false, Some(store)) = (known, &self.store)
+            && let Some(query) = store.query(&event.query).await?
+        {
+            self.learn_topic(&event.query, query.topic.as_str());
+        }
+        self.fire_process(event)
+    }
+
     /// Forget a released query.
     fn forget(&self, query: &str) {
         let mut links = self.links();
@@ -237,14 +247,13 @@ impl DevChain {
 impl Chain for DevChain {
     async fn fire(&self, link: Link) -> PortResult<()> {
         match link {
-            Link::Process(event) => {
-                let known = self.links().topics.contains_key(&event.query);
-                if let (false, Some(store)) = (known, &self.store)
-                    && let Some(query) = store.query(&event.query).await?
-                {
-                    self.learn_topic(&event.query, query.topic.as_str());
+            Link::Process(event) => self.fire_member(event).await,
+            // Members of a group link join the groups of this scheduler, as any link does.
+            Link::Group(group) => {
+                for event in group.members {
+                    self.fire_member(event).await?;
                 }
-                self.fire_process(event)
+                Ok(())
             }
             Link::Push(event) => self.send(Job::Push(event)),
         }

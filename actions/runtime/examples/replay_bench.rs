@@ -174,9 +174,11 @@ async fn main() -> anyhow::Result<()> {
                 .take()
                 .into_iter()
                 .filter_map(|link| match link {
-                    Link::Process(event) => Some(event),
+                    Link::Process(event) => Some(vec![event]),
+                    Link::Group(group) => Some(group.members),
                     Link::Push(_) => None,
                 })
+                .flatten()
                 .collect();
             if events.is_empty() {
                 break;

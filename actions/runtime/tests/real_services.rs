@@ -11,6 +11,7 @@
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use kappa_actions::group::process_group_with_faults;
 use kappa_actions::process::{Faults, NoFaults, process_with_faults};
 use kappa_actions::push::push;
 use kappa_actions::{ActionConfig, ActionError, Context, Env, query, status, tick};
@@ -193,6 +194,9 @@ async fn drain(s: &Services, faults: &dyn Faults, duplicate: bool, mut between: 
             match link {
                 Link::Process(e) => {
                     let _ = process_with_faults(&env, &ctx(), e, faults).await;
+                }
+                Link::Group(g) => {
+                    let _ = process_group_with_faults(&env, &ctx(), &g.members, faults).await;
                 }
                 Link::Push(e) => {
                     let _ = push(&env, e).await;

@@ -34,7 +34,7 @@ const _: () = assert!(
 /// The actions this module answers, by short name (the test of the manifests checks them).
 pub const ACTIONS: [&str; 5] = ["query", "status", "process", "push", "tick"];
 
-use kappa_actions::process::{self, ProcessEvent};
+use kappa_actions::group;
 use kappa_actions::push::{self, PushEvent};
 use kappa_actions::web::WebResponse;
 use kappa_actions::{ActionError, Env, query, status, tick};
@@ -46,10 +46,7 @@ use settings::Activation;
 pub async fn dispatch(env: &Env<'_>, activation: &Activation) -> Value {
     let ctx = &activation.context;
     let result = match activation.action.as_str() {
-        "process" => match serde_json::from_value::<ProcessEvent>(activation.event.clone()) {
-            Ok(event) => process::process(env, ctx, event).await.map(to_value),
-            Err(e) => Err(ActionError::BadEvent(e.to_string())),
-        },
+        "process" => group::process_event(env, ctx, activation.event.clone()).await,
         "push" => match serde_json::from_value::<PushEvent>(activation.event.clone()) {
             Ok(event) => push::push(env, event).await.map(to_value),
             Err(e) => Err(ActionError::BadEvent(e.to_string())),

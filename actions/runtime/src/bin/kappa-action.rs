@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kappa_actions::process::{self, ProcessEvent};
+use kappa_actions::group;
 use kappa_actions::push::{self, PushEvent};
 use kappa_actions::web::WebResponse;
 use kappa_actions::{ActionError, Env, query, status, tick};
@@ -96,14 +96,7 @@ async fn handle(a: &Adapters, activation: Activation) -> Value {
     let ctx = activation.context();
     let name = short_name(&activation.action_name).to_string();
     let result = match name.as_str() {
-        "process" => {
-            match serde_json::from_value::<ProcessEvent>(strip_settings(&activation.value)) {
-                Ok(event) => process::process(&env, &ctx, event)
-                    .await
-                    .map(|o| serde_json::to_value(o).unwrap_or_default()),
-                Err(e) => Err(ActionError::BadEvent(e.to_string())),
-            }
-        }
+        "process" => group::process_event(&env, &ctx, strip_settings(&activation.value)).await,
         "push" => match serde_json::from_value::<PushEvent>(strip_settings(&activation.value)) {
             Ok(event) => {
                 push::push(&env, event).await.map(|o| serde_json::to_value(o).unwrap_or_default())
