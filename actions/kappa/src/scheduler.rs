@@ -159,8 +159,7 @@ impl DevChain {
         let member = (event.query.clone(), event.segment);
         let mut links = self.links();
         if let Some(key) = links.placed.get(&member) {
-            let running =
-                links.groups.get(key).is_some_and(|g| g.running.iter().any(|e| *e == event));
+            let running = links.groups.get(key).is_some_and(|g| g.running.contains(&event));
             if running {
                 links.requested.insert(member);
             }
