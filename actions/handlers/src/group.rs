@@ -186,16 +186,26 @@ pub async fn process_group_with_faults(
     }
     faults.at("loaded")?;
 
-    // 2. Read and fold: the members of one topic partition together.
+    // 2. Read and fold: the members of one topic partition together, when they are within a
+    //    batch of each other (one far behind reads alone rather than hold the others back).
+    let mut lanes = lanes;
+    lanes.sort_by(|a, b| {
+        (&a.loaded.query.topic, a.segment.partition, a.reached.next).cmp(&(
+            &b.loaded.query.topic,
+            b.segment.partition,
+            b.reached.next,
+        ))
+    });
     let mut partitions: Vec<Vec<Lane<'_>>> = Vec::new();
     for lane in lanes {
-        let key = (&lane.loaded.query.topic, lane.segment.partition);
-        match partitions
-            .iter_mut()
-            .find(|p| (&p[0].loaded.query.topic, p[0].segment.partition) == key)
-        {
-            Some(partition) => partition.push(lane),
-            None => partitions.push(vec![lane]),
+        let joins = partitions.last().and_then(|p| p.last()).is_some_and(|last| {
+            last.loaded.query.topic == lane.loaded.query.topic
+                && last.segment.partition == lane.segment.partition
+                && lane.reached.next - last.reached.next <= env.config.batch_records as i64
+        });
+        match partitions.last_mut() {
+            Some(cluster) if joins => cluster.push(lane),
+            _ => partitions.push(vec![lane]),
         }
     }
     futures_util::future::try_join_all(

@@ -1,7 +1,7 @@
 //! The query action (`POST /v1/queries`): validate, canonicalise, register or share, start.
 
 use kappa_core::ports::{Link, ProcessEvent, QueryRecord, ResultRecord, Segment};
-use kappa_core::{Message, Plan, request::parse_request_bytes};
+use kappa_core::{Message, Plan, Topic, request::parse_request_bytes};
 use serde_json::json;
 
 use crate::env::Env;
@@ -46,16 +46,31 @@ pub async fn create_planned(
         .partitions(&topic)
         .await?
         .ok_or_else(|| ActionError::NotFound { what: "topic", name: topic.to_string() })?;
+    let joins = join_points(env, &topic).await?;
     let mut segments = Vec::new();
     for partition in 0..partitions {
         let w = env.log.watermarks(&topic, partition).await?;
-        segments.extend(split(
+        let mut parts = split(
             partition,
             w.low,
             w.high,
             env.config.split_records,
             env.config.max_segments_per_partition,
-        ));
+        );
+        // A replay of this partition running ahead: the open segment is cut where it is now,
+        // so this query replays the part before alone and the rest together with it (a
+        // shared scan), instead of reading the same records again behind it.
+        if let Some(&(_, at)) = joins.iter().find(|(p, _)| *p == partition)
+            && let Some(open) = parts.last_mut()
+            && open.end.is_none()
+            && open.start < at
+            && at < w.high
+        {
+            let rest = Segment { partition, start: at, end: None };
+            open.end = Some(at);
+            parts.push(rest);
+        }
+        segments.extend(parts);
     }
     let record = QueryRecord {
         id: id.clone(),
@@ -91,6 +106,37 @@ pub async fn create_planned(
     }
     tracing::info!(query = %id, "query registered; replay started");
     Ok(WebResponse::json(201, json!({"id": id, "shared": false, "links": links})))
+}
+
+/// Most queries of the topic looked at for a replay to join (bounds a registration's reads).
+const JOIN_CANDIDATES: usize = 64;
+
+/// Per partition, the furthest offset an open segment of another query of `topic` is
+/// replaying at (not yet at its head): where a new query's replay can join it.
+async fn join_points(env: &Env<'_>, topic: &Topic) -> Result<Vec<(u32, i64)>, ActionError> {
+    let mut points: Vec<(u32, i64)> = Vec::new();
+    let mut looked = 0;
+    for id in env.store.queries().await? {
+        if looked == JOIN_CANDIDATES {
+            break;
+        }
+        let Some(other) = env.store.query(&id).await? else { continue };
+        if other.topic != *topic {
+            continue;
+        }
+        looked += 1;
+        for segment in other.segments.iter().filter(|s| s.end.is_none()) {
+            let Some(cp) = env.store.checkpoint(&id, segment).await? else { continue };
+            if cp.next_offset >= cp.head {
+                continue;
+            }
+            match points.iter_mut().find(|(p, _)| *p == segment.partition) {
+                Some((_, at)) => *at = (*at).max(cp.next_offset),
+                None => points.push((segment.partition, cp.next_offset)),
+            }
+        }
+    }
+    Ok(points)
 }
 
 /// Split `[low, high)` of a partition into offset ranges replayed in parallel; the last

@@ -1029,3 +1029,40 @@ fn the_tick_wakes_the_live_queries_of_a_topic_as_one_group_link() {
     assert_eq!(links.len(), 3);
     assert!(matches!(&links[2], Link::Process(e) if e.segment.partition == 4));
 }
+
+#[test]
+fn a_query_registered_during_another_replay_joins_it_where_it_is() {
+    // One segment per partition, so the only cut is the join point.
+    let w = World::new(ActionConfig { split_records: 1_000_000, ..small_batches() });
+    fill(&w, 1, 200);
+    let queries = desk_queries();
+    let first = create(&w, &queries[1]);
+    for _ in 0..5 {
+        for link in w.chain.take() {
+            if let Link::Process(e) = link {
+                block_on(process_with_faults(&w.env(), &w.ctx(), e, &NoFaults)).expect("ok");
+            }
+        }
+    }
+    let open = kappa_core::ports::Segment { partition: 0, start: 0, end: None };
+    let at = block_on(w.store.checkpoint(&first, &open)).expect("ok").expect("a checkpoint");
+    let at = at.next_offset;
+    assert!(0 < at && at < 200, "halfway: {at}");
+    let second = create(&w, &queries[0]);
+    let record = block_on(w.store.query(&second)).expect("ok").expect("registered");
+    assert_eq!(
+        record.segments,
+        vec![
+            kappa_core::ports::Segment { partition: 0, start: 0, end: Some(at) },
+            kappa_core::ports::Segment { partition: 0, start: at, end: None },
+        ],
+        "the part before the first query's offset alone, the rest with it"
+    );
+    drain_in_groups(&w, &NoFaults, &mut Dice(7));
+    for (id, body) in [(&first, &queries[1]), (&second, &queries[0])] {
+        let s = result_of(&w, id);
+        assert_eq!(s["result"], oracle(&w, body));
+        assert_eq!(s["progress"]["processed"], json!(200));
+        assert_eq!(s["caught_up"], json!(true));
+    }
+}

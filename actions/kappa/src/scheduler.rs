@@ -54,12 +54,16 @@ pub enum GroupKey {
         /// The topic.
         topic: String,
     },
-    /// The segments still replaying of a topic, per segment.
+    /// The segments still replaying of a topic, per partition and end: the segments of
+    /// queries registered together, and the part a query registered later replays with the
+    /// one ahead of it (see `query::create`).
     Replay {
         /// The topic.
         topic: String,
-        /// The segment (the same for queries registered together).
-        segment: Segment,
+        /// The partition.
+        partition: u32,
+        /// Where the segments end (`None`: at the head).
+        end: Option<i64>,
     },
 }
 
@@ -103,7 +107,7 @@ impl Links {
         if self.caught_up.contains(&(event.query.clone(), event.segment)) {
             GroupKey::Live { topic }
         } else {
-            GroupKey::Replay { topic, segment: event.segment }
+            GroupKey::Replay { topic, partition: event.segment.partition, end: event.segment.end }
         }
     }
 
@@ -535,8 +539,16 @@ mod tests {
         ProcessEvent { query: query.into(), segment: Segment { partition: 0, start, end: None } }
     }
 
+    fn bounded(query: &str, start: i64, end: i64) -> ProcessEvent {
+        ProcessEvent {
+            query: query.into(),
+            segment: Segment { partition: 0, start, end: Some(end) },
+        }
+    }
+
     fn replay(query: &str, start: i64) -> GroupKey {
-        GroupKey::Replay { topic: "t".into(), segment: event(query, start).segment }
+        let segment = event(query, start).segment;
+        GroupKey::Replay { topic: "t".into(), partition: segment.partition, end: segment.end }
     }
 
     fn chain() -> (DevChain, mpsc::UnboundedReceiver<Job>) {
@@ -554,9 +566,10 @@ mod tests {
             chain.fire_process(event("q_1", 0)).expect("queued");
         }
         chain.fire_process(event("q_2", 0)).expect("queued");
-        chain.fire_process(event("q_1", 10)).expect("queued");
+        chain.fire_process(bounded("q_1", 0, 10)).expect("queued");
         assert_eq!(rx.try_recv(), Ok(Job::Group(replay("q_1", 0))));
-        assert_eq!(rx.try_recv(), Ok(Job::Group(replay("q_1", 10))));
+        let key = GroupKey::Replay { topic: "t".into(), partition: 0, end: Some(10) };
+        assert_eq!(rx.try_recv(), Ok(Job::Group(key)));
         assert!(rx.try_recv().is_err(), "one job per group");
         // The same segment of two queries: one convoy.
         assert_eq!(chain.started(&replay("q_1", 0)), vec![event("q_1", 0), event("q_2", 0)]);
