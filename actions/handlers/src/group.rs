@@ -188,7 +188,6 @@ pub async fn process_group_with_faults(
 
     // 2. Read and fold: the members of one topic partition together, when they are within a
     //    batch of each other (one far behind reads alone rather than hold the others back).
-    let mut lanes = lanes;
     lanes.sort_by(|a, b| {
         (&a.loaded.query.topic, a.segment.partition, a.reached.next).cmp(&(
             &b.loaded.query.topic,
