@@ -69,6 +69,19 @@ pub struct LogRecord {
     pub value: bytes::Bytes,
 }
 
+impl LogRecord {
+    /// The record as the core folds it, read from `partition`.
+    pub fn as_record(&self, partition: u32) -> crate::Record<'_> {
+        crate::Record {
+            value: &self.value,
+            timestamp: self.timestamp,
+            offset: self.offset,
+            partition: partition as i32,
+            key: self.key.as_deref(),
+        }
+    }
+}
+
 /// Copies record values into shared chunks: a log whose client hands out borrowed payloads
 /// (librdkafka, JavaScript buffers) pays one allocation per chunk instead of one per record.
 #[derive(Debug)]

@@ -29,6 +29,19 @@ pub struct Window {
 
 static METER: LazyLock<Mutex<HashMap<String, Window>>> = LazyLock::new(Mutex::default);
 
+/// [`charge`], then judge the window, once there is one, against `plan`'s CPU budget.
+pub fn judge(
+    query: &str,
+    plan: &kappa_core::Plan,
+    fold_ms: i64,
+    records: u64,
+) -> Result<(), kappa_core::QueryError> {
+    match charge(query, fold_ms, records) {
+        Some(window) => plan.limits().check_fold_cost(window.fold_ms, window.records),
+        None => Ok(()),
+    }
+}
+
 /// Charge `fold_ms` spent folding `records` to `query`. Returns the window to judge once it
 /// holds [`MIN_MEASURED_FOLD_MS`] of folding (a new window starts then), `None` before.
 pub fn charge(query: &str, fold_ms: i64, records: u64) -> Option<Window> {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use kappa_core::ports::{
     Checkpoint, GroupEvent, Link, PushEvent, QueryRecord, ReadRequest, ResultRecord, Segment,
 };
-use kappa_core::{PartialState, Plan, QueryError, Record, ScanGroup};
+use kappa_core::{PartialState, Plan, QueryError, ScanGroup};
 use serde_json::{Value, json};
 
 use crate::cost;
@@ -428,13 +428,7 @@ async fn read_together(
         let mut at = 0;
         while at < n {
             let stop = (at + chunk.len).min(n);
-            let records = batch.records[at..stop].iter().map(|r| Record {
-                value: &r.value,
-                timestamp: r.timestamp,
-                offset: r.offset,
-                partition: partition as i32,
-                key: r.key.as_deref(),
-            });
+            let records = batch.records[at..stop].iter().map(|r| r.as_record(partition));
             let chunk_started = env.clock.now_ms();
             let scanned = scan.scan(records, &mut spare);
             for (member, lane) in lanes.iter_mut().enumerate().filter(|(_, l)| l.reading()) {
@@ -448,14 +442,7 @@ async fn read_together(
                 let folded = scan.fold(&lane.loaded.plan, member, state, &scanned, range);
                 let elapsed_ms = env.clock.now_ms() - fold_started;
                 let within_budget = folded.and_then(|()| {
-                    match cost::charge(&lane.loaded.query.id, elapsed_ms, count) {
-                        Some(window) => lane
-                            .loaded
-                            .plan
-                            .limits()
-                            .check_fold_cost(window.fold_ms, window.records),
-                        None => Ok(()),
-                    }
+                    cost::judge(&lane.loaded.query.id, &lane.loaded.plan, elapsed_ms, count)
                 });
                 match within_budget {
                     Ok(()) => lane.output.records += count,

@@ -22,7 +22,7 @@
 //! 4 and 5 once: the same analysis holds per segment.
 
 use kappa_core::ports::{Checkpoint, Link, PushEvent, QueryRecord, ReadRequest, Segment};
-use kappa_core::{PartialState, Plan, Record};
+use kappa_core::{PartialState, Plan};
 use serde::{Deserialize, Serialize};
 
 use crate::cost;
@@ -422,24 +422,14 @@ async fn advance(
         let mut at = 0;
         while at < n {
             let end = (at + chunk.len).min(n);
-            let records = batch.records[at..end].iter().map(|r| Record {
-                value: &r.value,
-                timestamp: r.timestamp,
-                offset: r.offset,
-                partition: segment.partition as i32,
-                key: r.key.as_deref(),
-            });
+            let records = batch.records[at..end].iter().map(|r| r.as_record(segment.partition));
             let fold_started = env.clock.now_ms();
             let folded = plan.fold_all(&mut state, records);
             let elapsed_ms = env.clock.now_ms() - fold_started;
             chunk.adapt(elapsed_ms);
             // The CPU budget, judged over the query's folding in this process (see `cost`).
-            let within_budget = folded.and_then(|()| {
-                match cost::charge(&query.id, elapsed_ms, (end - at) as u64) {
-                    Some(window) => plan.limits().check_fold_cost(window.fold_ms, window.records),
-                    None => Ok(()),
-                }
-            });
+            let within_budget =
+                folded.and_then(|()| cost::judge(&query.id, plan, elapsed_ms, (end - at) as u64));
             if let Err(e) = within_budget {
                 budget_error = Some(e);
                 break;
