@@ -346,20 +346,7 @@ async fn refresh(
 }
 
 fn idle_output(member: &ProcessEvent, stopped: Stop) -> ProcessOutput {
-    ProcessOutput {
-        query: member.query.clone(),
-        segment: member.segment,
-        from: 0,
-        next_offset: 0,
-        records: 0,
-        committed: false,
-        committed_last: false,
-        rounds: 0,
-        at_head: stopped == Stop::Failed,
-        fired_next: false,
-        version: 0,
-        stopped,
-    }
+    ProcessOutput::idle(&member.query, member.segment, stopped)
 }
 
 /// Step 2 for the members of one topic partition: read from the lowest offset any of them

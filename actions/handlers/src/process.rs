@@ -136,6 +136,24 @@ impl std::fmt::Display for Stop {
 }
 
 impl ProcessOutput {
+    /// The output of a segment nothing was read for (yet); a failed query's is at its head.
+    pub(crate) fn idle(query: &str, segment: Segment, stopped: Stop) -> ProcessOutput {
+        ProcessOutput {
+            query: query.to_string(),
+            segment,
+            from: 0,
+            next_offset: 0,
+            records: 0,
+            committed: false,
+            committed_last: false,
+            rounds: 0,
+            at_head: stopped == Stop::Failed,
+            fired_next: false,
+            version: 0,
+            stopped,
+        }
+    }
+
     /// Add a later round of the same segment.
     fn add_round(&mut self, round: ProcessOutput) {
         self.next_offset = round.next_offset;
@@ -290,20 +308,7 @@ async fn process_round(
         tracing::info!(query = %query.id, %error, "query failed earlier; chain stopped");
         return Ok(segments
             .iter()
-            .map(|&segment| ProcessOutput {
-                query: query.id.clone(),
-                segment,
-                from: 0,
-                next_offset: 0,
-                records: 0,
-                committed: false,
-                committed_last: false,
-                rounds: 0,
-                at_head: true,
-                fired_next: false,
-                version: 0,
-                stopped: Stop::Failed,
-            })
+            .map(|&segment| ProcessOutput::idle(&query.id, segment, Stop::Failed))
             .collect());
     }
 
