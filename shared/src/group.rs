@@ -70,11 +70,6 @@ impl ScanGroup {
         self.slot_maps.is_empty()
     }
 
-    /// Distinct paths read by the group (each extracted once per record).
-    pub fn path_count(&self) -> usize {
-        self.paths.len()
-    }
-
     /// Validate and extract each of `records` once for every member. `spare` keeps extraction
     /// buffers between chunks ([`Scanned::recycle`] gives them back).
     pub fn scan<'r>(
@@ -82,12 +77,21 @@ impl ScanGroup {
         records: impl IntoIterator<Item = Record<'r>>,
         spare: &mut Vec<Extracted<'static>>,
     ) -> Scanned<'r> {
-        let mut scanned = Scanned { records: Vec::new(), found: Vec::new(), docs: Vec::new() };
+        let words = if self.filtered { self.len().div_ceil(64) } else { 0 };
+        let mut scanned =
+            Scanned { records: Vec::new(), words, candidates: Vec::new(), docs: Vec::new() };
+        // One pass over the bytes for every member's pre-filter; the members it lets through
+        // are kept as bits, so each member's fold tests one bit a record.
+        let mut found = Found::default();
         for record in records {
-            let mut found = Found::default();
             let needed = if self.filtered {
                 self.prefilters.find(record.value, &mut found);
-                (0..self.len()).any(|i| self.prefilters.candidate(i, &found))
+                let at = scanned.candidates.len();
+                scanned.candidates.resize(at + words, 0);
+                for member in (0..self.len()).filter(|&m| self.prefilters.candidate(m, &found)) {
+                    scanned.candidates[at + member / 64] |= 1 << (member % 64);
+                }
+                scanned.candidates[at..].iter().any(|&w| w != 0)
             } else {
                 true
             };
@@ -104,7 +108,6 @@ impl ScanGroup {
                 None
             };
             scanned.records.push(record);
-            scanned.found.push(found);
             scanned.docs.push(doc);
         }
         scanned
@@ -123,13 +126,13 @@ impl ScanGroup {
         let map = &self.slot_maps[member];
         let mut scratch = Extracted::default();
         for i in range {
-            let candidate = !self.filtered || self.prefilters.candidate(member, &scanned.found[i]);
-            // A record no member needed was never extracted; it is no candidate of this one.
+            // A candidate of any member was extracted (`docs[i]` is `Some`).
+            let candidate = !self.filtered
+                || scanned.candidates[i * scanned.words + member / 64] & (1 << (member % 64)) != 0;
             let ext = match &scanned.docs[i] {
                 Some(Ok(ext)) => Some(ext),
                 Some(Err(())) | None => None,
             };
-            let candidate = candidate && scanned.docs[i].is_some();
             plan.fold_shared(state, &scanned.records[i], candidate, ext, map, &mut scratch)?;
         }
         Ok(())
@@ -140,7 +143,10 @@ impl ScanGroup {
 #[derive(Debug)]
 pub struct Scanned<'r> {
     records: Vec<Record<'r>>,
-    found: Vec<Found>,
+    /// Words of member bits per record (0 when no member has a pre-filter).
+    words: usize,
+    /// Per record, `words` words: bit `m` set when member `m`'s pre-filter lets it through.
+    candidates: Vec<u64>,
     /// `None`: no member needed the record; `Some(Err)`: not a valid JSON object.
     docs: Vec<Option<Result<Extracted<'r>, ()>>>,
 }
@@ -154,11 +160,6 @@ impl Scanned<'_> {
     /// Whether the chunk is empty.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
-    }
-
-    /// The offset of the record at `position`.
-    pub fn offset(&self, position: usize) -> i64 {
-        self.records[position].offset
     }
 
     /// The positions of the records with offsets in `from..end` (records are in offset order).

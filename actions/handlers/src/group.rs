@@ -248,25 +248,20 @@ pub async fn process_group_with_faults(
     faults.at("committed")?;
 
     // 4. Refresh each query that committed, from the states in memory.
-    let mut fresh_of: Vec<(usize, Option<Fresh>)> = Vec::new();
-    for (lane, (outcome, fresh)) in lanes.iter().zip(committed) {
-        match outcome {
-            Err(e) => outputs[lane.index] = Some(Err(e)),
-            Ok(()) => fresh_of.push((lane.index, fresh)),
+    let mut fresh: Vec<Option<Fresh>> = Vec::with_capacity(lanes.len());
+    for (lane, (outcome, committed)) in lanes.iter().zip(committed) {
+        if let Err(e) = outcome {
+            outputs[lane.index] = Some(Err(e));
         }
+        fresh.push(committed);
     }
     let refreshes = ids.iter().enumerate().filter_map(|(position, id)| {
         let loaded = queries[position].as_ref().ok()?;
-        let own: Vec<(Segment, &Checkpoint, &PartialState)> = lanes
-            .iter()
-            .filter(|l| l.loaded.query.id == *id)
-            .filter_map(|l| {
-                let (_, fresh) = fresh_of.iter().find(|(i, _)| *i == l.index)?;
-                fresh.as_ref().map(|(cp, state)| (l.segment, cp, state))
-            })
+        let members = || lanes.iter().zip(&fresh).filter(|(l, _)| l.loaded.query.id == *id);
+        let own: Vec<(Segment, &Checkpoint, &PartialState)> = members()
+            .filter_map(|(l, f)| f.as_ref().map(|(cp, state)| (l.segment, cp, state)))
             .collect();
-        let any_committed = lanes.iter().any(|l| l.loaded.query.id == *id && l.output.committed);
-        any_committed.then(|| refresh(env, loaded, own))
+        members().any(|(l, _)| l.output.committed).then(|| refresh(env, loaded, own))
     });
     let refreshed: Vec<(String, Result<u64, ActionError>)> =
         futures_util::future::join_all(refreshes).await;

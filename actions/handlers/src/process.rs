@@ -18,8 +18,8 @@
 //! A later round is a new batch from the checkpoint the previous round committed: the same
 //! analysis holds round by round, and only a segment whose last round won its CAS gets a link.
 //!
-//! [`process_segments`] runs 1–3 for several segments of one query, each committed alone, then
-//! 4 and 5 once: the same analysis holds per segment.
+//! [`crate::group`] runs the same steps for several segments of any queries at once, each
+//! committed alone: the same analysis holds per segment.
 
 use kappa_core::ports::{Checkpoint, Link, PushEvent, QueryRecord, ReadRequest, Segment};
 use kappa_core::{PartialState, Plan};
@@ -206,22 +206,9 @@ pub async fn process_with_faults(
     Ok(outputs.swap_remove(0))
 }
 
-/// Process one batch of each of `segments` of one query, then refresh the result once.
-///
-/// The same steps as [`process`] for each segment, run concurrently (each checkpoint is still
-/// committed alone, by its own compare-and-set), but one refresh covers every segment that committed, and the
-/// next links are fired after it. A host that wakes several segments of a query at once (the
-/// partitions of a caught-up query after an append) merges, renders and diffs the result once
-/// instead of once per segment. Returns one output per segment, in order.
-pub async fn process_segments(
-    env: &Env<'_>,
-    ctx: &Context,
-    query: &str,
-    segments: &[Segment],
-) -> Result<Vec<ProcessOutput>, ActionError> {
-    process_segments_with_faults(env, ctx, query, segments, &NoFaults).await
-}
-
+/// Steps 1–5 for `segments` of one query, in rounds: each checkpoint committed alone, one
+/// refresh per round, the next links after the last. ([`process`] passes one segment;
+/// several segments of any queries are advanced together by [`crate::group`].)
 async fn process_segments_with_faults(
     env: &Env<'_>,
     ctx: &Context,

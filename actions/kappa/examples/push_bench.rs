@@ -524,8 +524,10 @@ async fn main() {
         let lines = tweet_lines();
         let total = 200_000u64;
         let mut alone = f64::NAN;
-        for (label, count) in [("one query alone", 1usize), ("100 distinct queries at once", 100)] {
-            let s = start(18471 + count as u16 % 7);
+        for (port, (label, count)) in
+            [(18471, ("one query alone", 1usize)), (18472, ("100 distinct queries at once", 100))]
+        {
+            let s = start(port);
             wait_up(&http, &s.base).await;
             for k in 0..(total / 1000) {
                 ingest_docs(&http, &s.base, k * 1000, 1000, &lines).await;

@@ -7,9 +7,11 @@
 //!   - [`GroupKey::Live`]: the caught-up segments (their last run reached the head) of every
 //!     query of a topic. An append wakes them all, and the new records are read and parsed
 //!     once, however many distinct queries tail the topic;
-//!   - [`GroupKey::Replay`]: the segments still replaying, by topic and segment. Queries
-//!     registered together get the same segments, so they replay as one convoy, while the
-//!     segments of one query still run in parallel on the workers.
+//!   - [`GroupKey::Replay`]: the segments still replaying, by topic, partition and end.
+//!     Queries registered together get the same segments, and a query registered during
+//!     another's replay gets a segment starting where that replay is (`query::create`), so
+//!     they replay as one convoy, while the segments of one query (different ends) still run
+//!     in parallel on the workers.
 //! - Links are deduplicated per `(query, segment)`: a member already waiting is not added
 //!   again, and one fired while its group runs joins the group it belongs to then (live or
 //!   replay), when that run ends. So a hot query never floods the queue and a segment never
