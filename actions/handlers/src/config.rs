@@ -46,6 +46,10 @@ pub struct ActionConfig {
     /// advanced together in links of at most this many (each member's state is in memory
     /// during the invocation, so this bounds an action's memory).
     pub group_members: usize,
+    /// Most bytes of decoded states a warm process keeps between invocations (`warm.rs`):
+    /// a live query then folds a wake-up's few records without decoding and re-merging its
+    /// whole state. 0: keep none.
+    pub warm_state_bytes: usize,
     /// Most queries registered at once (distinct ones: a shared query counts once); past it a
     /// new query is refused with a 429 until others are deleted or reclaimed.
     pub max_queries: usize,
@@ -81,6 +85,7 @@ impl Default for ActionConfig {
             split_records: 500_000,
             max_segments_per_partition: 8,
             group_members: 100,
+            warm_state_bytes: 32 * 1024 * 1024,
             process_action: "kappa/process".into(),
             push_action: "kappa/push".into(),
             idle_timeout_ms: 24 * 3600 * 1000,

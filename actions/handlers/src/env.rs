@@ -3,6 +3,7 @@
 use kappa_core::ports::{Chain, Clock, HttpClient, LogReader, StateStore, Timer};
 
 use crate::config::ActionConfig;
+use crate::warm::WarmStates;
 
 /// The activation: its id and deadline, as OpenWhisk passes them (`__OW_ACTIVATION_ID`,
 /// `__OW_DEADLINE`).
@@ -31,4 +32,6 @@ pub struct Env<'a> {
     pub timer: &'a dyn Timer,
     /// Knobs.
     pub config: &'a ActionConfig,
+    /// Decoded states kept between invocations (one per process and store).
+    pub warm: &'a WarmStates,
 }

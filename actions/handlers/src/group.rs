@@ -25,7 +25,7 @@ use std::sync::Arc;
 use kappa_core::ports::{
     Checkpoint, GroupEvent, Link, PushEvent, QueryRecord, ReadRequest, ResultRecord, Segment,
 };
-use kappa_core::{PartialState, Plan, QueryError, ScanGroup};
+use kappa_core::{PartialState, Plan, QueryError};
 use serde_json::{Value, json};
 
 use crate::cost;
@@ -34,8 +34,10 @@ use crate::error::ActionError;
 use crate::plans;
 use crate::process::{
     Faults, FoldChunk, Fresh, NoFaults, ProcessEvent, ProcessOutput, Reached, Stop, commit,
+    committed_state, keep_warm,
 };
 use crate::result::{self, Refreshed};
+use crate::warm::Stamp;
 
 /// The process action's event, either shape: one link ([`ProcessEvent`]) or a group of them
 /// ([`GroupEvent`]). The result is [`ProcessOutput`], or `{"members": [...]}` with each
@@ -94,8 +96,13 @@ struct Lane<'q> {
     loaded: &'q Loaded,
     segment: Segment,
     checkpoint: Option<Checkpoint>,
-    /// Taken by the commit.
-    state: Option<PartialState>,
+    /// Where the segment stood at `checkpoint`.
+    before: Stamp,
+    /// The state committed at `checkpoint` (taken by the commit).
+    base: Option<PartialState>,
+    /// What this invocation folds, from the empty state: merged into `base` to commit, and
+    /// into the query's warm merged state by the refresh.
+    delta: PartialState,
     reached: Reached,
     output: ProcessOutput,
     /// Set when the member has nothing more to read in this invocation.
@@ -153,20 +160,22 @@ pub async fn process_group_with_faults(
             outputs[index] = Some(Ok(idle_output(member, Stop::Failed)));
             continue;
         }
-        let (state, reached) = match &checkpoint {
-            Some(cp) => match loaded.plan.decode(&cp.state) {
-                Ok(state) => {
-                    (state, Reached { next: cp.next_offset, head: cp.head, lost: cp.lost })
-                }
-                Err(e) => {
-                    outputs[index] = Some(Err(e.into()));
-                    continue;
-                }
-            },
-            None => (
-                loaded.plan.empty_state(),
-                Reached { next: member.segment.start, head: member.segment.start, lost: 0 },
-            ),
+        let base = match committed_state(
+            env,
+            &loaded.query,
+            &loaded.plan,
+            member.segment,
+            checkpoint.as_ref(),
+        ) {
+            Ok(base) => base,
+            Err(e) => {
+                outputs[index] = Some(Err(e));
+                continue;
+            }
+        };
+        let reached = match &checkpoint {
+            Some(cp) => Reached { next: cp.next_offset, head: cp.head, lost: cp.lost },
+            None => Reached { next: member.segment.start, head: member.segment.start, lost: 0 },
         };
         let mut output = idle_output(member, Stop::Head);
         output.from = reached.next;
@@ -176,8 +185,10 @@ pub async fn process_group_with_faults(
             index,
             loaded,
             segment: member.segment,
+            before: Stamp::of(&member.segment, checkpoint.as_ref()),
             checkpoint,
-            state: Some(state),
+            base: Some(base),
+            delta: loaded.plan.empty_state(),
             reached,
             output,
             done: None,
@@ -223,9 +234,15 @@ pub async fn process_group_with_faults(
             result::fail(env, &lane.loaded.query.id, e.to_json()).await?;
             return Ok::<_, ActionError>((Err(e.into()), None));
         }
-        let Some(state) = lane.state.take() else {
+        let Some(mut state) = lane.base.take() else {
             return Ok((Err(ActionError::BadEvent("member committed twice".into())), None));
         };
+        if let Err(e) = lane.loaded.plan.merge(&mut state, &lane.delta) {
+            // The state with this batch is over the memory budget: as above.
+            tracing::error!(query = %lane.loaded.query.id, error = %e, "query stopped: this batch is over its memory or CPU budget");
+            result::fail(env, &lane.loaded.query.id, e.to_json()).await?;
+            return Ok((Err(e.into()), None));
+        }
         let (committed, fresh) = commit(
             env,
             &lane.loaded.query,
@@ -261,10 +278,19 @@ pub async fn process_group_with_faults(
         let own: Vec<(Segment, &Checkpoint, &PartialState)> = members()
             .filter_map(|(l, f)| f.as_ref().map(|(cp, state)| (l.segment, cp, state)))
             .collect();
-        members().any(|(l, _)| l.output.committed).then(|| refresh(env, loaded, own))
+        let deltas: Vec<(Segment, Stamp, &PartialState)> = members()
+            .filter(|(_, f)| f.is_some())
+            .map(|(l, _)| (l.segment, l.before, &l.delta))
+            .collect();
+        members().any(|(l, _)| l.output.committed).then(|| refresh(env, loaded, own, deltas))
     });
     let refreshed: Vec<(String, Result<u64, ActionError>)> =
         futures_util::future::join_all(refreshes).await;
+    for (lane, fresh) in lanes.iter().zip(fresh) {
+        if let Some((checkpoint, state)) = fresh {
+            keep_warm(env, &lane.loaded.query, lane.segment, &checkpoint, state);
+        }
+    }
     faults.at("refreshed")?;
 
     // 5. Only after the commits and refreshes: the next link of the members that committed
@@ -323,10 +349,11 @@ async fn refresh(
     env: &Env<'_>,
     loaded: &Loaded,
     own: Vec<(Segment, &Checkpoint, &PartialState)>,
+    deltas: Vec<(Segment, Stamp, &PartialState)>,
 ) -> (String, Result<u64, ActionError>) {
     // `current` was read before any commit of this invocation, so the states it committed may
     // stand in for their checkpoints (see `result::Known`).
-    let known = result::Known { current: Some(loaded.current.clone()), own };
+    let known = result::Known { current: Some(loaded.current.clone()), own, deltas };
     let outcome = async {
         let Refreshed { version, changed, .. } =
             result::refresh_known(env, &loaded.query, &loaded.plan, known).await?;
@@ -352,7 +379,7 @@ async fn read_together(
     lanes: &mut [Lane<'_>],
 ) -> Result<(), ActionError> {
     let plans: Vec<&Plan> = lanes.iter().map(|l| &*l.loaded.plan).collect();
-    let scan = ScanGroup::new(&plans);
+    let scan = plans::scan_group_of(&plans);
     let topic = lanes[0].loaded.query.topic.clone();
     let partition = lanes[0].segment.partition;
     let mut spare = Vec::new();
@@ -420,8 +447,7 @@ async fn read_together(
                 }
                 let count = range.len() as u64;
                 let fold_started = env.clock.now_ms();
-                let Some(state) = lane.state.as_mut() else { continue };
-                let folded = scan.fold(&lane.loaded.plan, member, state, &scanned, range);
+                let folded = scan.fold(&lane.loaded.plan, member, &mut lane.delta, &scanned, range);
                 let elapsed_ms = env.clock.now_ms() - fold_started;
                 let within_budget = folded.and_then(|()| {
                     cost::judge(&lane.loaded.query.id, &lane.loaded.plan, elapsed_ms, count)

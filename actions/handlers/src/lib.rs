@@ -28,6 +28,7 @@ pub mod query;
 pub mod result;
 pub mod status;
 pub mod tick;
+pub mod warm;
 pub mod web;
 
 pub use config::ActionConfig;

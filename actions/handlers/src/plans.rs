@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use kappa_core::ports::QueryRecord;
-use kappa_core::{Limits, Plan};
+use kappa_core::{Limits, Plan, ScanGroup};
 
 use crate::error::ActionError;
 
@@ -45,6 +45,44 @@ pub fn plan_of(query: &QueryRecord, limits: &Limits) -> Result<Arc<Plan>, Action
     Ok(plan)
 }
 
+/// Scan groups kept at most (each a live group's or a convoy's member list).
+const MAX_SCANS: usize = 64;
+
+/// Built scan groups, by a hash of their members' plan ids, with those ids.
+type Scans = HashMap<u64, (Vec<String>, Arc<ScanGroup>)>;
+
+static SCANS: LazyLock<Mutex<Scans>> = LazyLock::new(Mutex::default);
+
+/// The [`ScanGroup`] of `plans` (in this order), built on first use: a live group is woken
+/// every few milliseconds with the same members, and building its multi-pattern pre-filter
+/// each time cost more than scanning a wake-up's records.
+pub fn scan_group_of(plans: &[&Plan]) -> Arc<ScanGroup> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for plan in plans {
+        plan.id().hash(&mut hasher);
+    }
+    let key = hasher.finish();
+    let same = |ids: &[String]| {
+        ids.len() == plans.len() && ids.iter().zip(plans).all(|(id, p)| id == p.id())
+    };
+    let scans = SCANS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((ids, scan)) = scans.get(&key)
+        && same(ids)
+    {
+        return scan.clone();
+    }
+    drop(scans);
+    let scan = Arc::new(ScanGroup::new(plans));
+    let mut scans = SCANS.lock().unwrap_or_else(|e| e.into_inner());
+    if scans.len() >= MAX_SCANS {
+        scans.clear();
+    }
+    let ids = plans.iter().map(|p| p.id().to_string()).collect();
+    scans.insert(key, (ids, scan.clone()));
+    scan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +116,19 @@ mod tests {
         let other = r#"{"topic":"t","aggs":{"n":{"max":{"field":"plans-test"}}}}"#;
         assert_ne!(plan_of(&record(other), &limits).expect("valid").id(), a.id());
         assert!(plan_of(&record("{not json"), &limits).is_err(), "a bad body is an error");
+    }
+
+    #[test]
+    fn a_scan_group_is_built_once_per_member_list() {
+        let body = |f: &str| format!(r#"{{"topic":"t","query":{{"match":{{"{f}":"x"}}}}}}"#);
+        let limits = Limits::default();
+        let a = plan_of(&record(&body("scan-a")), &limits).expect("valid");
+        let b = plan_of(&record(&body("scan-b")), &limits).expect("valid");
+        let ab = scan_group_of(&[&a, &b]);
+        assert!(Arc::ptr_eq(&ab, &scan_group_of(&[&a, &b])), "the same members: the same group");
+        let ba = scan_group_of(&[&b, &a]);
+        assert!(!Arc::ptr_eq(&ab, &ba), "another order is another group (members are slots)");
+        assert_eq!(ba.len(), 2);
     }
 
     #[test]

@@ -30,6 +30,7 @@ use crate::env::{Context, Env};
 use crate::error::ActionError;
 use crate::plans;
 use crate::result::{self, Refreshed};
+use crate::warm::Stamp;
 
 pub use kappa_core::ports::ProcessEvent;
 
@@ -322,8 +323,13 @@ async fn process_round(
         .zip(&fresh)
         .filter_map(|(o, f)| f.as_ref().map(|(cp, state)| (o.segment, cp, state)))
         .collect();
-    let known = result::Known { current: Some(current), own };
+    let known = result::Known { current: Some(current), own, deltas: Vec::new() };
     let Refreshed { version, changed, .. } = result::refresh_known(env, query, plan, known).await?;
+    for (output, fresh) in outputs.iter().zip(fresh) {
+        if let Some((checkpoint, state)) = fresh {
+            keep_warm(env, query, output.segment, &checkpoint, state);
+        }
+    }
     if changed {
         env.chain.fire(Link::Push(PushEvent { query: query.id.clone(), version })).await?;
     }
@@ -350,7 +356,10 @@ async fn advance(
 ) -> Result<(ProcessOutput, Option<Fresh>), ActionError> {
     // 1. Load (done by the caller, with the result).
     let (mut state, mut next, mut head, mut lost) = match &loaded {
-        Some(cp) => (plan.decode(&cp.state)?, cp.next_offset, cp.head, cp.lost),
+        Some(cp) => {
+            let state = committed_state(env, query, plan, segment, Some(cp))?;
+            (state, cp.next_offset, cp.head, cp.lost)
+        }
         None => (plan.empty_state(), segment.start, segment.start, 0),
     };
     faults.at("loaded")?;
@@ -495,6 +504,8 @@ pub(crate) async fn commit(
     let unchanged =
         loaded.is_some_and(|c| c.next_offset == next && c.head == head && c.lost == lost);
     if unchanged {
+        // Nothing to write: the state is the one committed at `loaded`, kept for next time.
+        env.warm.put_segment(query, segment, Stamp::of(&segment, loaded), state);
         return Ok((true, None));
     }
     let checkpoint = Checkpoint { next_offset: next, state: plan.encode(&state), head, lost };
@@ -505,6 +516,32 @@ pub(crate) async fn commit(
         tracing::info!(query = %query.id, segment = %segment.key(), from = ?expected, "duplicate batch: another invocation committed first");
         Ok((false, None))
     }
+}
+
+/// The state committed at `loaded`: kept warm by this process ([`crate::warm`]), or decoded.
+pub(crate) fn committed_state(
+    env: &Env<'_>,
+    query: &QueryRecord,
+    plan: &Plan,
+    segment: Segment,
+    loaded: Option<&Checkpoint>,
+) -> Result<PartialState, ActionError> {
+    let Some(checkpoint) = loaded else { return Ok(plan.empty_state()) };
+    match env.warm.take_segment(query, segment, Stamp::of(&segment, loaded)) {
+        Some(state) => Ok(state),
+        None => Ok(plan.decode(&checkpoint.state)?),
+    }
+}
+
+/// Keep a state this invocation committed (and no longer needs) for the next one.
+pub(crate) fn keep_warm(
+    env: &Env<'_>,
+    query: &QueryRecord,
+    segment: Segment,
+    committed: &Checkpoint,
+    state: PartialState,
+) {
+    env.warm.put_segment(query, segment, Stamp::of(&segment, Some(committed)), state);
 }
 
 /// How many records are folded between two readings of the clock: it doubles while chunks

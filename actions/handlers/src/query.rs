@@ -173,6 +173,7 @@ pub async fn release(env: &Env<'_>, id: &str) -> Result<WebResponse, ActionError
     let refs = env.store.add_refs(id, 0).await?;
     if refs == 0 {
         env.store.remove(id).await?;
+        env.warm.forget(id);
         tracing::info!(query = %id, "query released and reclaimed");
     }
     Ok(WebResponse::json(200, json!({"id": id, "acknowledged": true})))
@@ -183,6 +184,7 @@ pub async fn release(env: &Env<'_>, id: &str) -> Result<WebResponse, ActionError
 pub async fn unreference(env: &Env<'_>, id: &str) -> Result<(), ActionError> {
     if env.store.add_refs(id, -1).await? == 0 {
         env.store.remove(id).await?;
+        env.warm.forget(id);
         tracing::info!(query = %id, "last reference dropped; query reclaimed");
     }
     Ok(())

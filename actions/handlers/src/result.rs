@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::env::Env;
 use crate::error::ActionError;
+use crate::warm::Stamp;
 
 /// Attempts at the result CAS before giving up (another refresh then holds the latest data).
 const REFRESH_ATTEMPTS: usize = 32;
@@ -39,6 +40,8 @@ pub struct Merged {
     pub progress: Progress,
     /// Every segment at its head.
     pub caught_up: bool,
+    /// Where each segment (in the query's order) stood: the key `state` is kept warm under.
+    pub stamps: Vec<Stamp>,
 }
 
 /// What a refresh's caller already holds, to save store round trips and decoding on the first
@@ -52,6 +55,11 @@ pub struct Known<'a> {
     /// checkpoint of such a segment was written after that commit, so it changed the revision
     /// and the first attempt's compare-and-set fails.
     pub own: Vec<(Segment, &'a Checkpoint, &'a PartialState)>,
+    /// For each of `own`: where its segment stood before the commit and what the commit
+    /// added (the records folded into an empty state), so that a merged state kept warm at
+    /// the earlier stamps is brought up to date by merging these alone ([`crate::warm`]).
+    /// Empty: the merged state is computed from every segment's state.
+    pub deltas: Vec<(Segment, Stamp, &'a PartialState)>,
 }
 
 /// Where a segment stands: its checkpoint or its start.
@@ -74,14 +82,15 @@ pub(crate) fn processed_offset(segments: impl IntoIterator<Item = (Segment, i64)
 }
 
 /// Load and merge every segment's committed state (`own`: segments the caller holds in
-/// memory; the others are read concurrently).
+/// memory; the others are read concurrently). With `deltas` for every one of `own`, a merged
+/// state kept warm at the stamps before those commits is brought up to date instead.
 pub async fn merge_segments(
     env: &Env<'_>,
     query: &QueryRecord,
     plan: &Plan,
     own: &[(Segment, &Checkpoint, &PartialState)],
+    deltas: &[(Segment, Stamp, &PartialState)],
 ) -> Result<Merged, ActionError> {
-    let mut state = plan.empty_state();
     let mut progress = Progress::default();
     let mut caught_up = true;
     let mut per_partition: std::collections::BTreeMap<u32, Vec<(Segment, Option<Checkpoint>)>> =
@@ -96,20 +105,49 @@ pub async fn merge_segments(
     )
     .await?
     .into_iter();
-    for segment in &query.segments {
-        let cp = match own_of(segment) {
-            Some((_, cp, part)) => {
-                plan.merge(&mut state, part)?;
-                Some((*cp).clone())
+    let checkpoints: Vec<Option<Checkpoint>> = query
+        .segments
+        .iter()
+        .map(|segment| match own_of(segment) {
+            Some((_, cp, _)) => Some((*cp).clone()),
+            None => read.next().flatten(),
+        })
+        .collect();
+    let stamps: Vec<Stamp> =
+        query.segments.iter().zip(&checkpoints).map(|(s, cp)| Stamp::of(s, cp.as_ref())).collect();
+    // The merged state kept warm where the segments stood before the caller's commits.
+    let delta_of = |s: &Segment| deltas.iter().find(|(d, _, _)| d == s);
+    let warm = (own.iter().all(|(s, _, _)| delta_of(s).is_some()))
+        .then(|| {
+            let before: Vec<Stamp> = query
+                .segments
+                .iter()
+                .zip(&stamps)
+                .map(|(s, &after)| delta_of(s).map_or(after, |&(_, before, _)| before))
+                .collect();
+            env.warm.take_merged(query, &before)
+        })
+        .flatten();
+    let state = match warm {
+        Some(mut state) => {
+            for (_, _, delta) in deltas {
+                plan.merge(&mut state, delta)?;
             }
-            None => {
-                let cp = read.next().flatten();
-                if let Some(cp) = &cp {
-                    plan.merge(&mut state, &plan.decode(&cp.state)?)?;
+            state
+        }
+        None => {
+            let mut state = plan.empty_state();
+            for (segment, cp) in query.segments.iter().zip(&checkpoints) {
+                match (own_of(segment), cp) {
+                    (Some((_, _, part)), _) => plan.merge(&mut state, part)?,
+                    (None, Some(cp)) => plan.merge(&mut state, &plan.decode(&cp.state)?)?,
+                    (None, None) => {}
                 }
-                cp
             }
-        };
+            state
+        }
+    };
+    for (segment, cp) in query.segments.iter().zip(checkpoints) {
         if let Some(cp) = &cp {
             progress.lost += cp.lost;
         }
@@ -135,7 +173,7 @@ pub async fn merge_segments(
     }
     progress.processed = state.records();
     progress.skipped = state.skipped();
-    Ok(Merged { state, progress, caught_up })
+    Ok(Merged { state, progress, caught_up, stamps })
 }
 
 /// Recompute the result from the checkpoints and publish it if it changed.
@@ -161,7 +199,8 @@ pub async fn refresh_known(
             None => env.store.result(&query.id).await?,
         };
         let own = std::mem::take(&mut known.own);
-        let merged = match merge_segments(env, query, plan, &own).await {
+        let deltas = std::mem::take(&mut known.deltas);
+        let merged = match merge_segments(env, query, plan, &own, &deltas).await {
             Ok(m) => m,
             Err(ActionError::Query(e)) => {
                 // The merged state outgrew the budget: the query fails for good, visibly.
@@ -180,6 +219,8 @@ pub async fn refresh_known(
                 Some(e.to_json()),
             ),
         };
+        // Kept for the next refresh, which then merges only what its commits added.
+        env.warm.put_merged(query, merged.stamps, merged.state);
         let (revision, version) = current.as_ref().map_or((0, 0), |c| (c.revision, c.version));
         let changed = current.as_ref().is_none_or(|c| c.result != result);
         let same = current.as_ref().is_some_and(|c| {

@@ -49,6 +49,7 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
             let last = env.store.last_touch(&id).await?.unwrap_or(query.created_ms);
             if refs == 0 && now - last > env.config.idle_timeout_ms {
                 env.store.remove(&id).await?;
+                env.warm.forget(&id);
                 out.reclaimed += 1;
                 tracing::info!(query = %id, idle_ms = now - last, "idle query reclaimed");
                 continue;

@@ -28,6 +28,7 @@ struct World {
     clock: Arc<ManualClock>,
     timer: InstantTimer,
     config: ActionConfig,
+    warm: kappa_actions::warm::WarmStates,
 }
 
 impl World {
@@ -40,6 +41,7 @@ impl World {
             http: MemoryHttp::default(),
             timer: InstantTimer { clock: Some(clock.clone()) },
             clock,
+            warm: kappa_actions::warm::WarmStates::new(config.warm_state_bytes),
             config,
         }
     }
@@ -53,6 +55,7 @@ impl World {
             clock: &*self.clock,
             timer: &self.timer,
             config: &self.config,
+            warm: &self.warm,
         }
     }
 

@@ -25,6 +25,7 @@ fn other_tasks_run_between_the_reads_of_a_batch() {
     let timer = InstantTimer { clock: Some(clock.clone()) };
     let config =
         ActionConfig { batch_records: 10_000, read_records: 1_000, ..ActionConfig::default() };
+    let warm = kappa_actions::warm::WarmStates::new(config.warm_state_bytes);
     let env = Env {
         log: &log,
         store: &store,
@@ -33,6 +34,7 @@ fn other_tasks_run_between_the_reads_of_a_batch() {
         clock: &*clock,
         timer: &timer,
         config: &config,
+        warm: &warm,
     };
     block_on(async {
         log.ensure_topic(&Topic::new("t").expect("a valid name"), 1).await.expect("topic");

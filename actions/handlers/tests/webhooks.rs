@@ -45,6 +45,7 @@ fn a_slow_endpoint_delays_no_other() {
     let http = SlowAndFast::default();
     let timer = InstantTimer { clock: Some(clock.clone()) };
     let config = ActionConfig { webhook_attempts: 1, ..ActionConfig::default() };
+    let warm = kappa_actions::warm::WarmStates::new(config.warm_state_bytes);
     let env = Env {
         log: &log,
         store: &store,
@@ -53,6 +54,7 @@ fn a_slow_endpoint_delays_no_other() {
         clock: &*clock,
         timer: &timer,
         config: &config,
+        warm: &warm,
     };
     let out = block_on(async {
         log.ensure_topic(&Topic::new("t").expect("a valid name"), 1).await.expect("topic");

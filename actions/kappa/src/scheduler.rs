@@ -33,6 +33,7 @@ use async_trait::async_trait;
 use kappa_actions::group::process_group;
 use kappa_actions::process::{ProcessEvent, ProcessOutput};
 use kappa_actions::push::{PushEvent, push};
+use kappa_actions::warm::WarmStates;
 use kappa_actions::{ActionConfig, ActionError, Context, Env, tick};
 use kappa_core::ports::{Chain, Clock, Link, PortError, PortResult, Segment, StateStore};
 use kappa_runtime::clock::{SystemClock, TokioTimer};
@@ -281,6 +282,8 @@ pub struct Core {
     pub timer: TokioTimer,
     /// The handlers' knobs.
     pub config: ActionConfig,
+    /// Decoded states kept between invocations.
+    pub warm: WarmStates,
     /// Subscriber wake-ups (shared with [`crate::stream::Streams`]).
     pub hub: Arc<Hub>,
     activations: AtomicU64,
@@ -303,6 +306,7 @@ impl Core {
             http,
             clock: SystemClock,
             timer: TokioTimer,
+            warm: WarmStates::new(config.warm_state_bytes),
             config,
             hub: Arc::new(Hub::default()),
             activations: AtomicU64::new(0),
@@ -321,6 +325,7 @@ impl Core {
             clock: &self.clock,
             timer: &self.timer,
             config: &self.config,
+            warm: &self.warm,
         }
     }
 

@@ -104,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
         ..ActionConfig::default()
     };
     let timed = TimedLog { inner: &log, reading: std::sync::Mutex::new(0.0) };
+    let warm = kappa_actions::warm::WarmStates::new(config.warm_state_bytes);
     let env = Env {
         log: &timed,
         store: &store,
@@ -112,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
         clock: &SystemClock,
         timer: &TokioTimer,
         config: &config,
+        warm: &warm,
     };
     let topic = format!("bench-{}", SystemClock.now_ms());
     log.ensure_topic(&Topic::new(&topic).expect("a valid name"), 1).await?;

@@ -30,6 +30,7 @@ struct Services {
     chain: MemoryChain,
     http: MemoryHttp,
     config: ActionConfig,
+    warm: kappa_actions::warm::WarmStates,
 }
 
 fn unique(what: &str) -> String {
@@ -56,6 +57,7 @@ async fn services(config: ActionConfig) -> Option<Services> {
         store,
         chain: MemoryChain::default(),
         http: MemoryHttp::default(),
+        warm: kappa_actions::warm::WarmStates::new(config.warm_state_bytes),
         config,
     })
 }
@@ -70,6 +72,7 @@ impl Services {
             clock: &SystemClock,
             timer: &TokioTimer,
             config: &self.config,
+            warm: &self.warm,
         }
     }
 }

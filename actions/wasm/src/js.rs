@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use js_sys::{Array, Reflect, Uint8Array};
 use kappa_actions::Env;
+use kappa_actions::warm::WarmStates;
 use kappa_core::ports::{
     Batch, Chain, Clock, HttpClient, HttpRequest, HttpResponse, Link, LinkActions, LogReader,
     MAX_RESPONSE_BYTES, PortError, PortResult, ReadRequest, Timer, Watermarks,
@@ -17,6 +18,9 @@ use wasm_bindgen::prelude::*;
 
 use crate::settings::{Activation, LinkKind};
 use crate::store::{Arg, CallError, RedisCall, Reply, ScriptStore};
+
+/// Decoded states kept between the activations of this (warm) container; sized by the first.
+static WARM: std::sync::OnceLock<WarmStates> = std::sync::OnceLock::new();
 
 #[wasm_bindgen]
 extern "C" {
@@ -85,6 +89,7 @@ pub async fn run(params: JsValue, env: JsValue, io: JsValue) -> JsValue {
                 clock: &JsClock,
                 timer: &timer,
                 config: &activation.config,
+                warm: WARM.get_or_init(|| WarmStates::new(activation.config.warm_state_bytes)),
             };
             crate::dispatch(&env, &activation).await
         }

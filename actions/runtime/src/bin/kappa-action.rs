@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use kappa_actions::group;
 use kappa_actions::push::{self, PushEvent};
+use kappa_actions::warm::WarmStates;
 use kappa_actions::web::WebResponse;
 use kappa_actions::{ActionError, Env, query, status, tick};
 use kappa_core::QueryId;
@@ -31,6 +32,8 @@ struct Adapters {
     log: KafkaLog,
     store: RedisStore,
     http: Arc<ReqwestHttp>,
+    /// Kept between this container's activations.
+    warm: WarmStates,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,7 +67,8 @@ async fn connect(deployment: Deployment) -> Result<Adapters, ActionError> {
     })?;
     let store = RedisStore::connect(&deployment.redis_url, RedisStoreConfig::default()).await?;
     let http = Arc::new(ReqwestHttp::new(Duration::from_secs(10))?);
-    Ok(Adapters { deployment, log, store, http })
+    let warm = WarmStates::new(deployment.config.warm_state_bytes);
+    Ok(Adapters { deployment, log, store, http, warm })
 }
 
 /// The action's name without namespace and package: `/guest/kappa/process` → `process`.
@@ -92,6 +96,7 @@ async fn handle(a: &Adapters, activation: Activation) -> Value {
         clock: &SystemClock,
         timer: &TokioTimer,
         config: &a.deployment.config,
+        warm: &a.warm,
     };
     let ctx = activation.context();
     let name = short_name(&activation.action_name).to_string();
