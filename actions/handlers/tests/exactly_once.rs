@@ -28,7 +28,8 @@ struct World {
     clock: Arc<ManualClock>,
     timer: InstantTimer,
     config: ActionConfig,
-    warm: kappa_actions::warm::WarmStates,
+    /// Two warm containers: invocations may run in either (each keeps its own states).
+    warm: [kappa_actions::warm::WarmStates; 2],
 }
 
 impl World {
@@ -41,12 +42,17 @@ impl World {
             http: MemoryHttp::default(),
             timer: InstantTimer { clock: Some(clock.clone()) },
             clock,
-            warm: kappa_actions::warm::WarmStates::new(config.warm_state_bytes),
+            warm: [(); 2].map(|()| kappa_actions::warm::WarmStates::new(config.warm_state_bytes)),
             config,
         }
     }
 
     fn env(&self) -> Env<'_> {
+        self.env_in(0)
+    }
+
+    /// The view of container `c` (0 or 1).
+    fn env_in(&self, c: usize) -> Env<'_> {
         Env {
             log: &self.log,
             store: &self.store,
@@ -55,7 +61,7 @@ impl World {
             clock: &*self.clock,
             timer: &self.timer,
             config: &self.config,
-            warm: &self.warm,
+            warm: &self.warm[c % 2],
         }
     }
 
@@ -909,8 +915,14 @@ fn drain_in_groups(w: &World, faults: &dyn Faults, dice: &mut Dice) {
             }
         }
         let (env, ctx) = (w.env(), w.ctx());
+        // Each group runs in one of two warm containers at random: each keeps the states it
+        // committed, and finds them stale when the other moved a segment on since.
+        let envs: Vec<Env<'_>> = groups.iter().map(|_| w.env_in(dice.roll(2))).collect();
         block_on(async {
-            let runs = groups.iter().map(|g| process_group_with_faults(&env, &ctx, g, faults));
+            let runs = groups
+                .iter()
+                .zip(&envs)
+                .map(|(g, env)| process_group_with_faults(env, &ctx, g, faults));
             for outputs in join_all(runs).await.into_iter().flatten() {
                 for output in outputs.into_iter().flatten() {
                     // Only a member whose commit stood fires its next link.
