@@ -46,6 +46,20 @@ use crate::hub::Hub;
 /// Shortest time between two wake-up ticks (appends in between are picked up together).
 const WAKE_INTERVAL: Duration = Duration::from_millis(20);
 
+/// Longest time between two wake-up ticks, however long live runs take.
+const WAKE_INTERVAL_MOST: Duration = Duration::from_millis(250);
+
+/// Live runs may take at most one part in this many of the time between wake-ups.
+const WAKE_DUTY: u32 = 3;
+
+/// The time between two wake-up ticks after a live run that took `run`: each live query pays
+/// a fixed cost per wake-up (its checkpoints' commit, its refresh), so with many of them the
+/// wake-ups are spaced out to keep those costs to a share of the time, and each wake-up
+/// carries more records; with few, appends are picked up within [`WAKE_INTERVAL`].
+fn wake_interval(run: Duration) -> Duration {
+    (run * WAKE_DUTY).clamp(WAKE_INTERVAL, WAKE_INTERVAL_MOST)
+}
+
 /// Deadline of one in-process invocation, like an OpenWhisk activation's.
 pub const ACTIVATION_MS: i64 = 60_000;
 
@@ -286,6 +300,8 @@ pub struct Core {
     pub warm: WarmStates,
     /// Subscriber wake-ups (shared with [`crate::stream::Streams`]).
     pub hub: Arc<Hub>,
+    /// How long the last live group run took, µs (spaces the wake-ups: [`wake_interval`]).
+    pub last_live_run_us: AtomicU64,
     activations: AtomicU64,
     lanes: Mutex<HashMap<String, mpsc::UnboundedSender<PushEvent>>>,
 }
@@ -309,6 +325,7 @@ impl Core {
             warm: WarmStates::new(config.warm_state_bytes),
             config,
             hub: Arc::new(Hub::default()),
+            last_live_run_us: AtomicU64::new(0),
             activations: AtomicU64::new(0),
             lanes: Mutex::new(HashMap::new()),
         };
@@ -347,7 +364,12 @@ async fn run_group(core: Arc<Core>, key: GroupKey) {
         return;
     }
     let ctx = core.context();
+    let started = tokio::time::Instant::now();
     let result = process_group(&core.env(), &ctx, &members).await;
+    if matches!(key, GroupKey::Live { .. }) {
+        let took = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+        core.last_live_run_us.store(took, Ordering::Relaxed);
+    }
     let at_head: Vec<(ProcessEvent, bool)> = match &result {
         Ok(outputs) => members
             .iter()
@@ -532,8 +554,10 @@ pub fn run(
             // Coalesce the wake-ups of a burst of appends: at most one tick per
             // `WAKE_INTERVAL`, counted from the start of the last one, so an append arriving
             // after a quiet interval is picked up at once (counted from the end, every append
-            // of a steady stream waited up to the whole interval).
-            tokio::time::sleep_until(started + WAKE_INTERVAL).await;
+            // of a steady stream waited up to the whole interval), longer when live runs are
+            // long (`wake_interval`).
+            let last_run = Duration::from_micros(waker.last_live_run_us.load(Ordering::Relaxed));
+            tokio::time::sleep_until(started + wake_interval(last_run)).await;
         }
     });
 }
@@ -541,6 +565,14 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wake_ups_are_spaced_out_when_live_runs_are_long() {
+        assert_eq!(wake_interval(Duration::ZERO), WAKE_INTERVAL, "few queries: at once");
+        assert_eq!(wake_interval(Duration::from_millis(5)), WAKE_INTERVAL);
+        assert_eq!(wake_interval(Duration::from_millis(20)), Duration::from_millis(60));
+        assert_eq!(wake_interval(Duration::from_secs(2)), WAKE_INTERVAL_MOST, "never longer");
+    }
 
     fn event(query: &str, start: i64) -> ProcessEvent {
         ProcessEvent { query: query.into(), segment: Segment { partition: 0, start, end: None } }
