@@ -13,9 +13,12 @@
 //! - distinct: server CPU of 100 distinct queries on tweets at 5,000 records/s vs one of each kind;
 //! - latency_distinct: produce → delta with 1,000 distinct queries and 1,000 subscribers;
 //! - replay: 100 distinct queries registered at once over 200,000 tweets vs one, and one
-//!   registered halfway through another's replay.
+//!   registered halfway through another's replay;
+//! - idle: RSS and CPU of `kappa dev` with 10,000 registered idle queries (the desk mix); with
+//!   `REDIS_URL` set (`scripts/redis.sh start`), also against Redis and the memory each query's
+//!   state takes there (`used_memory` before and after, and `MEMORY USAGE` of its keys).
 //!
-//! `PUSH_BENCH_ONLY=latency|fanout|sharing|stuck|pathological|distinct|latency_distinct|replay` runs one figure; `PUSH_BENCH_SERVER_ARGS="--workers 8"`
+//! `PUSH_BENCH_ONLY=latency|fanout|sharing|stuck|pathological|distinct|latency_distinct|replay|idle` runs one figure; `PUSH_BENCH_SERVER_ARGS="--workers 8"`
 //! passes flags to the server; `PUSH_BENCH_DUMP=FILE` writes min/median/max latency per batch;
 //! `PUSH_BENCH_SERVER_LOG=FILE` keeps the server's stderr.
 #![allow(clippy::disallowed_methods, reason = "a benchmark reads the wall clock and its knobs")]
@@ -45,6 +48,11 @@ impl Drop for Server {
 }
 
 fn start(port: u16) -> Server {
+    start_with(port, &[])
+}
+
+/// [`start`] with extra server flags (e.g. `--redis-url`).
+fn start_with(port: u16, extra: &[String]) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = std::env::current_exe()
         .ok()
@@ -54,6 +62,7 @@ fn start(port: u16) -> Server {
         .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir.path())
         .args(["--partitions", "4", "--subscriber-buffer", "256"])
+        .args(extra)
         // Extra server flags to compare settings (e.g. `--workers 16`).
         .args(std::env::var("PUSH_BENCH_SERVER_ARGS").unwrap_or_default().split_whitespace())
         .env("KAPPA_LOG", "warn")
@@ -139,7 +148,7 @@ async fn create(http: &reqwest::Client, base: &str, body: &Value) -> String {
         .json()
         .await
         .expect("json");
-    r["id"].as_str().expect("id").to_string()
+    r["id"].as_str().unwrap_or_else(|| panic!("no id: {r}")).to_string()
 }
 
 /// Distinct query `i` of a newsroom's mix on tweets: a terms panel, a timeline, a player's
@@ -711,4 +720,99 @@ async fn main() {
             drop(s);
         }
     }
+    if runs("idle") {
+        // 9. Memory of idle queries: RSS (and CPU, which should be nil: nothing runs for an idle
+        //    query) of `kappa dev` with 10,000 registered queries caught up over 1,000 tweets,
+        //    with the embedded store, and with Redis when `REDIS_URL` is set, where the memory
+        //    each query's state takes is read from Redis itself.
+        let lines = tweet_lines();
+        let count: usize = std::env::var("PUSH_BENCH_IDLE_QUERIES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(10_000);
+        let redis = std::env::var("REDIS_URL").ok();
+        let prefix = format!("bench-idle-{}", std::process::id());
+        // Past the default `--max-queries` (1,000).
+        let most = vec!["--max-queries".to_string(), count.to_string()];
+        let mut backends = vec![("embedded store", most.clone())];
+        if let Some(url) = &redis {
+            let at = ["--redis-url", url, "--redis-prefix", &prefix].map(String::from);
+            backends.push(("Redis", [most, at.to_vec()].concat()));
+        }
+        for (port, (label, args)) in (18481u16..).zip(backends) {
+            let s = start_with(port, &args);
+            wait_up(&http, &s.base).await;
+            ingest_docs(&http, &s.base, 0, 1000, &lines).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let used_before = redis.as_deref().filter(|_| label == "Redis").map(redis_used_memory);
+            let rss_empty = rss_mib(s.child.id());
+            let t = Instant::now();
+            let mut ids = Vec::new();
+            for q in 0..count {
+                ids.push(create(&http, &s.base, &desk_query(q)).await);
+            }
+            let caught_up = all_caught_up(&http, &s.base, &ids, 1000, Duration::from_secs(900))
+                .await
+                .map_or(f64::NAN, |done| done.duration_since(t).as_secs_f64());
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let c0 = cpu_seconds(s.child.id());
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let idle_cpu = cpu_seconds(s.child.id()) - c0;
+            let rss = rss_mib(s.child.id());
+            println!(
+                "idle: {label}: RSS {rss_empty:.0} MiB with no query, {rss:.0} MiB with {count} idle queries ({:.1} KiB each); registered and caught up over 1,000 tweets in {caught_up:.1} s; server CPU over 10 idle s {idle_cpu:.2} s",
+                (rss - rss_empty) * 1024.0 / count as f64
+            );
+            if let (Some(url), Some(before)) = (&redis, used_before) {
+                let after = redis_used_memory(url);
+                let keys = redis_cli(url, &["--scan", "--pattern", &format!("{prefix}*")]);
+                let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+                // One query's keys: those naming the first query's id.
+                let own: Vec<&str> =
+                    keys.iter().copied().filter(|k| k.contains(ids[0].as_str())).collect();
+                let own_bytes: u64 = own
+                    .iter()
+                    .filter_map(|k| {
+                        redis_cli(url, &["MEMORY", "USAGE", k]).trim().parse::<u64>().ok()
+                    })
+                    .sum();
+                println!(
+                    "idle: Redis: used_memory +{:.1} MiB for {count} queries ({:.0} B each), {} keys under the prefix; one terms query's {} keys take {own_bytes} B (MEMORY USAGE)",
+                    (after - before) as f64 / (1 << 20) as f64,
+                    (after - before) as f64 / count as f64,
+                    keys.len(),
+                    own.len()
+                );
+                let _ = redis_cli(
+                    url,
+                    &[
+                        "EVAL",
+                        "for _,k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end",
+                        "0",
+                        &format!("{prefix}*"),
+                    ],
+                );
+            }
+            drop(s);
+        }
+    }
+}
+
+/// `redis-cli -u URL ARGS...`: its standard output.
+fn redis_cli(url: &str, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-u", url])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Redis's `used_memory`, bytes.
+fn redis_used_memory(url: &str) -> i64 {
+    redis_cli(url, &["INFO", "memory"])
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
