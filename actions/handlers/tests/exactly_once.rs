@@ -442,7 +442,7 @@ fn a_batch_near_its_deadline_stops_early_and_commits_what_it_did() {
     let ctx = Context { activation_id: "slow".into(), deadline_ms: NOW + 1000 + 30 };
     w.chain.take();
     let env = w.env();
-    let reader = SlowLog { inner: &w.log, clock: &w.clock };
+    let reader = SlowLog { inner: &w.log, clock: &w.clock, watermark_reads: Default::default() };
     let env = Env { log: &reader, ..env };
     let out = block_on(process_with_faults(&env, &ctx, event, &NoFaults)).expect("ok");
     assert_eq!(out.stopped, Stop::Deadline);
@@ -469,7 +469,7 @@ fn rounds_fill_most_of_the_activation_each_committed_and_published() {
     };
     let started = kappa_core::ports::Clock::now_ms(&*w.clock);
     let ctx = Context { activation_id: "fill".into(), deadline_ms: started + 1_000 };
-    let reader = SlowLog { inner: &w.log, clock: &w.clock };
+    let reader = SlowLog { inner: &w.log, clock: &w.clock, watermark_reads: Default::default() };
     let env = Env { log: &reader, ..w.env() };
     let out = block_on(process_with_faults(&env, &ctx, event, &NoFaults)).expect("ok");
     let used = kappa_core::ports::Clock::now_ms(&*w.clock) - started;
@@ -493,10 +493,12 @@ fn rounds_fill_most_of_the_activation_each_committed_and_published() {
     assert_eq!(s["progress"]["processed"], json!(400));
 }
 
-/// A log whose every read takes 10 ms of the activation's time.
+/// A log whose every read takes 10 ms of the activation's time, and which counts the
+/// watermark reads.
 struct SlowLog<'a> {
     inner: &'a MemoryLog,
     clock: &'a ManualClock,
+    watermark_reads: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait::async_trait]
@@ -509,6 +511,7 @@ impl LogReader for SlowLog<'_> {
         topic: &str,
         p: u32,
     ) -> kappa_core::ports::PortResult<kappa_core::ports::Watermarks> {
+        self.watermark_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.watermarks(topic, p).await
     }
     async fn read(
@@ -1038,6 +1041,20 @@ fn the_tick_wakes_the_live_queries_of_a_topic_as_one_group_link() {
     for (id, body) in ids.iter().zip(queries) {
         assert_eq!(result_of(&w, id)["result"], oracle(&w, body));
     }
+    // One watermark read per partition however many queries follow it (each a broker
+    // round trip against Kafka).
+    append_some(&w, 0, 5, 1);
+    let counting = SlowLog { inner: &w.log, clock: &w.clock, watermark_reads: Default::default() };
+    let env = Env { log: &counting, ..w.env() };
+    let t = block_on(tick::tick(&env, Some(TOPIC))).expect("tick");
+    assert_eq!(t.fired, 3);
+    let partitions = block_on(w.log.partitions(TOPIC)).expect("ok").expect("a topic");
+    assert_eq!(
+        counting.watermark_reads.load(std::sync::atomic::Ordering::Relaxed),
+        partitions as usize,
+        "one read per partition"
+    );
+    w.chain.take();
     // Group links of at most `group_members`; one member alone is a plain link.
     let member = |p| ProcessEvent {
         query: "q".into(),

@@ -63,6 +63,10 @@ fn start_with(port: u16, extra: &[String]) -> Server {
         .arg(dir.path())
         .args(["--partitions", "4", "--subscriber-buffer", "256"])
         .args(extra)
+        // The backends are the flags' alone (the server reads these too, e.g. the `REDIS_URL`
+        // of the idle figure's Redis run).
+        .env_remove("REDIS_URL")
+        .env_remove("KAFKA_BROKERS")
         // Extra server flags to compare settings (e.g. `--workers 16`).
         .args(std::env::var("PUSH_BENCH_SERVER_ARGS").unwrap_or_default().split_whitespace())
         .env("KAPPA_LOG", "warn")
@@ -763,6 +767,13 @@ async fn main() {
                 "idle: {label}: RSS {rss_empty:.0} MiB with no query, {rss:.0} MiB with {count} idle queries ({:.1} KiB each); registered and caught up over 1,000 tweets in {caught_up:.1} s; server CPU over 10 idle s {idle_cpu:.2} s",
                 (rss - rss_empty) * 1024.0 / count as f64
             );
+            // `PUSH_BENCH_IDLE_HOLD=SECONDS` keeps the server up to profile it.
+            if let Some(hold) =
+                std::env::var("PUSH_BENCH_IDLE_HOLD").ok().and_then(|h| h.parse().ok())
+            {
+                println!("idle: holding server pid {} for {hold} s", s.child.id());
+                tokio::time::sleep(Duration::from_secs(hold)).await;
+            }
             if let (Some(url), Some(before)) = (&redis, used_before) {
                 let after = redis_used_memory(url);
                 let keys = redis_cli(url, &["--scan", "--pattern", &format!("{prefix}*")]);
