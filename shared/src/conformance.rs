@@ -18,8 +18,8 @@ use crate::topic::Topic;
 use serde_json::json;
 
 use crate::ports::{
-    Checkpoint, PartitionProgress, PortResult, Progress, QueryRecord, ResultRecord, Segment,
-    StateStore, Subscription,
+    Checkpoint, PartitionProgress, PortResult, Position, Progress, QueryRecord, ResultRecord,
+    Segment, StateStore, Subscription,
 };
 
 /// Poll every future until all are ready, in one task: the futures are in flight together.
@@ -292,6 +292,19 @@ async fn checkpoints(store: &dyn StateStore, prefix: &str) {
         ok("other query", store.checkpoint(&other, &tail).await),
         None,
         "checkpoints of different queries are independent"
+    );
+    // Positions: each segment's offsets in the order asked, None where nothing is committed.
+    let at = |next_offset, head, lost| Some(Position { next_offset, head, lost });
+    assert_eq!(
+        ok("positions", store.positions(&id, &[p1, tail, range]).await),
+        vec![None, at(2000, 5000, 9), at(500, 517, 2)],
+        "positions(): what checkpoint() holds, without the states, in the order asked"
+    );
+    assert_eq!(ok("no positions", store.positions(&id, &[]).await), vec![]);
+    assert_eq!(
+        ok("other positions", store.positions(&other, &[tail]).await),
+        vec![None],
+        "positions(): per query"
     );
 }
 

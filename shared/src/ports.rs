@@ -239,6 +239,24 @@ pub struct Checkpoint {
     pub lost: u64,
 }
 
+/// Where a segment's checkpoint stands, without its state: what is looked at for every query
+/// on every tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// [`Checkpoint::next_offset`].
+    pub next_offset: i64,
+    /// [`Checkpoint::head`].
+    pub head: i64,
+    /// [`Checkpoint::lost`].
+    pub lost: u64,
+}
+
+impl From<&Checkpoint> for Position {
+    fn from(cp: &Checkpoint) -> Self {
+        Position { next_offset: cp.next_offset, head: cp.head, lost: cp.lost }
+    }
+}
+
 /// Progress of one partition, as api.md shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionProgress {
@@ -319,6 +337,16 @@ pub trait StateStore: Send + Sync {
 
     /// The checkpoint of a segment; None before its first commit.
     async fn checkpoint(&self, id: &str, segment: &Segment) -> PortResult<Option<Checkpoint>>;
+    /// Where each of `segments` stands (None before its first commit), in their order, without
+    /// the states. The tick reads this for every registered query: a store that can answer in
+    /// one round trip (Redis) overrides it.
+    async fn positions(&self, id: &str, segments: &[Segment]) -> PortResult<Vec<Option<Position>>> {
+        let mut positions = Vec::with_capacity(segments.len());
+        for segment in segments {
+            positions.push(self.checkpoint(id, segment).await?.as_ref().map(Position::from));
+        }
+        Ok(positions)
+    }
     /// Replace a segment's checkpoint only if its `next_offset` is still `expected` (None: no
     /// checkpoint yet), in one atomic step. False when another invocation got there first.
     async fn compare_and_set_checkpoint(

@@ -125,8 +125,9 @@ async fn join_points(env: &Env<'_>, topic: &Topic) -> Result<Vec<(u32, i64)>, Ac
             continue;
         }
         looked += 1;
-        for segment in other.segments.iter().filter(|s| s.end.is_none()) {
-            let Some(cp) = env.store.checkpoint(&id, segment).await? else { continue };
+        let positions = env.store.positions(&id, &other.segments).await?;
+        for (segment, cp) in other.segments.iter().zip(positions) {
+            let Some(cp) = cp.filter(|_| segment.end.is_none()) else { continue };
             if cp.next_offset >= cp.head {
                 continue;
             }

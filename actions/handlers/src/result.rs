@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use kappa_core::ports::{
-    Checkpoint, PartitionProgress, Progress, QueryRecord, ResultRecord, Segment,
+    Checkpoint, PartitionProgress, Position, Progress, QueryRecord, ResultRecord, Segment,
 };
 use kappa_core::{Message, PartialState, Plan, patch};
 use serde_json::Value;
@@ -63,8 +63,8 @@ pub struct Known<'a> {
 }
 
 /// Where a segment stands: its checkpoint or its start.
-pub(crate) fn target(segment: &Segment, cp: Option<&Checkpoint>) -> i64 {
-    segment.end.unwrap_or_else(|| cp.map_or(segment.start, |c| c.head.max(c.next_offset)))
+pub(crate) fn target(segment: &Segment, at: Option<Position>) -> i64 {
+    segment.end.unwrap_or_else(|| at.map_or(segment.start, |c| c.head.max(c.next_offset)))
 }
 
 /// Where one partition's records are processed up to, as [`Progress`] reports it: the next
@@ -152,7 +152,7 @@ pub async fn merge_segments(
             progress.lost += cp.lost;
         }
         let next = cp.as_ref().map_or(segment.start, |c| c.next_offset);
-        let goal = target(segment, cp.as_ref());
+        let goal = target(segment, cp.as_ref().map(Position::from));
         progress.lag += (goal - next).max(0) as u64;
         // A live segment that never ran has not seen its head yet.
         if next < goal || (segment.end.is_none() && cp.is_none()) {
@@ -164,7 +164,7 @@ pub async fn merge_segments(
         segs.sort_by_key(|(s, _)| s.start);
         let mut head = segs.first().map_or(0, |(s, _)| s.start);
         for (s, cp) in &segs {
-            head = head.max(target(s, cp.as_ref()));
+            head = head.max(target(s, cp.as_ref().map(Position::from)));
         }
         let offset = processed_offset(
             segs.iter().map(|(s, cp)| (*s, cp.as_ref().map_or(s.start, |c| c.next_offset))),

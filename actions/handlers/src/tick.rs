@@ -64,12 +64,14 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
         }
         let mut nexts = Vec::with_capacity(query.segments.len());
         let fired_before = out.fired;
-        for segment in &query.segments {
-            let cp = env.store.checkpoint(&id, segment).await?;
-            let next = cp.as_ref().map_or(segment.start, |c| c.next_offset);
+        // Positions only: the states are not needed to decide, and against Redis this is one
+        // round trip for all the segments.
+        let positions = env.store.positions(&id, &query.segments).await?;
+        for (segment, cp) in query.segments.iter().zip(positions) {
+            let next = cp.map_or(segment.start, |c| c.next_offset);
             nexts.push((*segment, next));
             let goal = match segment.end {
-                Some(_) => target(segment, cp.as_ref()),
+                Some(_) => target(segment, cp),
                 None => {
                     let key = (query.topic.as_str().to_string(), segment.partition);
                     match heads.get(&key) {
@@ -84,7 +86,7 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
             };
             if next < goal || cp.is_none() {
                 let event = ProcessEvent { query: id.clone(), segment: *segment };
-                let caught_up_before = cp.as_ref().is_some_and(|c| c.next_offset >= c.head);
+                let caught_up_before = cp.is_some_and(|c| c.next_offset >= c.head);
                 if segment.end.is_none() && caught_up_before {
                     let topic = query.topic.as_str();
                     match live.iter_mut().find(|(t, _)| t == topic) {

@@ -33,7 +33,7 @@ use async_trait::async_trait;
 use futures_util::{Stream, StreamExt};
 use kappa_core::Message;
 use kappa_core::ports::{
-    Checkpoint, PortError, PortResult, QueryRecord, ResultRecord, Segment, StateStore,
+    Checkpoint, PortError, PortResult, Position, QueryRecord, ResultRecord, Segment, StateStore,
     Subscription, ring_since,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -409,6 +409,37 @@ impl StateStore for RedisStore {
             head: parse_num("checkpoint", "head", head.as_deref())?,
             lost: parse_num("checkpoint", "lost", lost.as_deref())?,
         }))
+    }
+
+    async fn positions(&self, id: &str, segments: &[Segment]) -> PortResult<Vec<Option<Position>>> {
+        // One pipelined round trip for every segment, and the states stay in Redis.
+        if segments.is_empty() {
+            return Ok(Vec::new()); // Redis refuses an empty pipeline
+        }
+        let mut pipe = redis::pipe();
+        for segment in segments {
+            pipe.cmd("HMGET").arg(self.key(id, &format!("cp:{}", segment.key()))).arg(&[
+                "next_offset",
+                "head",
+                "lost",
+            ]);
+        }
+        let replies: Vec<[Option<Vec<u8>>; 3]> =
+            pipe.query_async(&mut self.conn()).await.map_err(|e| redis_error("positions", &e))?;
+        if replies.len() != segments.len() {
+            return Err(corrupt("positions", "a reply per segment"));
+        }
+        replies
+            .into_iter()
+            .map(|[next_offset, head, lost]| {
+                let Some(next_offset) = next_offset else { return Ok(None) };
+                Ok(Some(Position {
+                    next_offset: parse_num("checkpoint", "next_offset", Some(&next_offset))?,
+                    head: parse_num("checkpoint", "head", head.as_deref())?,
+                    lost: parse_num("checkpoint", "lost", lost.as_deref())?,
+                }))
+            })
+            .collect()
     }
 
     async fn compare_and_set_checkpoint(
