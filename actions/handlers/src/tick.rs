@@ -52,9 +52,10 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
         }
         out.queries += 1;
         if topic.is_none() {
-            let refs = env.store.add_refs(&id, 0).await?;
+            // The last touch first: a query touched within the timeout (nearly all of them)
+            // costs no read of its references.
             let last = env.store.last_touch(&id).await?.unwrap_or(query.created_ms);
-            if refs == 0 && now - last > env.config.idle_timeout_ms {
+            if now - last > env.config.idle_timeout_ms && env.store.add_refs(&id, 0).await? == 0 {
                 env.store.remove(&id).await?;
                 env.warm.forget(&id);
                 out.reclaimed += 1;
