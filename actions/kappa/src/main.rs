@@ -135,7 +135,7 @@ struct DevArgs {
     /// Largest query body, bytes.
     #[arg(long, default_value_t = 64 << 10)]
     query_limit: usize,
-    /// Safety-net tick period, ms.
+    /// Safety-net tick period, ms (longer when a tick takes over a tenth of it: many queries).
     #[arg(long, default_value_t = 1000)]
     tick_ms: u64,
     /// Messages buffered per websocket/SSE subscriber before it gets a snapshot instead.
