@@ -43,7 +43,7 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use kappa_core::Message;
 use kappa_core::ports::{
-    Checkpoint, PortError, PortResult, QueryRecord, ResultRecord, Segment, StateStore,
+    Checkpoint, PortError, PortResult, Position, QueryRecord, ResultRecord, Segment, StateStore,
     Subscription, ring_since,
 };
 use redb::{Database, ReadableTable, TableDefinition};
@@ -159,6 +159,21 @@ struct Pending {
     in_file: HashMap<(String, String), (i64, Vec<u8>)>,
     /// Numbers the writes, so the committer forgets only what it wrote.
     count: u64,
+}
+
+/// The position of an encoded [`Checkpoint`], its state borrowed rather than copied (postcard
+/// writes a `Vec<u8>` as a length and the bytes, which `&[u8]` reads in place).
+fn position_of(encoded: &[u8]) -> PortResult<Position> {
+    #[derive(serde::Deserialize)]
+    struct Borrowed<'a> {
+        next_offset: i64,
+        #[serde(borrow)]
+        _state: &'a [u8],
+        head: i64,
+        lost: u64,
+    }
+    let c: Borrowed<'_> = postcard::from_bytes(encoded).map_err(|e| corrupt("checkpoint", e))?;
+    Ok(Position { next_offset: c.next_offset, head: c.head, lost: c.lost })
 }
 
 /// Largest checkpoint kept in memory once it is in the file (a state near its memory budget
@@ -686,6 +701,22 @@ impl StateStore for EmbeddedStore {
         let checkpoint = decode(&raw)?;
         pending.filled(key, checkpoint.next_offset, &raw);
         Ok(Some(checkpoint))
+    }
+
+    async fn positions(&self, id: &str, segments: &[Segment]) -> PortResult<Vec<Option<Position>>> {
+        // Read from the encoded checkpoints in memory without copying their states out (the
+        // tick reads this for every query); a checkpoint only in the file goes the usual way.
+        let mut positions = Vec::with_capacity(segments.len());
+        for segment in segments {
+            let key = (id.to_string(), segment.key());
+            let in_memory =
+                lock_pending(&self.pending).get(&key).map(|(_, encoded)| position_of(encoded));
+            positions.push(match in_memory {
+                Some(position) => Some(position?),
+                None => self.checkpoint(id, segment).await?.as_ref().map(Position::from),
+            });
+        }
+        Ok(positions)
     }
 
     async fn compare_and_set_checkpoint(
