@@ -3,8 +3,10 @@
 //! Run with: `scripts/fetch-tweets.sh && cargo bench -p kappa-core --bench core`
 //! (`KAPPA_BENCH_RECORDS=N` sets the log length, default 300,000; `KAPPA_BENCH_FORMAT=api`
 //! (default), `reserialized` or `both` the records' bytes, see `kappa_tweetgen::RecordFormat`;
-//! `KAPPA_BENCH_ONLY=Q1,Q2` a subset of queries). Prints records/s and MB/s on one core for the
-//! benchmark queries of BENCHMARKS.md, and µs for merge, render and diff.
+//! `KAPPA_BENCH_ONLY=Q1,Q2` a subset of queries, `G` the group figure). Prints records/s and MB/s
+//! on one core for the benchmark queries of BENCHMARKS.md, µs for merge, render and diff, and
+//! what one shared scan and each member's fold cost for 1 and 100 distinct queries of the desk
+//! mix (`kappa_tweetgen::desk_query`) read together.
 
 #![allow(
     clippy::disallowed_methods,
@@ -14,7 +16,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use kappa_core::{Limits, PartialState, Plan, Record, patch};
+use kappa_core::{Limits, PartialState, Plan, Record, ScanGroup, patch};
 use kappa_tweetgen::{GenConfig, RecordFormat, TweetGen};
 use serde_json::{Value, json};
 
@@ -133,6 +135,9 @@ fn main() {
                 q2 = Some(plan);
             }
         }
+        if only.is_empty() || only.split(',').any(|o| o == "G") {
+            group_figures(&log, &limits);
+        }
         if q2_log.is_none() {
             q2_log = Some(log);
         }
@@ -185,4 +190,53 @@ fn main() {
         delta.as_array().map_or(0, Vec::len)
     );
     println!("Q2 state: {} bytes encoded, decode {decode_us:.1} µs", encoded.len());
+}
+
+/// One shared scan and every member's fold over the log in chunks of 1,000 records, as a
+/// process invocation runs a group: ns per record for the scan, ns per record and member for
+/// the folds, by kind of the desk mix.
+fn group_figures(log: &Log, limits: &Limits) {
+    for members in [1usize, 4, 100] {
+        let plans: Vec<Plan> = (0..members)
+            .map(|i| Plan::parse(&kappa_tweetgen::desk_query("tweets", i), limits).expect("valid"))
+            .collect();
+        let refs: Vec<&Plan> = plans.iter().collect();
+        let group = ScanGroup::new(&refs);
+        let mut states: Vec<PartialState> = plans.iter().map(Plan::empty_state).collect();
+        let (mut scan_s, mut fold_s) = (0.0f64, [0.0f64; 4]);
+        let mut spare = Vec::new();
+        for (c, chunk) in log.records.chunks(1_000).enumerate() {
+            let records = chunk.iter().enumerate().map(|(i, (ts, value))| Record {
+                value,
+                timestamp: *ts,
+                offset: (c * 1_000 + i) as i64,
+                partition: 0,
+                key: None,
+            });
+            let t = Instant::now();
+            let scanned = group.scan(records, &mut spare);
+            scan_s += t.elapsed().as_secs_f64();
+            for (m, (plan, state)) in plans.iter().zip(&mut states).enumerate() {
+                let t = Instant::now();
+                group.fold(plan, m, state, &scanned, 0..scanned.len()).expect("within budget");
+                fold_s[m % 4] += t.elapsed().as_secs_f64();
+            }
+            scanned.recycle(&mut spare);
+        }
+        let n = log.records.len() as f64;
+        let per_kind = |k: usize| (0..members).filter(|m| m % 4 == k).count().max(1) as f64;
+        let kinds = ["terms", "date_histogram", "match+terms", "range+stats"];
+        let folds: Vec<String> = kinds
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| *k < members)
+            .map(|(k, name)| format!("{name} {:.0}", fold_s[k] * 1e9 / n / per_kind(k)))
+            .collect();
+        println!(
+            "group of {members} desk queries: scan {:.0} ns/record; fold ns/record per member: {}; all folds {:.0} ns/record",
+            scan_s * 1e9 / n,
+            folds.join(", "),
+            fold_s.iter().sum::<f64>() * 1e9 / n
+        );
+    }
 }

@@ -20,7 +20,9 @@
 //!
 //! `PUSH_BENCH_ONLY=latency|fanout|sharing|stuck|pathological|distinct|latency_distinct|replay|idle` runs one figure; `PUSH_BENCH_SERVER_ARGS="--workers 8"`
 //! passes flags to the server; `PUSH_BENCH_DUMP=FILE` writes min/median/max latency per batch;
-//! `PUSH_BENCH_SERVER_LOG=FILE` keeps the server's stderr.
+//! `PUSH_BENCH_SERVER_LOG=FILE` keeps the server's stderr (`{port}` in it names each server's; `PUSH_BENCH_SERVER_LOG_LEVEL` sets
+//! its `KAPPA_LOG`); `PUSH_BENCH_DISTINCT_ONLY=100` runs only the distinct figure's
+//! configurations whose label contains it.
 #![allow(clippy::disallowed_methods, reason = "a benchmark reads the wall clock and its knobs")]
 
 use std::process::{Child, Command, Stdio};
@@ -69,11 +71,16 @@ fn start_with(port: u16, extra: &[String]) -> Server {
         .env_remove("KAFKA_BROKERS")
         // Extra server flags to compare settings (e.g. `--workers 16`).
         .args(std::env::var("PUSH_BENCH_SERVER_ARGS").unwrap_or_default().split_whitespace())
-        .env("KAPPA_LOG", "warn")
+        // `PUSH_BENCH_SERVER_LOG_LEVEL=kappa=debug` shows each live run's length.
+        .env(
+            "KAPPA_LOG",
+            std::env::var("PUSH_BENCH_SERVER_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(
             std::env::var("PUSH_BENCH_SERVER_LOG")
                 .ok()
+                .map(|f| f.replace("{port}", &port.to_string()))
                 .and_then(|f| std::fs::File::create(f).ok())
                 .map_or(Stdio::null(), Stdio::from),
         )
@@ -155,28 +162,9 @@ async fn create(http: &reqwest::Client, base: &str, body: &Value) -> String {
     r["id"].as_str().unwrap_or_else(|| panic!("no id: {r}")).to_string()
 }
 
-/// Distinct query `i` of a newsroom's mix on tweets: a terms panel, a timeline, a player's
-/// mentions with their hashtags, follower stats above a threshold (`i % 4` picks the kind,
-/// `i / 4` makes each one distinct).
+/// Query `i` of the newsroom's desk mix on the bench topic.
 fn desk_query(i: usize) -> Value {
-    let k = i / 4;
-    let players = kappa_tweetgen::player_names();
-    match i % 4 {
-        0 => {
-            json!({"topic": "bench", "size": 0, "aggs": {"langs": {"terms": {"field": "lang", "size": 1 + k}}}})
-        }
-        1 => {
-            json!({"topic": "bench", "size": 0, "aggs": {"timeline": {"date_histogram": {"field": "@timestamp", "fixed_interval": format!("{}m", 1 + k)}}}})
-        }
-        2 => {
-            json!({"topic": "bench", "size": 0, "query": {"match": {"text": players[k % players.len()]}},
-                    "aggs": {"tags": {"terms": {"field": "entities.hashtags.text", "size": 1 + k / players.len()}}}})
-        }
-        _ => {
-            json!({"topic": "bench", "size": 0, "query": {"range": {"user.followers_count": {"gte": k * 100}}},
-                    "aggs": {"followers": {"stats": {"field": "user.followers_count"}}}})
-        }
-    }
+    kappa_tweetgen::desk_query("bench", i)
 }
 
 /// Wait until every query of `ids` is caught up with `records` processed; returns when the
@@ -487,6 +475,9 @@ async fn main() {
             ("range+stats", vec![desk_query(3)]),
             ("100 distinct", (0..100).map(desk_query).collect::<Vec<_>>()),
         ];
+        let only = std::env::var("PUSH_BENCH_DISTINCT_ONLY").unwrap_or_default();
+        let configurations: Vec<_> =
+            configurations.into_iter().filter(|(label, _)| label.contains(&only)).collect();
         let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); configurations.len()];
         let mut port = 18451u16;
         for _ in 0..rounds {
@@ -516,7 +507,8 @@ async fn main() {
         }
         let median = |v: &[f64]| percentile(&mut v.to_vec(), 0.5);
         let many = median(cpus.last().map_or(&[][..], |v| v));
-        for ((label, _), cpu) in configurations.iter().zip(&cpus).take(configurations.len() - 1) {
+        let ratios = if only.is_empty() { configurations.len() - 1 } else { 0 };
+        for ((label, _), cpu) in configurations.iter().zip(&cpus).take(ratios) {
             println!(
                 "distinct: 100 distinct queries cost {:.2}x the CPU of one {label} query (medians of {rounds}: {many:.2} s vs {:.2} s)",
                 many / median(cpu),
@@ -560,6 +552,7 @@ async fn main() {
                 ingest_docs(&http, &s.base, k * 1000, 1000, &lines).await;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
+            let c0 = cpu_seconds(s.child.id());
             let t = Instant::now();
             let mut ids = Vec::new();
             for q in 0..count {
@@ -568,11 +561,12 @@ async fn main() {
             let secs = all_caught_up(&http, &s.base, &ids, total, Duration::from_secs(900))
                 .await
                 .map_or(f64::NAN, |done| done.duration_since(t).as_secs_f64());
+            let cpu = cpu_seconds(s.child.id()) - c0;
             if count == 1 {
                 alone = secs;
             }
             println!(
-                "replay: {label} over {total} tweets: all caught up in {secs:.2} s ({:.2}x one alone)",
+                "replay: {label} over {total} tweets: all caught up in {secs:.2} s ({:.2}x one alone; server CPU {cpu:.2} s)",
                 secs / alone
             );
         }

@@ -377,9 +377,13 @@ async fn run_group(core: Arc<Core>, key: GroupKey) {
     let ctx = core.context();
     let started = tokio::time::Instant::now();
     let result = process_group(&core.env(), &ctx, &members).await;
+    let took = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
     if matches!(key, GroupKey::Live { .. }) {
-        let took = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
         core.last_live_run_us.store(took, Ordering::Relaxed);
+    }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let records: u64 = result.iter().flatten().flatten().map(|o| o.records).sum();
+        tracing::debug!(?key, members = members.len(), records, took_us = took, "group run");
     }
     let at_head: Vec<(ProcessEvent, bool)> = match &result {
         Ok(outputs) => members

@@ -157,6 +157,32 @@ pub fn top_hashtags() -> &'static [&'static str] {
     vocab::TOP_HASHTAGS
 }
 
+/// Query `i` of a newsroom's desk mix on `topic`, for benchmarks of many distinct queries: a
+/// `terms` panel on `lang`, a `date_histogram` timeline, a player's `match` with a hashtag
+/// `terms`, a `range` + `stats` on followers, in turn; each one distinct from the others of its
+/// kind by its size, interval, player or threshold.
+pub fn desk_query(topic: &str, i: usize) -> serde_json::Value {
+    use serde_json::json;
+    let k = i / 4;
+    let players = player_names();
+    match i % 4 {
+        0 => {
+            json!({"topic": topic, "size": 0, "aggs": {"langs": {"terms": {"field": "lang", "size": 1 + k}}}})
+        }
+        1 => {
+            json!({"topic": topic, "size": 0, "aggs": {"timeline": {"date_histogram": {"field": "@timestamp", "fixed_interval": format!("{}m", 1 + k)}}}})
+        }
+        2 => {
+            json!({"topic": topic, "size": 0, "query": {"match": {"text": players[k % players.len()]}},
+                    "aggs": {"tags": {"terms": {"field": "entities.hashtags.text", "size": 1 + k / players.len()}}}})
+        }
+        _ => {
+            json!({"topic": topic, "size": 0, "query": {"range": {"user.followers_count": {"gte": k * 100}}},
+                    "aggs": {"followers": {"stats": {"field": "user.followers_count"}}}})
+        }
+    }
+}
+
 fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
