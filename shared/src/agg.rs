@@ -28,7 +28,7 @@
 //! random order and grouping) and `merging_the_empty_state_changes_nothing` (identity); the
 //! sketches' own tests bound their error in any split-and-merge tree.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -42,7 +42,7 @@ use crate::request::{Agg, AggKind, DateInterval, FieldRef, Order, TermsFilter, T
 use crate::scan::Scalar;
 use crate::sketch::hll::Cardinality;
 use crate::sketch::tdigest::TDigest;
-use crate::value::{TermKey, double_json, java_double, numeric};
+use crate::value::{TermKey, TermKeyRef, double_json, java_double, numeric};
 
 /// Estimated bytes of a new bucket beyond its key and sub-aggregations.
 const BUCKET_OVERHEAD: usize = 64;
@@ -165,6 +165,10 @@ impl Stats {
     }
 }
 
+/// The buckets of a `terms` aggregation: looked up by a borrowed key ([`TermKeyRef`]), with
+/// std's randomly keyed SipHash (keys are users' data).
+pub(crate) type TermsMap = hashbrown::HashMap<TermKey, Bucket, std::hash::RandomState>;
+
 /// A bucket: its document count and the states of its sub-aggregations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Bucket {
@@ -186,7 +190,7 @@ pub(crate) enum AggState {
     /// `top_hits`.
     TopHits(TopHits),
     /// `terms`: every key seen, so counts stay exact.
-    Terms(HashMap<TermKey, Bucket>),
+    Terms(TermsMap),
     /// `histogram` (by bucket index) and `date_histogram` (by bucket start, epoch ms).
     Histogram(BTreeMap<i64, Bucket>),
     /// `range`, `date_range`, `filters` (the other bucket last): one bucket per entry.
@@ -255,7 +259,7 @@ pub(crate) fn zero(agg: &Agg) -> AggState {
             AggState::Percentiles(Box::new(TDigest::new(*compression)))
         }
         AggKind::TopHits { .. } => AggState::TopHits(TopHits::default()),
-        AggKind::Terms { .. } => AggState::Terms(HashMap::new()),
+        AggKind::Terms { .. } => AggState::Terms(TermsMap::default()),
         AggKind::Histogram { .. } | AggKind::DateHistogram { .. } => {
             AggState::Histogram(BTreeMap::new())
         }
@@ -394,26 +398,39 @@ pub(crate) fn fold(
             ctx.grow(delta)?;
         }
         (AggKind::Terms { field, missing, include, exclude, .. }, AggState::Terms(map)) => {
-            let mut keys: Vec<TermKey> =
-                doc.values(field).iter().filter_map(TermKey::from_scalar).collect();
-            if keys.is_empty()
-                && let Some(k) = missing.as_ref().and_then(TermKey::from_term)
-            {
-                keys.push(k);
+            let values = doc.values(field);
+            let missing = missing.as_ref().and_then(TermKey::from_term);
+            // One value (most fields of most records): no list to build.
+            let single = match values {
+                [one] => TermKeyRef::from_scalar(one),
+                _ => None,
+            };
+            let mut keys: Vec<TermKeyRef<'_>> = Vec::new();
+            if single.is_none() {
+                keys.extend(values.iter().filter_map(TermKeyRef::from_scalar));
+                if keys.is_empty()
+                    && let Some(k) = &missing
+                {
+                    keys.push(k.as_key_ref());
+                }
+                if keys.len() > 1 {
+                    keys.sort_unstable();
+                    keys.dedup();
+                }
             }
-            if keys.len() > 1 {
-                keys.sort_unstable();
-                keys.dedup();
-            }
-            for key in keys {
-                if !passes(include, &key, true) || passes(exclude, &key, false) {
-                    continue;
+            for key in single.into_iter().chain(keys) {
+                if include.is_some() || exclude.is_some() {
+                    let owned = key.to_owned_key();
+                    if !passes(include, &owned, true) || passes(exclude, &owned, false) {
+                        continue;
+                    }
                 }
                 let bucket = match map.get_mut(&key) {
                     Some(b) => b,
                     None => {
-                        ctx.grow((bucket_bytes(&agg.subs) + key.heap_bytes()) as isize)?;
-                        map.entry(key).or_insert_with(|| empty_bucket(&agg.subs))
+                        let owned = key.to_owned_key();
+                        ctx.grow((bucket_bytes(&agg.subs) + owned.heap_bytes()) as isize)?;
+                        map.entry(owned).or_insert_with(|| empty_bucket(&agg.subs))
                     }
                 };
                 bucket.fold(&agg.subs, doc, ctx)?;

@@ -134,18 +134,16 @@ impl ScanGroup {
             // A candidate of any member was extracted (`docs[i]` is `Some`).
             let (candidate, ext) = match &scanned.docs[i] {
                 _ if self.filtered => (
-                    scanned.candidates[i * scanned.words + member / 64] & (1 << (member % 64))
-                        != 0,
+                    scanned.candidates[i * scanned.words + member / 64] & (1 << (member % 64)) != 0,
                     scanned.docs[i].as_ref().and_then(|d| d.as_ref().ok()),
                 ),
                 Some(Ok(ext)) => (true, Some(ext)),
                 // Not valid JSON. Alone, a member with a pre-filter neither reads nor counts
                 // as skipped a record its pre-filter rules out: so here too (rare records, so
                 // its pre-filter runs on these alone).
-                Some(Err(())) | None => (
-                    plan.prefilter().is_none_or(|p| p.may_match(scanned.records[i].value)),
-                    None,
-                ),
+                Some(Err(())) | None => {
+                    (plan.prefilter().is_none_or(|p| p.may_match(scanned.records[i].value)), None)
+                }
             };
             plan.fold_shared(state, &scanned.records[i], candidate, ext, map, &mut scratch)?;
         }

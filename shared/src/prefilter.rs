@@ -124,11 +124,6 @@ impl PrefilterSet {
         }
     }
 
-    /// Whether any member has a pre-filter (else every member is always a candidate).
-    pub(crate) fn filters_any(&self) -> bool {
-        self.members.iter().any(Option::is_some)
-    }
-
     /// One pass over `bytes`: the literals, escaped bytes and spellings present.
     pub(crate) fn find(&self, bytes: &[u8], found: &mut Found) {
         found.literals.clear();

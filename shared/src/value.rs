@@ -180,7 +180,7 @@ impl SortValue {
 }
 
 /// A `terms` bucket key; keeps the JSON type of the document value.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum TermKey {
     /// Boolean key: rendered as 1/0 with `key_as_string` "true"/"false".
     Bool(bool),
@@ -192,7 +192,87 @@ pub enum TermKey {
     Str(String),
 }
 
+/// A [`TermKey`] borrowed from a document value: a `terms` fold looks its bucket up with
+/// this, and allocates an owned key only for a bucket it creates (once per distinct key,
+/// where the fold runs once per record and query).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TermKeyRef<'a> {
+    Bool(bool),
+    Int(i64),
+    Float(u64),
+    Str(&'a str),
+}
+
+impl<'a> TermKeyRef<'a> {
+    /// The key of a document value, as [`TermKey::from_scalar`].
+    pub(crate) fn from_scalar(v: &'a Scalar<'_>) -> Option<TermKeyRef<'a>> {
+        match v {
+            Scalar::Bool(b) => Some(TermKeyRef::Bool(*b)),
+            Scalar::Int(i) => Some(TermKeyRef::Int(*i)),
+            Scalar::Float(f) => match TermKey::from_f64(*f)? {
+                TermKey::Int(i) => Some(TermKeyRef::Int(i)),
+                other => other.as_number_ref(),
+            },
+            Scalar::Str(s) => Some(TermKeyRef::Str(s)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn to_owned_key(self) -> TermKey {
+        match self {
+            TermKeyRef::Bool(b) => TermKey::Bool(b),
+            TermKeyRef::Int(i) => TermKey::Int(i),
+            TermKeyRef::Float(bits) => TermKey::Float(bits),
+            TermKeyRef::Str(s) => TermKey::Str(s.to_string()),
+        }
+    }
+}
+
+// One hash for a key and its borrowed form, so either finds the bucket.
+impl std::hash::Hash for TermKeyRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        match self {
+            TermKeyRef::Bool(b) => (0u8, b).hash(state),
+            TermKeyRef::Int(i) => (1u8, i).hash(state),
+            TermKeyRef::Float(bits) => (2u8, bits).hash(state),
+            TermKeyRef::Str(s) => (3u8, s).hash(state),
+        }
+    }
+}
+
+impl std::hash::Hash for TermKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_key_ref().hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<TermKey> for TermKeyRef<'_> {
+    fn equivalent(&self, key: &TermKey) -> bool {
+        *self == key.as_key_ref()
+    }
+}
+
 impl TermKey {
+    /// This key borrowed.
+    pub(crate) fn as_key_ref(&self) -> TermKeyRef<'_> {
+        match self {
+            TermKey::Bool(b) => TermKeyRef::Bool(*b),
+            TermKey::Int(i) => TermKeyRef::Int(*i),
+            TermKey::Float(bits) => TermKeyRef::Float(*bits),
+            TermKey::Str(s) => TermKeyRef::Str(s),
+        }
+    }
+
+    /// A numeric or boolean key borrowed (it borrows nothing); `None` for a string.
+    fn as_number_ref(&self) -> Option<TermKeyRef<'static>> {
+        match self {
+            TermKey::Bool(b) => Some(TermKeyRef::Bool(*b)),
+            TermKey::Int(i) => Some(TermKeyRef::Int(*i)),
+            TermKey::Float(bits) => Some(TermKeyRef::Float(*bits)),
+            TermKey::Str(_) => None,
+        }
+    }
+
     /// The key of a document value; None for null and objects.
     pub fn from_scalar(v: &Scalar<'_>) -> Option<TermKey> {
         match v {
@@ -273,6 +353,36 @@ impl TermKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bucket is found by the borrowed form of its key, whatever the key's type, and not
+    /// by another type's key with the same bits or text.
+    #[test]
+    fn a_borrowed_term_key_finds_its_bucket() {
+        let scalars = [
+            Scalar::Bool(true),
+            Scalar::Int(1),
+            Scalar::Float(1.0),
+            Scalar::Float(1.5),
+            Scalar::Str(std::borrow::Cow::Borrowed("1")),
+            Scalar::Str(std::borrow::Cow::Borrowed("true")),
+        ];
+        let mut map: hashbrown::HashMap<TermKey, usize, std::hash::RandomState> =
+            Default::default();
+        for (i, v) in scalars.iter().enumerate() {
+            let owned = TermKey::from_scalar(v).expect("a key");
+            let borrowed = TermKeyRef::from_scalar(v).expect("a key");
+            assert_eq!(borrowed.to_owned_key(), owned);
+            map.entry(owned).or_insert(i);
+        }
+        // `1` and `1.0` are one key, as Elasticsearch's terms of a numeric field.
+        assert_eq!(map.len(), scalars.len() - 1);
+        for v in &scalars {
+            let owned = TermKey::from_scalar(v).expect("a key");
+            let key = TermKeyRef::from_scalar(v).expect("a key");
+            assert_eq!(map.get(&key), map.get(&owned), "{v:?}");
+        }
+        assert_eq!(map.get(&TermKeyRef::Str("2")), None);
+    }
 
     #[test]
     fn java_double_matches_elasticsearch_range_keys() {
