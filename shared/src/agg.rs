@@ -464,24 +464,34 @@ pub(crate) fn fold(
                     ));
                 }
             }
-            fold_indexed(agg, map, idx, doc, ctx)?;
+            fold_indexed(agg, map, &mut idx, doc, ctx)?;
         }
         (
             AggKind::DateHistogram { field, interval, offset, time_zone, format, .. },
             AggState::Histogram(map),
         ) => {
-            let starts: Vec<i64> = doc
-                .values(field)
-                .iter()
-                .filter_map(|v| date_millis(v, format.as_ref()))
-                .map(|ms| match interval {
-                    DateInterval::Calendar(unit) => {
-                        date::calendar_floor(ms - offset, *unit, time_zone) + offset
+            let start = |ms: i64| match interval {
+                DateInterval::Calendar(unit) => {
+                    date::calendar_floor(ms - offset, *unit, time_zone) + offset
+                }
+                DateInterval::Fixed(iv) => date::fixed_floor(ms, *iv, *offset, time_zone),
+            };
+            match doc.values(field) {
+                // One value (a record's time): no list to build.
+                [one] => {
+                    if let Some(ms) = date_millis(one, format.as_ref()) {
+                        fold_indexed(agg, map, &mut [start(ms)], doc, ctx)?;
                     }
-                    DateInterval::Fixed(iv) => date::fixed_floor(ms, *iv, *offset, time_zone),
-                })
-                .collect();
-            fold_indexed(agg, map, starts, doc, ctx)?;
+                }
+                values => {
+                    let mut starts: Vec<i64> = values
+                        .iter()
+                        .filter_map(|v| date_millis(v, format.as_ref()))
+                        .map(start)
+                        .collect();
+                    fold_indexed(agg, map, &mut starts, doc, ctx)?;
+                }
+            }
         }
         (AggKind::Range { field, ranges, .. }, AggState::Buckets(buckets)) => {
             let xs: Vec<f64> = doc.values(field).iter().filter_map(numeric).collect();
@@ -541,13 +551,15 @@ pub(crate) fn fold(
 fn fold_indexed(
     agg: &Agg,
     map: &mut BTreeMap<i64, Bucket>,
-    mut keys: Vec<i64>,
+    keys: &mut [i64],
     doc: &Doc<'_, '_>,
     ctx: &mut FoldCtx,
 ) -> Result<(), QueryError> {
     keys.sort_unstable();
-    keys.dedup();
-    for k in keys {
+    for (i, &k) in keys.iter().enumerate() {
+        if i > 0 && keys[i - 1] == k {
+            continue;
+        }
         let bucket = match map.get_mut(&k) {
             Some(b) => b,
             None => {
