@@ -196,7 +196,7 @@ fn main() {
 /// process invocation runs a group: ns per record for the scan, ns per record and member for
 /// the folds, by kind of the desk mix.
 fn group_figures(log: &Log, limits: &Limits) {
-    for members in [1usize, 4, 100] {
+    for members in [1usize, 4, 100, 1000] {
         let plans: Vec<Plan> = (0..members)
             .map(|i| Plan::parse(&kappa_tweetgen::desk_query("tweets", i), limits).expect("valid"))
             .collect();
