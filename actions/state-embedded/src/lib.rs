@@ -18,9 +18,9 @@
 //!   Reads run on the caller's thread. No runtime is needed (tokio, `pollster` or anything).
 //! - **Decoded copies** of query records and of each query's latest result and messages
 //!   (`Latest`), kept exact by the committer, so the hot reads decode no JSON.
-//! - **Live notifications in-process.** `kappa dev` has no Redis pub/sub, so
-//!   [`EmbeddedStore::events`] hands out a [`tokio::sync::broadcast`] receiver fed by every
-//!   successful `compare_and_set_result` right after its commit (only tokio's `sync` feature).
+//! - **No notifications.** The store wakes nobody: `kappa dev`'s scheduler wakes the
+//!   subscribers of the queries a run committed (ARCHITECTURE.md §7), as the push action does
+//!   in a deployment.
 //! - **Layout.** Tables keyed by query id: `queries` (JSON record), `touch` and `refs`
 //!   (integers), `checkpoints` keyed by `(id, segment.key())` (postcard: the binary state is
 //!   stored as raw bytes), `results` (`(revision, version, JSON record)`, so the CAS compares
@@ -47,7 +47,7 @@ use kappa_core::ports::{
     Subscription, ring_since,
 };
 use redb::{Database, ReadableTable, TableDefinition};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 
 const BACKEND: &str = "embedded-state";
 
@@ -60,9 +60,6 @@ const RESULTS: TableDefinition<'static, &str, (u64, u64, &[u8])> = TableDefiniti
 const RING: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("ring");
 const RING_BOUNDS: TableDefinition<'static, &str, (u64, u64)> = TableDefinition::new("ring_bounds");
 const SUBSCRIPTIONS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("subscriptions");
-
-/// Messages buffered per events receiver before a slow one starts lagging.
-const EVENTS_CAPACITY: usize = 1024;
 
 /// Most writes committed by one transaction.
 const MAX_BATCH: usize = 256;
@@ -252,7 +249,6 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, raw: &[u8]) -> PortResu
 pub struct EmbeddedStore {
     db: Arc<Database>,
     ring: usize,
-    events: broadcast::Sender<(String, Message)>,
     latest: Arc<Latest>,
     pending: SharedPending,
     /// To the committer thread; `None` only while dropping.
@@ -448,7 +444,6 @@ impl EmbeddedStore {
             tx.open_table(SUBSCRIPTIONS).map_err(|e| db_error("open", e))?;
         }
         tx.commit().map_err(|e| db_error("open", e))?;
-        let (events, _) = broadcast::channel(EVENTS_CAPACITY);
         let db = Arc::new(db);
         let (requests, queue) = mpsc::channel();
         let pending = SharedPending::default();
@@ -464,7 +459,6 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             db,
             ring,
-            events,
             latest: Arc::new(Latest { inner: Mutex::default(), keep: ring.min(CACHED_MESSAGES) }),
             pending,
             requests: Some(requests),
@@ -475,16 +469,6 @@ impl EmbeddedStore {
     /// The number of messages kept per query.
     pub fn ring(&self) -> usize {
         self.ring
-    }
-
-    /// A receiver of `(query id, message)` for every successful `compare_and_set_result` from
-    /// now on, in commit order.
-    ///
-    /// Subscribe first, then catch up with [`StateStore::messages_since`] and drop messages
-    /// already seen by version: that order leaves no gap. A receiver that falls more than 1024
-    /// messages behind gets `RecvError::Lagged` and should catch up the same way.
-    pub fn events(&self) -> broadcast::Receiver<(String, Message)> {
-        self.events.subscribe()
     }
 
     /// Run `f` in a durable write transaction (shared with the writes waiting at the same
@@ -814,14 +798,9 @@ impl StateStore for EmbeddedStore {
             // `on_commit` runs right after the commit, so in commit order.
             Ok((Box::new(true), true))
         });
-        let (latest, events) = (self.latest.clone(), self.events.clone());
+        let latest = self.latest.clone();
         let (id, new, message) = (id.to_string(), new.clone(), message.clone());
-        let on_commit: OnCommit = Box::new(move || {
-            if events.receiver_count() > 0 {
-                let _ = events.send((id.clone(), message.clone()));
-            }
-            latest.committed(&id, new, Arc::new(message));
-        });
+        let on_commit: OnCommit = Box::new(move || latest.committed(&id, new, Arc::new(message)));
         self.submit(what, op, Some(on_commit)).await
     }
 

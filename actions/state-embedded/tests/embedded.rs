@@ -86,25 +86,6 @@ fn reopen_after_drop_keeps_everything() {
     std::fs::remove_file(path).unwrap();
 }
 
-#[test]
-fn events_follow_successful_result_cas_only() {
-    let path = scratch("events");
-    let s = EmbeddedStore::open(&path, 4).unwrap();
-    let mut rx = s.events();
-    pollster::block_on(async {
-        let m1 = delta(1, 0);
-        assert!(s.compare_and_set_result("q_a", 0, &result(1), &m1).await.unwrap());
-        assert!(!s.compare_and_set_result("q_a", 0, &result(1), &progress(1, 1)).await.unwrap());
-        let m2 = progress(1, 0);
-        assert!(s.compare_and_set_result("q_b", 0, &result(1), &m2).await.unwrap());
-        assert_eq!(rx.try_recv().unwrap(), ("q_a".to_string(), m1));
-        assert_eq!(rx.try_recv().unwrap(), ("q_b".to_string(), m2));
-        assert!(rx.try_recv().is_err(), "a failed CAS sends nothing");
-    });
-    drop(s);
-    std::fs::remove_file(path).unwrap();
-}
-
 /// The decoded copies the store serves reads from stay exact: across a removal and a new
 /// registration of the same id, with a ring longer than the copy, and after a reopen.
 #[test]

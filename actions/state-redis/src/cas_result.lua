@@ -8,5 +8,4 @@ if n > 0 then
 else
   redis.call('DEL', KEYS[2])
 end
-redis.call('PUBLISH', ARGV[7], ARGV[5])
 return 1

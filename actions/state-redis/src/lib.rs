@@ -5,8 +5,9 @@
 //!   subscriber's view on the result CAS; each is one Lua script (`EVALSHA` through
 //!   [`redis::Script`], reloaded transparently after a restart flushed the script cache), so the
 //!   read-compare-write cannot interleave with another invocation's. The result script also
-//!   appends the change's message to the bounded ring (`RPUSH` + `LTRIM`) and `PUBLISH`es it, so
-//!   a result is never visible without its message, nor a message without its result.
+//!   appends the change's message to the bounded ring (`RPUSH` + `LTRIM`), so a result is never
+//!   visible without its message, nor a message without its result. Subscribers are woken by
+//!   the push action through the gateway (ARCHITECTURE.md §7), not by the store.
 //! - **One hash tag per query.** Every key of a query is `{prefix}:{<id>}:…`, so they share a
 //!   Redis Cluster slot and the scripts may touch them together. Only the registry set
 //!   `{prefix}:queries` lives elsewhere; `register` always re-adds to it, so a crash between the
@@ -23,8 +24,7 @@
 //! Keys of query `<id>` (prefix `kappa` by default): `:query` (JSON record), `:cp:<segment>`
 //! (checkpoint hash), `:cps` (set of the query's checkpoint keys, so `remove` finds them),
 //! `:result` (hash: `revision`, `version`, `record` JSON), `:ring` (list of JSON messages),
-//! `:subs` (list of JSON subscriptions), `:meta` (hash: `touch`, `refs`); events are published
-//! on channel `{prefix}:{<id>}:events`.
+//! `:subs` (list of JSON subscriptions), `:meta` (hash: `touch`, `refs`).
 //!
 //! Test with: `scripts/redis.sh start && REDIS_URL=redis://127.0.0.1:16379 cargo test -p
 //! kappa-state-redis` (without `REDIS_URL` the integration tests print "skipped").
@@ -246,29 +246,6 @@ impl RedisStore {
 
     fn registry_key(&self) -> String {
         format!("{}:queries", self.prefix)
-    }
-
-    /// The pub/sub channel on which every successful `compare_and_set_result` publishes its
-    /// message: `{prefix}:{<id>}:events`.
-    pub fn events_channel(&self, id: &str) -> String {
-        self.key(id, "events")
-    }
-
-    /// A stream of the messages published for query `id` from now on (the push gateway's
-    /// live feed), on a dedicated pub/sub connection.
-    ///
-    /// Subscribe first, then catch up with [`StateStore::messages_since`], and drop messages
-    /// already seen by version: that order leaves no gap. Payloads that are not messages are
-    /// skipped. The stream ends when the connection is lost (a Redis restart); subscribe again
-    /// and catch up the same way.
-    pub async fn subscribe_events(
-        &self,
-        id: &str,
-    ) -> PortResult<impl Stream<Item = Message> + Send + 'static + use<>> {
-        Ok(self
-            .subscribe_channel(&self.events_channel(id))
-            .await?
-            .filter_map(|payload| std::future::ready(serde_json::from_slice(&payload).ok())))
     }
 
     /// The payloads published on `channel` from now on, on a dedicated pub/sub connection.
@@ -495,7 +472,6 @@ impl StateStore for RedisStore {
             .arg(record)
             .arg(message)
             .arg(self.ring.to_string())
-            .arg(self.events_channel(id))
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| redis_error("compare_and_set_result", &e))?;

@@ -184,31 +184,6 @@ async fn key_layout_and_raw_binary_state() {
     cleanup(&url, &p).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_are_published_on_result_cas() {
-    let Some(url) = redis_url() else { return };
-    let s = store(&url, "events", 8).await;
-    let mut events = s.subscribe_events("q_ev").await.unwrap();
-    let mut other = s.subscribe_events("q_other").await.unwrap();
-    let m1 = delta(1, 0);
-    assert!(s.compare_and_set_result("q_ev", 0, &result(1), &m1).await.unwrap());
-    assert!(!s.compare_and_set_result("q_ev", 0, &result(1), &progress(1, 99)).await.unwrap());
-    let m2 = progress(2, 0);
-    assert!(s.compare_and_set_result("q_ev", 1, &result(2), &m2).await.unwrap());
-    let wait = Duration::from_secs(5);
-    assert_eq!(tokio::time::timeout(wait, events.next()).await.unwrap(), Some(m1));
-    assert_eq!(
-        tokio::time::timeout(wait, events.next()).await.unwrap(),
-        Some(m2),
-        "a failed CAS publishes nothing"
-    );
-    assert!(
-        tokio::time::timeout(Duration::from_millis(200), other.next()).await.is_err(),
-        "another query's channel stays quiet"
-    );
-    cleanup(&url, s.key_prefix()).await;
-}
-
 #[tokio::test]
 async fn errors_are_typed_and_never_show_the_password() {
     // Needs no server: nothing listens on port 1.

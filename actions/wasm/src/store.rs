@@ -361,7 +361,6 @@ impl<C: RedisCall> StateStore for ScriptStore<C> {
                     json("result record", new)?,
                     json("message", message)?,
                     self.ring.to_string().into(),
-                    self.key(id, "events").into(),
                 ],
             )
             .await?;
