@@ -5,7 +5,7 @@ mod common;
 
 use common::scratch;
 use kappa_core::Topic;
-use kappa_core::conformance::{delta, progress, state_store_conformance};
+use kappa_core::conformance::{delta, state_store_conformance};
 use kappa_core::ports::{
     Checkpoint, Progress, QueryRecord, ResultRecord, Segment, StateStore, Subscription,
 };

@@ -1,12 +1,10 @@
 //! The Redis store against a real Redis at `REDIS_URL`: the conformance suite, atomicity of
-//! both compare-and-sets under 20 concurrent tasks, the key layout, pub/sub events and errors.
+//! both compare-and-sets under 20 concurrent tasks, the key layout and errors.
 
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures_util::StreamExt;
 use kappa_core::Message;
 use kappa_core::conformance::{delta, progress, state_store_conformance};
 use kappa_core::ports::{Checkpoint, Progress, ResultRecord, Segment, StateStore};
