@@ -296,7 +296,9 @@ pub async fn append_records(
             json!({"first_offset": first, "last_offset": first + batch.len() as i64 - 1}),
         );
     }
-    let _ = server.wake.send(topic.to_string());
+    if let Some(wake) = &server.wake {
+        let _ = wake.send(topic.to_string());
+    }
     Ok(json!({"topic": topic, "count": count, "partitions": written}))
 }
 

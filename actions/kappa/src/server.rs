@@ -54,8 +54,9 @@ pub struct Server {
     pub views: Views,
     /// Websocket and SSE subscribers.
     pub streams: Arc<Streams>,
-    /// Wakes the queries of a topic after an ingest.
-    pub(crate) wake: mpsc::UnboundedSender<String>,
+    /// Wakes the queries of a topic after an ingest, when the log does not announce its
+    /// appends itself (the embedded log does: one wake-up per append, not two).
+    pub(crate) wake: Option<mpsc::UnboundedSender<String>>,
     /// Next partition for keyless records.
     pub(crate) round_robin: AtomicU64,
     /// Queries per API key.
@@ -93,6 +94,7 @@ fn assemble(
     let (core, jobs) = Core::new(log, store, http, config.action.clone());
     let core = Arc::new(core);
     let (wake_tx, wake_rx) = mpsc::unbounded_channel();
+    let ingest_wakes = appends.is_none().then(|| wake_tx.clone());
     scheduler::run(
         core.clone(),
         jobs,
@@ -112,7 +114,7 @@ fn assemble(
         core,
         config: ServerConfig::from_dev(config),
         views,
-        wake: wake_tx,
+        wake: ingest_wakes,
         round_robin: AtomicU64::new(0),
         queries: QueryQuota::new(config.max_queries_per_key),
         topic_creation: tokio::sync::Mutex::new(()),
