@@ -5,8 +5,8 @@
 //! (default), `reserialized` or `both` the records' bytes, see `kappa_tweetgen::RecordFormat`;
 //! `KAPPA_BENCH_ONLY=Q1,Q2` a subset of queries, `G` the group figure). Prints records/s and MB/s
 //! on one core for the benchmark queries of BENCHMARKS.md, µs for merge, render and diff, and
-//! what one shared scan and each member's fold cost for 1 and 100 distinct queries of the desk
-//! mix (`kappa_tweetgen::desk_query`) read together.
+//! what one shared scan and each member's fold cost for 1, 4, 100 and 1,000 distinct queries of
+//! the desk mix (`kappa_tweetgen::desk_query`) read together.
 
 #![allow(
     clippy::disallowed_methods,

@@ -341,13 +341,11 @@ fn str_hash(v: &Scalar<'_>) -> Option<u64> {
     }
 }
 
-fn passes(filter: &Option<TermsFilter>, key: &TermKey, default: bool) -> bool {
+fn passes(filter: &Option<TermsFilter>, key: TermKeyRef<'_>, default: bool) -> bool {
     match filter {
         None => default,
         Some(TermsFilter::Regex(_, re)) => re.is_match(&key.as_text()),
-        Some(TermsFilter::Values(vs)) => {
-            vs.iter().any(|v| TermKey::from_term(v).as_ref() == Some(key))
-        }
+        Some(TermsFilter::Values(vs)) => vs.iter().any(|v| TermKeyRef::from_term(v) == Some(key)),
     }
 }
 
@@ -399,7 +397,6 @@ pub(crate) fn fold(
         }
         (AggKind::Terms { field, missing, include, exclude, .. }, AggState::Terms(map)) => {
             let values = doc.values(field);
-            let missing = missing.as_ref().and_then(TermKey::from_term);
             // One value (most fields of most records): no list to build.
             let single = match values {
                 [one] => TermKeyRef::from_scalar(one),
@@ -409,9 +406,9 @@ pub(crate) fn fold(
             if single.is_none() {
                 keys.extend(values.iter().filter_map(TermKeyRef::from_scalar));
                 if keys.is_empty()
-                    && let Some(k) = &missing
+                    && let Some(k) = missing.as_ref().and_then(TermKeyRef::from_term)
                 {
-                    keys.push(k.as_key_ref());
+                    keys.push(k);
                 }
                 if keys.len() > 1 {
                     keys.sort_unstable();
@@ -419,11 +416,8 @@ pub(crate) fn fold(
                 }
             }
             for key in single.into_iter().chain(keys) {
-                if include.is_some() || exclude.is_some() {
-                    let owned = key.to_owned_key();
-                    if !passes(include, &owned, true) || passes(exclude, &owned, false) {
-                        continue;
-                    }
+                if !passes(include, key, true) || passes(exclude, key, false) {
+                    continue;
                 }
                 let bucket = match map.get_mut(&key) {
                     Some(b) => b,
@@ -762,7 +756,10 @@ pub(crate) fn render(
                 Some((_, seen)) if *min_doc_count == 0 && !ctx.in_empty_bucket => seen
                     .iter()
                     .filter(|k| !map.contains_key(*k))
-                    .filter(|k| passes(include, k, true) && !passes(exclude, k, false))
+                    .filter(|k| {
+                        passes(include, k.as_key_ref(), true)
+                            && !passes(exclude, k.as_key_ref(), false)
+                    })
                     .map(|k| (k.clone(), empty_bucket(&agg.subs)))
                     .collect(),
                 _ => Vec::new(),

@@ -131,19 +131,17 @@ impl ScanGroup {
         let map = &self.slot_maps[member];
         let mut scratch = Extracted::default();
         for i in range {
-            // A candidate of any member was extracted (`docs[i]` is `Some`).
-            let (candidate, ext) = match &scanned.docs[i] {
-                _ if self.filtered => (
-                    scanned.candidates[i * scanned.words + member / 64] & (1 << (member % 64)) != 0,
-                    scanned.docs[i].as_ref().and_then(|d| d.as_ref().ok()),
-                ),
-                Some(Ok(ext)) => (true, Some(ext)),
-                // Not valid JSON. Alone, a member with a pre-filter neither reads nor counts
-                // as skipped a record its pre-filter rules out: so here too (rare records, so
-                // its pre-filter runs on these alone).
-                Some(Err(())) | None => {
-                    (plan.prefilter().is_none_or(|p| p.may_match(scanned.records[i].value)), None)
-                }
+            let doc = scanned.docs[i].as_ref();
+            let ext = doc.and_then(|d| d.as_ref().ok());
+            let candidate = if self.filtered {
+                // A candidate of any member was extracted (`docs[i]` is `Some`).
+                scanned.candidates[i * scanned.words + member / 64] & (1 << (member % 64)) != 0
+            } else {
+                // Every record was extracted. Not valid JSON: alone, a member with a
+                // pre-filter neither reads nor counts as skipped a record its pre-filter rules
+                // out, so here too (rare records: its pre-filter runs on these alone).
+                ext.is_some()
+                    || plan.prefilter().is_none_or(|p| p.may_match(scanned.records[i].value))
             };
             plan.fold_shared(state, &scanned.records[i], candidate, ext, map, &mut scratch)?;
         }

@@ -204,17 +204,44 @@ pub(crate) enum TermKeyRef<'a> {
 }
 
 impl<'a> TermKeyRef<'a> {
-    /// The key of a document value, as [`TermKey::from_scalar`].
+    /// The key of a document value; None for null and objects.
     pub(crate) fn from_scalar(v: &'a Scalar<'_>) -> Option<TermKeyRef<'a>> {
         match v {
             Scalar::Bool(b) => Some(TermKeyRef::Bool(*b)),
             Scalar::Int(i) => Some(TermKeyRef::Int(*i)),
-            Scalar::Float(f) => match TermKey::from_f64(*f)? {
-                TermKey::Int(i) => Some(TermKeyRef::Int(i)),
-                other => other.as_number_ref(),
-            },
+            Scalar::Float(f) => TermKeyRef::from_f64(*f),
             Scalar::Str(s) => Some(TermKeyRef::Str(s)),
             _ => None,
+        }
+    }
+
+    /// Integral floats are the same key as the integer.
+    pub(crate) fn from_f64(f: f64) -> Option<TermKeyRef<'static>> {
+        if !f.is_finite() {
+            None
+        } else if f.fract() == 0.0 && f.abs() < 9.2e18 {
+            Some(TermKeyRef::Int(f as i64))
+        } else {
+            Some(TermKeyRef::Float((f + 0.0).to_bits()))
+        }
+    }
+
+    /// From a query value (`missing`, `include`, `exclude`).
+    pub(crate) fn from_term(v: &'a TermValue) -> Option<TermKeyRef<'a>> {
+        match v {
+            TermValue::Str(s) => Some(TermKeyRef::Str(s)),
+            TermValue::Num(n) => TermKeyRef::from_f64(*n),
+            TermValue::Bool(b) => Some(TermKeyRef::Bool(*b)),
+        }
+    }
+
+    /// The text used by `include`/`exclude` regexes and `key_as_string`.
+    pub(crate) fn as_text(self) -> std::borrow::Cow<'a, str> {
+        match self {
+            TermKeyRef::Bool(b) => b.to_string().into(),
+            TermKeyRef::Int(i) => i.to_string().into(),
+            TermKeyRef::Float(bits) => f64::from_bits(bits).to_string().into(),
+            TermKeyRef::Str(s) => s.into(),
         }
     }
 
@@ -263,45 +290,19 @@ impl TermKey {
         }
     }
 
-    /// A numeric or boolean key borrowed (it borrows nothing); `None` for a string.
-    fn as_number_ref(&self) -> Option<TermKeyRef<'static>> {
-        match self {
-            TermKey::Bool(b) => Some(TermKeyRef::Bool(*b)),
-            TermKey::Int(i) => Some(TermKeyRef::Int(*i)),
-            TermKey::Float(bits) => Some(TermKeyRef::Float(*bits)),
-            TermKey::Str(_) => None,
-        }
-    }
-
     /// The key of a document value; None for null and objects.
     pub fn from_scalar(v: &Scalar<'_>) -> Option<TermKey> {
-        match v {
-            Scalar::Bool(b) => Some(TermKey::Bool(*b)),
-            Scalar::Int(i) => Some(TermKey::Int(*i)),
-            Scalar::Float(f) => TermKey::from_f64(*f),
-            Scalar::Str(s) => Some(TermKey::Str(s.to_string())),
-            _ => None,
-        }
+        TermKeyRef::from_scalar(v).map(TermKeyRef::to_owned_key)
     }
 
     /// Integral floats are the same key as the integer.
     pub fn from_f64(f: f64) -> Option<TermKey> {
-        if !f.is_finite() {
-            None
-        } else if f.fract() == 0.0 && f.abs() < 9.2e18 {
-            Some(TermKey::Int(f as i64))
-        } else {
-            Some(TermKey::Float((f + 0.0).to_bits()))
-        }
+        TermKeyRef::from_f64(f).map(TermKeyRef::to_owned_key)
     }
 
     /// From a query value (`missing`, `include`).
     pub fn from_term(v: &TermValue) -> Option<TermKey> {
-        match v {
-            TermValue::Str(s) => Some(TermKey::Str(s.clone())),
-            TermValue::Num(n) => TermKey::from_f64(*n),
-            TermValue::Bool(b) => Some(TermKey::Bool(*b)),
-        }
+        TermKeyRef::from_term(v).map(TermKeyRef::to_owned_key)
     }
 
     /// Order of `_key`: numbers numerically, strings by bytes (as Elasticsearch's BytesRef).
@@ -323,12 +324,7 @@ impl TermKey {
 
     /// The text used by `include`/`exclude` regexes and `key_as_string`.
     pub fn as_text(&self) -> String {
-        match self {
-            TermKey::Bool(b) => b.to_string(),
-            TermKey::Int(i) => i.to_string(),
-            TermKey::Float(bits) => f64::from_bits(*bits).to_string(),
-            TermKey::Str(s) => s.clone(),
-        }
+        self.as_key_ref().as_text().into_owned()
     }
 
     /// Rendered bucket `key` (and `key_as_string` for booleans).
@@ -382,6 +378,15 @@ mod tests {
             assert_eq!(map.get(&key), map.get(&owned), "{v:?}");
         }
         assert_eq!(map.get(&TermKeyRef::Str("2")), None);
+        // Query values (`missing`, `include`) borrow the same keys, typed as the documents'.
+        let terms = [TermValue::Num(1.0), TermValue::Str("1".into()), TermValue::Bool(true)];
+        for term in &terms {
+            let key = TermKeyRef::from_term(term).expect("a key");
+            assert_eq!(Some(key.to_owned_key()), TermKey::from_term(term));
+            assert!(map.get(&key).is_some(), "{term:?}");
+        }
+        assert_eq!(TermKeyRef::from_term(&TermValue::Num(1.0)), Some(TermKeyRef::Int(1)));
+        assert_eq!(TermKeyRef::from_f64(f64::NAN), None);
     }
 
     #[test]

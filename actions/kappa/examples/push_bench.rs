@@ -203,6 +203,12 @@ async fn all_caught_up(
     Some(Instant::now())
 }
 
+/// Fresh servers each figure of `distinct` and `replay` is the median of: `PUSH_BENCH_ROUNDS`,
+/// 3 by default.
+fn rounds() -> usize {
+    std::env::var("PUSH_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3)
+}
+
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN)
@@ -466,8 +472,7 @@ async fn main() {
         // fresh servers, the configurations alternated.
         let lines = tweet_lines();
         let seconds = 20u64;
-        let rounds: usize =
-            std::env::var("PUSH_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+        let rounds = rounds();
         let configurations = [
             ("terms", vec![desk_query(0)]),
             ("date_histogram", vec![desk_query(1)]),
@@ -544,8 +549,7 @@ async fn main() {
         let total = 200_000u64;
         // Each figure the median of `PUSH_BENCH_ROUNDS` (3) fresh servers: one query's replay
         // is short (~0.6 s) and varied by ±20% between single runs.
-        let rounds: usize =
-            std::env::var("PUSH_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+        let rounds = rounds();
         let configurations = [("one query alone", 1usize), ("100 distinct queries at once", 100)];
         let mut figures: Vec<Vec<(f64, f64)>> = vec![Vec::new(); configurations.len()];
         let mut port = 18471u16;
