@@ -7,10 +7,10 @@
 # FILE holds newline-separated records (default .cache/bench/wasm-fold-100000.ndjson: made when
 # missing by scripts/fetch-tweets.sh + kappa-tweetgen --count ${RECORDS:-100000}, the Twitter API's
 # wire format). Both sides read it into memory and, for each query of
-# actions/wasm/test/fold_bench_queries.json, fold every line with the same code
+# actions/hosts/wasm/test/fold_bench_queries.json, fold every line with the same code
 # (kappa_wasm::bench::Lines::fold: Plan::parse + one fold_all), best of 3 passes, one core:
-#   native  actions/wasm/examples/fold_bench.rs (the workspace's release profile)
-#   WASM    actions/wasm/test/fold_bench.mjs in Node.js, over the module of
+#   native  actions/hosts/wasm/examples/fold_bench.rs (the workspace's release profile)
+#   WASM    actions/hosts/wasm/test/fold_bench.mjs in Node.js, over the module of
 #           `scripts/build-actions.sh wasm-module` (its FoldBench export)
 #
 # KAPPA_BENCH_WASM_VARIANTS lists the modules to measure, each SIMD-OPT-COREOPT-WASMOPT (default
@@ -75,7 +75,7 @@ step "native fold: $file"
 "$repo/target/release/examples/fold_bench" "$file" | tee -a "$results"
 for v in "${modules[@]}"; do
     step "wasm fold ($v, $(node --version)): $file"
-    node actions/wasm/test/fold_bench.mjs "$out/$v" "$file" "$v" | tee -a "$results"
+    node actions/hosts/wasm/test/fold_bench.mjs "$out/$v" "$file" "$v" | tee -a "$results"
 done
 
 printf '\n%s, %s, %s cores, load %s\n' "$(date -u +%FT%TZ)" "$(node --version)" "$(nproc)" \

@@ -43,7 +43,7 @@ build_native() {
     if ! command -v musl-gcc >/dev/null; then
         apt-get install -y musl-tools >/dev/null
     fi
-    # librdkafka's SSL needs OpenSSL: actions/log-kafka builds it from source for musl
+    # librdkafka's SSL needs OpenSSL: actions/adapters/log-kafka builds it from source for musl
     # (rdkafka's ssl-vendored feature), which needs perl and make.
     CARGO_TARGET_DIR="$target_dir" CC_x86_64_unknown_linux_musl=musl-gcc \
         cargo build -p kappa-runtime --bin kappa-action --release --locked \
@@ -127,7 +127,7 @@ build_module() {
 build_wasm() {
     local stage="$repo/build/wasm"
     build_module "$stage"
-    cp actions/wasm/js/index.js actions/wasm/js/io.js actions/wasm/js/package.json "$stage/"
+    cp actions/hosts/wasm/js/index.js actions/hosts/wasm/js/io.js actions/hosts/wasm/js/package.json "$stage/"
     (cd "$stage" && npm install --omit=dev --no-audit --no-fund --silent >&2)
     for action in $ACTIONS; do
         rm -f "build/actions/${action}-wasm.zip"

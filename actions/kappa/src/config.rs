@@ -61,7 +61,7 @@ impl Default for DevConfig {
             tick_ms: 1000,
             subscriber_buffer: 256,
             max_connections: 4_096,
-            max_streams_per_key: crate::quota::STREAMS_PER_KEY,
+            max_streams_per_key: kappa_push::quota::STREAMS_PER_KEY,
             max_queries_per_key: crate::quota::QUERIES_PER_KEY,
             max_topics: 1_000,
             ring: 1024,

@@ -51,7 +51,9 @@ pub async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|a| a.name == name) {
         Some(a) => ([(header::CONTENT_TYPE, a.mime), (header::CACHE_CONTROL, "no-cache")], a.bytes)
             .into_response(),
-        None => crate::error::ApiError::not_found(format!("no asset [{name}]")).into_response(),
+        None => {
+            kappa_push::error::ApiError::not_found(format!("no asset [{name}]")).into_response()
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use kappa_core::ports::{NewRecord, partition_for_key};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::error::ApiError;
+use kappa_push::error::ApiError;
 
 /// One parsed record.
 #[derive(Debug, Clone, PartialEq, Eq)]

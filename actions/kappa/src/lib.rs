@@ -8,16 +8,12 @@
 //!   per-query lanes run `push` (webhooks), and a periodic tick plus a wake-up on appends run
 //!   `tick`;
 //! - [`api`] serves api.md over HTTP with axum ([`api::app`] is testable without a network);
-//! - [`stream`] feeds websocket/SSE subscribers from the store's shared ring of messages, woken
-//!   by [`hub::Hub`] after each batch (the subscribers of a query share one store read per
-//!   wake-up and each message); each subscriber has a bounded buffer and one that falls behind
-//!   gets a fresh snapshot instead of the backlog;
+//! - push streams are `kappa-push`'s ([`kappa_push::stream`], woken by the scheduler through
+//!   [`kappa_push::hub::Hub`] after each committed batch), the same code as the gateway's;
 //! - [`views`] keeps named views that switch to a new definition once it has caught up;
 //! - [`client`] is `kappa ingest` and `kappa query`;
 //! - [`demo`] streams synthetic event-week tweets (`kappa dev --demo`, `kappa demo`);
-//! - [`dashboard`] serves the page at `/` (assets embedded in the binary);
-//! - [`gateway`] is `kappa gateway`, the websocket/SSE push gateway of a deployed package
-//!   (same subscriber code, fed by the push action, scaled out through Redis pub/sub).
+//! - [`dashboard`] serves the page at `/` (assets embedded in the binary).
 //!
 //! Test with: `cargo test -p kappa` (set `KAFKA_BROKERS` and `REDIS_URL` to also run the API
 //! suite against real Kafka and Redis).
@@ -28,15 +24,10 @@ pub mod client;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
-pub mod error;
-pub mod gateway;
-pub mod hub;
 pub mod ingest;
-pub mod listen;
 pub mod quota;
 pub mod scheduler;
 pub mod server;
-pub mod stream;
 pub mod views;
 
 pub use config::DevConfig;

@@ -9,7 +9,6 @@ use clap::{Args, Parser, Subcommand};
 use kappa::client::{self, Remote};
 use kappa::config::{DevConfig, dev_action_config};
 use kappa::demo::{self, DemoConfig, Schedule};
-use kappa::gateway::{self, GatewayConfig};
 
 /// glibc's allocator functions took about a quarter of the server's CPU under push load (many
 /// small, short-lived JSON values across threads; `perf`, BENCHMARKS.md); mimalloc's take less.
@@ -33,44 +32,6 @@ enum Command {
     Query(QueryArgs),
     /// Stream synthetic event-week tweets into a running server or a Kafka topic.
     Demo(DemoArgs),
-    /// Serve websocket/SSE subscribers of a deployed package (fed by its push action).
-    Gateway(GatewayArgs),
-}
-
-#[derive(Args)]
-struct GatewayArgs {
-    /// Address to listen on (non-loopback addresses need --api-key).
-    #[arg(long, default_value = "127.0.0.1:8090")]
-    listen: SocketAddr,
-    /// The deployment's Redis.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    redis_url: String,
-    /// Key prefix in Redis (the package's `redis_prefix`).
-    #[arg(long, default_value = "kappa")]
-    redis_prefix: String,
-    /// Token the push action presents on /v1/internal/deltas (repeatable; at least one).
-    #[arg(
-        long = "push-token",
-        env = "KAPPA_PUSH_TOKEN",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    push_tokens: Vec<String>,
-    /// Accepted subscriber bearer key (repeatable).
-    #[arg(long = "api-key", env = "KAPPA_API_KEYS", value_delimiter = ',', hide_env_values = true)]
-    api_keys: Vec<String>,
-    /// Messages buffered per websocket/SSE subscriber before it gets a snapshot instead.
-    #[arg(long, default_value_t = 256)]
-    subscriber_buffer: usize,
-    /// Most connections open at once; past it a new one gets a 503 and is closed.
-    #[arg(long, default_value_t = 4_096)]
-    max_connections: usize,
-    /// Most push streams (websocket, SSE) one API key holds open (past it: 429).
-    #[arg(long, default_value_t = kappa::quota::STREAMS_PER_KEY)]
-    max_streams_per_key: usize,
-    /// Largest push body, bytes.
-    #[arg(long, default_value_t = 16 << 20)]
-    push_limit: usize,
 }
 
 #[derive(Args)]
@@ -173,7 +134,7 @@ struct DevArgs {
     #[arg(long, default_value_t = kappa::quota::QUERIES_PER_KEY)]
     max_queries_per_key: usize,
     /// Most push streams (websocket, SSE) one API key holds open (past it: 429).
-    #[arg(long, default_value_t = kappa::quota::STREAMS_PER_KEY)]
+    #[arg(long, default_value_t = kappa_push::quota::STREAMS_PER_KEY)]
     max_streams_per_key: usize,
     /// Most topics of the embedded log (a new topic past it: 400); an idle topic's files are
     /// closed within a minute.
@@ -277,20 +238,13 @@ fn remote(r: RemoteArgs) -> Remote {
     Remote { server: r.server, api_key: r.api_key }
 }
 
-fn log_descriptor_limit() {
-    match kappa::listen::raise_descriptor_limit() {
-        Some(n) => tracing::info!(limit = n, "open descriptor limit"),
-        None => tracing::info!("open descriptor limit: none"),
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Dev(args) => {
             kappa_runtime::runner::init_logging();
-            log_descriptor_limit();
+            kappa_push::listen::log_descriptor_limit();
             let demo = if args.demo {
                 let config = args.feed.demo_config(args.demo_rate);
                 let tweet_gen = demo::load_generator(&demo::base_path(), config.seed)?;
@@ -355,27 +309,6 @@ async fn main() -> anyhow::Result<()> {
             };
             if sent > 0 {
                 eprintln!("demo: sent {sent} records");
-            }
-        }
-        Command::Gateway(args) => {
-            kappa_runtime::runner::init_logging();
-            log_descriptor_limit();
-            let config = GatewayConfig {
-                listen: args.listen,
-                redis_url: args.redis_url,
-                redis_prefix: args.redis_prefix,
-                push_tokens: args.push_tokens,
-                api_keys: args.api_keys,
-                subscriber_buffer: args.subscriber_buffer,
-                max_connections: args.max_connections,
-                max_streams_per_key: args.max_streams_per_key,
-                push_limit: args.push_limit,
-            };
-            let running = gateway::start(config).await.context("kappa gateway")?;
-            eprintln!("kappa gateway listening on http://{}", running.addr);
-            tokio::select! {
-                () = async { let _ = tokio::signal::ctrl_c().await; } => {}
-                () = running.wait() => {}
             }
         }
         Command::Query(args) => {

@@ -41,7 +41,7 @@ use kappa_runtime::http::ReqwestHttp;
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
 use crate::backend::Log;
-use crate::hub::Hub;
+use kappa_push::hub::Hub;
 
 /// Shortest time between two wake-up ticks (appends in between are picked up together).
 const WAKE_INTERVAL: Duration = Duration::from_millis(20);
@@ -309,7 +309,7 @@ pub struct Core {
     pub config: ActionConfig,
     /// Decoded states kept between invocations.
     pub warm: WarmStates,
-    /// Subscriber wake-ups (shared with [`crate::stream::Streams`]).
+    /// Subscriber wake-ups (shared with [`kappa_push::stream::Streams`]).
     pub hub: Arc<Hub>,
     /// How long the last live group run took, µs (spaces the wake-ups: [`wake_interval`]).
     pub last_live_run_us: AtomicU64,

@@ -14,8 +14,8 @@ use crate::backend::{self, Log};
 use crate::config::{ConfigError, DevConfig};
 use crate::quota::QueryQuota;
 use crate::scheduler::{self, Core, SchedulerConfig};
-use crate::stream::Streams;
 use crate::views::{self, Views};
+use kappa_push::stream::Streams;
 
 /// The HTTP layer's knobs.
 #[derive(Debug, Clone)]
@@ -181,7 +181,7 @@ pub async fn start(config: DevConfig) -> Result<Running, StartError> {
     let app = crate::api::app(server.clone());
     let (shutdown, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        crate::listen::serve(listener, app, config.max_connections, async move {
+        kappa_push::listen::serve(listener, app, config.max_connections, async move {
             let _ = rx.await;
         })
         .await;

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, watch};
 
-use crate::error::ApiError;
 use crate::server::Server;
+use kappa_push::error::ApiError;
 
 /// A view's stored definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,9 +11,9 @@ use common::{
     ws_next,
 };
 use futures_util::SinkExt;
-use kappa::quota::Caller;
-use kappa::stream::{Target, subscribe};
 use kappa_core::patch;
+use kappa_push::quota::Caller;
+use kappa_push::stream::{Target, subscribe};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 

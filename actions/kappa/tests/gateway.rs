@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, Follower, SseClient, start, tweet, unique, ws_next, ws_open};
-use kappa::gateway::{self, GatewayConfig, RunningGateway};
+use kappa_gateway::{self as gateway, GatewayConfig, RunningGateway};
 use serde_json::{Value, json};
 
 const PUSH_TOKEN: &str = "push-secret";

@@ -62,9 +62,9 @@ fn the_build_script_writes_one_artefact_per_manifest_action() {
 #[test]
 fn both_action_builds_dispatch_on_every_action_name() {
     let all: std::collections::BTreeSet<String> = ACTIONS.iter().map(|a| a.to_string()).collect();
-    let native = dispatched(&read("actions/runtime/src/bin/kappa-action.rs"));
+    let native = dispatched(&read("actions/hosts/native/src/bin/kappa-action.rs"));
     assert_eq!(native, all, "actions kappa-action.rs dispatches on");
-    let wasm = dispatched(&read("actions/wasm/src/lib.rs"));
+    let wasm = dispatched(&read("actions/hosts/wasm/src/lib.rs"));
     assert_eq!(wasm, all, "actions the WASM module dispatches on");
 }
 

@@ -19,12 +19,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use kappa::gateway::{self, GatewayConfig};
 use kappa_core::ports::{LogWriter, NewRecord};
 use kappa_core::{Limits as QueryLimits, Plan, Record, Topic, patch};
 use kappa_deploy::platform::{Limits, PlatformConfig, RunningPlatform};
 use kappa_deploy::runtime::{self as real, RuntimeKind};
 use kappa_deploy::{Flavour, blackbox_variant};
+use kappa_gateway::{self as gateway, GatewayConfig};
 use kappa_log_kafka::{KafkaLog, KafkaLogConfig};
 use serde_json::{Map, Value, json};
 use tokio_tungstenite::tungstenite::Message;
