@@ -48,7 +48,7 @@ use std::collections::HashMap;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Everything `kappa gateway` runs with.
+/// Everything `kappa-gateway` runs with.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// Address to listen on.

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::ingest;
-use crate::server::Server;
+use crate::state::Server;
 use crate::views;
 use kappa_push::edge::{
     admit, events_response, healthz, no_method, no_route, read_body, ws_response,
@@ -262,7 +262,7 @@ async fn put_view(
 ) -> Result<Response, ApiError> {
     let limit = server.core.config.limits.max_body_bytes;
     let body = read_body(body, limit, "query body").await?;
-    let (status, answer) = views::put(&server, &name, &body).await?;
+    let (status, answer) = views::put(&server.core, &server.views, &name, &body).await?;
     Ok(json_response(status, &answer))
 }
 

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use crate::client::Remote;
 use crate::ingest::Parsed;
-use crate::server::Server;
+use crate::state::Server;
 
 /// When records are due.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -28,6 +28,7 @@ pub mod ingest;
 pub mod quota;
 pub mod scheduler;
 pub mod server;
+pub mod state;
 pub mod views;
 
 pub use config::DevConfig;

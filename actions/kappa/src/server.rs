@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use kappa_core::ports::{MemoryLog, MemoryStore, PortError};
+use kappa_push::stream::Streams;
 use kappa_runtime::http::ReqwestHttp;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -14,56 +15,8 @@ use crate::backend::{self, Log};
 use crate::config::{ConfigError, DevConfig};
 use crate::quota::QueryQuota;
 use crate::scheduler::{self, Core, SchedulerConfig};
+use crate::state::{Server, ServerConfig};
 use crate::views::{self, Views};
-use kappa_push::stream::Streams;
-
-/// The HTTP layer's knobs.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Accepted bearer keys (empty: none needed).
-    pub api_keys: Vec<String>,
-    /// Largest ingest body, bytes.
-    pub ingest_limit: usize,
-    /// Partitions of a topic created by ingest.
-    pub partitions: u32,
-    /// Messages buffered per subscriber.
-    pub subscriber_buffer: usize,
-    /// Most topics (new ones past it: 400).
-    pub max_topics: usize,
-}
-
-impl ServerConfig {
-    fn from_dev(c: &DevConfig) -> Self {
-        ServerConfig {
-            api_keys: c.api_keys.clone(),
-            ingest_limit: c.ingest_limit,
-            partitions: c.partitions,
-            subscriber_buffer: c.subscriber_buffer,
-            max_topics: c.max_topics,
-        }
-    }
-}
-
-/// The state of the HTTP API.
-pub struct Server {
-    /// The adapters and the scheduler's chain.
-    pub core: Arc<Core>,
-    /// Knobs.
-    pub config: ServerConfig,
-    /// Named views.
-    pub views: Views,
-    /// Websocket and SSE subscribers.
-    pub streams: Arc<Streams>,
-    /// Wakes the queries of a topic after an ingest, when the log does not announce its
-    /// appends itself (the embedded log does: one wake-up per append, not two).
-    pub(crate) wake: Option<mpsc::UnboundedSender<String>>,
-    /// Next partition for keyless records.
-    pub(crate) round_robin: AtomicU64,
-    /// Queries per API key.
-    pub(crate) queries: QueryQuota,
-    /// Held while a topic is created, so that concurrent ingests cannot pass `max_topics`.
-    pub(crate) topic_creation: tokio::sync::Mutex<()>,
-}
 
 /// Why `kappa dev` could not start.
 #[derive(Debug, thiserror::Error)]
@@ -113,13 +66,13 @@ fn assemble(
         streams,
         core,
         config: ServerConfig::from_dev(config),
-        views,
+        views: Arc::new(views),
         wake: ingest_wakes,
         round_robin: AtomicU64::new(0),
         queries: QueryQuota::new(config.max_queries_per_key),
         topic_creation: tokio::sync::Mutex::new(()),
     });
-    views::run(server.clone());
+    views::run(server.core.clone(), server.views.clone());
     Ok(server)
 }
 

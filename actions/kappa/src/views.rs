@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, watch};
 
-use crate::server::Server;
 use kappa_push::error::ApiError;
+
+use crate::scheduler::Core;
 
 /// A view's stored definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,22 +86,27 @@ fn links(name: &str) -> Value {
 }
 
 /// `PUT /v1/views/{name}`: define or redefine a view.
-pub async fn put(server: &Arc<Server>, name: &str, body: &[u8]) -> Result<(u16, Value), ApiError> {
+pub async fn put(
+    core: &Core,
+    views: &Views,
+    name: &str,
+    body: &[u8],
+) -> Result<(u16, Value), ApiError> {
     if Topic::new(name).is_err() {
         return Err(ApiError::bad_request(format!(
             "invalid view name [{name}]: view names follow topic names: 1 to 249 of [A-Za-z0-9._-], not . or .."
         )));
     }
-    let env = server.core.env();
+    let env = core.env();
     let created = query::create(&env, body).await?;
     let id = created.body["id"].as_str().unwrap_or_default().to_string();
-    let store = &*server.core.store;
-    let mut views = server.views.views.lock().await;
-    let answer = match views.get_mut(name) {
+    let store = &*core.store;
+    let mut defs = views.views.lock().await;
+    let answer = match defs.get_mut(name) {
         None => {
             store.add_refs(&id, 1).await?;
             let (tx, _) = watch::channel(id.clone());
-            views.insert(
+            defs.insert(
                 name.to_string(),
                 Entry { def: ViewDef { id: id.clone(), pending: None }, tx },
             );
@@ -111,7 +117,7 @@ pub async fn put(server: &Arc<Server>, name: &str, body: &[u8]) -> Result<(u16, 
             if entry.def.id == id {
                 // Back to the current definition: drop the replacement in progress.
                 if let Some(p) = old_pending {
-                    release(server, &p).await;
+                    release(core, &p).await;
                 }
                 (200, json!({"name": name, "id": id, "pending": null, "links": links(name)}))
             } else if old_pending.as_deref() == Some(id.as_str()) {
@@ -122,7 +128,7 @@ pub async fn put(server: &Arc<Server>, name: &str, body: &[u8]) -> Result<(u16, 
                 )
             } else {
                 if let Some(p) = old_pending {
-                    release(server, &p).await;
+                    release(core, &p).await;
                 }
                 store.add_refs(&id, 1).await?;
                 entry.def.pending = Some(id.clone());
@@ -133,25 +139,25 @@ pub async fn put(server: &Arc<Server>, name: &str, body: &[u8]) -> Result<(u16, 
             }
         }
     };
-    server.views.save(&views)?;
-    drop(views);
+    views.save(&defs)?;
+    drop(defs);
     // A pending query that is already caught up (an empty topic) switches at once.
-    switch_ready(server).await;
+    switch_ready(core, views).await;
     Ok(answer)
 }
 
-async fn release(server: &Arc<Server>, id: &str) {
-    if let Err(e) = query::unreference(&server.core.env(), id).await {
+async fn release(core: &Core, id: &str) {
+    if let Err(e) = query::unreference(&core.env(), id).await {
         tracing::debug!(query = %id, error = %e, "release of a view's query");
     }
 }
 
 /// Switch every view whose pending query has caught up.
-pub async fn switch_ready(server: &Arc<Server>) {
-    let store = &*server.core.store;
-    let mut views = server.views.views.lock().await;
+pub async fn switch_ready(core: &Core, views: &Views) {
+    let store = &*core.store;
+    let mut defs = views.views.lock().await;
     let mut released = Vec::new();
-    for (name, entry) in views.iter_mut() {
+    for (name, entry) in defs.iter_mut() {
         let Some(pending) = entry.def.pending.clone() else { continue };
         let ready = matches!(store.result(&pending).await, Ok(Some(r)) if r.caught_up);
         if ready {
@@ -165,21 +171,21 @@ pub async fn switch_ready(server: &Arc<Server>) {
     if released.is_empty() {
         return;
     }
-    if let Err(e) = server.views.save(&views) {
+    if let Err(e) = views.save(&defs) {
         tracing::warn!(error = ?e.body, "could not save views");
     }
-    drop(views);
+    drop(defs);
     for old in released {
-        release(server, &old).await;
+        release(core, &old).await;
     }
 }
 
 /// Check pending views periodically.
-pub fn run(server: Arc<Server>) {
+pub fn run(core: Arc<Core>, views: Arc<Views>) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            switch_ready(&server).await;
+            switch_ready(&core, &views).await;
         }
     });
 }

@@ -1,4 +1,4 @@
-//! `kappa gateway` against real Redis (and `kappa dev` on real Kafka and Redis computing the
+//! `kappa-gateway` against real Redis (and `kappa dev` on real Kafka and Redis computing the
 //! queries and running the push action): deltas posted to one gateway instance reach the
 //! websocket and SSE subscribers of every instance through Redis pub/sub; the feed and the
 //! subscriber routes are authenticated with separate secrets; bad feed bodies are refused.

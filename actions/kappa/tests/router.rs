@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use kappa::api::app;
-use kappa::server::Server;
+use kappa::state::Server;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

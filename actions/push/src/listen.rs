@@ -1,4 +1,4 @@
-//! The accept loop of `kappa dev` and `kappa gateway`: HTTP/1.1 (with websocket upgrades) where
+//! The accept loop of `kappa dev` and `kappa-gateway`: HTTP/1.1 (with websocket upgrades) where
 //! a client gets a bounded time to send its request head. A connection that never finishes its
 //! headers would otherwise hold a descriptor for good, and a few hundred of them would stop
 //! the server from accepting anyone. Open connections are capped: past the cap a new one is

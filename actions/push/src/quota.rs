@@ -16,7 +16,7 @@ pub struct Caller(pub Option<usize>);
 /// Default of `--max-streams-per-key`: half the default connection cap.
 pub const STREAMS_PER_KEY: usize = 2_048;
 
-/// The push streams each key holds open (`kappa dev` and `kappa gateway`).
+/// The push streams each key holds open (`kappa dev` and `kappa-gateway`).
 #[derive(Debug)]
 pub struct StreamQuota {
     per_key: usize,

@@ -34,7 +34,7 @@ use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::quota::{Caller, StreamQuota};
 
-/// What subscribers need, shared by `kappa dev` and `kappa gateway`: the store they read, the
+/// What subscribers need, shared by `kappa dev` and `kappa-gateway`: the store they read, the
 /// hub that wakes them, and the size of each subscriber's buffer.
 pub struct Streams {
     /// Results and the shared ring of messages.

@@ -1,7 +1,7 @@
 //! End to end under the platform harness (`kappa_deploy::platform`, playing OpenWhisk's
 //! controller and invoker from the descriptor): a query posted to the `query` web action
 //! replays a real Kafka topic into real Redis through the chain of `process` invocations, the
-//! `push` action feeds `kappa gateway`, and a websocket client of the gateway rebuilds the
+//! `push` action feeds `kappa-gateway`, and a websocket client of the gateway rebuilds the
 //! result from its snapshot and deltas — equal to one clean pass over the records. Then new
 //! records arrive, the Kafka feed trigger wakes the query (`tick`), and the client follows.
 //! Once with the native zips (`manifest.yaml`) in OpenWhisk's real ActionLoop proxy, once with
