@@ -7,7 +7,9 @@
 //! `actions/kappa/dashboard/build.sh` (`cargo build --target wasm32-unknown-unknown --release`,
 //! then `wasm-bindgen --target web`).
 
-use kappa_core::{Limits, Plan, QueryError, patch};
+use std::sync::Arc;
+
+use kappa_core::{Limits, Message, Plan, QueryError, patch};
 use serde_json::{Value, json};
 
 // Built with WASM SIMD (`-C target-feature=+simd128`, the repository's .cargo/config.toml), as
@@ -72,25 +74,35 @@ pub struct ResultDoc {
 }
 
 impl ResultDoc {
-    /// Apply a delta's patch (JSON text) at `from` → `version`. Fails, leaving the document
-    /// unchanged, on a version gap or a patch that does not apply: the caller resubscribes
-    /// for a snapshot.
-    pub fn apply_delta(&mut self, from: u64, version: u64, patch_json: &str) -> Result<(), String> {
+    /// Apply one push message as the server sent it (JSON text, a [`Message`]): a snapshot
+    /// replaces the document, a delta patches it; progress and error messages leave it as it
+    /// is. Returns whether the document changed; fails, leaving it unchanged, on a text that is
+    /// not a message, a version gap or a patch that does not apply (the caller resubscribes).
+    pub fn apply_message(&mut self, text: &str) -> Result<bool, String> {
+        let message: Message =
+            serde_json::from_str(text).map_err(|e| format!("not a Kappa message: {e}"))?;
+        match message {
+            Message::Snapshot { version, result, .. } => {
+                self.doc = Arc::unwrap_or_clone(result);
+                self.version = Some(version);
+                Ok(true)
+            }
+            Message::Delta { from, version, patch, .. } => {
+                self.apply_patch_value(from, version, &patch)?;
+                Ok(true)
+            }
+            Message::Progress { .. } | Message::Error { .. } => Ok(false),
+        }
+    }
+
+    fn apply_patch_value(&mut self, from: u64, version: u64, patch: &Value) -> Result<(), String> {
         if self.version != Some(from) {
             return Err(format!(
                 "delta from version {from} does not follow version {}",
                 self.version.map_or("none".to_string(), |v| v.to_string())
             ));
         }
-        let p: Value = serde_json::from_str(patch_json).map_err(|e| format!("patch: {e}"))?;
-        patch::apply(&mut self.doc, &p).map_err(|e| e.to_string())?;
-        self.version = Some(version);
-        Ok(())
-    }
-
-    /// Replace the document with a snapshot's result (JSON text).
-    pub fn set_snapshot(&mut self, version: u64, result_json: &str) -> Result<(), String> {
-        self.doc = serde_json::from_str(result_json).map_err(|e| format!("snapshot: {e}"))?;
+        patch::apply(&mut self.doc, patch).map_err(|e| e.to_string())?;
         self.version = Some(version);
         Ok(())
     }
@@ -127,41 +139,15 @@ pub mod bindings {
         super::validate_query(body)
     }
 
-    /// Apply an RFC 6902 patch (JSON text) to a document (JSON text); returns the new
-    /// document, or throws the patch error.
-    #[wasm_bindgen(js_name = applyPatch)]
-    pub fn apply_patch(doc: &str, patch: &str) -> Result<String, JsError> {
-        super::apply_patch(doc, patch).map_err(|e| JsError::new(&e))
-    }
-
     #[wasm_bindgen]
     impl ResultDoc {
-        /// Load a snapshot: `result` is JSON text.
-        #[wasm_bindgen(js_name = setSnapshot)]
-        pub fn js_set_snapshot(&mut self, version: f64, result: &str) -> Result<(), JsError> {
-            self.set_snapshot(version as u64, result).map_err(|e| JsError::new(&e))
-        }
-
-        /// Apply a delta `from` → `version` (patch as JSON text); throws on a gap or a patch
-        /// that does not apply, leaving the document unchanged.
-        #[wasm_bindgen(js_name = applyDelta)]
-        pub fn js_apply_delta(
-            &mut self,
-            from: f64,
-            version: f64,
-            patch: &str,
-        ) -> Result<(), JsError> {
-            self.apply_delta(from as u64, version as u64, patch).map_err(|e| JsError::new(&e))
+        /// Apply a push message (its JSON text); returns whether the result changed; throws
+        /// on a text that is not a message, a gap or a patch that does not apply.
+        #[wasm_bindgen(js_name = applyMessage)]
+        pub fn js_apply_message(&mut self, text: &str) -> Result<bool, JsError> {
+            self.apply_message(text).map_err(|e| JsError::new(&e))
         }
     }
-}
-
-/// Apply an RFC 6902 patch (JSON text) to a document (JSON text); returns the new document.
-pub fn apply_patch(doc: &str, patch_json: &str) -> Result<String, String> {
-    let mut d: Value = serde_json::from_str(doc).map_err(|e| format!("document: {e}"))?;
-    let p: Value = serde_json::from_str(patch_json).map_err(|e| format!("patch: {e}"))?;
-    patch::apply(&mut d, &p).map_err(|e| e.to_string())?;
-    Ok(d.to_string())
 }
 
 #[cfg(test)]
@@ -188,20 +174,49 @@ mod tests {
         assert_eq!(syntax["error"]["line"], 2);
     }
 
+    fn text(m: Message) -> String {
+        serde_json::to_string(&m).expect("a message encodes")
+    }
+
+    fn delta(from: u64, patch: Value) -> String {
+        text(Message::Delta {
+            id: "q".into(),
+            version: from + 1,
+            from,
+            caught_up: true,
+            progress: Default::default(),
+            patch,
+        })
+    }
+
     #[test]
-    fn deltas_apply_in_order_only() {
+    fn messages_apply_in_order_only() {
         let mut d = ResultDoc::new();
-        d.set_snapshot(3, r#"{"hits":{"total":{"value":1}}}"#).expect("snapshot");
-        assert!(d.apply_delta(4, 5, "[]").is_err());
-        d.apply_delta(3, 4, r#"[{"op":"replace","path":"/hits/total/value","value":2}]"#)
-            .expect("applies");
+        let progress = text(Message::Progress {
+            id: "q".into(),
+            version: 0,
+            caught_up: false,
+            progress: Default::default(),
+            error: None,
+        });
+        assert_eq!(d.apply_message(&progress), Ok(false));
+        let snapshot = text(Message::Snapshot {
+            id: "q".into(),
+            version: 3,
+            caught_up: false,
+            progress: Default::default(),
+            result: Arc::new(json!({"hits": {"total": {"value": 1}}})),
+            error: None,
+        });
+        assert_eq!(d.apply_message(&snapshot), Ok(true));
+        assert!(d.apply_message(&delta(4, json!([]))).is_err(), "a gap");
+        let replace = json!([{"op": "replace", "path": "/hits/total/value", "value": 2}]);
+        assert_eq!(d.apply_message(&delta(3, replace)), Ok(true));
         assert_eq!(d.json(), r#"{"hits":{"total":{"value":2}}}"#);
         assert_eq!(d.version(), 4.0);
-        assert!(d.apply_delta(4, 5, r#"[{"op":"remove","path":"/nope"}]"#).is_err());
-        assert_eq!(d.version(), 4.0);
-        assert_eq!(
-            apply_patch("{}", r#"[{"op":"add","path":"/a","value":1}]"#).as_deref(),
-            Ok(r#"{"a":1}"#)
-        );
+        let bad = json!([{"op": "remove", "path": "/nope"}]);
+        assert!(d.apply_message(&delta(4, bad)).is_err(), "a patch that does not apply");
+        assert!(d.apply_message(r#"{"type":"nonsense"}"#).is_err(), "not a message");
+        assert_eq!(d.version(), 4.0, "failures leave the document as it was");
     }
 }

@@ -31,9 +31,10 @@ export function describeError(v) {
 }
 
 /**
- * A live result: a snapshot, then deltas applied in order through the WASM core.
- * `apply(msg)` returns true when the result changed, false for progress messages, and throws
- * on a gap or a patch that does not apply (the caller then resubscribes for a snapshot).
+ * A live result: a snapshot, then deltas applied in order through the WASM core, which reads
+ * each message as the server's own `Message` type. `apply(text)` returns true when the result
+ * changed, false for progress and error messages, and throws on a gap or a patch that does
+ * not apply (the caller then resubscribes for a snapshot).
  */
 export class LiveResult {
   constructor() {
@@ -42,18 +43,14 @@ export class LiveResult {
     this._cache = null;
   }
 
-  apply(msg) {
-    if (msg.type === 'snapshot') {
-      this.doc.setSnapshot(msg.version, JSON.stringify(msg.result));
-      this._cache = msg.result;
-    } else if (msg.type === 'delta') {
-      this.doc.applyDelta(msg.from, msg.version, JSON.stringify(msg.patch));
+  /** Apply a message as the server sent it (its text); the WASM core decides what it is. */
+  apply(text) {
+    const changed = this.doc.applyMessage(text);
+    if (changed) {
+      this.version = this.doc.version();
       this._cache = null;
-    } else {
-      return false;
     }
-    this.version = msg.version;
-    return true;
+    return changed;
   }
 
   /** The result held (parsed once per change). */

@@ -110,7 +110,7 @@ export class QueryStream {
     if (msg.id && (msg.type === 'snapshot')) this.id = msg.id;
     let changed = false;
     try {
-      changed = this.live.apply(msg);
+      changed = this.live.apply(data);
     } catch (e) {
       // A gap or a patch that does not apply: start over from a snapshot.
       this._needSnapshot = true;

@@ -40,16 +40,19 @@ test('a JSON syntax error names its line and column', () => {
 
 test('deltas apply through the WASM core in order; gaps and bad patches throw', () => {
   const r = new LiveResult();
+  // As the server sends them: the text of a message.
+  const apply = (m) => r.apply(JSON.stringify({ id: 'q_1', ...m }));
   assert.equal(r.result, null);
-  assert.equal(r.apply({ type: 'progress', version: 0 }), false);
-  r.apply({ type: 'snapshot', version: 4, result: { hits: { total: { value: 1, relation: 'eq' }, hits: [] } } });
+  assert.equal(apply({ type: 'progress', version: 0 }), false);
+  apply({ type: 'snapshot', version: 4, result: { hits: { total: { value: 1, relation: 'eq' }, hits: [] } } });
   assert.equal(r.result.hits.total.value, 1);
-  r.apply({ type: 'delta', from: 4, version: 5, patch: [{ op: 'replace', path: '/hits/total/value', value: 7 },
+  apply({ type: 'delta', from: 4, version: 5, patch: [{ op: 'replace', path: '/hits/total/value', value: 7 },
     { op: 'add', path: '/aggregations', value: { langs: { buckets: [{ key: 'en', doc_count: 7 }] } } }] });
   assert.equal(r.version, 5);
   assert.deepEqual(r.result.aggregations.langs.buckets, [{ key: 'en', doc_count: 7 }]);
-  assert.throws(() => r.apply({ type: 'delta', from: 6, version: 7, patch: [] }), /does not follow version 5/);
-  assert.throws(() => r.apply({ type: 'delta', from: 5, version: 6, patch: [{ op: 'remove', path: '/nope' }] }));
+  assert.throws(() => apply({ type: 'delta', from: 6, version: 7, patch: [] }), /does not follow version 5/);
+  assert.throws(() => apply({ type: 'delta', from: 5, version: 6, patch: [{ op: 'remove', path: '/nope' }] }));
+  assert.throws(() => r.apply('{"type":"nonsense"}'), /not a Kappa message/);
   // Unchanged after the failures.
   assert.equal(r.version, 5);
   assert.equal(r.result.hits.total.value, 7);
