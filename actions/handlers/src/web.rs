@@ -19,6 +19,20 @@ impl WebResponse {
         WebResponse { status, body }
     }
 
+    /// An Elasticsearch-style error answer: `{"error":{"type","reason"},"status"}`.
+    pub fn error(status: u16, kind: &str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        WebResponse::json(
+            status,
+            json!({"error": {"type": kind, "reason": reason}, "status": status}),
+        )
+    }
+
+    /// 400 `illegal_argument_exception`.
+    pub fn bad_request(reason: impl Into<String>) -> Self {
+        WebResponse::error(400, "illegal_argument_exception", reason)
+    }
+
     /// The web action result OpenWhisk turns into the HTTP response.
     pub fn to_openwhisk(&self) -> Value {
         json!({"statusCode": self.status, "headers": {"content-type": "application/json"}, "body": self.body})

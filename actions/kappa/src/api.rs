@@ -13,9 +13,8 @@ use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use kappa_actions::push::check_webhook_url;
-use kappa_actions::{query, status};
-use kappa_core::ports::{Clock, LogWriter, Subscription};
+use kappa_actions::{query, status, subscriptions};
+use kappa_core::ports::{Clock, LogWriter};
 use kappa_core::{InvalidTopic, Topic};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -156,75 +155,22 @@ async fn delete_query(
     Ok(web(released))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WebhookBody {
-    url: String,
-    secret: String,
-}
-
 async fn add_webhook(
     State(server): S,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, 64 * 1024, "subscription body").await?;
-    let sub: WebhookBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            400,
-            "parsing_exception",
-            format!("subscription body: {e} (expected {{\"url\",\"secret\"}})"),
-        )
-    })?;
-    if sub.secret.is_empty() {
-        return Err(ApiError::bad_request("[secret] must not be empty"));
-    }
-    check_webhook_url(&sub.url, server.core.config.allow_private_webhooks)
-        .map_err(ApiError::bad_request)?;
-    let store = &*server.core.store;
-    if store.query(&id).await?.is_none() {
-        return Err(ApiError::not_found(format!("query [{id}] not found")));
-    }
-    let existing = store.subscriptions(&id).await?;
-    if existing.iter().any(|s| s.url == sub.url) {
-        return Err(ApiError::new(
-            409,
-            "resource_already_exists_exception",
-            "this URL is already subscribed to the query",
-        ));
-    }
-    let limit = server.core.config.max_webhooks_per_query;
-    if existing.len() >= limit {
-        return Err(ApiError::bad_request(format!(
-            "a query has at most {limit} webhooks (max_webhooks_per_query)"
-        )));
-    }
-    store.subscribe(&id, &Subscription { url: sub.url.clone(), secret: sub.secret }).await?;
-    store.add_refs(&id, 1).await?;
-    store.touch(&id, server.core.clock.now_ms()).await?;
-    Ok(json_response(201, &json!({"id": id, "url": sub.url, "subscribed": true})))
+    let body = read_body(body, subscriptions::MAX_BODY_BYTES, "subscription body").await?;
+    Ok(web(subscriptions::subscribe(&server.core.env(), &id, &body).await?))
 }
 
-/// `DELETE /v1/queries/{id}/subscriptions?url=<url>`: the webhook of `url` gets no more
-/// deliveries, and its reference on the query is dropped.
 async fn remove_webhook(
     State(server): S,
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let url = params
-        .get("url")
-        .ok_or_else(|| ApiError::bad_request("[url] query parameter is required"))?;
-    let store = &*server.core.store;
-    if store.query(&id).await?.is_none() {
-        return Err(ApiError::not_found(format!("query [{id}] not found")));
-    }
-    if !store.unsubscribe(&id, url).await? {
-        return Err(ApiError::not_found(format!("query [{id}] has no webhook for this URL")));
-    }
-    store.add_refs(&id, -1).await?;
-    store.touch(&id, server.core.clock.now_ms()).await?;
-    Ok(json_response(200, &json!({"id": id, "url": url, "subscribed": false})))
+    let url = params.get("url").map(String::as_str);
+    Ok(web(subscriptions::unsubscribe(&server.core.env(), &id, url).await?))
 }
 
 async fn query_events(

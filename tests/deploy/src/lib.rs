@@ -19,8 +19,8 @@ use std::collections::BTreeSet;
 
 use serde_yaml::{Mapping, Value};
 
-/// The actions of the package, each a name the action binaries dispatch on.
-pub const ACTIONS: [&str; 5] = ["query", "status", "process", "push", "tick"];
+/// The actions of the package: the names the one dispatch of both hosts answers.
+pub use kappa_actions::openwhisk::ACTIONS;
 
 /// The web actions and whether they must be raw-http.
 pub const WEB_ACTIONS: [(&str, bool); 2] = [("query", true), ("status", false)];
@@ -429,15 +429,6 @@ pub fn built_actions(script: &str) -> Result<Vec<String>, String> {
         }
     }
     Ok(names)
-}
-
-/// Action names a dispatcher's source handles as string literals (`"process" =>`).
-pub fn dispatched(source: &str) -> BTreeSet<String> {
-    ACTIONS
-        .iter()
-        .filter(|a| source.contains(&format!("\"{a}\" ")) || source.contains(&format!("\"{a}\"|")))
-        .map(|a| a.to_string())
-        .collect()
 }
 
 /// Every problem of the serverless-openwhisk descriptor (WASM actions; timeouts in seconds).

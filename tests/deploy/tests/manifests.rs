@@ -4,7 +4,7 @@
 
 use kappa_deploy::{
     ACTIONS, BLACKBOX_IMAGE, Flavour, blackbox_variant, built_actions, check_manifest,
-    check_serverless, dispatched, parse,
+    check_serverless, parse,
 };
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -57,15 +57,6 @@ fn the_serverless_descriptor_is_deployable() {
 fn the_build_script_writes_one_artefact_per_manifest_action() {
     let built = built_actions(&read("scripts/build-actions.sh")).expect("build script");
     assert_eq!(built, ACTIONS, "scripts/build-actions.sh ACTIONS and the manifests' actions");
-}
-
-#[test]
-fn both_action_builds_dispatch_on_every_action_name() {
-    let all: std::collections::BTreeSet<String> = ACTIONS.iter().map(|a| a.to_string()).collect();
-    let native = dispatched(&read("actions/hosts/native/src/bin/kappa-action.rs"));
-    assert_eq!(native, all, "actions kappa-action.rs dispatches on");
-    let wasm = dispatched(&read("actions/hosts/wasm/src/lib.rs"));
-    assert_eq!(wasm, all, "actions the WASM module dispatches on");
 }
 
 // ------------------------------------------------------------------------------------------

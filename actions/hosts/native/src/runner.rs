@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io::{BufRead, Write};
 
-use base64::Engine;
-use kappa_actions::{ActionError, Context};
+use kappa_actions::Context;
+use kappa_actions::openwhisk::Invocation;
 use serde_json::{Value, json};
 
 /// One activation, as the invoker sends it.
@@ -62,49 +62,10 @@ impl Activation {
         Context { activation_id: self.activation_id.clone(), deadline_ms: self.deadline_ms }
     }
 
-    /// A web action's HTTP method (lower case), if this is a web invocation.
-    pub fn method(&self) -> Option<&str> {
-        self.value.get("__ow_method").and_then(Value::as_str)
+    /// The host-neutral activation the dispatch takes.
+    pub fn invocation(&self) -> Invocation {
+        Invocation::new(&self.action_name, self.value.clone(), self.context(), self.api_key.clone())
     }
-
-    /// A web action's unmatched path.
-    pub fn path(&self) -> &str {
-        self.value.get("__ow_path").and_then(Value::as_str).unwrap_or("")
-    }
-
-    /// A request header (lower-case name) of a web invocation.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.value.get("__ow_headers").and_then(|h| h.get(name)).and_then(Value::as_str)
-    }
-
-    /// The raw body of a raw-http web action (`__ow_body`, base64 for binary content), or the
-    /// parameters without the platform's `__ow_*` fields.
-    pub fn body(&self) -> Vec<u8> {
-        match self.value.get("__ow_body").and_then(Value::as_str) {
-            Some(b) => {
-                let json_like = b.trim_start().starts_with(['{', '[']);
-                if json_like {
-                    b.as_bytes().to_vec()
-                } else {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(b)
-                        .unwrap_or_else(|_| b.as_bytes().to_vec())
-                }
-            }
-            None => {
-                let mut v = self.value.clone();
-                if let Some(m) = v.as_object_mut() {
-                    m.retain(|k, _| !k.starts_with("__ow_"));
-                }
-                serde_json::to_vec(&v).unwrap_or_default()
-            }
-        }
-    }
-}
-
-/// The result line for a handler error: `{"error": {...}}`, with whether a retry makes sense.
-pub fn error_result(e: &ActionError) -> Value {
-    json!({"error": {"message": e.to_string(), "retryable": e.is_retryable(), "status": e.status(), "body": e.to_json()}})
 }
 
 /// Serve activations from stdin until it closes. `handler` turns one activation into its result
@@ -184,9 +145,12 @@ mod tests {
         let a = Activation::parse(line, &HashMap::new()).expect("parses");
         assert_eq!(a.deadline_ms, 1_893_456_000_000);
         assert_eq!(a.api_key.as_deref(), Some("u:k"));
-        assert_eq!(a.method(), Some("post"));
-        assert_eq!(a.header("authorization"), Some("Bearer k"));
-        assert_eq!(a.body(), br#"{"topic":"t"}"#);
+        let invocation = a.invocation();
+        assert_eq!(invocation.action, "query");
+        assert_eq!(invocation.context.activation_id, "a1");
+        assert_eq!(invocation.method(), "post");
+        assert_eq!(invocation.header("authorization"), Some("Bearer k"));
+        assert_eq!(invocation.body(), br#"{"topic":"t"}"#);
         let env = HashMap::from([("__OW_DEADLINE".to_string(), "5".to_string())]);
         assert_eq!(
             Activation::parse(r#"{"value":{}}"#, &env).expect("env fallback").deadline_ms,

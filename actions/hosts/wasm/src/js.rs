@@ -3,20 +3,21 @@
 //! Values cross the boundary as JSON text (parameters, results), one framed buffer per Kafka
 //! fetch ([`crate::frame`]), and command arrays / replies for Redis (bulk strings as bytes).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use base64::Engine;
 use js_sys::{Array, Reflect, Uint8Array};
-use kappa_actions::Env;
+use kappa_actions::openwhisk::{Invocation, OpenWhiskChain, Settings, dispatch};
 use kappa_actions::warm::WarmStates;
+use kappa_actions::{Context, Env};
 use kappa_core::ports::{
-    Batch, Chain, Clock, HttpClient, HttpRequest, HttpResponse, Link, LinkActions, LogReader,
-    MAX_RESPONSE_BYTES, PortError, PortResult, ReadRequest, Timer, Watermarks,
+    Batch, Clock, HttpClient, HttpRequest, HttpResponse, LogReader, MAX_RESPONSE_BYTES, PortError,
+    PortResult, ReadRequest, Timer, Watermarks,
 };
 use serde_json::Value;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
-use crate::settings::{Activation, LinkKind};
 use crate::store::{Arg, CallError, RedisCall, Reply, ScriptStore};
 
 /// Decoded states kept between the activations of this (warm) container; sized by the first.
@@ -65,33 +66,49 @@ fn io() -> Io {
     IO.with(|c| c.borrow().clone()).unchecked_into()
 }
 
-/// Run one activation: `action` is the short name, `params` the action's parameters and `env`
-/// the relevant part of `process.env`; answers the result object (failures as `{"error"}`).
+/// Run one activation: `params` are the action's parameters and `env` the relevant part of
+/// `process.env` (`__OW_*` and the settings); answers the result object (failures as
+/// `{"error"}`).
 #[wasm_bindgen]
 pub async fn run(params: JsValue, env: JsValue, io: JsValue) -> JsValue {
     IO.with(|c| *c.borrow_mut() = io);
-    let now = js_sys::Date::now() as i64;
     let params = from_js(&params);
     let env = from_js(&env);
-    let result = match Activation::read(&params, &env, now) {
+    let env_var = |k: &str| env.get(k).and_then(Value::as_str).map(str::to_string);
+    let result = match Settings::read(env_var, params.as_object().unwrap_or(&Default::default())) {
         Err(e) => serde_json::json!({"error": e.to_string()}),
-        Ok(activation) => {
+        Ok(settings) => {
+            let context = Context {
+                activation_id: env_var("__OW_ACTIVATION_ID").unwrap_or_default(),
+                // A local run has no deadline: a minute from now.
+                deadline_ms: env_var("__OW_DEADLINE")
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(js_sys::Date::now() as i64 + 60_000),
+            };
+            let action = env_var("__OW_ACTION_NAME").unwrap_or_default();
+            let invocation = Invocation::new(&action, params, context, env_var("__OW_API_KEY"));
             let log = JsLog;
             let store = ScriptStore::new(JsRedis);
-            let http = JsHttp;
-            let timer = JsTimer;
-            let chain = JsChain::new(&activation);
+            // The chain authenticates with this activation's key (`provide-api-key`).
+            let chain = OpenWhiskChain::new(
+                &settings.api_host,
+                invocation.api_key.as_deref().unwrap_or(""),
+                settings.link,
+                settings.config.link_actions(),
+                Arc::new(JsHttp),
+                Arc::new(JsTimer),
+            );
             let env = Env {
                 log: &log,
                 store: &store,
                 chain: &chain,
-                http: &http,
+                http: &JsHttp,
                 clock: &JsClock,
-                timer: &timer,
-                config: &activation.config,
-                warm: WARM.get_or_init(|| WarmStates::new(activation.config.warm_state_bytes)),
+                timer: &JsTimer,
+                config: &settings.config,
+                warm: WARM.get_or_init(|| WarmStates::new(settings.config.warm_state_bytes)),
             };
-            crate::dispatch(&env, &activation).await
+            dispatch(&env, &invocation, &settings).await
         }
     };
     js_sys::JSON::parse(&result.to_string()).unwrap_or(JsValue::NULL)
@@ -342,88 +359,5 @@ struct JsTimer;
 impl Timer for JsTimer {
     async fn sleep(&self, ms: u64) {
         io().sleep(ms as f64).await;
-    }
-}
-
-/// Chain links over the OpenWhisk REST API, as `kappa-runtime`'s `OpenWhiskChain`: a
-/// non-blocking invoke (or a trigger fire) with the activation's key, retried with backoff
-/// on 429 and 5xx.
-struct JsChain {
-    api_host: String,
-    auth: String,
-    link: LinkKind,
-    actions: LinkActions,
-}
-
-impl JsChain {
-    fn new(a: &Activation) -> Self {
-        let host = a.api_host.trim_end_matches('/');
-        let api_host =
-            if host.starts_with("http") { host.to_string() } else { format!("https://{host}") };
-        let auth =
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(&a.api_key));
-        JsChain { api_host, auth, link: a.link, actions: a.config.link_actions() }
-    }
-
-    fn url(&self, action: &str) -> String {
-        match self.link {
-            LinkKind::Invoke => {
-                format!("{}/api/v1/namespaces/_/actions/{action}?blocking=false", self.api_host)
-            }
-            LinkKind::Trigger => format!(
-                "{}/api/v1/namespaces/_/triggers/{}",
-                self.api_host,
-                action.replace('/', "-")
-            ),
-        }
-    }
-}
-
-#[async_trait(?Send)]
-impl Chain for JsChain {
-    async fn fire(&self, link: Link) -> PortResult<()> {
-        let action = self.actions.of(&link);
-        let body = serde_json::to_vec(&link.params()).unwrap_or_default();
-        let attempts = 5;
-        let mut backoff = 250;
-        for attempt in 1..=attempts {
-            let request = HttpRequest {
-                public_only: false,
-                method: "POST".into(),
-                url: self.url(action),
-                headers: vec![
-                    ("authorization".into(), self.auth.clone()),
-                    ("content-type".into(), "application/json".into()),
-                ],
-                body: body.clone(),
-            };
-            match JsHttp.send(request).await {
-                Ok(r) if r.status == 202 || r.status == 200 => return Ok(()),
-                Ok(r) if r.status == 204 => {
-                    return Err(PortError::permanent(
-                        "openwhisk",
-                        format!("trigger for {action} has no active rule"),
-                    ));
-                }
-                Ok(r) if r.status == 429 || r.status >= 500 => {}
-                Ok(r) => {
-                    return Err(PortError::permanent(
-                        "openwhisk",
-                        format!("firing {action} answered {}", r.status),
-                    ));
-                }
-                Err(_) => {}
-            }
-            if attempt < attempts {
-                JsTimer.sleep(backoff).await;
-                backoff = (backoff * 2).min(8_000);
-            }
-        }
-        Err(PortError::transient(
-            "openwhisk",
-            format!(
-                "link to {action} not accepted after {attempts} attempts; the tick will resume it"
-            ),
-        ))
     }
 }

@@ -13,14 +13,7 @@ use kappa_core::ports::{
     Chain, HttpClient, HttpRequest, Link, LinkActions, PortError, PortResult, Timer,
 };
 
-/// How a link is started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LinkKind {
-    /// `POST /namespaces/_/actions/{action}?blocking=false`.
-    Invoke,
-    /// `POST /namespaces/_/triggers/{action}` (a trigger named like the action, with a rule).
-    Trigger,
-}
+use super::settings::LinkKind;
 
 /// The OpenWhisk REST chain.
 pub struct OpenWhiskChain {
@@ -67,7 +60,8 @@ impl OpenWhiskChain {
     }
 }
 
-#[async_trait]
+#[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
+#[cfg_attr(not(target_arch = "wasm32"), async_trait)]
 impl Chain for OpenWhiskChain {
     async fn fire(&self, link: Link) -> PortResult<()> {
         let action = self.actions.of(&link);
@@ -155,8 +149,7 @@ mod tests {
         let http = Arc::new(MemoryHttp::default());
         http.script([Ok(429), Ok(429), Ok(202)]);
         let chain = chain("ow.example.com", LinkKind::Invoke, &http);
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        rt.block_on(chain.fire(process_link())).expect("accepted");
+        pollster::block_on(chain.fire(process_link())).expect("accepted");
         let sent = http.sent();
         assert_eq!(sent.len(), 3);
         assert_eq!(
@@ -178,9 +171,8 @@ mod tests {
         let http = Arc::new(MemoryHttp::default());
         http.script([Ok(202)]);
         let chain = chain("ow.example.com", LinkKind::Trigger, &http);
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         let link = Link::Push(PushEvent { query: "q_1".into(), version: 3 });
-        rt.block_on(chain.fire(link)).expect("accepted");
+        pollster::block_on(chain.fire(link)).expect("accepted");
         let sent = http.sent();
         assert_eq!(sent[0].url, "https://ow.example.com/api/v1/namespaces/_/triggers/kappa-push");
         assert_eq!(String::from_utf8_lossy(&sent[0].body), r#"{"query":"q_1","version":3}"#);
@@ -191,8 +183,7 @@ mod tests {
         let http = Arc::new(MemoryHttp::default());
         http.script((0..5).map(|_| Ok(429)));
         let chain = chain("http://127.0.0.1:3233", LinkKind::Trigger, &http);
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        let e = rt.block_on(chain.fire(process_link())).expect_err("dropped");
+        let e = pollster::block_on(chain.fire(process_link())).expect_err("dropped");
         assert!(e.is_retryable());
         assert_eq!(
             http.sent()[0].url,

@@ -1,0 +1,133 @@
+//! The one action surface of both hosts (`kappa_actions::openwhisk`): every action of the
+//! package is dispatched, and the web routes answer as api.md says, through `dispatch` exactly
+//! as the native binary and the WASM module call it.
+
+use std::sync::Arc;
+
+use futures::executor::block_on;
+use kappa_actions::openwhisk::{ACTIONS, Invocation, Settings, dispatch};
+use kappa_actions::warm::WarmStates;
+use kappa_actions::{ActionConfig, Context, Env};
+use kappa_core::Topic;
+use kappa_core::ports::{
+    InstantTimer, LogWriter, ManualClock, MemoryChain, MemoryHttp, MemoryLog, MemoryStore,
+};
+use serde_json::{Map, Value, json};
+
+const NOW: i64 = 1_782_000_000_000;
+
+struct Host {
+    log: MemoryLog,
+    store: MemoryStore,
+    chain: MemoryChain,
+    http: MemoryHttp,
+    clock: Arc<ManualClock>,
+    timer: InstantTimer,
+    config: ActionConfig,
+    warm: WarmStates,
+    settings: Settings,
+}
+
+impl Host {
+    fn new(api_keys: &'static str) -> Host {
+        let env = move |k: &str| match k {
+            "KAFKA_BROKERS" => Some("k:9092".to_string()),
+            "REDIS_URL" => Some("redis://r".to_string()),
+            "KAPPA_API_KEYS" => Some(api_keys.to_string()),
+            _ => None,
+        };
+        let settings = Settings::read(env, &Map::new()).expect("valid settings");
+        let clock = Arc::new(ManualClock::new(NOW));
+        let host = Host {
+            log: MemoryLog::default(),
+            store: MemoryStore::new(64),
+            chain: MemoryChain::default(),
+            http: MemoryHttp::default(),
+            timer: InstantTimer { clock: Some(clock.clone()) },
+            clock,
+            config: settings.config.clone(),
+            warm: WarmStates::new(1 << 20),
+            settings,
+        };
+        let topic = Topic::new("tweets").expect("a valid name");
+        block_on(host.log.ensure_topic(&topic, 1)).expect("topic");
+        host
+    }
+
+    fn run(&self, action: &str, params: Value) -> Value {
+        let env = Env {
+            log: &self.log,
+            store: &self.store,
+            chain: &self.chain,
+            http: &self.http,
+            clock: &*self.clock,
+            timer: &self.timer,
+            config: &self.config,
+            warm: &self.warm,
+        };
+        let context = Context { activation_id: "a1".into(), deadline_ms: NOW + 60_000 };
+        let invocation = Invocation::new(&format!("/guest/kappa/{action}"), params, context, None);
+        block_on(dispatch(&env, &invocation, &self.settings))
+    }
+
+    /// A raw-http web request to the `query` action: its status and body.
+    fn web(&self, method: &str, path: &str, query: &str, body: &str, key: &str) -> (u64, Value) {
+        let headers = if key.is_empty() {
+            json!({})
+        } else {
+            json!({"authorization": format!("Bearer {key}")})
+        };
+        let out = self.run(
+            "query",
+            json!({"__ow_method": method, "__ow_path": path, "__ow_query": query,
+                   "__ow_headers": headers, "__ow_body": body}),
+        );
+        (out["statusCode"].as_u64().expect("a web answer"), out["body"].clone())
+    }
+}
+
+#[test]
+fn every_action_of_the_package_is_dispatched() {
+    let host = Host::new("");
+    for action in ACTIONS {
+        let out = host.run(action, json!({}));
+        assert!(!out.to_string().contains("unknown action"), "{action}: {out}");
+    }
+    let out = host.run("nope", json!({}));
+    assert!(out["error"]["message"].as_str().is_some_and(|m| m.contains("unknown action [nope]")));
+    assert_eq!(out["error"]["retryable"], false);
+}
+
+#[test]
+fn the_deployed_web_routes_answer_as_kappa_dev_does() {
+    let host = Host::new("k1");
+    let query = r#"{"topic":"tweets","aggs":{"langs":{"terms":{"field":"lang"}}}}"#;
+    assert_eq!(host.web("post", "/v1/queries", "", query, "").0, 401, "a key is required");
+    assert_eq!(host.web("post", "/v1/queries", "", query, "wrong").0, 401);
+    let (status, created) = host.web("post", "/v1/queries", "", query, "k1");
+    assert!(status == 200 || status == 201, "{status} {created}");
+    let id = created["id"].as_str().expect("an id").to_string();
+    let (status, body) = host.web("get", &format!("/v1/queries/{id}"), "", "", "k1");
+    assert_eq!((status, body["id"].as_str()), (200, Some(id.as_str())));
+
+    let subs = format!("/v1/queries/{id}/subscriptions");
+    let hook = r#"{"url":"https://hooks.example.com/kappa","secret":"s"}"#;
+    let (status, body) = host.web("post", &subs, "", hook, "k1");
+    assert_eq!((status, &body["subscribed"]), (201, &json!(true)), "{body}");
+    assert_eq!(host.web("post", &subs, "", hook, "k1").0, 409, "the same URL twice");
+    let private = r#"{"url":"http://127.0.0.1:9/h","secret":"s"}"#;
+    assert_eq!(host.web("post", &subs, "", private, "k1").0, 400, "loopback refused");
+    assert_eq!(host.web("post", &subs, "", "{", "k1").0, 400);
+    assert_eq!(host.web("delete", &subs, "", "", "k1").0, 400, "[url] is required");
+    let url = "url=https%3A%2F%2Fhooks.example.com%2Fkappa";
+    let (status, body) = host.web("delete", &subs, url, "", "k1");
+    assert_eq!((status, &body["subscribed"]), (200, &json!(false)), "{body}");
+    assert_eq!(host.web("delete", &subs, url, "", "k1").0, 404, "gone already");
+    let unknown = "/v1/queries/q_0000000000000000000000000000000000000000/subscriptions";
+    assert_eq!(host.web("post", unknown, "", hook, "k1").0, 404);
+
+    assert_eq!(host.web("put", "/v1/nothing", "", "", "k1").0, 404, "no such route");
+    assert_eq!(host.web("put", "/v1/queries", "", "", "k1").0, 405, "no such method");
+    let (status, _) = host.web("delete", &format!("/v1/queries/{id}"), "", "", "k1");
+    assert_eq!(status, 200);
+}
