@@ -35,6 +35,7 @@ pub mod text;
 pub mod topic;
 pub mod value;
 
+pub use agg::Algebra;
 pub use error::{ErrorKind, QueryError, StateError};
 pub use eval::Record;
 pub use group::{ScanGroup, Scanned};

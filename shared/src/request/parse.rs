@@ -1635,31 +1635,7 @@ fn resolve_terms_order(agg: &mut Agg, path: &str) -> Result<(), QueryError> {
                 format!("Invalid aggregator order path [{p}]: unknown aggregation [{name}]"),
             ));
         };
-        let ok = matches!(
-            (&subs[i].kind, m),
-            (
-                AggKind::ValueCount { .. }
-                    | AggKind::Sum { .. }
-                    | AggKind::Min { .. }
-                    | AggKind::Max { .. }
-                    | AggKind::Avg { .. }
-                    | AggKind::Cardinality { .. },
-                None,
-            ) | (AggKind::Stats { .. }, Some("count" | "min" | "max" | "avg" | "sum"))
-                | (
-                    AggKind::ExtendedStats { .. },
-                    Some(
-                        "count"
-                            | "min"
-                            | "max"
-                            | "avg"
-                            | "sum"
-                            | "sum_of_squares"
-                            | "variance"
-                            | "std_deviation",
-                    ),
-                )
-        );
+        let ok = crate::agg::orders_terms(&subs[i].kind, m);
         if !ok {
             return Err(QueryError::illegal(
                 &join(path, "order"),
