@@ -27,3 +27,25 @@ started_alive() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Stop the service in $pidfile: SIGTERM, then SIGKILL after 30 s; `what` names it in messages
+# (`stop_service broker`). Returns once the process is gone and the pid file removed.
+stop_service() {
+    local what=$1 pid i
+    if ! pid_alive; then
+        rm -f "$pidfile"
+        return 0
+    fi
+    pid="$(cat "$pidfile")"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 300; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$what did not stop within 30 s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
+    rm -f "$pidfile"
+}

@@ -181,23 +181,7 @@ start() {
 }
 
 stop() {
-    if ! pid_alive; then
-        rm -f "$pidfile"
-        return 0
-    fi
-    local pid i
-    pid="$(cat "$pidfile")"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 300; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "node did not stop within 30 s: SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    fi
-    rm -f "$pidfile"
+    stop_service node
     log "node stopped"
 }
 

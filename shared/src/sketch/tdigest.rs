@@ -652,32 +652,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Tiny deterministic PRNG (SplitMix64) so the tests need no `rand`.
-    struct TestRng(u64);
-
-    impl TestRng {
-        fn seed_from_u64(seed: u64) -> Self {
-            Self(seed)
-        }
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        /// Uniform in `[0, 1)`.
-        fn unit(&mut self) -> f64 {
-            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-        }
-        /// Uniform in `0..n` (`0` when `n == 0`).
-        fn below(&mut self, n: u64) -> u64 {
-            if n == 0 { 0 } else { self.next_u64() % n }
-        }
-        fn chance(&mut self, p: f64) -> bool {
-            self.unit() < p
-        }
-    }
+    use crate::sketch::test_rng::TestRng;
 
     const QS: [f64; 7] = [1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0];
 
