@@ -53,6 +53,11 @@ pub struct ActionConfig {
     /// Most queries registered at once (distinct ones: a shared query counts once); past it a
     /// new query is refused with a 429 until others are deleted or reclaimed.
     pub max_queries: usize,
+    /// Largest body of `POST /v1/topics/{topic}/records` (past it: 413). The platform's own
+    /// payload limit (OpenWhisk: 1 MB by default) may come first.
+    pub max_ingest_bytes: usize,
+    /// Partitions of a topic created by its first ingest.
+    pub topic_partitions: u32,
     /// The push gateway's delta endpoint, if any (`https://gw/v1/internal/deltas`).
     pub gateway_url: Option<String>,
     /// Bearer token for the gateway (secret).
@@ -93,6 +98,8 @@ impl Default for ActionConfig {
             webhook_attempts: 3,
             max_webhooks_per_query: 16,
             max_queries: 1_000,
+            max_ingest_bytes: 16 << 20,
+            topic_partitions: 4,
             gateway_url: None,
             gateway_token: None,
         }

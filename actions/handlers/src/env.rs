@@ -1,6 +1,6 @@
 //! What a handler runs with: the adapters, the configuration and the activation's context.
 
-use kappa_core::ports::{Chain, Clock, HttpClient, LogReader, StateStore, Timer};
+use kappa_core::ports::{Chain, Clock, HttpClient, LogReader, LogWriter, StateStore, Timer};
 
 use crate::config::ActionConfig;
 use crate::warm::WarmStates;
@@ -20,6 +20,8 @@ pub struct Context {
 pub struct Env<'a> {
     /// The log.
     pub log: &'a dyn LogReader,
+    /// The log's producer side (the ingest route).
+    pub writer: &'a dyn LogWriter,
     /// The state store.
     pub store: &'a dyn StateStore,
     /// Fires chain links.

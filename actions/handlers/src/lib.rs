@@ -21,6 +21,7 @@ pub mod cost;
 pub mod env;
 pub mod error;
 pub mod group;
+pub mod ingest;
 pub mod openwhisk;
 pub mod plans;
 pub mod process;

@@ -55,6 +55,7 @@ impl World {
     fn env_in(&self, c: usize) -> Env<'_> {
         Env {
             log: &self.log,
+            writer: &self.log,
             store: &self.store,
             chain: &self.chain,
             http: &self.http,

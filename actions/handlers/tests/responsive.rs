@@ -28,6 +28,7 @@ fn other_tasks_run_between_the_reads_of_a_batch() {
     let warm = kappa_actions::warm::WarmStates::new(config.warm_state_bytes);
     let env = Env {
         log: &log,
+        writer: &log,
         store: &store,
         chain: &chain,
         http: &http,

@@ -45,7 +45,7 @@ impl Host {
             http: MemoryHttp::default(),
             timer: InstantTimer { clock: Some(clock.clone()) },
             clock,
-            config: settings.config.clone(),
+            config: ActionConfig { max_ingest_bytes: 1024, ..settings.config.clone() },
             warm: WarmStates::new(1 << 20),
             settings,
         };
@@ -57,6 +57,7 @@ impl Host {
     fn run(&self, action: &str, params: Value) -> Value {
         let env = Env {
             log: &self.log,
+            writer: &self.log,
             store: &self.store,
             chain: &self.chain,
             http: &self.http,
@@ -130,4 +131,29 @@ fn the_deployed_web_routes_answer_as_kappa_dev_does() {
     assert_eq!(host.web("put", "/v1/queries", "", "", "k1").0, 405, "no such method");
     let (status, _) = host.web("delete", &format!("/v1/queries/{id}"), "", "", "k1");
     assert_eq!(status, 200);
+}
+
+#[test]
+fn records_are_ingested_through_the_deployed_route_as_through_kappa_dev() {
+    let host = Host::new("");
+    let path = "/v1/topics/matches/records";
+    let body = "{\"user\":{\"id\":7},\"lang\":\"en\"}\n\n{\"user\":{\"id\":7},\"lang\":\"fr\"}\n";
+    let (status, answer) = host.web("post", path, "key=user.id", body, "");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!((answer["topic"].as_str(), answer["count"].as_u64()), (Some("matches"), Some(2)));
+    let partitions = answer["partitions"].as_object().expect("partitions");
+    assert_eq!(partitions.len(), 1, "one key, one partition: {answer}");
+    let topic = Topic::new("matches").expect("a valid name");
+    assert_eq!(
+        block_on(kappa_core::ports::LogReader::partitions(&host.log, &topic)).expect("read"),
+        Some(4),
+        "a new topic gets the configured partitions"
+    );
+
+    let (status, refused) = host.web("post", path, "", "{\"a\":1}\n{\"a\":\n", "");
+    assert_eq!((status, &refused["error"]["line"]), (400, &json!(2)), "{refused}");
+    let (status, _) = host.web("post", path, "", &"{\"a\":1}\n".repeat(200), "");
+    assert_eq!(status, 413, "over max_ingest_bytes");
+    assert_eq!(host.web("post", "/v1/topics/no%20such/records", "", "{}", "").0, 400);
+    assert_eq!(host.web("get", path, "", "", "").0, 405);
 }

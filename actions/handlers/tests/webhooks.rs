@@ -48,6 +48,7 @@ fn a_slow_endpoint_delays_no_other() {
     let warm = kappa_actions::warm::WarmStates::new(config.warm_state_bytes);
     let env = Env {
         log: &log,
+        writer: &log,
         store: &store,
         chain: &chain,
         http: &http,

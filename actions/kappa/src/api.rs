@@ -13,13 +13,12 @@ use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use kappa_actions::{query, status, subscriptions};
-use kappa_core::ports::{Clock, LogWriter};
+use kappa_actions::{ingest, query, status, subscriptions};
+use kappa_core::ports::Clock;
 use kappa_core::{InvalidTopic, Topic};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::ingest;
 use crate::state::Server;
 use crate::views;
 use kappa_push::edge::{
@@ -71,7 +70,7 @@ async fn ingest_records(
     let topic = Topic::new(topic).map_err(invalid_topic)?;
     let body = read_body(body, server.config.ingest_limit, "ingest body").await?;
     let key = params.key.as_deref().filter(|k| !k.is_empty());
-    let records = ingest::parse(&body, key)?;
+    let records = ingest::parse(&body, key).map_err(ApiError::from)?;
     Ok(json_response(200, &append_records(&server, &topic, records).await?))
 }
 
@@ -108,21 +107,13 @@ pub async fn append_records(
             log.ensure_topic(topic, server.config.partitions).await?
         }
     };
-    let count = records.len();
-    let next = server.round_robin.fetch_add(count as u64, Ordering::Relaxed);
+    let next = server.round_robin.fetch_add(records.len() as u64, Ordering::Relaxed);
     let now = server.core.clock.now_ms();
-    let mut written = serde_json::Map::new();
-    for (partition, batch) in ingest::assign(records, partitions, next, now) {
-        let first = LogWriter::append(log, topic, partition, &batch).await?;
-        written.insert(
-            partition.to_string(),
-            json!({"first_offset": first, "last_offset": first + batch.len() as i64 - 1}),
-        );
-    }
+    let written = ingest::write(log, topic, records, partitions, next, now).await?;
     if let Some(wake) = &server.wake {
         let _ = wake.send(topic.to_string());
     }
-    Ok(json!({"topic": topic, "count": count, "partitions": written}))
+    Ok(written)
 }
 
 async fn create_query(

@@ -21,8 +21,8 @@ use kappa_tweetgen::{GenConfig, TweetGen};
 use tokio::time::Instant;
 
 use crate::client::Remote;
-use crate::ingest::Parsed;
 use crate::state::Server;
+use kappa_actions::ingest::Parsed;
 
 /// When records are due.
 #[derive(Debug, Clone, Copy, PartialEq)]

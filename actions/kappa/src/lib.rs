@@ -24,7 +24,6 @@ pub mod client;
 pub mod config;
 pub mod dashboard;
 pub mod demo;
-pub mod ingest;
 pub mod quota;
 pub mod scheduler;
 pub mod server;

@@ -347,6 +347,7 @@ impl Core {
     pub fn env(&self) -> Env<'_> {
         Env {
             log: &*self.log,
+            writer: &*self.log,
             store: &*self.store,
             chain: &self.chain,
             http: &self.http,

@@ -56,6 +56,12 @@ impl From<ActionError> for ApiError {
     }
 }
 
+impl From<WebResponse> for ApiError {
+    fn from(r: WebResponse) -> Self {
+        ApiError { status: r.status, body: r.body }
+    }
+}
+
 impl From<kappa_core::ports::PortError> for ApiError {
     fn from(e: kappa_core::ports::PortError) -> Self {
         ActionError::from(e).into()

@@ -282,7 +282,13 @@ pub fn check_manifest(manifest: &Value, flavour: Flavour) -> Vec<String> {
             }
         }
     }
-    for route in ["POST queries", "GET queries/{id}", "DELETE queries/{id}"] {
+    for route in [
+        "POST queries",
+        "GET queries/{id}",
+        "DELETE queries/{id}",
+        "POST queries/{id}/subscriptions",
+        "POST topics/{topic}/records",
+    ] {
         if !routed.contains(route) {
             problems.push(format!("no api route {route}"));
         }

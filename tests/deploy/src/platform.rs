@@ -43,7 +43,7 @@ use crate::runtime::{Outcome, RuntimeContainer, RuntimeKind, init_env, run_messa
 use crate::{Flavour, package};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
@@ -491,7 +491,7 @@ async fn web(
     State(platform): S,
     Path((_ns, pkg, rest)): Path<(String, String, String)>,
     method: Method,
-    Query(query): Query<HashMap<String, String>>,
+    RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -515,8 +515,8 @@ async fn web(
     params.insert("__ow_headers".into(), Value::Object(header_map));
     params.insert("__ow_path".into(), json!(path));
     if spec.raw_http {
-        let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        params.insert("__ow_query".into(), json!(q.join("&")));
+        // The query string as the client sent it, still percent-encoded (as the controller does).
+        params.insert("__ow_query".into(), json!(raw_query.unwrap_or_default()));
         params.insert("__ow_body".into(), json!(String::from_utf8_lossy(&body)));
     } else if let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) {
         params.extend(fields);

@@ -12,7 +12,7 @@ use crate::env::Env;
 use crate::error::ActionError;
 use crate::push::{self, PushEvent};
 use crate::web::WebResponse;
-use crate::{group, query, status, subscriptions, tick};
+use crate::{group, ingest, query, status, subscriptions, tick};
 
 /// The actions of the package, by short name (the manifests' actions; their test checks it).
 pub const ACTIONS: [&str; 5] = ["query", "status", "process", "push", "tick"];
@@ -78,7 +78,8 @@ fn no_method(method: &str, path: &str) -> WebResponse {
 }
 
 /// The web routes: `POST /v1/queries`, `GET|DELETE /v1/queries/{id}` (or a plain web
-/// action's `/{id}`), `POST|DELETE /v1/queries/{id}/subscriptions`.
+/// action's `/{id}`), `POST|DELETE /v1/queries/{id}/subscriptions`,
+/// `POST /v1/topics/{topic}/records`.
 async fn web(env: &Env<'_>, invocation: &Invocation, settings: &Settings) -> WebResponse {
     if !settings.authorized(invocation.header("authorization")) {
         return WebResponse::error(401, "security_exception", "missing or invalid API key");
@@ -104,6 +105,11 @@ async fn web(env: &Env<'_>, invocation: &Invocation, settings: &Settings) -> Web
             subscriptions::unsubscribe(env, id, url.as_deref()).await
         }
         (_, ["queries", _, "subscriptions"]) => Ok(no_method(method, path)),
+        ("post", ["topics", topic, "records"]) => {
+            let key = invocation.query_param("key");
+            ingest::ingest(env, topic, key.as_deref(), &invocation.body()).await
+        }
+        (_, ["topics", _, "records"]) => Ok(no_method(method, path)),
         _ => Ok(no_route(method, path)),
     };
     outcome.unwrap_or_else(WebResponse::from)

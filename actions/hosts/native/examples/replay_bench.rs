@@ -107,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
     let warm = kappa_actions::warm::WarmStates::new(config.warm_state_bytes);
     let env = Env {
         log: &timed,
+        writer: &log,
         store: &store,
         chain: &chain,
         http: &http,

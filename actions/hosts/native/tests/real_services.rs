@@ -66,6 +66,7 @@ impl Services {
     fn env(&self) -> Env<'_> {
         Env {
             log: &self.log,
+            writer: &self.log,
             store: &self.store,
             chain: &self.chain,
             http: &self.http,

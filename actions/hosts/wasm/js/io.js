@@ -42,6 +42,7 @@ class Io {
     this.kafka = null;
     this.admin = null;
     this.cluster = null;
+    this.producer = null;
     this.redisClient = null;
     this.redisReady = null;
   }
@@ -74,6 +75,38 @@ class Io {
       if (!topics.includes(topic)) return null;
       const md = await this.admin.fetchTopicMetadata({ topics: [topic] });
       return md.topics[0].partitions.length;
+    } catch (e) {
+      throw kafkaError(e);
+    }
+  }
+
+  // Create `topic` with `partitions` unless it exists; answers its partition count.
+  async createTopic(topic, partitions) {
+    try {
+      await this.ensureKafka();
+      await this.admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+      const md = await this.admin.fetchTopicMetadata({ topics: [topic] });
+      return md.topics[0].partitions.length;
+    } catch (e) {
+      throw kafkaError(e);
+    }
+  }
+
+  // Append `records` (JSON text: [{key, value, timestamp}], key null or text) to one partition
+  // in one produce request (all or none); answers the first offset as a decimal string.
+  async produce(topic, partition, records) {
+    try {
+      await this.ensureKafka();
+      if (!this.producer) {
+        const producer = this.kafka.producer({ allowAutoTopicCreation: false });
+        await producer.connect();
+        this.producer = producer;
+      }
+      const messages = JSON.parse(records).map((r) => ({
+        partition, key: r.key, value: r.value, timestamp: String(r.timestamp),
+      }));
+      const [sent] = await this.producer.send({ topic, acks: -1, messages });
+      return String(sent.baseOffset);
     } catch (e) {
       throw kafkaError(e);
     }
@@ -174,6 +207,7 @@ class Io {
     await Promise.allSettled([
       this.admin && this.admin.disconnect(),
       this.cluster && this.cluster.disconnect(),
+      this.producer && this.producer.disconnect(),
       this.redisReady && this.redisClient.quit(),
     ]);
   }

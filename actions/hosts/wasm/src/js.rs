@@ -10,9 +10,10 @@ use js_sys::{Array, Reflect, Uint8Array};
 use kappa_actions::openwhisk::{Invocation, OpenWhiskChain, Settings, dispatch};
 use kappa_actions::warm::WarmStates;
 use kappa_actions::{Context, Env};
+use kappa_core::Topic;
 use kappa_core::ports::{
-    Batch, Clock, HttpClient, HttpRequest, HttpResponse, LogReader, MAX_RESPONSE_BYTES, PortError,
-    PortResult, ReadRequest, Timer, Watermarks,
+    Batch, Clock, HttpClient, HttpRequest, HttpResponse, LogReader, LogWriter, MAX_RESPONSE_BYTES,
+    NewRecord, PortError, PortResult, ReadRequest, Timer, Watermarks,
 };
 use serde_json::Value;
 use wasm_bindgen::JsCast;
@@ -39,6 +40,15 @@ extern "C" {
         partition: u32,
         from: &str,
         max_bytes: u32,
+    ) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = createTopic)]
+    async fn create_topic(this: &Io, topic: &str, partitions: u32) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    async fn produce(
+        this: &Io,
+        topic: &str,
+        partition: u32,
+        records: &str,
     ) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(method, catch)]
     async fn redis(this: &Io, args: Array) -> Result<JsValue, JsValue>;
@@ -100,6 +110,7 @@ pub async fn run(params: JsValue, env: JsValue, io: JsValue) -> JsValue {
             );
             let env = Env {
                 log: &log,
+                writer: &log,
                 store: &store,
                 chain: &chain,
                 http: &JsHttp,
@@ -258,6 +269,38 @@ impl LogReader for JsLog {
             "kafka",
             format!("read {topic}/{partition}: retention moved during the read"),
         ))
+    }
+}
+
+/// Ingest through the deployed `query` action: kafkajs's admin and producer (`js/io.js`).
+#[async_trait(?Send)]
+impl LogWriter for JsLog {
+    async fn ensure_topic(&self, topic: &Topic, partitions: u32) -> PortResult<u32> {
+        let n = io()
+            .create_topic(topic, partitions)
+            .await
+            .map_err(|e| port_error("kafka", "create topic", &e))?;
+        n.as_f64()
+            .map(|n| n as u32)
+            .ok_or_else(|| PortError::permanent("kafka", "create topic: no partition count"))
+    }
+
+    /// One produce request for the partition's records (all or none).
+    async fn append(&self, topic: &str, partition: u32, records: &[NewRecord]) -> PortResult<i64> {
+        // Values are validated JSON documents and keys come from them: both are UTF-8 text.
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let records: Vec<Value> = records
+            .iter()
+            .map(|r| {
+                serde_json::json!({"key": r.key.as_deref().map(text), "value": text(&r.value),
+                    "timestamp": r.timestamp})
+            })
+            .collect();
+        let first = io()
+            .produce(topic, partition, &Value::Array(records).to_string())
+            .await
+            .map_err(|e| port_error("kafka", &format!("append {topic}/{partition}"), &e))?;
+        offset(&first, "first offset")
     }
 }
 

@@ -243,6 +243,34 @@ if (native && fs.existsSync(native)) {
   child.stdin.end();
 }
 
+// ---- ingest through the deployed query action: produced to Kafka, read back by the query ---
+{
+  const ingestTopic = `${topic}-ingest`;
+  const lines = [1, 2, 3].map((n) => JSON.stringify({ text: `ingested federer ${n}`, tag: 'in', n })).join('\n');
+  const ingested = await invoke('query', {
+    __ow_method: 'post', __ow_path: `/v1/topics/${ingestTopic}/records`, __ow_query: 'key=tag',
+    __ow_headers: { 'content-type': 'application/x-ndjson' }, __ow_body: lines,
+  });
+  const parts = (ingested.body && ingested.body.partitions) || {};
+  check('POST /v1/topics/{t}/records creates the topic and produces every record to one keyed partition',
+    ingested.statusCode === 200 && ingested.body.count === 3 && Object.keys(parts).length === 1,
+    JSON.stringify(ingested).slice(0, 300));
+  const md = await admin.fetchTopicMetadata({ topics: [ingestTopic] });
+  const [p] = Object.keys(parts);
+  const offsets = await admin.fetchTopicOffsets(ingestTopic);
+  const high = offsets.find((o) => String(o.partition) === p);
+  check('the records are in Kafka at the offsets answered',
+    md.topics[0].partitions.length === 4 && high && Number(high.high) === parts[p].last_offset + 1,
+    `${md.topics[0].partitions.length} partitions, ${JSON.stringify(offsets)} vs ${JSON.stringify(parts)}`);
+  const bad = await invoke('query', {
+    __ow_method: 'post', __ow_path: `/v1/topics/${ingestTopic}/records`, __ow_query: '',
+    __ow_headers: {}, __ow_body: '{"a":1}\n{"a":',
+  });
+  check('a bad line is a 400 naming it',
+    bad.statusCode === 400 && bad.body.error.line === 2, JSON.stringify(bad).slice(0, 300));
+  await admin.deleteTopics({ topics: [ingestTopic] }).catch(() => {});
+}
+
 const released = await invoke('query', { __ow_method: 'delete', __ow_path: `/v1/queries/${id}`, __ow_headers: {} });
 check('DELETE releases the query', released.statusCode === 200, JSON.stringify(released).slice(0, 200));
 

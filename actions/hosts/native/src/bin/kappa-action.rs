@@ -83,6 +83,7 @@ async fn handle(a: &Adapters, activation: &Activation) -> Value {
     );
     let env = Env {
         log: &a.log,
+        writer: &a.log,
         store: &a.store,
         chain: &chain,
         http: &*a.http,

@@ -1,13 +1,18 @@
 //! `POST /v1/topics/{topic}/records`: NDJSON or a JSON array, validated whole before anything
-//! is written.
+//! is written, then spread over the topic's partitions. `kappa dev` and the deployed `query`
+//! web action both ingest with this code (the dev server adds its own topic limit and wakes its
+//! scheduler; a deployment's Kafka feed trigger wakes the queries).
 
 use std::collections::BTreeMap;
 
-use kappa_core::ports::{NewRecord, partition_for_key};
-use serde_json::Value;
+use kappa_core::Topic;
+use kappa_core::ports::{LogWriter, NewRecord, PortResult, partition_for_key};
 use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
 
-use kappa_push::error::ApiError;
+use crate::env::Env;
+use crate::error::ActionError;
+use crate::web::WebResponse;
 
 /// One parsed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,24 +37,26 @@ pub fn key_of(doc: &Value, path: &str) -> Option<Vec<u8>> {
     }
 }
 
-fn bad_line(line: usize, e: &serde_json::Error) -> ApiError {
-    let mut err =
-        ApiError::new(400, "parsing_exception", format!("line {line}: invalid JSON document: {e}"));
-    err.body["error"]["line"] = line.into();
-    err
-}
-
-fn invalid_record(line: usize, e: &kappa_core::scan::InvalidJson) -> ApiError {
-    let mut err = ApiError::new(
+/// 400 `parsing_exception` naming the line.
+fn invalid_line(line: usize, reason: String) -> WebResponse {
+    let mut answer = WebResponse::error(
         400,
         "parsing_exception",
-        format!("line {line}: invalid JSON document: {} at byte {}", e.reason, e.offset),
+        format!("line {line}: invalid JSON document: {reason}"),
     );
-    err.body["error"]["line"] = line.into();
-    err
+    answer.body["error"]["line"] = line.into();
+    answer
 }
 
-fn record(raw: &[u8], key_path: Option<&str>, line: usize) -> Result<Parsed, ApiError> {
+fn bad_line(line: usize, e: &serde_json::Error) -> WebResponse {
+    invalid_line(line, e.to_string())
+}
+
+fn invalid_record(line: usize, e: &kappa_core::scan::InvalidJson) -> WebResponse {
+    invalid_line(line, format!("{} at byte {}", e.reason, e.offset))
+}
+
+fn record(raw: &[u8], key_path: Option<&str>, line: usize) -> Result<Parsed, WebResponse> {
     // Exactly what a query will read as a document (the fold's own validating scanner): a line
     // every query would skip (invalid UTF-8 in a string, a lone surrogate, nesting past the
     // limit, a number out of range, a top level that is not an object) is refused here, with
@@ -67,7 +74,7 @@ fn record(raw: &[u8], key_path: Option<&str>, line: usize) -> Result<Parsed, Api
 
 /// Parse an ingest body: a JSON array of documents, or NDJSON (blank lines ignored). The first
 /// invalid document fails the whole body with 400 naming its line (the first line is 1).
-pub fn parse(body: &[u8], key_path: Option<&str>) -> Result<Vec<Parsed>, ApiError> {
+pub fn parse(body: &[u8], key_path: Option<&str>) -> Result<Vec<Parsed>, WebResponse> {
     let start = body.iter().position(|b| !b.is_ascii_whitespace());
     if start.is_some_and(|i| body[i] == b'[') {
         let items: Vec<&RawValue> = match serde_json::from_slice(body) {
@@ -120,6 +127,67 @@ pub fn assign(
         out.entry(p).or_default().push(NewRecord { key: r.key, value: r.value, timestamp });
     }
     out
+}
+
+/// Append `records` to `topic` (of `partitions` partitions, keyless ones round-robin from
+/// `next`), each partition's records in one atomic append. Returns the answer's body:
+/// `{"topic","count","partitions":{"0":{"first_offset","last_offset"},..}}`.
+pub async fn write(
+    writer: &dyn LogWriter,
+    topic: &Topic,
+    records: Vec<Parsed>,
+    partitions: u32,
+    next: u64,
+    now_ms: i64,
+) -> PortResult<Value> {
+    let count = records.len();
+    let mut written = Map::new();
+    for (partition, batch) in assign(records, partitions, next, now_ms) {
+        let first = writer.append(topic, partition, &batch).await?;
+        written.insert(
+            partition.to_string(),
+            json!({"first_offset": first, "last_offset": first + batch.len() as i64 - 1}),
+        );
+    }
+    Ok(json!({"topic": topic, "count": count, "partitions": written}))
+}
+
+/// The deployed ingest route: `body` checked against `max_ingest_bytes` (413) and parsed whole
+/// (400 naming the first bad line), the topic created with `topic_partitions` if it is new,
+/// then [`write`]. Keyless records start their round-robin at the clock, so concurrent
+/// containers spread them too.
+pub async fn ingest(
+    env: &Env<'_>,
+    topic: &str,
+    key_path: Option<&str>,
+    body: &[u8],
+) -> Result<WebResponse, ActionError> {
+    let Ok(topic) = Topic::new(topic) else {
+        return Ok(WebResponse::error(
+            400,
+            "invalid_index_name_exception",
+            format!("invalid topic name [{topic}]: use 1 to 249 of [A-Za-z0-9._-]"),
+        ));
+    };
+    let limit = env.config.max_ingest_bytes;
+    if body.len() > limit {
+        return Ok(WebResponse::error(
+            413,
+            "content_too_long_exception",
+            format!("ingest body exceeds the limit of {limit} bytes"),
+        ));
+    }
+    let records = match parse(body, key_path.filter(|k| !k.is_empty())) {
+        Ok(records) => records,
+        Err(refused) => return Ok(refused),
+    };
+    let partitions = match env.log.partitions(&topic).await? {
+        Some(n) => n,
+        None => env.writer.ensure_topic(&topic, env.config.topic_partitions).await?,
+    };
+    let now = env.clock.now_ms();
+    let written = write(env.writer, &topic, records, partitions, now as u64, now).await?;
+    Ok(WebResponse::json(200, written))
 }
 
 #[cfg(test)]
