@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::ports::{
     Checkpoint, PartitionProgress, PortResult, Position, Progress, QueryRecord, ResultRecord,
-    Segment, StateStore, Subscription,
+    Segment, StateStore, Subscription, ViewDef,
 };
 
 /// Poll every future until all are ready, in one task: the futures are in flight together.
@@ -129,7 +129,8 @@ fn versions(messages: &[Message]) -> Vec<u64> {
 ///
 /// `prefix` starts every query id the suite uses (use a random one against shared servers);
 /// `ring` is the number of recent messages the store keeps per query (at least 4). The suite
-/// leaves nothing behind: every query it creates is removed at the end.
+/// leaves no query behind: every query it creates is removed at the end (views are never
+/// deleted, so its two views, named with `prefix`, stay).
 pub async fn state_store_conformance(store: &dyn StateStore, prefix: &str, ring: usize) {
     assert!(ring >= 4, "state store conformance needs a ring of at least 4 messages");
     registry(store, prefix).await;
@@ -140,6 +141,7 @@ pub async fn state_store_conformance(store: &dyn StateStore, prefix: &str, ring:
     concurrent_results(store, prefix).await;
     bounded_ring(store, prefix, ring).await;
     subscriptions(store, prefix).await;
+    views(store, prefix).await;
     removal(store, prefix).await;
     for suffix in ["q1", "q2", "refs", "cp", "cpx", "res", "resx", "ring", "ringp", "subs", "rm"] {
         ok("cleanup remove", store.remove(&format!("{prefix}{suffix}")).await);
@@ -555,6 +557,52 @@ async fn subscriptions(store: &dyn StateStore, prefix: &str) {
     );
     assert!(ok("unsubscribe s2", store.unsubscribe(&id, &s2.url).await), "the last one");
     assert_eq!(ok("subscriptions", store.subscriptions(&id).await), vec![], "none left");
+}
+
+async fn views(store: &dyn StateStore, prefix: &str) {
+    let (a, b) = (format!("{prefix}view-a"), format!("{prefix}view-b"));
+    let mine = |all: Vec<(String, ViewDef)>| -> Vec<(String, ViewDef)> {
+        all.into_iter().filter(|(name, _)| name.starts_with(prefix)).collect()
+    };
+    assert_eq!(ok("view", store.view(&a).await), None, "no view at first");
+    let v1 = ViewDef { id: "q_1".into(), pending: None };
+    let v2 = ViewDef { id: "q_1".into(), pending: Some("q_2".into()) };
+    let wrong = ViewDef { id: "q_9".into(), pending: None };
+    assert!(
+        !ok("cas view over a missing one", store.compare_and_set_view(&a, Some(&v1), &v2).await),
+        "compare_and_set_view(): expecting a view that does not exist fails"
+    );
+    assert!(ok("create view", store.compare_and_set_view(&a, None, &v1).await), "created");
+    assert!(
+        !ok("create again", store.compare_and_set_view(&a, None, &v2).await),
+        "compare_and_set_view(None): only when there is no view"
+    );
+    assert!(
+        !ok("stale cas", store.compare_and_set_view(&a, Some(&wrong), &v2).await),
+        "compare_and_set_view(): a stale expectation fails"
+    );
+    assert_eq!(ok("view", store.view(&a).await), Some(v1.clone()), "unchanged by failures");
+    assert!(ok("cas view", store.compare_and_set_view(&a, Some(&v1), &v2).await), "replaced");
+    assert_eq!(ok("view", store.view(&a).await), Some(v2.clone()), "pending kept");
+    assert!(ok("create b", store.compare_and_set_view(&b, None, &wrong).await));
+    assert_eq!(
+        mine(ok("views", store.views().await)),
+        vec![(a.clone(), v2), (b, wrong)],
+        "views(): every view, by name"
+    );
+    // Two writers racing from the same expectation: exactly one wins.
+    let current = ok("view", store.view(&a).await).expect("a view");
+    let (x, y) =
+        (ViewDef { id: "q_x".into(), pending: None }, ViewDef { id: "q_y".into(), pending: None });
+    let won: Vec<bool> = join_all(vec![
+        store.compare_and_set_view(&a, Some(&current), &x),
+        store.compare_and_set_view(&a, Some(&current), &y),
+    ])
+    .await
+    .into_iter()
+    .map(|r| ok("racing view cas", r))
+    .collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "compare_and_set_view(): one racer wins");
 }
 
 async fn removal(store: &dyn StateStore, prefix: &str) {

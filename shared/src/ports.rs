@@ -316,6 +316,17 @@ pub struct Subscription {
     pub secret: String,
 }
 
+/// A named view: the query its subscribers receive, and the one replacing it once caught up
+/// (re-analysis without downtime, api.md "Views").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewDef {
+    /// The query subscribers receive.
+    pub id: String,
+    /// The query replacing it once caught up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
+}
+
 /// Durable state of queries (Redis, the embedded store).
 #[cfg_attr(target_arch = "wasm32", async_trait(?Send))]
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
@@ -389,6 +400,19 @@ pub trait StateStore: Send + Sync {
     async fn subscriptions(&self, id: &str) -> PortResult<Vec<Subscription>>;
     /// Remove the webhook subscription of `url` from a query; whether there was one.
     async fn unsubscribe(&self, id: &str, url: &str) -> PortResult<bool>;
+
+    /// A view's definition.
+    async fn view(&self, name: &str) -> PortResult<Option<ViewDef>>;
+    /// Set a view's definition only if it is still `expected` (None: no such view yet), in one
+    /// atomic step. False when another writer got there first (read again and retry).
+    async fn compare_and_set_view(
+        &self,
+        name: &str,
+        expected: Option<&ViewDef>,
+        new: &ViewDef,
+    ) -> PortResult<bool>;
+    /// Every view, by name (the switch checks their pending queries).
+    async fn views(&self) -> PortResult<Vec<(String, ViewDef)>>;
 }
 
 /// The event of one process invocation: advance `segment` of `query` by one batch.
@@ -584,6 +608,7 @@ struct MemoryStoreInner {
     results: HashMap<String, ResultRecord>,
     messages: HashMap<String, Vec<Message>>,
     subscriptions: HashMap<String, Vec<Subscription>>,
+    views: BTreeMap<String, ViewDef>,
 }
 
 impl MemoryStore {
@@ -747,6 +772,28 @@ impl StateStore for MemoryStore {
         let before = subs.len();
         subs.retain(|sub| sub.url != url);
         Ok(subs.len() < before)
+    }
+
+    async fn view(&self, name: &str) -> PortResult<Option<ViewDef>> {
+        Ok(self.lock().views.get(name).cloned())
+    }
+
+    async fn compare_and_set_view(
+        &self,
+        name: &str,
+        expected: Option<&ViewDef>,
+        new: &ViewDef,
+    ) -> PortResult<bool> {
+        let mut s = self.lock();
+        if s.views.get(name) != expected {
+            return Ok(false);
+        }
+        s.views.insert(name.to_string(), new.clone());
+        Ok(true)
+    }
+
+    async fn views(&self) -> PortResult<Vec<(String, ViewDef)>> {
+        Ok(self.lock().views.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 }
 

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use kappa_core::Message;
 use kappa_core::ports::{
     Checkpoint, PortError, PortResult, Position, QueryRecord, ResultRecord, Segment, StateStore,
-    Subscription, ring_since,
+    Subscription, ViewDef, ring_since,
 };
 use redb::ReadableTable;
 
@@ -16,8 +16,8 @@ use crate::EmbeddedStore;
 use crate::cache::Recent;
 use crate::pending::lock_pending;
 use crate::tables::{
-    BACKEND, CHECKPOINTS, QUERIES, REFS, RESULTS, RING, RING_BOUNDS, SUBSCRIPTIONS, TOUCH, corrupt,
-    db_error, from_json, position_of, table, to_json,
+    BACKEND, CHECKPOINTS, QUERIES, REFS, RESULTS, RING, RING_BOUNDS, SUBSCRIPTIONS, TOUCH, VIEWS,
+    corrupt, db_error, from_json, position_of, table, to_json,
 };
 
 #[async_trait]
@@ -386,5 +386,48 @@ impl StateStore for EmbeddedStore {
         let t = table!(tx, SUBSCRIPTIONS, "subscriptions");
         let raw = t.get(id).map_err(|e| db_error("subscriptions", e))?;
         Ok(raw.map(|r| from_json("subscriptions", r.value())).transpose()?.unwrap_or_default())
+    }
+
+    async fn view(&self, name: &str) -> PortResult<Option<ViewDef>> {
+        let tx = self.read_tx("view")?;
+        let t = table!(tx, VIEWS, "view");
+        let raw = t.get(name).map_err(|e| db_error("view", e))?;
+        raw.map(|r| from_json("view", r.value())).transpose()
+    }
+
+    async fn compare_and_set_view(
+        &self,
+        name: &str,
+        expected: Option<&ViewDef>,
+        new: &ViewDef,
+    ) -> PortResult<bool> {
+        let (name, expected, new) = (name.to_string(), expected.cloned(), new.clone());
+        self.write("compare_and_set_view", move |tx| {
+            let mut t = table!(tx, VIEWS, "compare_and_set_view");
+            let current: Option<ViewDef> = t
+                .get(name.as_str())
+                .map_err(|e| db_error("compare_and_set_view", e))?
+                .map(|raw| from_json("view", raw.value()))
+                .transpose()?;
+            if current != expected {
+                return Ok(false);
+            }
+            let raw = to_json("view", &new)?;
+            t.insert(name.as_str(), raw.as_slice())
+                .map_err(|e| db_error("compare_and_set_view", e))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn views(&self) -> PortResult<Vec<(String, ViewDef)>> {
+        let tx = self.read_tx("views")?;
+        let t = table!(tx, VIEWS, "views");
+        let mut out = Vec::new();
+        for entry in t.iter().map_err(|e| db_error("views", e))? {
+            let (name, raw) = entry.map_err(|e| db_error("views", e))?;
+            out.push((name.value().to_string(), from_json("view", raw.value())?));
+        }
+        Ok(out)
     }
 }

@@ -26,6 +26,8 @@ pub(crate) const RING_BOUNDS: TableDefinition<'static, &str, (u64, u64)> =
     TableDefinition::new("ring_bounds");
 pub(crate) const SUBSCRIPTIONS: TableDefinition<'static, &str, &[u8]> =
     TableDefinition::new("subscriptions");
+/// View definitions by name (JSON).
+pub(crate) const VIEWS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("views");
 
 /// Open (or create) the file at `path` with every table in it (see
 /// [`crate::EmbeddedStore::open_with`] for `fsync`).
@@ -56,6 +58,7 @@ pub(crate) fn open(path: &Path, fsync: bool) -> PortResult<Database> {
         tx.open_table(RING).map_err(|e| db_error("open", e))?;
         tx.open_table(RING_BOUNDS).map_err(|e| db_error("open", e))?;
         tx.open_table(SUBSCRIPTIONS).map_err(|e| db_error("open", e))?;
+        tx.open_table(VIEWS).map_err(|e| db_error("open", e))?;
     }
     tx.commit().map_err(|e| db_error("open", e))?;
     Ok(db)

@@ -24,7 +24,8 @@
 //! Keys of query `<id>` (prefix `kappa` by default): `:query` (JSON record), `:cp:<segment>`
 //! (checkpoint hash), `:cps` (set of the query's checkpoint keys, so `remove` finds them),
 //! `:result` (hash: `revision`, `version`, `record` JSON), `:ring` (list of JSON messages),
-//! `:subs` (list of JSON subscriptions), `:meta` (hash: `touch`, `refs`).
+//! `:subs` (list of JSON subscriptions), `:meta` (hash: `touch`, `refs`). Views are one hash,
+//! `{prefix}:views` (name → JSON definition).
 //!
 //! Test with: `scripts/redis.sh start && REDIS_URL=redis://127.0.0.1:16379 cargo test -p
 //! kappa-state-redis` (without `REDIS_URL` the integration tests print "skipped").
@@ -34,7 +35,7 @@ use futures_util::{Stream, StreamExt};
 use kappa_core::Message;
 use kappa_core::ports::{
     Checkpoint, PortError, PortResult, Position, QueryRecord, ResultRecord, Segment, StateStore,
-    Subscription, ring_since,
+    Subscription, ViewDef, ring_since,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, RetryMethod, Script};
@@ -50,10 +51,10 @@ const BACKEND: &str = "redis";
 const CAS_CHECKPOINT: &str = include_str!("cas_checkpoint.lua");
 
 /// Replace the result only if its revision is still the expected one, append the message to
-/// the ring, trim the ring and publish the message.
+/// the ring and trim the ring.
 ///
 /// KEYS: the result hash, the ring list. ARGV: expected revision (`"0"` for none), new
-/// revision, new version, record JSON, message JSON, ring size, channel.
+/// revision, new version, record JSON, message JSON, ring size.
 const CAS_RESULT: &str = include_str!("cas_result.lua");
 
 /// Set the last touch and return the previous one (or the new one when there was none), as a
@@ -69,6 +70,13 @@ const REMOVE: &str = include_str!("remove.lua");
 /// Remove the subscriptions whose `url` is ARGV[1] from the list KEYS[1]; how many there were
 /// (one script, so a subscription added meanwhile is never lost).
 const UNSUBSCRIBE: &str = include_str!("unsubscribe.lua");
+
+/// Replace a view's definition only if it is still the expected one.
+///
+/// KEYS: the views hash. ARGV: the view's name, the expected definition's JSON (`""` for no
+/// view yet), the new one's JSON. Both sides serialise a `ViewDef` the same way, so comparing
+/// the texts compares the definitions.
+const CAS_VIEW: &str = include_str!("cas_view.lua");
 
 /// Configuration of a [`RedisStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +101,7 @@ struct Scripts {
     add_refs: Script,
     unsubscribe: Script,
     remove: Script,
+    cas_view: Script,
 }
 
 /// A [`StateStore`] on a Redis server (see the crate docs for the key layout).
@@ -224,6 +233,7 @@ impl RedisStore {
                 add_refs: Script::new(ADD_REFS),
                 unsubscribe: Script::new(UNSUBSCRIBE),
                 remove: Script::new(REMOVE),
+                cas_view: Script::new(CAS_VIEW),
             },
             display_url,
         })
@@ -246,6 +256,10 @@ impl RedisStore {
 
     fn registry_key(&self) -> String {
         format!("{}:queries", self.prefix)
+    }
+
+    fn views_key(&self) -> String {
+        format!("{}:views", self.prefix)
     }
 
     /// The payloads published on `channel` from now on, on a dedicated pub/sub connection.
@@ -536,6 +550,53 @@ impl StateStore for RedisStore {
             .await
             .map_err(|e| redis_error("subscriptions", &e))?;
         raw.iter().map(|s| from_json("subscription", s)).collect()
+    }
+
+    async fn view(&self, name: &str) -> PortResult<Option<ViewDef>> {
+        let raw: Option<Vec<u8>> = redis::cmd("HGET")
+            .arg(self.views_key())
+            .arg(name)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| redis_error("view", &e))?;
+        raw.map(|r| from_json("view", &r)).transpose()
+    }
+
+    async fn compare_and_set_view(
+        &self,
+        name: &str,
+        expected: Option<&ViewDef>,
+        new: &ViewDef,
+    ) -> PortResult<bool> {
+        let expected = match expected {
+            Some(def) => to_json("view", def)?,
+            None => Vec::new(),
+        };
+        let won: i64 = self
+            .scripts
+            .cas_view
+            .key(self.views_key())
+            .arg(name)
+            .arg(expected)
+            .arg(to_json("view", new)?)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| redis_error("compare_and_set_view", &e))?;
+        Ok(won == 1)
+    }
+
+    async fn views(&self) -> PortResult<Vec<(String, ViewDef)>> {
+        let raw: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(self.views_key())
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| redis_error("views", &e))?;
+        let mut views = raw
+            .iter()
+            .map(|(name, def)| Ok((name.clone(), from_json("view", def)?)))
+            .collect::<PortResult<Vec<_>>>()?;
+        views.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(views)
     }
 }
 

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use kappa_core::Message;
 use kappa_core::ports::{
     Checkpoint, PortError, PortResult, QueryRecord, ResultRecord, Segment, StateStore,
-    Subscription, ring_since,
+    Subscription, ViewDef, ring_since,
 };
 use sha1::{Digest, Sha1};
 
@@ -29,6 +29,8 @@ pub const ADD_REFS: &str = include_str!("../../../adapters/state-redis/src/add_r
 pub const REMOVE: &str = include_str!("../../../adapters/state-redis/src/remove.lua");
 /// See [`CAS_CHECKPOINT`].
 pub const UNSUBSCRIBE: &str = include_str!("../../../adapters/state-redis/src/unsubscribe.lua");
+/// See [`CAS_CHECKPOINT`].
+pub const CAS_VIEW: &str = include_str!("../../../adapters/state-redis/src/cas_view.lua");
 
 /// One argument of a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,14 +158,20 @@ pub struct ScriptStore<C> {
     add_refs: Script,
     unsubscribe: Script,
     remove: Script,
+    cas_view: Script,
 }
 
 impl<C: RedisCall> ScriptStore<C> {
     /// A store over `conn` with `kappa-state-redis`'s defaults.
     pub fn new(conn: C) -> Self {
+        ScriptStore::with_prefix(conn, "kappa")
+    }
+
+    /// A store whose keys start with `prefix` (`kappa-state-redis`'s `key_prefix`).
+    pub fn with_prefix(conn: C, prefix: &str) -> Self {
         ScriptStore {
             conn,
-            prefix: "kappa".into(),
+            prefix: prefix.into(),
             ring: 1024,
             cas_checkpoint: Script::new(CAS_CHECKPOINT),
             cas_result: Script::new(CAS_RESULT),
@@ -171,6 +179,7 @@ impl<C: RedisCall> ScriptStore<C> {
             add_refs: Script::new(ADD_REFS),
             unsubscribe: Script::new(UNSUBSCRIBE),
             remove: Script::new(REMOVE),
+            cas_view: Script::new(CAS_VIEW),
         }
     }
 
@@ -180,6 +189,10 @@ impl<C: RedisCall> ScriptStore<C> {
 
     fn registry_key(&self) -> String {
         format!("{}:queries", self.prefix)
+    }
+
+    fn views_key(&self) -> String {
+        format!("{}:views", self.prefix)
     }
 
     async fn cmd(&self, what: &str, args: Vec<Arg>) -> PortResult<Reply> {
@@ -419,5 +432,46 @@ impl<C: RedisCall> StateStore for ScriptStore<C> {
             .await?
             .array("subscriptions")?;
         raw.into_iter().filter_map(Reply::bytes).map(|s| from_json("subscription", &s)).collect()
+    }
+
+    async fn view(&self, name: &str) -> PortResult<Option<ViewDef>> {
+        let raw =
+            self.cmd("view", vec!["HGET".into(), self.views_key().into(), name.into()]).await?;
+        raw.bytes().map(|r| from_json("view", &r)).transpose()
+    }
+
+    async fn compare_and_set_view(
+        &self,
+        name: &str,
+        expected: Option<&ViewDef>,
+        new: &ViewDef,
+    ) -> PortResult<bool> {
+        let expected = match expected {
+            Some(def) => json("view", def)?,
+            None => Arg::Str(String::new()),
+        };
+        let args = vec![name.into(), expected, json("view", new)?];
+        let won = self
+            .eval("compare_and_set_view", &self.cas_view, vec![self.views_key()], args)
+            .await?
+            .int("compare_and_set_view")?;
+        Ok(won == 1)
+    }
+
+    async fn views(&self) -> PortResult<Vec<(String, ViewDef)>> {
+        let raw = self
+            .cmd("views", vec!["HGETALL".into(), self.views_key().into()])
+            .await?
+            .array("views")?;
+        let mut views = Vec::with_capacity(raw.len() / 2);
+        let mut fields = raw.into_iter();
+        while let (Some(name), Some(def)) = (fields.next(), fields.next()) {
+            let name = name.bytes().ok_or_else(|| corrupt("views", "a name that is not text"))?;
+            let def =
+                def.bytes().ok_or_else(|| corrupt("views", "a definition that is not text"))?;
+            views.push((String::from_utf8_lossy(&name).into_owned(), from_json("view", &def)?));
+        }
+        views.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(views)
     }
 }
