@@ -31,6 +31,7 @@ pub mod result;
 pub mod status;
 pub mod subscriptions;
 pub mod tick;
+pub mod views;
 pub mod warm;
 pub mod web;
 

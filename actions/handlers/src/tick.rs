@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use kappa_core::ports::{Link, ProcessEvent, PushEvent, Segment};
 
 use crate::group::links_of;
+use crate::views;
 
 use crate::env::Env;
 use crate::error::ActionError;
@@ -28,6 +29,9 @@ pub struct TickOutput {
     /// Results refreshed because they lagged their checkpoints (a crash before a refresh).
     #[serde(default)]
     pub repaired: usize,
+    /// Views switched to their caught-up pending query.
+    #[serde(default)]
+    pub views_switched: usize,
 }
 
 /// Check every registered query (or only those on `topic`, for a feed event).
@@ -119,6 +123,9 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
             env.chain.fire(link).await?;
         }
     }
+    // A view whose new definition has caught up switches here in a deployment (`kappa dev`'s
+    // view loop also checks more often).
+    out.views_switched = views::switch_ready(env).await?.len();
     Ok(out)
 }
 

@@ -10,7 +10,7 @@ use kappa_actions::warm::WarmStates;
 use kappa_actions::{ActionConfig, Context, Env};
 use kappa_core::Topic;
 use kappa_core::ports::{
-    InstantTimer, LogWriter, ManualClock, MemoryChain, MemoryHttp, MemoryLog, MemoryStore,
+    InstantTimer, Link, LogWriter, ManualClock, MemoryChain, MemoryHttp, MemoryLog, MemoryStore,
 };
 use serde_json::{Map, Value, json};
 
@@ -69,6 +69,21 @@ impl Host {
         let context = Context { activation_id: "a1".into(), deadline_ms: NOW + 60_000 };
         let invocation = Invocation::new(&format!("/guest/kappa/{action}"), params, context, None);
         block_on(dispatch(&env, &invocation, &self.settings))
+    }
+
+    /// Run the process links fired so far, and those they fire, as the platform would.
+    fn run_links(&self) {
+        loop {
+            let links: Vec<_> =
+                self.chain.take().into_iter().filter(|l| !matches!(l, Link::Push(_))).collect();
+            if links.is_empty() {
+                return;
+            }
+            for link in links {
+                let out = self.run("process", link.params());
+                assert!(out.get("error").is_none(), "{out}");
+            }
+        }
     }
 
     /// A raw-http web request to the `query` action: its status and body.
@@ -156,4 +171,45 @@ fn records_are_ingested_through_the_deployed_route_as_through_kappa_dev() {
     assert_eq!(status, 413, "over max_ingest_bytes");
     assert_eq!(host.web("post", "/v1/topics/no%20such/records", "", "{}", "").0, 400);
     assert_eq!(host.web("get", path, "", "", "").0, 405);
+}
+
+#[test]
+fn views_are_deployed_and_switch_on_a_tick_once_the_new_query_caught_up() {
+    let host = Host::new("");
+    let records =
+        (0..3).map(|i| format!("{{\"lang\":\"en\",\"user\":\"u{i}\"}}")).collect::<Vec<_>>();
+    assert_eq!(host.web("post", "/v1/topics/tweets/records", "", &records.join("\n"), "").0, 200);
+    let a = r#"{"topic":"tweets","aggs":{"langs":{"terms":{"field":"lang"}}}}"#;
+    let (status, created) = host.web("put", "/v1/views/desk", "", a, "");
+    assert_eq!(status, 201, "{created}");
+    let id_a = created["id"].as_str().expect("id").to_string();
+    host.run_links();
+    let (status, got) = host.web("get", "/v1/views/desk", "", "", "");
+    assert_eq!(
+        (status, got["id"].as_str(), &got["view"]),
+        (200, Some(id_a.as_str()), &json!("desk"))
+    );
+    assert_eq!(got["result"]["aggregations"]["langs"]["buckets"][0]["doc_count"], 3, "{got}");
+
+    // A new definition is pending until it has caught up; the tick then switches the view.
+    let b = r#"{"topic":"tweets","aggs":{"users":{"terms":{"field":"user"}}}}"#;
+    let (status, redefined) = host.web("put", "/v1/views/desk", "", b, "");
+    assert_eq!((status, redefined["id"].as_str()), (202, Some(id_a.as_str())), "{redefined}");
+    let id_b = redefined["pending"].as_str().expect("pending").to_string();
+    assert_eq!(host.web("put", "/v1/views/desk", "", b, "").0, 202, "the same pending again");
+    let tick = host.run("tick", json!({}));
+    assert_eq!(tick["views_switched"], 0, "not caught up yet: {tick}");
+    host.run_links();
+    let tick = host.run("tick", json!({}));
+    assert_eq!(tick["views_switched"], 1, "{tick}");
+    let (_, got) = host.web("get", "/v1/views/desk", "", "", "");
+    assert_eq!((got["id"].as_str(), &got["pending"]), (Some(id_b.as_str()), &Value::Null), "{got}");
+    assert_eq!(
+        host.web("get", &format!("/v1/queries/{id_a}"), "", "", "").0,
+        404,
+        "the old query is released"
+    );
+    assert_eq!(host.web("get", "/v1/views/nope", "", "", "").0, 404);
+    assert_eq!(host.web("put", "/v1/views/..", "", a, "").0, 400);
+    assert_eq!(host.web("delete", "/v1/views/desk", "", "", "").0, 405);
 }

@@ -17,7 +17,7 @@ use kappa_actions::{ingest, query, status, subscriptions};
 use kappa_core::ports::Clock;
 use kappa_core::{InvalidTopic, Topic};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::state::Server;
 use crate::views;
@@ -186,8 +186,8 @@ async fn query_ws(
 async fn follow_view(server: &Arc<Server>, name: &str) -> Result<Target, ApiError> {
     server
         .views
-        .follow(name)
-        .await
+        .follow(&server.core, name)
+        .await?
         .map(Target::View)
         .ok_or_else(|| ApiError::not_found(format!("view [{name}] not found")))
 }
@@ -199,20 +199,11 @@ async fn put_view(
 ) -> Result<Response, ApiError> {
     let limit = server.core.config.limits.max_body_bytes;
     let body = read_body(body, limit, "query body").await?;
-    let (status, answer) = views::put(&server.core, &server.views, &name, &body).await?;
-    Ok(json_response(status, &answer))
+    Ok(web(views::put(&server.core, &server.views, &name, &body).await?))
 }
 
 async fn get_view(State(server): S, Path(name): Path<String>) -> Result<Response, ApiError> {
-    let def = server
-        .views
-        .get(&name)
-        .await
-        .ok_or_else(|| ApiError::not_found(format!("view [{name}] not found")))?;
-    let mut body = status::status(&server.core.env(), &def.id).await?.body;
-    body["view"] = json!(name);
-    body["pending"] = json!(def.pending);
-    Ok(json_response(200, &body))
+    Ok(web(kappa_actions::views::get(&server.core.env(), &name).await?))
 }
 
 async fn view_events(

@@ -41,7 +41,6 @@ fn assemble(
     store: Arc<dyn kappa_core::ports::StateStore>,
     appends: Option<tokio::sync::broadcast::Receiver<(String, u32, i64)>>,
     config: &DevConfig,
-    views: Views,
 ) -> Result<Arc<Server>, StartError> {
     let http = ReqwestHttp::new(Duration::from_secs(10))?;
     let (core, jobs) = Core::new(log, store, http, config.action.clone());
@@ -66,7 +65,7 @@ fn assemble(
         streams,
         core,
         config: ServerConfig::from_dev(config),
-        views: Arc::new(views),
+        views: Arc::new(Views::default()),
         wake: ingest_wakes,
         round_robin: AtomicU64::new(0),
         queries: QueryQuota::new(config.max_queries_per_key),
@@ -79,13 +78,11 @@ fn assemble(
 impl Server {
     /// A server over the in-memory log and store (tests of [`crate::api::app`]).
     pub fn in_memory(config: &DevConfig) -> Result<Arc<Server>, StartError> {
-        let views = Views::load(None).map_err(StartError::Views)?;
         assemble(
             Arc::new(MemoryLog::default()),
             Arc::new(MemoryStore::new(config.ring)),
             None,
             config,
-            views,
         )
     }
 }
@@ -119,9 +116,14 @@ impl Running {
 pub async fn start(config: DevConfig) -> Result<Running, StartError> {
     config.check()?;
     let backends = backend::open(&config).await?;
-    let views = Views::load(Some(config.data_dir.join("views.json"))).map_err(StartError::Views)?;
     backend::spawn_idle_file_sweeper(&backends.log);
-    let server = assemble(backends.log, backends.store, backends.appends, &config, views)?;
+    let server = assemble(backends.log, backends.store, backends.appends, &config)?;
+    let imported = views::import(&server.core, &config.data_dir.join("views.json"))
+        .await
+        .map_err(StartError::Views)?;
+    if imported > 0 {
+        tracing::info!(views = imported, "views.json moved into the store");
+    }
     // Resume every query at once instead of at the first tick.
     let resume = server.core.clone();
     tokio::spawn(async move {

@@ -288,6 +288,8 @@ pub fn check_manifest(manifest: &Value, flavour: Flavour) -> Vec<String> {
         "DELETE queries/{id}",
         "POST queries/{id}/subscriptions",
         "POST topics/{topic}/records",
+        "PUT views/{name}",
+        "GET views/{name}",
     ] {
         if !routed.contains(route) {
             problems.push(format!("no api route {route}"));

@@ -351,6 +351,8 @@ fn both_manifests_deploy_with_the_real_wskdeploy_exactly_as_planned() {
                 ("DELETE", "/v1/queries/{id}", "kappa/query"),
                 ("POST", "/v1/queries/{id}/subscriptions", "kappa/query"),
                 ("POST", "/v1/topics/{topic}/records", "kappa/query"),
+                ("PUT", "/v1/views/{name}", "kappa/query"),
+                ("GET", "/v1/views/{name}", "kappa/status"),
             ]
             .into_iter()
             .map(|(m, p, a)| (m.into(), p.into(), a.into(), "responsetype=http".into()))
@@ -525,6 +527,8 @@ fn serverless_yml_passes_the_real_serverless_package_with_the_planned_entities()
         ("POST", "/v1/queries/{id}/subscriptions", "kappa/query"),
         ("DELETE", "/v1/queries/{id}/subscriptions", "kappa/query"),
         ("POST", "/v1/topics/{topic}/records", "kappa/query"),
+        ("PUT", "/v1/views/{name}", "kappa/query"),
+        ("GET", "/v1/views/{name}", "kappa/status"),
     ]
     .into_iter()
     .map(|(m, p, a)| (m.into(), p.into(), a.into(), "http".into()))

@@ -12,7 +12,7 @@ use crate::env::Env;
 use crate::error::ActionError;
 use crate::push::{self, PushEvent};
 use crate::web::WebResponse;
-use crate::{group, ingest, query, status, subscriptions, tick};
+use crate::{group, ingest, query, status, subscriptions, tick, views};
 
 /// The actions of the package, by short name (the manifests' actions; their test checks it).
 pub const ACTIONS: [&str; 5] = ["query", "status", "process", "push", "tick"];
@@ -79,7 +79,8 @@ fn no_method(method: &str, path: &str) -> WebResponse {
 
 /// The web routes: `POST /v1/queries`, `GET|DELETE /v1/queries/{id}` (or a plain web
 /// action's `/{id}`), `POST|DELETE /v1/queries/{id}/subscriptions`,
-/// `POST /v1/topics/{topic}/records`.
+/// `POST /v1/topics/{topic}/records`, `PUT|GET /v1/views/{name}`: every route of api.md but
+/// the push streams (the gateway's).
 async fn web(env: &Env<'_>, invocation: &Invocation, settings: &Settings) -> WebResponse {
     if !settings.authorized(invocation.header("authorization")) {
         return WebResponse::error(401, "security_exception", "missing or invalid API key");
@@ -110,6 +111,9 @@ async fn web(env: &Env<'_>, invocation: &Invocation, settings: &Settings) -> Web
             ingest::ingest(env, topic, key.as_deref(), &invocation.body()).await
         }
         (_, ["topics", _, "records"]) => Ok(no_method(method, path)),
+        ("put", ["views", name]) => views::put(env, name, &invocation.body()).await,
+        ("get", ["views", name]) => views::get(env, name).await,
+        (_, ["views", _]) => Ok(no_method(method, path)),
         _ => Ok(no_route(method, path)),
     };
     outcome.unwrap_or_else(WebResponse::from)
