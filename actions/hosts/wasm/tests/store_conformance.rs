@@ -46,8 +46,8 @@ impl RedisCall for Native {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wasm_hosts_store_conforms() {
-    let Ok(url) = std::env::var("REDIS_URL") else {
-        eprintln!("skipped: set REDIS_URL (scripts/redis.sh start)");
+    let Some(url) = std::env::var_os("REDIS_URL").and_then(|u| u.into_string().ok()) else {
+        println!("skipped: REDIS_URL not set (scripts/redis.sh start)");
         return;
     };
     let client = redis::Client::open(url).expect("a Redis URL");
