@@ -106,7 +106,7 @@ impl<'a, 'r> Doc<'a, 'r> {
 /// a topic has no mapping, it is also tried on a string the defaults cannot read (Twitter's
 /// `created_at` with its format given), never instead of them.
 pub(crate) fn date_millis(v: &Scalar<'_>, request_format: Option<&DateFormat>) -> Option<i64> {
-    let defaults = crate::agg::default_date_format();
+    let defaults = crate::date::DateFormat::default_ref();
     let utc = crate::date::TimeZone::utc();
     match v {
         Scalar::Int(i) => defaults.number_to_millis(*i as f64),

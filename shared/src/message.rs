@@ -1,4 +1,5 @@
-//! The push protocol: the messages a subscriber receives (api.md, "Push").
+//! The push protocol: the messages a subscriber receives (api.md, "Push"), and the result
+//! record and progress they are made from.
 //!
 //! One type for every message, from the refresh that makes it through the stores' ring, the
 //! push action and the gateway to the websocket, SSE and the browser core, so no host reads a
@@ -12,7 +13,55 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ports::{Progress, ResultRecord};
+/// Progress of one partition, as api.md shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionProgress {
+    /// Partition.
+    pub partition: u32,
+    /// Records processed up to here (the smallest next offset of its segments' unfinished part).
+    pub offset: i64,
+    /// Head seen at the last batch.
+    pub head: i64,
+}
+
+/// Progress of a query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Progress {
+    /// Records passed over.
+    pub processed: u64,
+    /// Invalid records among them.
+    pub skipped: u64,
+    /// Records between the processed offsets and the heads.
+    pub lag: u64,
+    /// Records deleted by retention before the query read them (explicit data loss).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lost: u64,
+    /// Per partition.
+    pub partitions: Vec<PartitionProgress>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The query's current answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    /// Increases by one on every write (result or progress): the compare-and-set token.
+    pub revision: u64,
+    /// Increases by one each time the result changes.
+    pub version: u64,
+    /// Every segment has reached the head it saw.
+    pub caught_up: bool,
+    /// Progress at this version.
+    pub progress: Progress,
+    /// The rendered result (Elasticsearch response shape), shared: the stores' decoded copies,
+    /// the refresh and every subscriber's read hold the same one instead of a deep copy each.
+    pub result: Arc<Value>,
+    /// Set when the query failed for good (memory budget, bucket limit): the error body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+}
 
 /// A message to subscribers of one query.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::message::Message;
+pub use crate::message::{PartitionProgress, Progress, ResultRecord};
 use crate::topic::Topic;
 
 /// A failure of an adapter.
@@ -255,56 +256,6 @@ impl From<&Checkpoint> for Position {
     fn from(cp: &Checkpoint) -> Self {
         Position { next_offset: cp.next_offset, head: cp.head, lost: cp.lost }
     }
-}
-
-/// Progress of one partition, as api.md shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartitionProgress {
-    /// Partition.
-    pub partition: u32,
-    /// Records processed up to here (the smallest next offset of its segments' unfinished part).
-    pub offset: i64,
-    /// Head seen at the last batch.
-    pub head: i64,
-}
-
-/// Progress of a query.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Progress {
-    /// Records passed over.
-    pub processed: u64,
-    /// Invalid records among them.
-    pub skipped: u64,
-    /// Records between the processed offsets and the heads.
-    pub lag: u64,
-    /// Records deleted by retention before the query read them (explicit data loss).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub lost: u64,
-    /// Per partition.
-    pub partitions: Vec<PartitionProgress>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-/// The query's current answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ResultRecord {
-    /// Increases by one on every write (result or progress): the compare-and-set token.
-    pub revision: u64,
-    /// Increases by one each time the result changes.
-    pub version: u64,
-    /// Every segment has reached the head it saw.
-    pub caught_up: bool,
-    /// Progress at this version.
-    pub progress: Progress,
-    /// The rendered result (Elasticsearch response shape), shared: the stores' decoded copies,
-    /// the refresh and every subscriber's read hold the same one instead of a deep copy each.
-    pub result: Arc<Value>,
-    /// Set when the query failed for good (memory budget, bucket limit): the error body.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<Value>,
 }
 
 /// A webhook subscription.

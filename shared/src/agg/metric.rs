@@ -204,28 +204,6 @@ fn stats_json(s: &Stats) -> Value {
     })
 }
 
-/// Whether a `terms` order can read one of these metrics: a single-value one whole (`metric`
-/// `None`), or a named value of a multi-value one.
-pub(super) fn orders_terms(kind: &AggKind, metric: Option<&str>) -> bool {
-    const STATS: &[&str] = &["count", "min", "max", "avg", "sum"];
-    const EXTENDED_ONLY: &[&str] = &["sum_of_squares", "variance", "std_deviation"];
-    match (kind, metric) {
-        (
-            AggKind::ValueCount { .. }
-            | AggKind::Sum { .. }
-            | AggKind::Min { .. }
-            | AggKind::Max { .. }
-            | AggKind::Avg { .. },
-            None,
-        ) => true,
-        (AggKind::Stats { .. }, Some(m)) => STATS.contains(&m),
-        (AggKind::ExtendedStats { .. }, Some(m)) => {
-            STATS.contains(&m) || EXTENDED_ONLY.contains(&m)
-        }
-        _ => false,
-    }
-}
-
 /// The value a `terms` order reads from one of these metrics (NaN when undefined); `metric`
 /// names the value of a multi-value `stats`/`extended_stats`.
 pub(super) fn order_value(kind: &AggKind, state: &AggState, metric: Option<&str>) -> f64 {

@@ -224,14 +224,7 @@ fn zero_bytes(agg: &Agg) -> usize {
 
 /// The date format of a date aggregation's field values (borrowed: this runs per record).
 fn field_format(format: &Option<DateFormat>) -> &DateFormat {
-    format.as_ref().unwrap_or_else(|| default_date_format())
-}
-
-/// The default date format, parsed once.
-pub(crate) fn default_date_format() -> &'static DateFormat {
-    static DEFAULT: std::sync::LazyLock<DateFormat> =
-        std::sync::LazyLock::new(DateFormat::default_format);
-    &DEFAULT
+    format.as_ref().unwrap_or_else(|| DateFormat::default_ref())
 }
 
 /// The empty (identity) state of an aggregation.
@@ -351,15 +344,6 @@ pub(crate) fn heap_bytes(agg: &Agg, state: &AggState) -> usize {
             STATE_BYTES + v.iter().map(|b| b.heap_bytes(&agg.subs)).sum::<usize>()
         }
         AggState::Single(b) => STATE_BYTES + b.heap_bytes(&agg.subs),
-    }
-}
-
-/// Whether a `terms` order can read `metric` (the named value of a multi-value metric, or
-/// `None` for a single-value one) from an aggregation of this kind: [`order_value`] reads it.
-pub(crate) fn orders_terms(kind: &AggKind, metric: Option<&str>) -> bool {
-    match kind {
-        AggKind::Cardinality { .. } => metric.is_none(),
-        _ => metric::orders_terms(kind, metric),
     }
 }
 

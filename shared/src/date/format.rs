@@ -140,6 +140,13 @@ impl DateFormat {
         }
     }
 
+    /// [`DateFormat::default_format`], parsed once (the folds read it per record).
+    pub(crate) fn default_ref() -> &'static DateFormat {
+        static DEFAULT: std::sync::LazyLock<DateFormat> =
+            std::sync::LazyLock::new(DateFormat::default_format);
+        &DEFAULT
+    }
+
     /// The spec string as given, normalised (whitespace around `||` trimmed).
     pub fn spec(&self) -> &str {
         &self.spec

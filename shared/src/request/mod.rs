@@ -384,6 +384,30 @@ pub enum AggKind {
 }
 
 impl AggKind {
+    /// Whether a `terms` order can read `metric` from an aggregation of this kind: a
+    /// single-value metric whole (`None`), or a named value of `stats`/`extended_stats` (what
+    /// the fold's `order_value` reads, `shared/src/agg/`).
+    pub(crate) fn orders_terms(&self, metric: Option<&str>) -> bool {
+        const STATS: &[&str] = &["count", "min", "max", "avg", "sum"];
+        const EXTENDED_ONLY: &[&str] = &["sum_of_squares", "variance", "std_deviation"];
+        match (self, metric) {
+            (
+                AggKind::ValueCount { .. }
+                | AggKind::Sum { .. }
+                | AggKind::Min { .. }
+                | AggKind::Max { .. }
+                | AggKind::Avg { .. }
+                | AggKind::Cardinality { .. },
+                None,
+            ) => true,
+            (AggKind::Stats { .. }, Some(m)) => STATS.contains(&m),
+            (AggKind::ExtendedStats { .. }, Some(m)) => {
+                STATS.contains(&m) || EXTENDED_ONLY.contains(&m)
+            }
+            _ => false,
+        }
+    }
+
     /// Metric aggregations cannot hold sub-aggregations.
     pub fn is_metric(&self) -> bool {
         matches!(

@@ -1635,7 +1635,7 @@ fn resolve_terms_order(agg: &mut Agg, path: &str) -> Result<(), QueryError> {
                 format!("Invalid aggregator order path [{p}]: unknown aggregation [{name}]"),
             ));
         };
-        let ok = crate::agg::orders_terms(&subs[i].kind, m);
+        let ok = subs[i].kind.orders_terms(m);
         if !ok {
             return Err(QueryError::illegal(
                 &join(path, "order"),
