@@ -49,12 +49,13 @@ pub async fn dispatch(env: &Env<'_>, invocation: &Invocation, settings: &Setting
     })
 }
 
-/// A web request's route: the path's segments after `v1` (the API's base path, whether the
-/// API gateway or the web action's own URL carries it), e.g. `["queries", "q_…",
-/// "subscriptions"]`. A path without `v1` is a plain web action's: a bare `/{id}`.
+/// A web request's route: the path's segments after its first `v1` (the API's base path, as
+/// the API gateway or the web action's own URL passes it), e.g. `["queries", "q_…",
+/// "subscriptions"]`; later ones are names (a view may be called `v1`). A path without `v1` is
+/// a plain web action's: a bare `/{id}`.
 fn route(path: &str) -> (bool, Vec<&str>) {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match segments.iter().rposition(|s| *s == "v1") {
+    match segments.iter().position(|s| *s == "v1") {
         Some(v1) => (true, segments[v1 + 1..].to_vec()),
         None => (false, segments),
     }
@@ -129,7 +130,7 @@ mod tests {
             route("/v1/queries/q_1/subscriptions"),
             (true, vec!["queries", "q_1", "subscriptions"])
         );
-        assert_eq!(route("/api/v1/web/ns/kappa/query/v1/queries"), (true, vec!["queries"]));
+        assert_eq!(route("/v1/views/v1"), (true, vec!["views", "v1"]), "a view named v1");
         assert_eq!(route("/q_1"), (false, vec!["q_1"]));
         assert_eq!(route(""), (false, vec![]));
     }
