@@ -4,8 +4,9 @@
 #   <action>.zip       native, kind rust:1.34: `exec` at the top level = the static
 #                      x86_64-unknown-linux-musl kappa-action binary (it dispatches on the
 #                      action's name, so every zip holds the same binary)
-#   <action>-wasm.zip  WASM, kind nodejs:20: package.json, index.js (exports main), io.js,
-#                      the wasm-bindgen glue kappa_wasm.js + kappa_wasm_bg.wasm, node_modules
+#   <action>-wasm.zip  WASM, kind nodejs:20: package.json, index.js (exports main), io.js
+#                      (kafkajs and redis bundled in), the wasm-bindgen glue kappa_wasm.js +
+#                      kappa_wasm_bg.wasm
 #
 #   scripts/build-actions.sh            # both
 #   scripts/build-actions.sh native     # only the native zips
@@ -127,12 +128,28 @@ build_module() {
 build_wasm() {
     local stage="$repo/build/wasm"
     build_module "$stage"
-    cp actions/hosts/wasm/js/index.js actions/hosts/wasm/js/io.js actions/hosts/wasm/js/package.json "$stage/"
-    (cd "$stage" && npm install --omit=dev --no-audit --no-fund --silent >&2)
+    cp actions/hosts/wasm/js/index.js actions/hosts/wasm/js/package.json "$stage/"
+    local deps="$repo/build/wasm-deps"
+    mkdir -p "$deps"
+    cp actions/hosts/wasm/js/io.js actions/hosts/wasm/js/package.json "$deps/"
+    (cd "$deps" && npm install --omit=dev --no-audit --no-fund --silent >&2)
+    # io.js with kafkajs and redis bundled into it (esbuild, pinned, from the npm registry): the
+    # zip holds five files instead of ~1,500, which the runtime's /init would unzip one by one
+    # and `require` would resolve one by one (BENCHMARKS.md, cold start). License comments are
+    # kept at the end of the file.
+    local tools="${KAPPA_CACHE:-$repo/.cache}/npm-tools"
+    local esbuild="$tools/node_modules/.bin/esbuild"
+    if [ ! -x "$esbuild" ]; then
+        mkdir -p "$tools"
+        npm install --prefix "$tools" --no-audit --no-fund --silent esbuild@0.28.2 >&2
+    fi
+    "$esbuild" "$deps/io.js" --bundle --platform=node --target=node20 --minify --keep-names \
+        --legal-comments=eof --log-level=warning --external:./kappa_wasm.js \
+        --outfile="$stage/io.js"
     for action in $ACTIONS; do
         rm -f "build/actions/${action}-wasm.zip"
-        (cd "$stage" && zip -q -X -r "$out/${action}-wasm.zip" package.json index.js io.js \
-            kappa_wasm.js kappa_wasm_bg.wasm node_modules)
+        (cd "$stage" && zip -q -X "$out/${action}-wasm.zip" package.json index.js io.js \
+            kappa_wasm.js kappa_wasm_bg.wasm)
         printf '%s\n' "build/actions/${action}-wasm.zip" >&2
     done
 }

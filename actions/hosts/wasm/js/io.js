@@ -6,8 +6,12 @@
 // may succeed (connection loss, broker/leader changes, Redis LOADING/TRYAGAIN/BUSY).
 'use strict';
 
-const { Kafka, logLevel } = require('kafkajs');
-const { createClient, commandOptions } = require('redis');
+// Loaded on first use: an action that never touches Kafka (status, push, a refused query)
+// does not pay for evaluating kafkajs at cold start, nor one without Redis for the client.
+let kafkajs = null;
+let redis = null;
+const loadKafka = () => (kafkajs ??= require('kafkajs'));
+const loadRedis = () => (redis ??= require('redis'));
 const dns = require('node:dns');
 const http = require('node:http');
 const https = require('node:https');
@@ -49,6 +53,7 @@ class Io {
 
   async ensureKafka() {
     if (!this.kafka) {
+      const { Kafka, logLevel } = loadKafka();
       this.kafka = new Kafka({
         clientId: 'kappa',
         brokers: this.brokers.split(',').map((b) => b.trim()).filter(Boolean),
@@ -160,7 +165,7 @@ class Io {
   async redis(args) {
     try {
       if (!this.redisClient) {
-        this.redisClient = createClient({ url: this.redisUrl, socket: { connectTimeout: 5000 } });
+        this.redisClient = loadRedis().createClient({ url: this.redisUrl, socket: { connectTimeout: 5000 } });
         this.redisClient.on('error', () => {}); // surfaced per command
       }
       if (!this.redisReady) this.redisReady = this.redisClient.connect();
@@ -171,6 +176,7 @@ class Io {
     }
     const argv = args.map((a) => (typeof a === 'string' ? a : Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
     try {
+      const { commandOptions } = loadRedis();
       return await this.redisClient.sendCommand(argv, commandOptions({ returnBuffers: true }));
     } catch (e) {
       const reply = e && e.constructor && e.constructor.name === 'ErrorReply';

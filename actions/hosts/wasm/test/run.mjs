@@ -95,7 +95,7 @@ async function invoke(name, params) {
 
 // ---- records, with the answer computed here ------------------------------------------------
 const topic = `kappa-wasm-${Date.now()}`;
-const kafkaRequire = createRequire(path.join(repo, 'build/wasm/package.json'));
+const kafkaRequire = createRequire(path.join(repo, 'build/wasm-deps/package.json'));
 const { Kafka, logLevel } = kafkaRequire('kafkajs');
 const kafka = new Kafka({ clientId: 'kappa-wasm-test', brokers: KAFKA_BROKERS.split(','), logLevel: logLevel.ERROR });
 const admin = kafka.admin();
