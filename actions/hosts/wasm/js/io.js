@@ -1,6 +1,7 @@
 // The JavaScript I/O primitives the WASM module's ports are built on (actions/hosts/wasm/src/js.rs):
-// Kafka through kafkajs, Redis through the `redis` client, HTTP through fetch (webhooks through
-// node:http with a public-address lookup), and a timer.
+// Kafka through kafkajs, Redis through node-redis's client (`@redis/client`, without the
+// modules the `redis` package adds), HTTP through fetch (webhooks through node:http with a
+// public-address lookup), and a timer.
 // One Io per (brokers, Redis URL), kept for the container's life, so warm activations reuse
 // their connections. Errors are thrown as Error objects with `transient: true` when a retry
 // may succeed (connection loss, broker/leader changes, Redis LOADING/TRYAGAIN/BUSY).
@@ -11,7 +12,7 @@
 let kafkajs = null;
 let redis = null;
 const loadKafka = () => (kafkajs ??= require('kafkajs'));
-const loadRedis = () => (redis ??= require('redis'));
+const loadRedis = () => (redis ??= require('@redis/client'));
 const dns = require('node:dns');
 const http = require('node:http');
 const https = require('node:https');
