@@ -13,6 +13,9 @@
 #   scripts/build-actions.sh wasm       # only the WASM zips
 #   scripts/build-actions.sh wasm-module DIR   # only the module (kappa_wasm.js + _bg.wasm) in DIR
 #                                              # (relative to the repository)
+#   scripts/build-actions.sh wasm-conformance  # a test module exporting the log and state
+#                                              # conformance suites (feature `conformance`, dev
+#                                              # profile) into build/wasm-conformance; never zipped
 #
 # The module is built with WASM SIMD (simd128: Node.js >= 16.4 runs it), set for every
 # wasm32-unknown-unknown build in .cargo/config.toml; kappa-wasm does not compile without it
@@ -67,10 +70,8 @@ build_native() {
     rm -rf "$stage"
 }
 
-# The module alone into $1: cargo build, wasm-bindgen --target nodejs, wasm-opt.
-build_module() {
-    local stage=$1
-    step "wasm: kappa-wasm for wasm32-unknown-unknown + wasm-bindgen --target nodejs"
+# The wasm32 target, and wasm-bindgen-cli at exactly the version of the wasm-bindgen crate.
+wasm_toolchain() {
     rustup target add wasm32-unknown-unknown >/dev/null 2>&1
     local version
     version=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' Cargo.lock)
@@ -79,6 +80,13 @@ build_module() {
         # so no --locked.
         cargo install wasm-bindgen-cli --version "$version" >&2
     fi
+}
+
+# The module alone into $1: cargo build, wasm-bindgen --target nodejs, wasm-opt.
+build_module() {
+    local stage=$1
+    step "wasm: kappa-wasm for wasm32-unknown-unknown + wasm-bindgen --target nodejs"
+    wasm_toolchain
     # simd128 comes from .cargo/config.toml (and kappa-wasm fails to compile without it unless
     # KAPPA_WASM_NO_SIMD is set); KAPPA_WASM_SIMD=0 turns it off, for comparisons.
     local simd=${KAPPA_WASM_SIMD:-1} no_simd=()
@@ -154,11 +162,26 @@ build_wasm() {
     done
 }
 
+# The test module of actions/hosts/wasm/test/conformance.mjs: the dev profile (it shares the
+# target directory of the test command's other wasm32 build; the suites wait on I/O, not code).
+build_conformance() {
+    step "wasm: the conformance test module (feature conformance)"
+    wasm_toolchain
+    cargo build -p kappa-wasm --features conformance --locked --target wasm32-unknown-unknown
+    local stage="$repo/build/wasm-conformance"
+    rm -rf "$stage"
+    mkdir -p "$stage"
+    wasm-bindgen --target nodejs --out-dir "$stage" --no-typescript \
+        "${CARGO_TARGET_DIR:-$repo/target}/wasm32-unknown-unknown/debug/kappa_wasm.wasm"
+    printf '%s\n' "build/wasm-conformance" >&2
+}
+
 case "$what" in
     all) build_native; build_wasm ;;
     native) build_native ;;
     wasm) build_wasm ;;
+    wasm-conformance) build_conformance; exit 0 ;;
     wasm-module) build_module "$(realpath -m "${2:?usage: $0 wasm-module DIR}")"; exit 0 ;;
-    *) echo "usage: $0 [all|native|wasm|wasm-module DIR]" >&2; exit 2 ;;
+    *) echo "usage: $0 [all|native|wasm|wasm-conformance|wasm-module DIR]" >&2; exit 2 ;;
 esac
 ls -l "$out" >&2

@@ -66,6 +66,8 @@ export KAPPA_REQUIRE_REAL_RUNTIMES=1
 
 step "action zips (native rust:1.34 and WASM nodejs:20) for the real runtimes"
 scripts/build-actions.sh >&2
+# The WASM host's adapters run the ports' conformance suites inside a test module.
+scripts/build-actions.sh wasm-conformance >&2
 # The WASM test compares with the native exec (the debug build of the same binary).
 export KAPPA_NATIVE_EXEC="$repo/target/debug/kappa-action"
 

@@ -41,7 +41,7 @@ use kappa_push::hub::Hub;
 use kappa_push::quota::{self, Caller};
 use kappa_push::stream::{Streams, Target};
 use kappa_runtime::clock::SystemClock;
-use kappa_state_redis::{RedisStore, RedisStoreConfig};
+use kappa_state_redis::{Connection, RedisStore, RedisStoreConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
@@ -143,7 +143,7 @@ pub enum GatewayError {
 /// The state of a gateway instance.
 pub struct Gateway {
     streams: Arc<Streams>,
-    redis: Arc<RedisStore>,
+    redis: Arc<RedisStore<Connection>>,
     config: GatewayConfig,
     channel: String,
 }
@@ -203,7 +203,7 @@ async fn feed(State(gateway): S, body: Body) -> Result<Response, ApiError> {
     let (id, version) = moved_query(&body)?;
     let wake = serde_json::to_string(&WakeUp { id, version }).unwrap_or_default();
     // Through Redis, so that every instance wakes its subscribers, this one included.
-    let instances = gateway.redis.publish(&gateway.channel, wake.as_bytes()).await?;
+    let instances = gateway.redis.transport().publish(&gateway.channel, wake.as_bytes()).await?;
     Ok(json_response(202, &json!({"accepted": true, "instances": instances})))
 }
 
@@ -232,11 +232,11 @@ async fn query_ws(
 
 /// Follow `{prefix}:gateway` for ever: each wake-up notifies the subscribers of its query;
 /// after a lost connection every subscriber is woken once, since wake-ups may have been missed.
-async fn follow_wakes(redis: Arc<RedisStore>, channel: String, hub: Arc<Hub>) {
+async fn follow_wakes(redis: Arc<RedisStore<Connection>>, channel: String, hub: Arc<Hub>) {
     let mut backoff = Duration::from_millis(100);
     let mut connected_before = false;
     loop {
-        match redis.subscribe_channel(&channel).await {
+        match redis.transport().subscribe_channel(&channel).await {
             Ok(wakes) => {
                 if connected_before {
                     hub.notify_all();

@@ -21,12 +21,12 @@ use kappa_core::ports::{
 use kappa_core::{Limits, Plan, Record, Topic};
 use kappa_log_kafka::{KafkaLog, KafkaLogConfig};
 use kappa_runtime::clock::{SystemClock, TokioTimer};
-use kappa_state_redis::{RedisStore, RedisStoreConfig};
+use kappa_state_redis::{Connection, RedisStore, RedisStoreConfig};
 use serde_json::{Value, json};
 
 struct Services {
     log: KafkaLog,
-    store: RedisStore,
+    store: RedisStore<Connection>,
     chain: MemoryChain,
     http: MemoryHttp,
     config: ActionConfig,

@@ -90,7 +90,10 @@ class Io {
   async createTopic(topic, partitions) {
     try {
       await this.ensureKafka();
-      await this.admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+      // Ask first: kafkajs logs an ERROR for every CreateTopics of an existing topic.
+      if (!(await this.admin.listTopics()).includes(topic)) {
+        await this.admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+      }
       const md = await this.admin.fetchTopicMetadata({ topics: [topic] });
       return md.topics[0].partitions.length;
     } catch (e) {
@@ -98,9 +101,9 @@ class Io {
     }
   }
 
-  // Append `records` (JSON text: [{key, value, timestamp}], key null or text) to one partition
-  // in one produce request (all or none); answers the first offset as a decimal string.
-  async produce(topic, partition, records) {
+  // Append the records packed in `frames` (see `unframe`) to one partition in one produce
+  // request (all or none); answers the first offset as a decimal string.
+  async produce(topic, partition, frames) {
     try {
       await this.ensureKafka();
       if (!this.producer) {
@@ -108,7 +111,7 @@ class Io {
         await producer.connect();
         this.producer = producer;
       }
-      const messages = JSON.parse(records).map((r) => ({
+      const messages = unframe(frames).map((r) => ({
         partition, key: r.key, value: r.value, timestamp: String(r.timestamp),
       }));
       const [sent] = await this.producer.send({ topic, acks: -1, messages });
@@ -163,7 +166,7 @@ class Io {
     }
   }
 
-  async redis(args) {
+  async redisClientReady() {
     try {
       if (!this.redisClient) {
         this.redisClient = loadRedis().createClient({ url: this.redisUrl, socket: { connectTimeout: 5000 } });
@@ -175,14 +178,20 @@ class Io {
       this.redisReady = null;
       throw transient(e, true);
     }
-    const argv = args.map((a) => (typeof a === 'string' ? a : Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
-    try {
-      const { commandOptions } = loadRedis();
-      return await this.redisClient.sendCommand(argv, commandOptions({ returnBuffers: true }));
-    } catch (e) {
-      const reply = e && e.constructor && e.constructor.name === 'ErrorReply';
-      throw transient(e, !reply || /^(LOADING|TRYAGAIN|BUSY|MASTERDOWN)/.test(e.message));
-    }
+    return this.redisClient;
+  }
+
+  // One command (an array of strings and Uint8Arrays); bulk replies come back as bytes.
+  async redis(args) {
+    const client = await this.redisClientReady();
+    return sendRedis(client, args);
+  }
+
+  // Several commands in one round trip: node-redis pipelines the commands sent in the same
+  // tick. Not a transaction; the first error fails the whole call.
+  async redisPipeline(commands) {
+    const client = await this.redisClientReady();
+    return Promise.all(commands.map((args) => sendRedis(client, args)));
   }
 
   // `publicOnly` (a user's webhook): the connection goes only to an address the module's policy
@@ -217,6 +226,17 @@ class Io {
       this.producer && this.producer.disconnect(),
       this.redisReady && this.redisClient.quit(),
     ]);
+  }
+}
+
+async function sendRedis(client, args) {
+  const argv = args.map((a) => (typeof a === 'string' ? a : Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
+  try {
+    const { commandOptions } = loadRedis();
+    return await client.sendCommand(argv, commandOptions({ returnBuffers: true }));
+  } catch (e) {
+    const reply = e && e.constructor && e.constructor.name === 'ErrorReply';
+    throw transient(e, !reply || /^(LOADING|TRYAGAIN|BUSY|MASTERDOWN)/.test(e.message));
   }
 }
 
@@ -302,6 +322,25 @@ function frames(messages) {
   return new Uint8Array(out.buffer, out.byteOffset, at);
 }
 
+// The records of frames packed by the module (`frame::encode_new`), keys and values as Buffers
+// over the same bytes.
+function unframe(bytes) {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const records = [];
+  let at = 0;
+  while (at < buf.length) {
+    const timestamp = buf.readBigInt64LE(at + 8);
+    const keyLength = buf.readInt32LE(at + 16);
+    const valueLength = buf.readUInt32LE(at + 20);
+    at += 24;
+    const key = keyLength < 0 ? null : buf.subarray(at, at + keyLength);
+    at += Math.max(keyLength, 0);
+    records.push({ timestamp, key, value: buf.subarray(at, at + valueLength) });
+    at += valueLength;
+  }
+  return records;
+}
+
 const cache = new Map();
 
 // The Io for these settings (parameters first, then the environment, like the module).
@@ -321,4 +360,4 @@ async function closeAll() {
   cache.clear();
 }
 
-module.exports = { Io, ioFor, closeAll, frames };
+module.exports = { Io, ioFor, closeAll, frames, unframe };

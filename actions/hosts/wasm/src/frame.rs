@@ -2,9 +2,10 @@
 //! (`js/io.js`, `fetch`) packs a Kafka fetch response into frames
 //! `offset: i64 LE | timestamp: i64 LE | key length: i32 LE (-1: no key) | value length: u32 LE |
 //! key | value`, and Rust reads them with one copy of the buffer: the values are slices of it.
+//! Records to append go the other way in the same format (`produce`).
 
 use bytes::Bytes;
-use kappa_core::ports::LogRecord;
+use kappa_core::ports::{LogRecord, NewRecord};
 
 /// Decode a framed batch; an error names the byte where it is cut.
 pub fn decode(frames: Bytes) -> Result<Vec<LogRecord>, String> {
@@ -32,23 +33,31 @@ pub fn decode(frames: Bytes) -> Result<Vec<LogRecord>, String> {
     Ok(out)
 }
 
+/// Append one frame.
+fn push_frame(out: &mut Vec<u8>, offset: i64, timestamp: i64, key: Option<&[u8]>, value: &[u8]) {
+    out.extend_from_slice(&offset.to_le_bytes());
+    out.extend_from_slice(&timestamp.to_le_bytes());
+    out.extend_from_slice(&key.map_or(-1, |k| k.len() as i32).to_le_bytes());
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(key.unwrap_or_default());
+    out.extend_from_slice(value);
+}
+
 /// Encode records as frames (the JS side's format; used by tests).
 pub fn encode(records: &[LogRecord]) -> Vec<u8> {
     let mut out = Vec::new();
     for r in records {
-        out.extend_from_slice(&r.offset.to_le_bytes());
-        out.extend_from_slice(&r.timestamp.to_le_bytes());
-        match &r.key {
-            Some(k) => {
-                out.extend_from_slice(&(k.len() as i32).to_le_bytes());
-            }
-            None => out.extend_from_slice(&(-1i32).to_le_bytes()),
-        }
-        out.extend_from_slice(&(r.value.len() as u32).to_le_bytes());
-        if let Some(k) = &r.key {
-            out.extend_from_slice(k);
-        }
-        out.extend_from_slice(&r.value);
+        push_frame(&mut out, r.offset, r.timestamp, r.key.as_deref(), &r.value);
+    }
+    out
+}
+
+/// Encode records to append as frames (offset 0), so that keys and values reach the producer
+/// byte for byte.
+pub fn encode_new(records: &[NewRecord]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        push_frame(&mut out, 0, r.timestamp, r.key.as_deref(), &r.value);
     }
     out
 }

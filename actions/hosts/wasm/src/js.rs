@@ -19,7 +19,7 @@ use serde_json::Value;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
-use crate::store::{Arg, CallError, RedisCall, Reply, ScriptStore};
+use kappa_state_redis::{Arg, CallError, RedisCall, RedisStore, RedisStoreConfig, Reply};
 
 /// Decoded states kept between the activations of this (warm) container; sized by the first.
 static WARM: std::sync::OnceLock<WarmStates> = std::sync::OnceLock::new();
@@ -48,10 +48,12 @@ extern "C" {
         this: &Io,
         topic: &str,
         partition: u32,
-        records: &str,
+        frames: Uint8Array,
     ) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(method, catch)]
     async fn redis(this: &Io, args: Array) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = redisPipeline)]
+    async fn redis_pipeline(this: &Io, commands: Array) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(method, catch)]
     async fn http(
         this: &Io,
@@ -72,8 +74,22 @@ thread_local! {
     static IO: std::cell::RefCell<JsValue> = const { std::cell::RefCell::new(JsValue::UNDEFINED) };
 }
 
+/// Use `io` for the ports of this call and the next ones.
+pub(crate) fn use_io(io: JsValue) {
+    IO.with(|c| *c.borrow_mut() = io);
+}
+
 fn io() -> Io {
     IO.with(|c| c.borrow().clone()).unchecked_into()
+}
+
+/// `{"error": message}`, as a JavaScript object.
+fn error_json(message: &str) -> JsValue {
+    to_js(&serde_json::json!({ "error": message }))
+}
+
+fn to_js(value: &Value) -> JsValue {
+    js_sys::JSON::parse(&value.to_string()).unwrap_or(JsValue::NULL)
 }
 
 /// Run one activation: `params` are the action's parameters and `env` the relevant part of
@@ -81,12 +97,12 @@ fn io() -> Io {
 /// `{"error"}`).
 #[wasm_bindgen]
 pub async fn run(params: JsValue, env: JsValue, io: JsValue) -> JsValue {
-    IO.with(|c| *c.borrow_mut() = io);
+    use_io(io);
     let params = from_js(&params);
     let env = from_js(&env);
     let env_var = |k: &str| env.get(k).and_then(Value::as_str).map(str::to_string);
     let result = match Settings::read(env_var, params.as_object().unwrap_or(&Default::default())) {
-        Err(e) => serde_json::json!({"error": e.to_string()}),
+        Err(e) => return error_json(&e.to_string()),
         Ok(settings) => {
             let context = Context {
                 activation_id: env_var("__OW_ACTIVATION_ID").unwrap_or_default(),
@@ -98,7 +114,11 @@ pub async fn run(params: JsValue, env: JsValue, io: JsValue) -> JsValue {
             let action = env_var("__OW_ACTION_NAME").unwrap_or_default();
             let invocation = Invocation::new(&action, params, context, env_var("__OW_API_KEY"));
             let log = JsLog;
-            let store = ScriptStore::new(JsRedis);
+            // The native actions' Redis design and defaults, over the JavaScript client.
+            let store = match RedisStore::new(JsRedis, RedisStoreConfig::default()) {
+                Ok(store) => store,
+                Err(e) => return error_json(&e.to_string()),
+            };
             // The chain authenticates with this activation's key (`provide-api-key`).
             let chain = OpenWhiskChain::new(
                 &settings.api_host,
@@ -122,7 +142,7 @@ pub async fn run(params: JsValue, env: JsValue, io: JsValue) -> JsValue {
             dispatch(&env, &invocation, &settings).await
         }
     };
-    js_sys::JSON::parse(&result.to_string()).unwrap_or(JsValue::NULL)
+    to_js(&result)
 }
 
 fn from_js(v: &JsValue) -> Value {
@@ -169,7 +189,7 @@ fn offset(v: &JsValue, what: &str) -> PortResult<i64> {
 // ------------------------------------------------------------------------------------------
 // Log
 
-struct JsLog;
+pub(crate) struct JsLog;
 
 #[async_trait(?Send)]
 impl LogReader for JsLog {
@@ -287,17 +307,13 @@ impl LogWriter for JsLog {
 
     /// One produce request for the partition's records (all or none).
     async fn append(&self, topic: &str, partition: u32, records: &[NewRecord]) -> PortResult<i64> {
-        // Values are validated JSON documents and keys come from them: both are UTF-8 text.
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let records: Vec<Value> = records
-            .iter()
-            .map(|r| {
-                serde_json::json!({"key": r.key.as_deref().map(text), "value": text(&r.value),
-                    "timestamp": r.timestamp})
-            })
-            .collect();
+        if records.is_empty() {
+            // Nothing to produce: the offset the next record would get, as the native adapter.
+            return Ok(self.watermarks(topic, partition).await?.high);
+        }
+        let frames = Uint8Array::from(crate::frame::encode_new(records).as_slice());
         let first = io()
-            .produce(topic, partition, &Value::Array(records).to_string())
+            .produce(topic, partition, frames)
             .await
             .map_err(|e| port_error("kafka", &format!("append {topic}/{partition}"), &e))?;
         offset(&first, "first offset")
@@ -307,7 +323,7 @@ impl LogWriter for JsLog {
 // ------------------------------------------------------------------------------------------
 // Redis
 
-struct JsRedis;
+pub(crate) struct JsRedis;
 
 fn reply(v: &JsValue) -> Reply {
     if v.is_null() || v.is_undefined() {
@@ -325,23 +341,31 @@ fn reply(v: &JsValue) -> Reply {
     }
 }
 
+/// A command as the JavaScript client takes it: strings, and bytes as `Uint8Array`.
+fn js_command(args: &[Arg]) -> Array {
+    args.iter()
+        .map(|a| match a {
+            Arg::Str(s) => JsValue::from_str(s),
+            Arg::Bytes(b) => Uint8Array::from(b.as_slice()).into(),
+        })
+        .collect()
+}
+
+fn call_error(e: &JsValue) -> CallError {
+    let (message, transient) = js_error(e);
+    CallError { message, transient }
+}
+
 #[async_trait(?Send)]
 impl RedisCall for JsRedis {
     async fn call(&self, args: Vec<Arg>) -> Result<Reply, CallError> {
-        let array = Array::new();
-        for a in &args {
-            match a {
-                Arg::Str(s) => array.push(&JsValue::from_str(s)),
-                Arg::Bytes(b) => array.push(&Uint8Array::from(b.as_slice())),
-            };
-        }
-        match io().redis(array).await {
-            Ok(v) => Ok(reply(&v)),
-            Err(e) => {
-                let (message, transient) = js_error(&e);
-                Err(CallError { message, transient })
-            }
-        }
+        io().redis(js_command(&args)).await.map(|v| reply(&v)).map_err(|e| call_error(&e))
+    }
+
+    async fn pipeline(&self, commands: Vec<Vec<Arg>>) -> Result<Vec<Reply>, CallError> {
+        let commands: Array = commands.iter().map(|args| JsValue::from(js_command(args))).collect();
+        let replies = io().redis_pipeline(commands).await.map_err(|e| call_error(&e))?;
+        Ok(Array::from(&replies).iter().map(|v| reply(&v)).collect())
     }
 }
 

@@ -3,8 +3,8 @@
 //! The module runs the same handlers as the native actions (`kappa-actions`), with the ports
 //! implemented in Rust over a few JavaScript I/O primitives the Node.js entry supplies
 //! (`js/io.js`): Kafka through kafkajs (partitions, watermarks, a fetch from an offset),
-//! Redis through the `redis` client (one command at a time; the state logic is
-//! `kappa-state-redis`'s Lua scripts, see [`store`]), HTTP through `fetch`, and a timer.
+//! Redis through node-redis's client (the state store is `kappa-state-redis`'s, over a transport
+//! of JavaScript calls), HTTP through `fetch`, and a timer.
 //! `js/index.js` exports `main(params)`: the module reads the activation (the action's name
 //! from `__OW_ACTION_NAME`) and runs the one dispatch of `kappa_actions::openwhisk`, as the
 //! native binary does; settings, the chain and the web routes are written there once.
@@ -16,10 +16,12 @@
 
 pub mod bench;
 pub mod frame;
-pub mod store;
 
 #[cfg(target_arch = "wasm32")]
 pub mod js;
+
+#[cfg(all(target_arch = "wasm32", feature = "conformance"))]
+pub mod conformance;
 
 // Built with WASM SIMD (`-C target-feature=+simd128`, the repository's .cargo/config.toml):
 // memchr and simdutf8 choose their simd128 code at compile time. RUSTFLAGS in the environment

@@ -3,7 +3,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use kappa_state_redis::{RedisStore, RedisStoreConfig};
+use kappa_state_redis::{Connection, RedisStore, RedisStoreConfig};
 
 /// `REDIS_URL`, or None after printing "skipped: REDIS_URL not set".
 pub fn redis_url() -> Option<String> {
@@ -24,7 +24,7 @@ pub fn random_prefix(tag: &str) -> String {
 }
 
 /// A store on `url` with a fresh random key prefix.
-pub async fn store(url: &str, tag: &str, ring: usize) -> RedisStore {
+pub async fn store(url: &str, tag: &str, ring: usize) -> RedisStore<Connection> {
     let config = RedisStoreConfig { key_prefix: random_prefix(tag), ring };
     RedisStore::connect(url, config).await.expect("connect to REDIS_URL")
 }

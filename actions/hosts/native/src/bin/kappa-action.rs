@@ -18,7 +18,7 @@ use kappa_log_kafka::{KafkaLog, KafkaLogConfig};
 use kappa_runtime::clock::{SystemClock, TokioTimer};
 use kappa_runtime::http::ReqwestHttp;
 use kappa_runtime::runner::{self, Activation};
-use kappa_state_redis::{RedisStore, RedisStoreConfig};
+use kappa_state_redis::{Connection, RedisStore, RedisStoreConfig};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
@@ -26,7 +26,7 @@ use tokio::sync::OnceCell;
 struct Adapters {
     settings: Settings,
     log: KafkaLog,
-    store: RedisStore,
+    store: RedisStore<Connection>,
     http: Arc<ReqwestHttp>,
     warm: WarmStates,
 }
