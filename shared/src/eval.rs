@@ -142,8 +142,8 @@ pub(crate) fn matches(query: &Query, doc: &Doc<'_, '_>) -> bool {
                 _ => false,
             })
         }
-        Query::Wildcard { field, regex, .. } => doc.values(field).iter().any(|v| match v {
-            Scalar::Str(s) => regex.is_match(s),
+        Query::Wildcard { field, matcher, .. } => doc.values(field).iter().any(|v| match v {
+            Scalar::Str(s) => matcher.is_match(s),
             _ => false,
         }),
         Query::Ids { values } => {

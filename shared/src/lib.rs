@@ -34,6 +34,7 @@ pub mod sketch;
 pub mod text;
 pub mod topic;
 pub mod value;
+pub mod wildcard;
 
 pub use agg::Algebra;
 pub use error::{ErrorKind, QueryError, StateError};

@@ -34,8 +34,9 @@ pub struct Limits {
 /// measurements are too coarse (a millisecond clock) and too noisy (a busy machine).
 pub const MIN_MEASURED_FOLD_MS: i64 = 1_000;
 
-/// Most memory a compiled pattern (regex, wildcard) and its lazy DFA may take: a pattern that
-/// needs more is refused with a 400 instead of slowing every record.
+/// Most memory a compiled terms `include`/`exclude` pattern may take: a pattern that needs more
+/// is refused with a 400 instead of slowing every record. (`wildcard` patterns compile to a list
+/// no longer than the pattern, see [`crate::wildcard`].)
 pub const MAX_COMPILED_REGEX_BYTES: usize = 1 << 20;
 
 impl Default for Limits {

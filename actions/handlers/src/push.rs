@@ -38,12 +38,20 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 /// Refuse webhook URLs that are not http(s), or whose host is a local name or a non-public
 /// address (unless `allow_private`). The URL is parsed by the `url` crate, the parser the HTTP
 /// client uses, so both see the same host: `127.1`, `0x7f000001`, `2130706433`, octal,
-/// percent-encoded and full-width forms are normalised before they are checked, and a `\`
-/// before `@` is a path separator for both. This is the early answer (a 400 at registration);
+/// percent-encoded forms are normalised before they are checked, and a `\` before `@` is a path
+/// separator for both. A host outside ASCII (full-width digits too) is refused: the parser runs
+/// without IDNA's Unicode tables (see `idna_adapter` in Cargo.toml), so an international name
+/// is written in its punycode form (`xn--...`). This is the early answer (a 400 at registration);
 /// names are checked again where they are resolved: the HTTP adapter connects only to public
 /// addresses of a webhook ([`HttpRequest::public_only`]).
 pub fn check_webhook_url(url: &str, allow_private: bool) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("webhook url is not a URL ({e})"))?;
+    let parsed = url::Url::parse(url).map_err(|e| match e {
+        url::ParseError::IdnaError => format!(
+            "webhook url has a host outside ASCII ({e}): write an international name in its \
+             punycode form (xn--...)"
+        ),
+        e => format!("webhook url is not a URL ({e})"),
+    })?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err("webhook url must be http(s)".to_string());
     }
@@ -214,6 +222,12 @@ mod tests {
             check_webhook_url("https://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/", false).is_ok()
         );
         assert!(check_webhook_url("http://127.0.0.1:9000/hook", true).is_ok());
+        // International names: refused with the way out, accepted in punycode.
+        let e =
+            check_webhook_url("https://bücher.example/hook", false).expect_err("non-ASCII host");
+        assert!(e.contains("punycode"), "{e}");
+        assert!(check_webhook_url("https://xn--bcher-kva.example/hook", false).is_ok());
+        assert!(check_webhook_url("https://example.com/bücher", false).is_ok());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! This file holds the typed request (the AST); `parse.rs` builds it from JSON and
 //! `canonical.rs` renders its canonical form.
 
-use regex::Regex;
+use regex_lite::Regex;
 use serde_json::{Value, json};
 
 use crate::date::{CalendarUnit, DateFormat, TimeZone};
@@ -156,7 +156,7 @@ pub enum Query {
         field: FieldRef,
         pattern: String,
         case_insensitive: bool,
-        regex: Regex,
+        matcher: crate::wildcard::Wildcard,
     },
     Ids {
         values: Vec<String>,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use regex::Regex;
+use regex_lite::Regex;
 use serde_json::{Map, Value};
 
 use crate::date::{self, CalendarUnit, DateFormat, TimeZone};
@@ -547,9 +547,8 @@ impl Parser<'_> {
                 if kind == "prefix" {
                     Ok(Query::Prefix { field, value, case_insensitive: ci })
                 } else {
-                    let regex =
-                        wildcard_regex(&value, ci).map_err(|e| QueryError::illegal(&fpath, e))?;
-                    Ok(Query::Wildcard { field, pattern: value, case_insensitive: ci, regex })
+                    let matcher = crate::wildcard::Wildcard::new(&value, ci);
+                    Ok(Query::Wildcard { field, pattern: value, case_insensitive: ci, matcher })
                 }
             }
             "ids" => {
@@ -1508,31 +1507,9 @@ fn minimum_should_match(o: &mut Obj<'_>) -> Result<Option<MinimumShouldMatch>, Q
     }
 }
 
-fn wildcard_regex(pattern: &str, case_insensitive: bool) -> Result<Regex, String> {
-    let mut re = String::from(if case_insensitive { "(?s-u:)(?is)^" } else { "(?s)^" });
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' => re.push_str(".*"),
-            '?' => re.push('.'),
-            '\\' => {
-                if let Some(n) = chars.next() {
-                    re.push_str(&regex::escape(&n.to_string()));
-                }
-            }
-            c => re.push_str(&regex::escape(&c.to_string())),
-        }
-    }
-    re.push('$');
-    bounded_regex(&re).map_err(|e| format!("invalid wildcard pattern [{pattern}]: {e}"))
-}
-
-/// A pattern compiled within [`crate::limits::MAX_COMPILED_REGEX_BYTES`] (program and DFA).
-fn bounded_regex(re: &str) -> Result<Regex, regex::Error> {
-    regex::RegexBuilder::new(re)
-        .size_limit(crate::limits::MAX_COMPILED_REGEX_BYTES)
-        .dfa_size_limit(crate::limits::MAX_COMPILED_REGEX_BYTES)
-        .build()
+/// A terms `include`/`exclude` pattern compiled within [`crate::limits::MAX_COMPILED_REGEX_BYTES`].
+fn bounded_regex(re: &str) -> Result<Regex, regex_lite::Error> {
+    regex_lite::RegexBuilder::new(re).size_limit(crate::limits::MAX_COMPILED_REGEX_BYTES).build()
 }
 
 fn source_filter(v: &Value, path: &str) -> Result<SourceFilter, QueryError> {
