@@ -102,6 +102,7 @@ impl FoldBench {
     /// Take the newline-separated records.
     #[wasm_bindgen(constructor)]
     pub fn new(records: Vec<u8>) -> FoldBench {
+        crate::zones::install();
         FoldBench { lines: Lines::new(records), last: None }
     }
 

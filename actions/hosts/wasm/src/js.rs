@@ -76,6 +76,7 @@ thread_local! {
 
 /// Use `io` for the ports of this call and the next ones.
 pub(crate) fn use_io(io: JsValue) {
+    crate::zones::install();
     IO.with(|c| *c.borrow_mut() = io);
 }
 

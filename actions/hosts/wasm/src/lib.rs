@@ -20,6 +20,9 @@ pub mod frame;
 #[cfg(target_arch = "wasm32")]
 pub mod js;
 
+#[cfg(target_arch = "wasm32")]
+mod zones;
+
 #[cfg(all(target_arch = "wasm32", feature = "conformance"))]
 pub mod conformance;
 

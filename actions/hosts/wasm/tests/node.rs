@@ -76,3 +76,92 @@ fn wasm_adapters_pass_the_conformance_suites_against_real_services() {
     let stdout = node("actions/hosts/wasm/test/conformance.mjs", |_| {});
     assert!(stdout.contains("2 passed, 0 failed"), "not both suites passed:\n{stdout}");
 }
+
+/// Time zones come from the JavaScript engine's `Intl` inside the module and from the compiled-in
+/// tz database natively: zoned queries over seven years of records (every transition in between)
+/// give the same results, bucket for bucket.
+#[test]
+fn zoned_queries_answer_in_wasm_as_natively() {
+    let root = Path::new(ROOT);
+    if !root.join("build/wasm/kappa_wasm.js").exists() {
+        assert!(
+            std::env::var_os("KAPPA_REQUIRE_REAL_RUNTIMES").is_none(),
+            "no build/wasm (scripts/build-actions.sh wasm)"
+        );
+        eprintln!("skipped: no build/wasm (scripts/build-actions.sh wasm)");
+        return;
+    }
+    // One record every 7 h 13 min 20 s from 2019-01-01: every offset transition of 2019–2026
+    // falls between two records, and the hours of day drift through all of them.
+    let records: String = (0..9_000i64)
+        .map(|i| format!("{{\"ts\":{},\"n\":{i}}}\n", 1_546_300_800_000 + i * 26_000_000))
+        .collect();
+    let zones = [
+        "Europe/London",
+        "America/New_York",
+        "Australia/Lord_Howe",
+        "Asia/Kolkata",
+        "America/Sao_Paulo",
+        "Pacific/Chatham",
+        "Europe/Paris",
+    ];
+    let mut queries = Vec::new();
+    for zone in zones {
+        let histogram = |interval: serde_json::Value| {
+            let mut h = serde_json::json!({"field": "ts", "time_zone": zone,
+                "format": "yyyy-MM-dd'T'HH:mm:ssXXX", "min_doc_count": 0});
+            h.as_object_mut().expect("an object").extend(
+                interval
+                    .as_object()
+                    .expect("an object")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            serde_json::json!({"topic": "t", "size": 0, "aggs": {"h": {"date_histogram": h}}})
+        };
+        queries.push(histogram(serde_json::json!({"calendar_interval": "day"})));
+        queries.push(histogram(serde_json::json!({"calendar_interval": "week"})));
+        queries.push(histogram(serde_json::json!({"calendar_interval": "month"})));
+        queries.push(histogram(serde_json::json!({"fixed_interval": "3h"})));
+        queries.push(histogram(serde_json::json!({"fixed_interval": "90m", "offset": "+17m"})));
+        queries.push(serde_json::json!({"topic": "t", "size": 0,
+            "query": {"range": {"ts": {"gte": "2024-03-31T00:00:00", "lt": "2024-11-04T00:00:00",
+                "time_zone": zone}}},
+            "aggs": {"r": {"date_range": {"field": "ts", "time_zone": zone,
+                "format": "yyyy-MM-dd HH:mm", "ranges": [{"to": "2021-03-28 02:30"},
+                {"from": "2021-03-28 02:30", "to": "2021-10-31 01:30"}, {"from": "2021-10-31 01:30"}]}}}}));
+    }
+    let native: Vec<serde_json::Value> = queries
+        .iter()
+        .map(|q| {
+            let lines = kappa_wasm::bench::Lines::new(records.clone().into_bytes());
+            let (plan, state) = lines.fold(&q.to_string()).expect("a valid query natively");
+            let f = kappa_wasm::bench::summary(&plan, &state).expect("renders");
+            serde_json::json!({"records": f.records, "matched": f.matched, "result_sha1": f.result_sha1})
+        })
+        .collect();
+    // The zone matters (6 queries per zone): daily buckets differ from one zone to the next.
+    let daily: std::collections::HashSet<_> =
+        native.iter().step_by(6).map(|s| s["result_sha1"].clone()).collect();
+    assert_eq!(daily.len(), zones.len(), "the zones gave the same daily buckets");
+    let input = serde_json::json!({"records": records, "queries": queries}).to_string();
+    let mut child = Command::new("node")
+        .arg(Path::new(ROOT).join("actions/hosts/wasm/test/fold_queries.mjs"))
+        .arg(root.join("build/wasm"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run node");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), input.as_bytes())
+        .expect("write the input");
+    let out = child.wait_with_output().expect("node finishes");
+    assert!(out.status.success(), "fold_queries.mjs failed");
+    let wasm: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(wasm.len(), queries.len());
+    for ((query, native), wasm) in queries.iter().zip(&native).zip(&wasm) {
+        assert_eq!(native, wasm, "WASM (Intl) and native (tz database) differ for {query}");
+    }
+}
