@@ -4,6 +4,8 @@
 #   <action>.zip       native, kind rust:1.34: `exec` at the top level = the static
 #                      x86_64-unknown-linux-musl kappa-action binary (it dispatches on the
 #                      action's name, so every zip holds the same binary)
+#   launcher.zip       native on an image holding the binary (build/image/Dockerfile): `exec`
+#                      is a two-line script that execs /kappa/kappa-action
 #   <action>-wasm.zip  WASM, kind nodejs:20: package.json, index.js (exports main), io.js
 #                      (kafkajs and redis bundled in), the wasm-bindgen glue kappa_wasm.js +
 #                      kappa_wasm_bg.wasm
@@ -39,6 +41,8 @@ what=${1:-all}
 out="$repo/build/actions"
 mkdir -p "$out"
 target_dir="${KAPPA_DEPLOY_TARGET_DIR:-$repo/target/deploy}"
+# Where build/image/Dockerfile puts the binary, and launcher.zip runs it from.
+image_exec=/kappa/kappa-action
 wasm_target_dir="${KAPPA_WASM_TARGET_DIR:-$repo/target/deploy-wasm}"
 
 build_native() {
@@ -67,6 +71,22 @@ build_native() {
         (cd "$stage" && zip -q -X "$out/${action}.zip" exec)
         printf '%s\n' "build/actions/${action}.zip" >&2
     done
+    # The image flavour (scripts/deploy.sh image): the binary baked into an ActionLoop image
+    # (build/image: `docker build` it and push it), and every action's zip only a launcher that
+    # execs it, so a cold start does not ship and unzip 7 MB (BENCHMARKS.md, cold start).
+    # KAPPA_EXEC (an init-time parameter) overrides the path; the tests run it that way.
+    local image="$repo/build/image"
+    rm -rf "$image"
+    mkdir -p "$image" "$stage/launcher"
+    cp "$stage/exec" "$image/kappa-action"
+    printf 'FROM openwhisk/actionloop-base:nightly\nCOPY kappa-action %s\n' "$image_exec" \
+        > "$image/Dockerfile"
+    printf '#!/bin/sh\n# Kappa on an image holding the binary (build/image/Dockerfile).\nexec "${KAPPA_EXEC:-%s}" "$@"\n' \
+        "$image_exec" > "$stage/launcher/exec"
+    chmod 0755 "$stage/launcher/exec"
+    rm -f "$out/launcher.zip"
+    (cd "$stage/launcher" && zip -q -X "$out/launcher.zip" exec)
+    printf '%s\n' "build/actions/launcher.zip" "build/image/Dockerfile" >&2
     rm -rf "$stage"
 }
 

@@ -4,7 +4,9 @@
 //! - ActionLoop proxy: `build/actions/query.zip` (the static musl `exec`) against a trivial
 //!   `exec` (a bash loop answering `{}`), zipped the same way;
 //! - nodejs:20: `build/actions/query-wasm.zip` against a one-line zip action
-//!   (`exports.main = () => ({})`).
+//!   (`exports.main = () => ({})`);
+//! - the image flavour on the ActionLoop proxy: `build/actions/launcher.zip`, running the binary
+//!   where the image holds it (`build/image/kappa-action`, given as `KAPPA_EXEC`).
 //!
 //! The first `/run` is the query action's answer to a malformed query (a 400 in the web-action
 //! shape), which sets up the Kafka client and the Redis connection first, as every first
@@ -40,11 +42,17 @@ async fn cold_start(
     zip: &[u8],
     message: &Value,
     expect_status: Option<u64>,
+    exec: Option<&Path>,
 ) -> Sample {
     let t0 = Instant::now();
     let c = RuntimeContainer::start(kind, "http://127.0.0.1:9").await.expect("runtime starts");
     let t1 = Instant::now();
-    let init = c.init("bench", zip, &init_env(message), Duration::from_secs(60)).await;
+    let mut env = init_env(message);
+    if let Some(exec) = exec {
+        // The launcher's init-time parameter: where the image would hold the binary.
+        env.insert("KAPPA_EXEC".into(), json!(exec.display().to_string()));
+    }
+    let init = c.init("bench", zip, &env, Duration::from_secs(60)).await;
     let t2 = Instant::now();
     assert!(matches!(init, Outcome::Success(_)), "init: {init:?}");
     let run = c.run(message, Duration::from_secs(60), 1 << 20).await;
@@ -128,6 +136,10 @@ async fn main() {
     assert!(ok, "zip -0");
     let stored = std::fs::read(stored_dir.join("stored.zip")).expect("zip");
     let trivial_node = std::fs::read(tmp.path().join("trivial-node.zip")).expect("zip");
+    // The image flavour: the binary baked into the image, the zip only the launcher that execs it.
+    let launcher =
+        std::fs::read(actions.join("launcher.zip")).expect("scripts/build-actions.sh native");
+    let baked = Path::new(ROOT).join("build/image/kappa-action");
 
     let deadline = || {
         std::time::SystemTime::now()
@@ -158,14 +170,16 @@ async fn main() {
         ("actionloop: query exec, zip -0", Vec::new()),
         ("nodejs:20: query-wasm.zip", Vec::new()),
         ("nodejs:20: one-line zip", Vec::new()),
+        ("actionloop: launcher.zip (image)", Vec::new()),
     ];
     // Interleaved, so a burst of load from other work touches every case alike.
     for _ in 0..runs {
-        cases[0].1.push(cold_start(&proxy, &native, &query(), Some(400)).await);
-        cases[1].1.push(cold_start(&proxy, &trivial, &trivial_run(), None).await);
-        cases[2].1.push(cold_start(&proxy, &stored, &query(), Some(400)).await);
-        cases[3].1.push(cold_start(&node, &wasm, &query(), Some(400)).await);
-        cases[4].1.push(cold_start(&node, &trivial_node, &trivial_run(), None).await);
+        cases[0].1.push(cold_start(&proxy, &native, &query(), Some(400), None).await);
+        cases[1].1.push(cold_start(&proxy, &trivial, &trivial_run(), None, None).await);
+        cases[2].1.push(cold_start(&proxy, &stored, &query(), Some(400), None).await);
+        cases[3].1.push(cold_start(&node, &wasm, &query(), Some(400), None).await);
+        cases[4].1.push(cold_start(&node, &trivial_node, &trivial_run(), None, None).await);
+        cases[5].1.push(cold_start(&proxy, &launcher, &query(), Some(400), Some(&baked)).await);
     }
     println!(
         "zips: query.zip {} bytes (stored: {}), query-wasm.zip {} bytes; {runs} fresh containers per case",

@@ -44,6 +44,28 @@ pub enum Flavour {
     /// The native zips on the blackbox ActionLoop image ([`BLACKBOX_IMAGE`]; the blackbox
     /// invoker pool), for platforms without the `rust:1.34` kind.
     Blackbox,
+    /// The binary baked into the deployer's image (`build/image/Dockerfile`), every action's
+    /// zip the launcher `build/actions/launcher.zip`: the fastest cold start.
+    Image,
+}
+
+/// The image name the tests give the image flavour (the deployer's `KAPPA_IMAGE`).
+pub const EXAMPLE_IMAGE: &str = "registry.example.com/kappa-actions:0.1.0";
+
+/// Where `build/image/Dockerfile` puts the binary and the launcher runs it from.
+pub const IMAGE_EXEC: &str = "/kappa/kappa-action";
+
+/// The image variant of the native manifest, as `scripts/deploy.sh image` writes it with
+/// `KAPPA_IMAGE=image`: each `runtime: rust:1.34` becomes `docker: <image>` and each native zip
+/// the launcher.
+pub fn image_variant(native_manifest: &str, image: &str) -> String {
+    let docker = native_manifest.replace("runtime: rust:1.34", &format!("docker: {image}"));
+    ACTIONS.iter().fold(docker, |m, action| {
+        m.replace(
+            &format!("function: build/actions/{action}.zip"),
+            "function: build/actions/launcher.zip",
+        )
+    })
 }
 
 /// The ActionLoop image the blackbox flavour runs the native `exec` on (the proxy alone, no
@@ -61,6 +83,7 @@ impl Flavour {
     pub fn artefact(self, action: &str) -> String {
         match self {
             Flavour::Native | Flavour::Blackbox => format!("build/actions/{action}.zip"),
+            Flavour::Image => "build/actions/launcher.zip".to_string(),
             Flavour::Wasm => format!("build/actions/{action}-wasm.zip"),
         }
     }
@@ -70,7 +93,7 @@ impl Flavour {
         match self {
             Flavour::Native => "rust:1.34",
             Flavour::Wasm => "nodejs:20",
-            Flavour::Blackbox => "",
+            Flavour::Blackbox | Flavour::Image => "",
         }
     }
 
@@ -78,6 +101,7 @@ impl Flavour {
     pub fn docker(self) -> &'static str {
         match self {
             Flavour::Blackbox => BLACKBOX_IMAGE,
+            Flavour::Image => EXAMPLE_IMAGE,
             Flavour::Native | Flavour::Wasm => "",
         }
     }

@@ -3,8 +3,8 @@
 //! so a green run means something.
 
 use kappa_deploy::{
-    ACTIONS, BLACKBOX_IMAGE, Flavour, blackbox_variant, built_actions, check_manifest,
-    check_serverless, parse,
+    ACTIONS, BLACKBOX_IMAGE, EXAMPLE_IMAGE, Flavour, IMAGE_EXEC, blackbox_variant, built_actions,
+    check_manifest, check_serverless, image_variant, parse,
 };
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -33,6 +33,23 @@ fn the_native_manifest_is_deployable() {
 fn the_wasm_manifest_is_deployable() {
     let m = parse(&read("manifest.wasm.yaml")).expect("manifest.wasm.yaml parses");
     assert_clean("manifest.wasm.yaml", &check_manifest(&m, Flavour::Wasm));
+}
+
+#[test]
+fn the_image_variant_deploy_writes_is_deployable() {
+    let m = parse(&image_variant(&read("manifest.yaml"), EXAMPLE_IMAGE)).expect("YAML");
+    assert_clean("manifest.yaml (image)", &check_manifest(&m, Flavour::Image));
+    let deploy = read("scripts/deploy.sh");
+    assert!(
+        deploy.contains("s#runtime: rust:1.34#docker: $KAPPA_IMAGE#")
+            && deploy.contains("function: build/actions/launcher.zip"),
+        "scripts/deploy.sh image rewrites the runtime and function lines as image_variant does"
+    );
+    let build = read("scripts/build-actions.sh");
+    assert!(
+        build.contains(&format!("image_exec={IMAGE_EXEC}")),
+        "the launcher and the Dockerfile use the path the tests know"
+    );
 }
 
 #[test]

@@ -23,7 +23,7 @@ use kappa_core::ports::{LogWriter, NewRecord};
 use kappa_core::{Limits as QueryLimits, Plan, Record, Topic, patch};
 use kappa_deploy::platform::{Limits, PlatformConfig, RunningPlatform};
 use kappa_deploy::runtime::{self as real, RuntimeKind};
-use kappa_deploy::{Flavour, blackbox_variant};
+use kappa_deploy::{EXAMPLE_IMAGE, Flavour, blackbox_variant, image_variant};
 use kappa_gateway::{self as gateway, GatewayConfig};
 use kappa_log_kafka::{KafkaLog, KafkaLogConfig};
 use serde_json::{Map, Value, json};
@@ -228,6 +228,7 @@ async fn end_to_end(
     let manifest = match flavour {
         Flavour::Native => native(),
         Flavour::Blackbox => native().map(|m| blackbox_variant(&m)),
+        Flavour::Image => native().map(|m| image_variant(&m, EXAMPLE_IMAGE)),
         Flavour::Wasm => std::fs::read_to_string(Path::new(ROOT).join("manifest.wasm.yaml")),
     }
     .expect("manifest");

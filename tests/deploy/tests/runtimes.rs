@@ -32,6 +32,9 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const NAMESPACE_KEY: &str = "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:runtime-test-key";
 const WEB_KEY: &str = "web-key";
 
+/// An init-time environment (`/init`'s `env`).
+type Env = Map<String, Value>;
+
 fn missing(what: &str) {
     assert!(!required(), "KAPPA_REQUIRE_REAL_RUNTIMES=1 but missing: {what}");
     eprintln!("skipped: missing {what}");
@@ -93,8 +96,29 @@ fn native_zips(keep: &tempfile::TempDir) -> Option<PathBuf> {
 }
 
 /// (runtime, zips directory) of a flavour, or None (skipped) when missing.
-fn setup(flavour: Flavour, keep: &tempfile::TempDir) -> Option<(RuntimeKind, PathBuf)> {
+/// (runtime, zips directory, more init-time environment) of a flavour, or None (skipped) when
+/// missing.
+fn setup(flavour: Flavour, keep: &tempfile::TempDir) -> Option<(RuntimeKind, PathBuf, Env)> {
     match flavour {
+        Flavour::Image => {
+            let Some(proxy) = RuntimeKind::action_loop() else {
+                missing("the ActionLoop proxy (scripts/openwhisk-tools.sh proxy)");
+                return None;
+            };
+            // The image's binary where the test can put it: the launcher runs $KAPPA_EXEC
+            // (an init-time parameter) instead of /kappa/kappa-action.
+            let built = Path::new(ROOT).join("build");
+            let exec = built.join("image/kappa-action");
+            if !built.join("actions/launcher.zip").is_file() || !exec.is_file() {
+                missing(
+                    "build/actions/launcher.zip and build/image (scripts/build-actions.sh native)",
+                );
+                return None;
+            }
+            let mut env = Env::new();
+            env.insert("KAPPA_EXEC".into(), json!(exec.display().to_string()));
+            Some((proxy, built.join("actions"), env))
+        }
         Flavour::Native | Flavour::Blackbox => {
             let Some(proxy) = RuntimeKind::action_loop() else {
                 missing("the ActionLoop proxy (scripts/openwhisk-tools.sh proxy)");
@@ -106,7 +130,7 @@ fn setup(flavour: Flavour, keep: &tempfile::TempDir) -> Option<(RuntimeKind, Pat
                 );
                 return None;
             };
-            Some((proxy, zips))
+            Some((proxy, zips, Env::new()))
         }
         Flavour::Wasm => {
             let Some(node) = RuntimeKind::nodejs() else {
@@ -118,7 +142,7 @@ fn setup(flavour: Flavour, keep: &tempfile::TempDir) -> Option<(RuntimeKind, Pat
                 missing("build/actions/*-wasm.zip (scripts/build-actions.sh wasm)");
                 return None;
             }
-            Some((node, zips))
+            Some((node, zips, Env::new()))
         }
     }
 }
@@ -140,11 +164,24 @@ fn message(action: &str, deadline_ms: i64, value: Value) -> Value {
     )
 }
 
+/// The init-time environment of the first message, and `more_env`.
+fn env(first: &Value, more_env: &Env) -> Env {
+    let mut env = init_env(first);
+    env.extend(more_env.clone());
+    env
+}
+
 /// A cold container of `action` initialised with its zip and the first message's context.
-async fn cold(kind: &RuntimeKind, api_host: &str, zip: &Path, first: &Value) -> RuntimeContainer {
+async fn cold(
+    kind: &RuntimeKind,
+    api_host: &str,
+    zip: &Path,
+    first: &Value,
+    more_env: &Env,
+) -> RuntimeContainer {
     let c = RuntimeContainer::start(kind, api_host).await.expect("the runtime starts");
     let code = std::fs::read(zip).expect("zip");
-    let outcome = c.init("kappa", &code, &init_env(first), Duration::from_secs(60)).await;
+    let outcome = c.init("kappa", &code, &env(first, more_env), Duration::from_secs(60)).await;
     assert_eq!(outcome, Outcome::Success(json!({"ok": true})), "/init of {}", zip.display());
     c
 }
@@ -177,7 +214,7 @@ async fn every_action_runs_in_its_real_runtime(flavour: Flavour) {
         return;
     };
     let keep = tempfile::tempdir().expect("tempdir");
-    let Some((kind, zips)) = setup(flavour, &keep) else { return };
+    let Some((kind, zips, more_env)) = setup(flavour, &keep) else { return };
     let zip = |a: &str| zips.join(zip_name(flavour, a));
 
     // 50 records on a fresh one-partition topic.
@@ -213,8 +250,9 @@ async fn every_action_runs_in_its_real_runtime(flavour: Flavour) {
     let code = std::fs::read(zip("query")).expect("zip");
     let c = RuntimeContainer::start(&kind, &api_host).await.expect("runtime");
     let first = message("query", deadline(), json!({}));
-    let bad =
-        c.init("kappa", &code[..code.len() / 2], &init_env(&first), Duration::from_secs(60)).await;
+    let bad = c
+        .init("kappa", &code[..code.len() / 2], &env(&first, &more_env), Duration::from_secs(60))
+        .await;
     assert!(
         matches!(bad, Outcome::DeveloperError(_)),
         "{flavour:?}: a corrupt zip fails /init: {bad:?}"
@@ -234,7 +272,7 @@ async fn every_action_runs_in_its_real_runtime(flavour: Flavour) {
         )
     };
     let m = message("query", deadline(), web("post", "/v1/queries", &body.to_string()));
-    let query = cold(&kind, &api_host, &zip("query"), &m).await;
+    let query = cold(&kind, &api_host, &zip("query"), &m, &more_env).await;
     let created = success(query.run(&m, Duration::from_secs(60), 1 << 20).await, "query");
     assert_eq!(created["statusCode"], 201, "{flavour:?}: {created}");
     let id = web_body(&created)["id"].as_str().expect("id").to_string();
@@ -273,7 +311,7 @@ async fn every_action_runs_in_its_real_runtime(flavour: Flavour) {
 
     // process with its deadline passed: it stops at once and reads nothing; then, warm, in time.
     let late = message("process", now_ms() - 1_000, with(&params, event.clone()));
-    let process = cold(&kind, &api_host, &zip("process"), &late).await;
+    let process = cold(&kind, &api_host, &zip("process"), &late, &more_env).await;
     let stopped =
         success(process.run(&late, Duration::from_secs(60), 1 << 20).await, "late process");
     assert_eq!(
@@ -327,7 +365,7 @@ async fn every_action_runs_in_its_real_runtime(flavour: Flavour) {
     // status: GET /v1/queries/{id} answers the folded result.
     let m = message("status", deadline(), web("get", &format!("/v1/queries/{id}"), ""));
     assert!(m.get("api_key").is_none(), "status is not annotated provide-api-key");
-    let status = cold(&kind, &api_host, &zip("status"), &m).await;
+    let status = cold(&kind, &api_host, &zip("status"), &m, &more_env).await;
     let answer = success(status.run(&m, Duration::from_secs(60), 1 << 20).await, "status");
     assert_eq!(answer["statusCode"], 200, "{flavour:?}: {answer}");
     let answer = web_body(&answer);
@@ -340,14 +378,14 @@ async fn every_action_runs_in_its_real_runtime(flavour: Flavour) {
         deadline(),
         with(&params, json!({"query": id, "version": folded["version"]})),
     );
-    let push = cold(&kind, &api_host, &zip("push"), &m).await;
+    let push = cold(&kind, &api_host, &zip("push"), &m, &more_env).await;
     let pushed = success(push.run(&m, Duration::from_secs(60), 1 << 20).await, "push");
     assert!(pushed.get("error").is_none(), "{flavour:?}: {pushed}");
     push.destroy().await;
 
     // tick, as the alarm fires it.
     let m = message("tick", deadline(), with(&params, json!({"tick": true})));
-    let tick = cold(&kind, &api_host, &zip("tick"), &m).await;
+    let tick = cold(&kind, &api_host, &zip("tick"), &m, &more_env).await;
     let ticked = success(tick.run(&m, Duration::from_secs(60), 1 << 20).await, "tick");
     assert!(ticked["queries"].as_u64().is_some_and(|n| n >= 1), "{flavour:?}: {ticked}");
     tick.destroy().await;
@@ -357,6 +395,12 @@ async fn every_action_runs_in_its_real_runtime(flavour: Flavour) {
 #[test]
 fn every_native_zip_runs_under_the_real_actionloop_proxy() {
     runtime().block_on(every_action_runs_in_its_real_runtime(Flavour::Native));
+}
+
+/// The image flavour: the launcher zip, with the binary where the image would hold it.
+#[test]
+fn every_action_runs_from_the_launcher_zip_under_the_real_actionloop_proxy() {
+    runtime().block_on(every_action_runs_in_its_real_runtime(Flavour::Image));
 }
 
 #[test]
