@@ -16,7 +16,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use kappa_deploy::runtime::{required, tool};
 use kappa_deploy::tools::{Recorder, parse_preview, parse_serverless, run_tool, wskprops};
-use kappa_deploy::{ACTIONS, BLACKBOX_IMAGE, Flavour, blackbox_variant};
+use kappa_deploy::{ACTIONS, EXAMPLE_IMAGE, Flavour, blackbox_variant, image_variant};
 use serde_json::{Value, json};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -54,8 +54,8 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime")
 }
 
-fn placeholder(action: &str) -> Vec<u8> {
-    format!("kappa {action} artefact\n").into_bytes()
+fn placeholder(artefact: &str) -> Vec<u8> {
+    format!("kappa {artefact}\n").into_bytes()
 }
 
 /// A project directory holding `manifest` and a distinct placeholder artefact per action.
@@ -64,7 +64,8 @@ fn project(manifest: &str, flavour: Flavour) -> tempfile::TempDir {
     std::fs::write(dir.path().join("manifest.yaml"), manifest).expect("manifest");
     std::fs::create_dir_all(dir.path().join("build/actions")).expect("mkdir");
     for a in ACTIONS {
-        std::fs::write(dir.path().join(flavour.artefact(a)), placeholder(a)).expect("artefact");
+        let artefact = flavour.artefact(a);
+        std::fs::write(dir.path().join(&artefact), placeholder(&artefact)).expect("artefact");
     }
     dir
 }
@@ -73,13 +74,18 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(Path::new(ROOT).join(path)).expect("descriptor")
 }
 
-/// The manifests wskdeploy deploys: native, WASM, and the blackbox variant `scripts/deploy.sh
-/// blackbox` writes from the native one.
+/// The manifests wskdeploy deploys: native, WASM, and the blackbox and image variants
+/// `scripts/deploy.sh blackbox` / `image` write from the native one.
 fn manifests() -> Vec<(&'static str, String, Flavour)> {
     vec![
         ("manifest.yaml", read("manifest.yaml"), Flavour::Native),
         ("manifest.wasm.yaml", read("manifest.wasm.yaml"), Flavour::Wasm),
         ("manifest.yaml (blackbox)", blackbox_variant(&read("manifest.yaml")), Flavour::Blackbox),
+        (
+            "manifest.yaml (image)",
+            image_variant(&read("manifest.yaml"), EXAMPLE_IMAGE),
+            Flavour::Image,
+        ),
     ]
 }
 
@@ -241,17 +247,18 @@ fn both_manifests_deploy_with_the_real_wskdeploy_exactly_as_planned() {
             // Every action: kind, its own artefact, limits, annotations.
             for (action, timeout, memory) in LIMITS {
                 let a = put(&format!("/api/v1/namespaces/guest/actions/kappa/{action}"));
-                if flavour == Flavour::Blackbox {
-                    // A Docker action: kind blackbox, the ActionLoop image, the zip as its code.
+                if matches!(flavour, Flavour::Blackbox | Flavour::Image) {
+                    // A Docker action: kind blackbox, the image, the zip as its code.
                     assert_eq!(a["exec"]["kind"], "blackbox", "{file}: kind of {action}");
-                    assert_eq!(a["exec"]["image"], BLACKBOX_IMAGE, "{file}: image of {action}");
+                    assert_eq!(a["exec"]["image"], flavour.docker(), "{file}: image of {action}");
                 } else {
                     assert_eq!(a["exec"]["kind"], flavour.runtime(), "{file}: kind of {action}");
                 }
                 let code = base64::engine::general_purpose::STANDARD
                     .decode(a["exec"]["code"].as_str().expect("code"))
                     .expect("base64 code");
-                assert_eq!(code, placeholder(action), "{file}: {action} deploys its own artefact");
+                let artefact = flavour.artefact(action);
+                assert_eq!(code, placeholder(&artefact), "{file}: {action} deploys {artefact}");
                 assert_eq!(
                     a["limits"],
                     json!({"timeout": timeout, "memory": memory}),
