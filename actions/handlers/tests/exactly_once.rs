@@ -1067,6 +1067,48 @@ fn the_tick_wakes_the_live_queries_of_a_topic_as_one_group_link() {
 }
 
 #[test]
+fn a_tick_over_more_live_queries_than_a_group_holds_fires_several_groups() {
+    let w = World::new(ActionConfig { group_members: 2, ..small_batches() });
+    fill(&w, 1, 20);
+    let queries = &desk_queries()[..5];
+    let ids: Vec<String> = queries.iter().map(|b| create(&w, b)).collect();
+    drain(&w, &NoFaults, |_, l| l);
+    append_some(&w, 0, 5, 1);
+    let t = block_on(tick::tick(&w.env(), Some(TOPIC))).expect("tick");
+    assert_eq!(t.fired, 5);
+    let links = w.chain.take();
+    let sizes: Vec<usize> = links
+        .iter()
+        .map(|l| match l {
+            Link::Group(g) => g.members.len(),
+            Link::Process(_) => 1,
+            other => panic!("a process link: {other:?}"),
+        })
+        .collect();
+    assert_eq!(sizes, [2, 2, 1], "groups of at most group_members, the rest alone: {links:?}");
+    let mut woken: Vec<String> = links
+        .iter()
+        .flat_map(|l| match l {
+            Link::Group(g) => g.members.iter().map(|m| m.query.to_string()).collect(),
+            Link::Process(e) => vec![e.query.to_string()],
+            _ => Vec::new(),
+        })
+        .collect();
+    woken.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(woken, expected, "every live query woken exactly once");
+    for link in &links {
+        let out = block_on(process_event(&w.env(), &w.ctx(), link.params())).expect("processed");
+        assert!(out.get("error").is_none(), "{out}");
+    }
+    drain(&w, &NoFaults, |_, l| l);
+    for (id, body) in ids.iter().zip(queries) {
+        assert_eq!(result_of(&w, id)["result"], oracle(&w, body));
+    }
+}
+
+#[test]
 fn a_query_registered_during_another_replay_joins_it_where_it_is() {
     // One segment per partition, so the only cut is the join point.
     let w = World::new(ActionConfig { split_records: 1_000_000, ..small_batches() });
