@@ -31,6 +31,9 @@ thread_local! {
     /// neither `Send` nor `Sync`, so it stays here (one thread in a wasm module) and the zone
     /// rules hold only the name.
     static FORMATTERS: RefCell<HashMap<String, DateTimeFormat>> = RefCell::new(HashMap::new());
+    /// One zone per name for the container's life, so the spans a zone has learnt serve every
+    /// later query and activation (a new span costs a few hundred `Intl` calls).
+    static ZONES: RefCell<HashMap<String, Arc<dyn ZoneRules>>> = RefCell::new(HashMap::new());
 }
 
 /// The earliest and latest instants asked of `Intl` (years 1 to 9999, which it prints without
@@ -47,10 +50,17 @@ struct IntlZones;
 
 impl ZoneSource for IntlZones {
     fn zone(&self, name: &str) -> Option<Arc<dyn ZoneRules>> {
-        formatter_exists(name).then(|| {
-            let name = name.to_string();
-            Arc::new(ProbedZone::new(move |utc_ms| offset_seconds(&name, utc_ms))) as _
-        })
+        if let Some(zone) = ZONES.with(|zones| zones.borrow().get(name).cloned()) {
+            return Some(zone);
+        }
+        if !formatter_exists(name) {
+            return None;
+        }
+        let owned = name.to_string();
+        let zone: Arc<dyn ZoneRules> =
+            Arc::new(ProbedZone::new(move |utc_ms| offset_seconds(&owned, utc_ms)));
+        ZONES.with(|zones| zones.borrow_mut().insert(name.to_string(), zone.clone()));
+        Some(zone)
     }
 }
 
