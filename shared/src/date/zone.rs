@@ -104,7 +104,8 @@ impl ZoneRules for chrono_tz::Tz {
 ///
 /// A span is found by probing a day apart up to a year each way from the instant asked about,
 /// then bisecting each change to the millisecond: two transitions less than a day apart that
-/// cancel out are not seen (no zone in the tz database has had one since 1970).
+/// cancel out are not seen. No zone has had two transitions within a day since 1970 (checked on
+/// the 600 zones of tzdata 2025b: consecutive transition times, from the TZif files).
 pub struct ProbedZone<P> {
     probe: P,
     /// Start (inclusive) -> (end (exclusive), offset in seconds), in UTC millis.
