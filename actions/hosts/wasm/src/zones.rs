@@ -24,6 +24,9 @@ extern "C" {
 
     #[wasm_bindgen(method, js_name = formatToParts)]
     fn format_to_parts(this: &DateTimeFormat, epoch_ms: f64) -> Array;
+
+    #[wasm_bindgen(method, js_name = resolvedOptions)]
+    fn resolved_options(this: &DateTimeFormat) -> Object;
 }
 
 thread_local! {
@@ -86,13 +89,19 @@ fn formatter_exists(name: &str) -> bool {
         for field in ["year", "month", "day", "hour", "minute", "second"] {
             set(field, "numeric");
         }
-        match DateTimeFormat::new("en-US", &options) {
-            Ok(formatter) => {
-                cache.insert(name.to_string(), formatter);
-                true
-            }
-            Err(_) => false,
+        let Ok(formatter) = DateTimeFormat::new("en-US", &options) else { return false };
+        // `Intl` matches names case-insensitively, Java's `ZoneId` (and the native build) does
+        // not: a canonical name in another case is refused as there. (A link in another case,
+        // `us/eastern`, resolves to its target and cannot be told apart; it is accepted.)
+        let resolved = Reflect::get(&formatter.resolved_options(), &"timeZone".into())
+            .ok()
+            .and_then(|v| v.as_string())
+            .unwrap_or_default();
+        if resolved != name && resolved.eq_ignore_ascii_case(name) {
+            return false;
         }
+        cache.insert(name.to_string(), formatter);
+        true
     })
 }
 

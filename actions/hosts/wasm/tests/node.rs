@@ -144,10 +144,35 @@ fn zoned_queries_answer_in_wasm_as_natively() {
     let daily: std::collections::HashSet<_> =
         native.iter().step_by(6).map(|s| s["result_sha1"].clone()).collect();
     assert_eq!(daily.len(), zones.len(), "the zones gave the same daily buckets");
+    let wasm = wasm_folds(&records, &queries);
+    assert_eq!(wasm.len(), queries.len());
+    for ((query, native), wasm) in queries.iter().zip(&native).zip(&wasm) {
+        assert_eq!(native, wasm, "WASM (Intl) and native (tz database) differ for {query}");
+    }
+    // Names are case-sensitive on both, as Java's ZoneId: `Intl` alone would take any case.
+    let zoned = |zone: &str| {
+        serde_json::json!({"topic": "t", "size": 0, "aggs": {"h": {"date_histogram":
+            {"field": "ts", "calendar_interval": "month", "time_zone": zone}}}})
+    };
+    let cased = [zoned("Europe/London"), zoned("europe/london"), zoned("EUROPE/LONDON")];
+    let answers = wasm_folds(&records, &cased);
+    assert!(answers[0].get("error").is_none(), "{}", answers[0]);
+    for (query, answer) in cased.iter().zip(&answers).skip(1) {
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains("unknown time_zone"), "WASM accepted {query}: {answer}");
+        let natively =
+            kappa_wasm::bench::Lines::new(records.clone().into_bytes()).fold(&query.to_string());
+        assert!(natively.is_err(), "native accepted {query}");
+    }
+}
+
+/// Fold `records` with each of `queries` in the shipped module (`test/fold_queries.mjs`): one
+/// summary, or `{"error"}`, per query.
+fn wasm_folds(records: &str, queries: &[serde_json::Value]) -> Vec<serde_json::Value> {
     let input = serde_json::json!({"records": records, "queries": queries}).to_string();
     let mut child = Command::new("node")
         .arg(Path::new(ROOT).join("actions/hosts/wasm/test/fold_queries.mjs"))
-        .arg(root.join("build/wasm"))
+        .arg(Path::new(ROOT).join("build/wasm"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -156,12 +181,10 @@ fn zoned_queries_answer_in_wasm_as_natively() {
         .expect("write the input");
     let out = child.wait_with_output().expect("node finishes");
     assert!(out.status.success(), "fold_queries.mjs failed");
-    let wasm: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+    let answers: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
-    assert_eq!(wasm.len(), queries.len());
-    for ((query, native), wasm) in queries.iter().zip(&native).zip(&wasm) {
-        assert_eq!(native, wasm, "WASM (Intl) and native (tz database) differ for {query}");
-    }
+    assert_eq!(answers.len(), queries.len());
+    answers
 }
