@@ -11,7 +11,8 @@
 //!   print tree, as in Elasticsearch where named formats parse leniently but print canonically.
 //!   Parsing walks the tree greedily like `java.time`'s `DateTimeFormatterBuilder` (an optional
 //!   section that fails is skipped, no further backtracking) and must consume the whole input.
-//! - Time zones are either a fixed offset or an IANA zone from `chrono-tz`. Local to UTC
+//! - Time zones are either a fixed offset or an IANA zone, whose offsets come from the compiled-in
+//!   tz database (`chrono-tz`, feature `tzdb`) or from the host (`zone.rs`). Local to UTC
 //!   conversion follows `java.time.ZonedDateTime.ofLocal`: in an overlap the earlier instant, in a
 //!   gap the local time is moved forward by the length of the gap.
 //! - Bucket rounding follows Elasticsearch's `Rounding` classes: calendar units of a day or more

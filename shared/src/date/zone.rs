@@ -245,19 +245,22 @@ impl TimeZone {
         if let TimeZone::Fixed(secs) = self {
             return Resolved::Single(local_ms.saturating_sub(i64::from(*secs) * MS_PER_SECOND));
         }
-        let mut valid: Vec<i64> =
+        // The earliest and latest valid instants (no allocation: this runs once per record).
+        let mut valid: Option<(i64, i64)> = None;
+        for probe in
             [local_ms.saturating_sub(MS_PER_DAY), local_ms, local_ms.saturating_add(MS_PER_DAY)]
-                .into_iter()
-                .map(|probe| self.offset_ms(probe))
-                .map(|offset| local_ms.saturating_sub(offset))
-                .filter(|&instant| instant.saturating_add(self.offset_ms(instant)) == local_ms)
-                .collect();
-        valid.sort_unstable();
-        valid.dedup();
-        match valid[..] {
-            [] => self.gap_containing(local_ms),
-            [only] => Resolved::Single(only),
-            [earlier, .., later] => Resolved::Ambiguous(earlier, later),
+        {
+            let instant = local_ms.saturating_sub(self.offset_ms(probe));
+            if instant.saturating_add(self.offset_ms(instant)) == local_ms {
+                valid = Some(
+                    valid.map_or((instant, instant), |(lo, hi)| (lo.min(instant), hi.max(instant))),
+                );
+            }
+        }
+        match valid {
+            None => self.gap_containing(local_ms),
+            Some((only, same)) if only == same => Resolved::Single(only),
+            Some((earlier, later)) => Resolved::Ambiguous(earlier, later),
         }
     }
 
@@ -426,6 +429,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_probed_zone_keeps_at_most_max_spans_and_stays_right_after_starting_over() {
+        let london = tz("Europe/London");
+        let probed = ProbedZone::new(move |t| london.offset_seconds_at(t));
+        // Instants three years apart: each needs a span of its own.
+        const THREE_YEARS_MS: i64 = 3 * 366 * MS_PER_DAY;
+        for i in 0..(MAX_SPANS as i64 + 100) {
+            let t = -60_000_000_000_000 + i * THREE_YEARS_MS;
+            assert_eq!(probed.offset_seconds_at(t), london.offset_seconds_at(t), "at {t}");
+            let kept = probed.spans.lock().expect("not poisoned").len();
+            assert!(kept <= MAX_SPANS, "{kept} spans kept");
+        }
+        let kept = probed.spans.lock().expect("not poisoned").len();
+        assert!(kept < MAX_SPANS, "the memory started over: {kept} spans");
     }
 
     #[test]

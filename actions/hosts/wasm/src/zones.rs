@@ -69,12 +69,7 @@ impl ZoneSource for IntlZones {
 
 /// Whether `Intl` knows the zone `name` (and a formatter for it is ready).
 fn formatter_exists(name: &str) -> bool {
-    // `Intl` also accepts names that are not IANA zone ids (offsets like "+01:00"); the core
-    // parses those itself before asking, so a name here that is not `Area/Location`-like or
-    // `UTC`-like is refused rather than passed on.
-    if name.is_empty() || name.starts_with(['+', '-']) {
-        return false;
-    }
+    // Offsets (`+01:00`, `UTC+1`) and `Z`/`UTC` never get here: the core parses them first.
     FORMATTERS.with(|cache| {
         let mut cache = cache.borrow_mut();
         if cache.contains_key(name) {
