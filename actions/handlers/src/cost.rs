@@ -49,7 +49,11 @@ pub fn charge(query: &str, fold_ms: i64, records: u64) -> Option<Window> {
     if meter.len() >= MAX_METERED && !meter.contains_key(query) {
         meter.clear();
     }
-    let window = meter.entry(query.to_string()).or_default();
+    // Looked up before inserting: a group charges thousands of members per chunk.
+    if !meter.contains_key(query) {
+        meter.insert(query.to_string(), Window::default());
+    }
+    let window = meter.get_mut(query)?;
     window.fold_ms += fold_ms.max(0);
     window.records += records;
     if window.fold_ms < MIN_MEASURED_FOLD_MS {

@@ -66,6 +66,34 @@ pub async fn process_event(
     Ok(serde_json::to_value(output).unwrap_or_default())
 }
 
+/// How long each step of a group run took (ms), for the debug log: where a live group's time
+/// goes with thousands of members.
+struct StepTimes {
+    last: i64,
+    marks: Vec<(&'static str, i64)>,
+}
+
+impl StepTimes {
+    fn start(env: &Env<'_>) -> StepTimes {
+        StepTimes { last: env.clock.now_ms(), marks: Vec::new() }
+    }
+
+    fn mark(&mut self, env: &Env<'_>, step: &'static str) {
+        let now = env.clock.now_ms();
+        self.marks.push((step, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for StepTimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (step, ms)) in self.marks.iter().enumerate() {
+            write!(f, "{}{step} {ms}", if i == 0 { "" } else { ", " })?;
+        }
+        Ok(())
+    }
+}
+
 /// What became of each member of a group, in the order given.
 pub type GroupOutputs = Vec<Result<ProcessOutput, ActionError>>;
 
@@ -109,6 +137,10 @@ struct Lane<'q> {
     done: Option<Stop>,
     /// The query's budget error: it fails, nothing is committed.
     failed: Option<QueryError>,
+    /// Records folded in chunks that took under a millisecond, not yet charged to the
+    /// query's meter: charged with the next chunk that took time, or at the end of the read
+    /// (one lock of the meter per member and invocation, not per chunk).
+    uncharged: u64,
 }
 
 impl Lane<'_> {
@@ -126,6 +158,7 @@ pub async fn process_group_with_faults(
 ) -> Result<GroupOutputs, ActionError> {
     let mut outputs: Vec<Option<Result<ProcessOutput, ActionError>>> =
         members.iter().map(|_| None).collect();
+    let mut steps = StepTimes::start(env);
 
     // 1. Load each query once, then every member's checkpoint.
     let mut ids: Vec<&str> = members.iter().map(|m| m.query.as_str()).collect();
@@ -193,9 +226,11 @@ pub async fn process_group_with_faults(
             output,
             done: None,
             failed: None,
+            uncharged: 0,
         });
     }
     faults.at("loaded")?;
+    steps.mark(env, "loaded");
 
     // 2. Read and fold: the members of one topic partition together, when they are within a
     //    batch of each other (one far behind reads alone rather than hold the others back).
@@ -223,6 +258,7 @@ pub async fn process_group_with_faults(
     )
     .await?;
     faults.at("folded")?;
+    steps.mark(env, "folded");
 
     // 3. Commit each member alone, by its own compare-and-set.
     let mut lanes: Vec<Lane<'_>> = partitions.into_iter().flatten().collect();
@@ -263,6 +299,7 @@ pub async fn process_group_with_faults(
     let committed: Vec<(Result<(), ActionError>, Option<Fresh>)> =
         futures_util::future::try_join_all(commits).await?;
     faults.at("committed")?;
+    steps.mark(env, "committed");
 
     // 4. Refresh each query that committed, from the states in memory.
     let mut fresh: Vec<Option<Fresh>> = Vec::with_capacity(lanes.len());
@@ -272,9 +309,15 @@ pub async fn process_group_with_faults(
         }
         fresh.push(committed);
     }
-    let refreshes = ids.iter().enumerate().filter_map(|(position, id)| {
+    // Each query's lanes, by its position in `ids` (thousands of queries in a live group).
+    let mut lanes_of: Vec<Vec<usize>> = vec![Vec::new(); ids.len()];
+    for (at, lane) in lanes.iter().enumerate() {
+        let position = ids.binary_search(&lane.loaded.query.id.as_str()).unwrap_or_default();
+        lanes_of[position].push(at);
+    }
+    let refreshes = ids.iter().enumerate().filter_map(|(position, _)| {
         let loaded = queries[position].as_ref().ok()?;
-        let members = || lanes.iter().zip(&fresh).filter(|(l, _)| l.loaded.query.id == *id);
+        let members = || lanes_of[position].iter().map(|&at| (&lanes[at], &fresh[at]));
         let own: Vec<(Segment, &Checkpoint, &PartialState)> = members()
             .filter_map(|(l, f)| f.as_ref().map(|(cp, state)| (l.segment, cp, state)))
             .collect();
@@ -282,16 +325,21 @@ pub async fn process_group_with_faults(
             .filter(|(_, f)| f.is_some())
             .map(|(l, _)| (l.segment, l.before, &l.delta))
             .collect();
-        members().any(|(l, _)| l.output.committed).then(|| refresh(env, loaded, own, deltas))
+        members()
+            .any(|(l, _)| l.output.committed)
+            .then(|| async move { (position, refresh(env, loaded, own, deltas).await) })
     });
-    let refreshed: Vec<(String, Result<u64, ActionError>)> =
-        futures_util::future::join_all(refreshes).await;
+    let mut refreshed: Vec<Option<Result<u64, ActionError>>> = vec![None; ids.len()];
+    for (position, outcome) in futures_util::future::join_all(refreshes).await {
+        refreshed[position] = Some(outcome);
+    }
     for (lane, fresh) in lanes.iter().zip(fresh) {
         if let Some((checkpoint, state)) = fresh {
             keep_warm(env, &lane.loaded.query, lane.segment, &checkpoint, state);
         }
     }
     faults.at("refreshed")?;
+    steps.mark(env, "refreshed");
 
     // 5. Only after the commits and refreshes: the next link of the members that committed
     //    and are not at the head, together (they go on as a group).
@@ -300,13 +348,13 @@ pub async fn process_group_with_faults(
         if outputs[lane.index].is_some() {
             continue;
         }
-        let version = refreshed.iter().find(|(id, _)| *id == lane.loaded.query.id);
-        match version {
-            Some((_, Err(e))) => {
+        let position = ids.binary_search(&lane.loaded.query.id.as_str()).unwrap_or_default();
+        match &refreshed[position] {
+            Some(Err(e)) => {
                 outputs[lane.index] = Some(Err(e.clone()));
                 continue;
             }
-            Some((_, Ok(version))) if lane.output.committed => lane.output.version = *version,
+            Some(Ok(version)) if lane.output.committed => lane.output.version = *version,
             _ => {}
         }
         if lane.output.committed && !lane.output.at_head {
@@ -317,6 +365,10 @@ pub async fn process_group_with_faults(
     }
     for link in links_of(next, env.config.group_members) {
         env.chain.fire(link).await?;
+    }
+    steps.mark(env, "fired");
+    if members.len() > 1 {
+        tracing::debug!(members = members.len(), steps = %steps, "group steps (ms)");
     }
     Ok(outputs
         .into_iter()
@@ -350,21 +402,17 @@ async fn refresh(
     loaded: &Loaded,
     own: Vec<(Segment, &Checkpoint, &PartialState)>,
     deltas: Vec<(Segment, Stamp, &PartialState)>,
-) -> (String, Result<u64, ActionError>) {
+) -> Result<u64, ActionError> {
     // `current` was read before any commit of this invocation, so the states it committed may
     // stand in for their checkpoints (see `result::Known`).
     let known = result::Known { current: Some(loaded.current.clone()), own, deltas };
-    let outcome = async {
-        let Refreshed { version, changed, .. } =
-            result::refresh_known(env, &loaded.query, &loaded.plan, known).await?;
-        if changed {
-            let event = PushEvent { query: loaded.query.id.clone(), version };
-            env.chain.fire(Link::Push(event)).await?;
-        }
-        Ok(version)
+    let Refreshed { version, changed, .. } =
+        result::refresh_known(env, &loaded.query, &loaded.plan, known).await?;
+    if changed {
+        let event = PushEvent { query: loaded.query.id.clone(), version };
+        env.chain.fire(Link::Push(event)).await?;
     }
-    .await;
-    (loaded.query.id.clone(), outcome)
+    Ok(version)
 }
 
 fn idle_output(member: &ProcessEvent, stopped: Stop) -> ProcessOutput {
@@ -374,6 +422,19 @@ fn idle_output(member: &ProcessEvent, stopped: Stop) -> ProcessOutput {
 /// Step 2 for the members of one topic partition: read from the lowest offset any of them
 /// needs, scan each chunk once, and let each member fold its own part of it.
 async fn read_together(
+    env: &Env<'_>,
+    ctx: &Context,
+    lanes: &mut [Lane<'_>],
+) -> Result<(), ActionError> {
+    let read = read_and_fold(env, ctx, lanes).await;
+    // The records folded without time charged still count in each query's cost per record.
+    for lane in lanes.iter_mut().filter(|l| l.uncharged > 0) {
+        cost::charge(&lane.loaded.query.id, 0, std::mem::take(&mut lane.uncharged));
+    }
+    read
+}
+
+async fn read_and_fold(
     env: &Env<'_>,
     ctx: &Context,
     lanes: &mut [Lane<'_>],
@@ -450,7 +511,13 @@ async fn read_together(
                 let folded = scan.fold(&lane.loaded.plan, member, &mut lane.delta, &scanned, range);
                 let elapsed_ms = env.clock.now_ms() - fold_started;
                 let within_budget = folded.and_then(|()| {
-                    cost::judge(&lane.loaded.query.id, &lane.loaded.plan, elapsed_ms, count)
+                    if elapsed_ms == 0 {
+                        // No time to charge: a window only closes on time charged.
+                        lane.uncharged += count;
+                        return Ok(());
+                    }
+                    let records = count + std::mem::take(&mut lane.uncharged);
+                    cost::judge(&lane.loaded.query.id, &lane.loaded.plan, elapsed_ms, records)
                 });
                 match within_budget {
                     Ok(()) => lane.output.records += count,

@@ -545,9 +545,11 @@ pub(crate) fn keep_warm(
 }
 
 /// How many records are folded between two readings of the clock: it doubles while chunks
-/// take under a millisecond (a cheap query reads the clock once per thousands of records) and
-/// halves when one takes over [`FoldChunk::TARGET_MS`] (a costly one is judged and yields
-/// within tens of milliseconds).
+/// take under a quarter of [`FoldChunk::TARGET_MS`] (a cheap query reads the clock once per
+/// thousands of records; a group of a thousand members, each of whose folds of a chunk takes
+/// tens of microseconds, pays its per-member costs once per tens of records, not per few) and
+/// halves when one takes over it (a costly one is judged and yields within tens of
+/// milliseconds).
 pub(crate) struct FoldChunk {
     pub(crate) len: usize,
 }
@@ -560,7 +562,7 @@ impl FoldChunk {
     pub(crate) fn adapt(&mut self, elapsed_ms: i64) {
         if elapsed_ms > Self::TARGET_MS {
             self.len = (self.len / 2).max(1);
-        } else if elapsed_ms == 0 {
+        } else if elapsed_ms <= Self::TARGET_MS / 4 {
             self.len = (self.len * 2).min(Self::MOST);
         }
     }

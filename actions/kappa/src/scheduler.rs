@@ -122,6 +122,8 @@ struct Links {
     groups: HashMap<GroupKey, Group>,
     /// Every member waiting or running, and its group.
     placed: HashMap<Member, GroupKey>,
+    /// Members in a run now (a set: a tick fires thousands of members at once).
+    running: HashSet<Member>,
     /// Members fired while their group runs: placed when the run ends.
     requested: HashSet<Member>,
     caught_up: HashSet<Member>,
@@ -190,9 +192,8 @@ impl DevChain {
     pub fn fire_process(&self, event: ProcessEvent) -> PortResult<()> {
         let member = (event.query.clone(), event.segment);
         let mut links = self.links();
-        if let Some(key) = links.placed.get(&member) {
-            let running = links.groups.get(key).is_some_and(|g| g.running.contains(&event));
-            if running {
+        if links.placed.contains_key(&member) {
+            if links.running.contains(&member) {
                 links.requested.insert(member);
             }
             return Ok(());
@@ -207,10 +208,12 @@ impl DevChain {
 
     /// The members a run of `key` advances.
     fn started(&self, key: &GroupKey) -> Vec<ProcessEvent> {
-        let mut links = self.links();
+        let mut guard = self.links();
+        let links = &mut *guard;
         let Some(group) = links.groups.get_mut(key) else { return Vec::new() };
         group.queued = false;
         group.running = std::mem::take(&mut group.pending);
+        links.running.extend(group.running.iter().map(|e| (e.query.clone(), e.segment)));
         group.running.clone()
     }
 
@@ -233,6 +236,7 @@ impl DevChain {
         for event in ran {
             let member = (event.query.clone(), event.segment);
             links.placed.remove(&member);
+            links.running.remove(&member);
             if links.requested.remove(&member) {
                 queue.extend(links.place(event));
             }
