@@ -6,6 +6,7 @@
 //! (the next refresh catches up), and concurrent refreshes are serialised by compare-and-set on
 //! the result's revision so versions stay consecutive and each delta applies to its predecessor.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use kappa_core::ports::{
@@ -93,7 +94,7 @@ pub async fn merge_segments(
 ) -> Result<Merged, ActionError> {
     let mut progress = Progress::default();
     let mut caught_up = true;
-    let mut per_partition: std::collections::BTreeMap<u32, Vec<(Segment, Option<Checkpoint>)>> =
+    let mut per_partition: std::collections::BTreeMap<u32, Vec<(Segment, Option<Position>)>> =
         Default::default();
     let own_of = |s: &Segment| own.iter().find(|(o, _, _)| o == s);
     let mut read = futures_util::future::try_join_all(
@@ -105,16 +106,22 @@ pub async fn merge_segments(
     )
     .await?
     .into_iter();
-    let checkpoints: Vec<Option<Checkpoint>> = query
+    // The caller's own checkpoints are borrowed, not copied: a live query's refresh runs on
+    // every wake-up, and a checkpoint holds the segment's whole encoded state.
+    let checkpoints: Vec<Option<Cow<'_, Checkpoint>>> = query
         .segments
         .iter()
         .map(|segment| match own_of(segment) {
-            Some((_, cp, _)) => Some((*cp).clone()),
-            None => read.next().flatten(),
+            Some((_, cp, _)) => Some(Cow::Borrowed(*cp)),
+            None => read.next().flatten().map(Cow::Owned),
         })
         .collect();
-    let stamps: Vec<Stamp> =
-        query.segments.iter().zip(&checkpoints).map(|(s, cp)| Stamp::of(s, cp.as_ref())).collect();
+    let stamps: Vec<Stamp> = query
+        .segments
+        .iter()
+        .zip(&checkpoints)
+        .map(|(s, cp)| Stamp::of(s, cp.as_deref()))
+        .collect();
     // The merged state kept warm where the segments stood before the caller's commits.
     let delta_of = |s: &Segment| deltas.iter().find(|(d, _, _)| d == s);
     let warm = (own.iter().all(|(s, _, _)| delta_of(s).is_some()))
@@ -147,27 +154,28 @@ pub async fn merge_segments(
             state
         }
     };
-    for (segment, cp) in query.segments.iter().zip(checkpoints) {
-        if let Some(cp) = &cp {
-            progress.lost += cp.lost;
+    for (segment, cp) in query.segments.iter().zip(&checkpoints) {
+        let at = cp.as_deref().map(Position::from);
+        if let Some(at) = at {
+            progress.lost += at.lost;
         }
-        let next = cp.as_ref().map_or(segment.start, |c| c.next_offset);
-        let goal = target(segment, cp.as_ref().map(Position::from));
+        let next = at.map_or(segment.start, |c| c.next_offset);
+        let goal = target(segment, at);
         progress.lag += (goal - next).max(0) as u64;
         // A live segment that never ran has not seen its head yet.
-        if next < goal || (segment.end.is_none() && cp.is_none()) {
+        if next < goal || (segment.end.is_none() && at.is_none()) {
             caught_up = false;
         }
-        per_partition.entry(segment.partition).or_default().push((*segment, cp));
+        per_partition.entry(segment.partition).or_default().push((*segment, at));
     }
     for (partition, mut segs) in per_partition {
         segs.sort_by_key(|(s, _)| s.start);
         let mut head = segs.first().map_or(0, |(s, _)| s.start);
-        for (s, cp) in &segs {
-            head = head.max(target(s, cp.as_ref().map(Position::from)));
+        for (s, at) in &segs {
+            head = head.max(target(s, *at));
         }
         let offset = processed_offset(
-            segs.iter().map(|(s, cp)| (*s, cp.as_ref().map_or(s.start, |c| c.next_offset))),
+            segs.iter().map(|(s, at)| (*s, at.map_or(s.start, |c| c.next_offset))),
         );
         progress.partitions.push(PartitionProgress { partition, offset, head });
     }
@@ -222,7 +230,10 @@ pub async fn refresh_known(
         // Kept for the next refresh, which then merges only what its commits added.
         env.warm.put_merged(query, merged.stamps, merged.state);
         let (revision, version) = current.as_ref().map_or((0, 0), |c| (c.revision, c.version));
-        let changed = current.as_ref().is_none_or(|c| c.result != result);
+        // One walk of both results tells whether they differ and how (no ops: equal).
+        let mut patch = current.as_ref().map(|c| patch::diff(&c.result, &result));
+        let changed =
+            patch.as_ref().is_none_or(|p| p.as_array().is_some_and(|ops| !ops.is_empty()));
         let same = current.as_ref().is_some_and(|c| {
             !changed
                 && c.progress == merged.progress
@@ -240,7 +251,7 @@ pub async fn refresh_known(
                 from: version,
                 caught_up: merged.caught_up,
                 progress: merged.progress.clone(),
-                patch: patch::diff(&c.result, &result),
+                patch: patch.take().unwrap_or_else(|| patch::diff(&c.result, &result)),
             },
             _ => Message::Progress {
                 id: query.id.clone(),
