@@ -23,7 +23,8 @@
 use std::sync::Arc;
 
 use kappa_core::ports::{
-    Checkpoint, GroupEvent, Link, PushEvent, QueryRecord, ReadRequest, ResultRecord, Segment,
+    Checkpoint, GroupEvent, Link, Position, PushEvent, QueryRecord, ReadRequest, ResultRecord,
+    Segment,
 };
 use kappa_core::{PartialState, Plan, QueryError};
 use serde_json::{Value, json};
@@ -34,7 +35,7 @@ use crate::error::ActionError;
 use crate::plans;
 use crate::process::{
     Faults, FoldChunk, Fresh, NoFaults, ProcessEvent, ProcessOutput, Reached, Stop, commit,
-    committed_state, keep_warm,
+    keep_warm,
 };
 use crate::result::{self, Refreshed};
 use crate::warm::Stamp;
@@ -123,10 +124,11 @@ struct Lane<'q> {
     index: usize,
     loaded: &'q Loaded,
     segment: Segment,
-    checkpoint: Option<Checkpoint>,
-    /// Where the segment stood at `checkpoint`.
+    /// Where the segment's checkpoint stood when loaded (`None`: none yet).
+    at: Option<Position>,
+    /// The same, as the warm states' key.
     before: Stamp,
-    /// The state committed at `checkpoint` (taken by the commit).
+    /// The state committed at `at` (taken by the commit).
     base: Option<PartialState>,
     /// What this invocation folds, from the empty state: merged into `base` to commit, and
     /// into the query's warm merged state by the refresh.
@@ -160,19 +162,29 @@ pub async fn process_group_with_faults(
         members.iter().map(|_| None).collect();
     let mut steps = StepTimes::start(env);
 
-    // 1. Load each query once, then every member's checkpoint.
+    // 1. Load each query once, then where each member's segment stands: positions only, one
+    //    store call per query (against Redis one round trip for all its segments), since
+    //    the states are in memory when warm; a member whose state is not reads its checkpoint.
     let mut ids: Vec<&str> = members.iter().map(|m| m.query.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
+    let position_in_ids = |query: &str| ids.binary_search(&query).unwrap_or_default();
     let queries: Vec<Result<Loaded, ActionError>> =
         futures_util::future::join_all(ids.iter().map(|id| load(env, id))).await;
-    let checkpoints = futures_util::future::try_join_all(
-        members.iter().map(|m| env.store.checkpoint(&m.query, &m.segment)),
+    let mut segments_of: Vec<Vec<Segment>> = vec![Vec::new(); ids.len()];
+    let mut slot_of = Vec::with_capacity(members.len());
+    for member in members {
+        let segments = &mut segments_of[position_in_ids(&member.query)];
+        slot_of.push(segments.len());
+        segments.push(member.segment);
+    }
+    let positions: Vec<Vec<Option<Position>>> = futures_util::future::try_join_all(
+        ids.iter().zip(&segments_of).map(|(id, segments)| env.store.positions(id, segments)),
     )
     .await?;
-    let mut lanes: Vec<Lane<'_>> = Vec::new();
-    for ((index, member), checkpoint) in members.iter().enumerate().zip(checkpoints) {
-        let position = ids.binary_search(&member.query.as_str()).unwrap_or_default();
+    let mut candidates = Vec::new();
+    for (index, member) in members.iter().enumerate() {
+        let position = position_in_ids(&member.query);
         let loaded = match &queries[position] {
             Ok(loaded) => loaded,
             Err(e) => {
@@ -193,21 +205,25 @@ pub async fn process_group_with_faults(
             outputs[index] = Some(Ok(idle_output(member, Stop::Failed)));
             continue;
         }
-        let base = match committed_state(
-            env,
-            &loaded.query,
-            &loaded.plan,
-            member.segment,
-            checkpoint.as_ref(),
-        ) {
+        candidates.push((index, member, loaded, positions[position][slot_of[index]]));
+    }
+    let bases = futures_util::future::join_all(
+        candidates
+            .iter()
+            .map(|&(_, member, loaded, at)| committed_at(env, loaded, member.segment, at)),
+    )
+    .await;
+    let mut lanes: Vec<Lane<'_>> = Vec::new();
+    for ((index, member, loaded, _), base) in candidates.into_iter().zip(bases) {
+        let (base, at) = match base {
             Ok(base) => base,
             Err(e) => {
                 outputs[index] = Some(Err(e));
                 continue;
             }
         };
-        let reached = match &checkpoint {
-            Some(cp) => Reached { next: cp.next_offset, head: cp.head, lost: cp.lost },
+        let reached = match at {
+            Some(at) => Reached { next: at.next_offset, head: at.head, lost: at.lost },
             None => Reached { next: member.segment.start, head: member.segment.start, lost: 0 },
         };
         let mut output = idle_output(member, Stop::Head);
@@ -218,8 +234,8 @@ pub async fn process_group_with_faults(
             index,
             loaded,
             segment: member.segment,
-            before: Stamp::of(&member.segment, checkpoint.as_ref()),
-            checkpoint,
+            before: Stamp::at(&member.segment, at),
+            at,
             base: Some(base),
             delta: loaded.plan.empty_state(),
             reached,
@@ -284,7 +300,7 @@ pub async fn process_group_with_faults(
             &lane.loaded.query,
             &lane.loaded.plan,
             lane.segment,
-            lane.checkpoint.as_ref(),
+            lane.at,
             state,
             lane.reached,
         )
@@ -395,6 +411,28 @@ async fn load(env: &Env<'_>, id: &str) -> Result<Loaded, ActionError> {
         query.ok_or_else(|| ActionError::NotFound { what: "query", name: id.to_string() })?;
     let plan = plans::plan_of(&query, &env.config.limits)?;
     Ok(Loaded { query, plan, current })
+}
+
+/// The state committed where `at` says, with that position: kept warm, or read and decoded
+/// (the position is then the one read with the state, which may have moved since `at`).
+async fn committed_at(
+    env: &Env<'_>,
+    loaded: &Loaded,
+    segment: Segment,
+    at: Option<Position>,
+) -> Result<(PartialState, Option<Position>), ActionError> {
+    if at.is_none() {
+        return Ok((loaded.plan.empty_state(), None));
+    }
+    if let Some(state) = env.warm.take_segment(&loaded.query, segment, Stamp::at(&segment, at)) {
+        return Ok((state, at));
+    }
+    let checkpoint = env.store.checkpoint(&loaded.query.id, &segment).await?;
+    let state = match &checkpoint {
+        Some(cp) => loaded.plan.decode(&cp.state)?,
+        None => loaded.plan.empty_state(),
+    };
+    Ok((state, checkpoint.as_ref().map(Position::from)))
 }
 
 async fn refresh(

@@ -21,7 +21,7 @@
 //! [`crate::group`] runs the same steps for several segments of any queries at once, each
 //! committed alone: the same analysis holds per segment.
 
-use kappa_core::ports::{Checkpoint, Link, PushEvent, QueryRecord, ReadRequest, Segment};
+use kappa_core::ports::{Checkpoint, Link, Position, PushEvent, QueryRecord, ReadRequest, Segment};
 use kappa_core::{PartialState, Plan};
 use serde::{Deserialize, Serialize};
 
@@ -463,9 +463,9 @@ async fn advance(
 
     // 3. Commit: the partial state and the offset it covers, together, by compare-and-set.
     //    Only the invocation whose CAS wins may publish and fire the next link.
+    let at = loaded.as_ref().map(Position::from);
     let (committed, fresh) =
-        commit(env, query, plan, segment, loaded.as_ref(), state, Reached { next, head, lost })
-            .await?;
+        commit(env, query, plan, segment, at, state, Reached { next, head, lost }).await?;
     output.committed = committed;
     output.committed_last = committed;
     output.next_offset = next;
@@ -496,7 +496,7 @@ pub(crate) async fn commit(
     query: &QueryRecord,
     plan: &Plan,
     segment: Segment,
-    loaded: Option<&Checkpoint>,
+    loaded: Option<Position>,
     state: PartialState,
     reached: Reached,
 ) -> Result<(bool, Option<Fresh>), ActionError> {
@@ -505,7 +505,7 @@ pub(crate) async fn commit(
         loaded.is_some_and(|c| c.next_offset == next && c.head == head && c.lost == lost);
     if unchanged {
         // Nothing to write: the state is the one committed at `loaded`, kept for next time.
-        env.warm.put_segment(query, segment, Stamp::of(&segment, loaded), state);
+        env.warm.put_segment(query, segment, Stamp::at(&segment, loaded), state);
         return Ok((true, None));
     }
     let checkpoint = Checkpoint { next_offset: next, state: plan.encode(&state), head, lost };

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use kappa_core::PartialState;
-use kappa_core::ports::{Checkpoint, QueryRecord, Segment};
+use kappa_core::ports::{Checkpoint, Position, QueryRecord, Segment};
 
 /// Where a segment's committed state stands: its next offset and the records lost before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,7 +40,12 @@ pub struct Stamp {
 impl Stamp {
     /// The stamp of `segment` at `checkpoint` (no checkpoint: at its start, the empty state).
     pub fn of(segment: &Segment, checkpoint: Option<&Checkpoint>) -> Stamp {
-        checkpoint.map_or(Stamp { next: segment.start, lost: 0 }, |c| Stamp {
+        Stamp::at(segment, checkpoint.map(Position::from))
+    }
+
+    /// The stamp of `segment` where its checkpoint stands (`None`: at its start).
+    pub fn at(segment: &Segment, at: Option<Position>) -> Stamp {
+        at.map_or(Stamp { next: segment.start, lost: 0 }, |c| Stamp {
             next: c.next_offset,
             lost: c.lost,
         })
