@@ -18,8 +18,8 @@ use crate::topic::Topic;
 use serde_json::json;
 
 use crate::ports::{
-    Checkpoint, PartitionProgress, PortResult, Position, Progress, QueryRecord, ResultRecord,
-    Segment, StateStore, Subscription, ViewDef,
+    Checkpoint, MAX_JOINERS_TAKEN, PartitionProgress, PortResult, Position, ProcessEvent, Progress,
+    QueryRecord, ResultRecord, Segment, StateStore, Subscription, ViewDef,
 };
 
 /// Poll every future until all are ready, in one task: the futures are in flight together.
@@ -142,6 +142,7 @@ pub async fn state_store_conformance(store: &dyn StateStore, prefix: &str, ring:
     bounded_ring(store, prefix, ring).await;
     subscriptions(store, prefix).await;
     views(store, prefix).await;
+    joiners(store, prefix).await;
     removal(store, prefix).await;
     for suffix in ["q1", "q2", "refs", "cp", "cpx", "res", "resx", "ring", "ringp", "subs", "rm"] {
         ok("cleanup remove", store.remove(&format!("{prefix}{suffix}")).await);
@@ -308,6 +309,53 @@ async fn checkpoints(store: &dyn StateStore, prefix: &str) {
         vec![None],
         "positions(): per query"
     );
+}
+
+async fn joiners(store: &dyn StateStore, prefix: &str) {
+    let topic = format!("{prefix}topic");
+    let joiner = |q: &str, start: i64| ProcessEvent {
+        query: format!("{prefix}{q}"),
+        segment: Segment { partition: 1, start, end: None },
+    };
+    let none = ok("take_joiners of nothing", store.take_joiners(&topic, 1).await);
+    assert_eq!(none, vec![], "take_joiners(): none at first");
+    let (a, b) = (joiner("ja", 40), joiner("jb", 70));
+    ok("add_joiner", store.add_joiner(&topic, 1, &a).await);
+    ok("add_joiner", store.add_joiner(&topic, 1, &b).await);
+    ok("add_joiner elsewhere", store.add_joiner(&topic, 2, &b).await);
+    assert_eq!(
+        ok("take_joiners", store.take_joiners(&topic, 1).await),
+        vec![a.clone(), b.clone()],
+        "take_joiners(): every joiner of the partition, in the order added"
+    );
+    assert_eq!(ok("take again", store.take_joiners(&topic, 1).await), vec![], "taken once");
+    assert_eq!(
+        ok("take the other partition", store.take_joiners(&topic, 2).await),
+        vec![b],
+        "partitions are apart"
+    );
+    // Taken by invocations at once: each joiner goes to exactly one of them.
+    for i in 0..6 {
+        ok("add_joiner", store.add_joiner(&topic, 1, &joiner("jc", i)).await);
+    }
+    let takes = (0..4).map(|_| store.take_joiners(&topic, 1)).collect();
+    let mut taken: Vec<i64> = join_all(takes)
+        .await
+        .into_iter()
+        .flat_map(|r| ok("concurrent take_joiners", r))
+        .map(|j| j.segment.start)
+        .collect();
+    taken.sort_unstable();
+    assert_eq!(taken, (0..6).collect::<Vec<_>>(), "concurrent takes: each joiner exactly once");
+    // At most MAX_JOINERS_TAKEN at once; the rest on the next take.
+    for i in 0..=MAX_JOINERS_TAKEN as i64 {
+        ok("add_joiner", store.add_joiner(&topic, 1, &joiner("jd", i)).await);
+    }
+    let first = ok("take_joiners", store.take_joiners(&topic, 1).await);
+    assert_eq!(first.len(), MAX_JOINERS_TAKEN, "take_joiners(): at most MAX_JOINERS_TAKEN");
+    assert_eq!(first[0], joiner("jd", 0), "the oldest first");
+    let rest = ok("take_joiners", store.take_joiners(&topic, 1).await);
+    assert_eq!(rest, vec![joiner("jd", MAX_JOINERS_TAKEN as i64)], "the rest next time");
 }
 
 async fn concurrent_checkpoints(store: &dyn StateStore, prefix: &str) {

@@ -364,7 +364,21 @@ pub trait StateStore: Send + Sync {
     ) -> PortResult<bool>;
     /// Every view, by name (the switch checks their pending queries).
     async fn views(&self) -> PortResult<Vec<(String, ViewDef)>>;
+
+    /// Leave `event`, a segment of a new query starting where a replay of `topic`'s
+    /// `partition` is now, for that replay to take along: the next link fired for a replaying
+    /// open segment of the partition takes it ([`StateStore::take_joiners`]), so both read
+    /// together from then on (a replay convoy). A joiner nobody takes is started alone by the
+    /// tick, which fires every segment without a checkpoint: nothing depends on this but speed.
+    async fn add_joiner(&self, topic: &str, partition: u32, event: &ProcessEvent)
+    -> PortResult<()>;
+    /// Take the joiners left on `topic`'s `partition`, in the order added, at most
+    /// [`MAX_JOINERS_TAKEN`] at once; each is taken once, however many invocations ask at once.
+    async fn take_joiners(&self, topic: &str, partition: u32) -> PortResult<Vec<ProcessEvent>>;
 }
+
+/// Most joiners one [`StateStore::take_joiners`] returns (the others wait for the next link).
+pub const MAX_JOINERS_TAKEN: usize = 256;
 
 /// The event of one process invocation: advance `segment` of `query` by one batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -560,6 +574,7 @@ struct MemoryStoreInner {
     messages: HashMap<String, Vec<Message>>,
     subscriptions: HashMap<String, Vec<Subscription>>,
     views: BTreeMap<String, ViewDef>,
+    joiners: HashMap<(String, u32), Vec<ProcessEvent>>,
 }
 
 impl MemoryStore {
@@ -746,6 +761,35 @@ impl StateStore for MemoryStore {
     async fn views(&self) -> PortResult<Vec<(String, ViewDef)>> {
         Ok(self.lock().views.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
+
+    async fn add_joiner(
+        &self,
+        topic: &str,
+        partition: u32,
+        event: &ProcessEvent,
+    ) -> PortResult<()> {
+        self.lock().joiners.entry((topic.to_string(), partition)).or_default().push(event.clone());
+        Ok(())
+    }
+
+    async fn take_joiners(&self, topic: &str, partition: u32) -> PortResult<Vec<ProcessEvent>> {
+        Ok(take_joiners_from(&mut self.lock().joiners, topic, partition))
+    }
+}
+
+/// [`StateStore::take_joiners`] over joiners kept in memory, by topic and partition.
+pub fn take_joiners_from(
+    joiners: &mut HashMap<(String, u32), Vec<ProcessEvent>>,
+    topic: &str,
+    partition: u32,
+) -> Vec<ProcessEvent> {
+    let key = (topic.to_string(), partition);
+    let Some(waiting) = joiners.get_mut(&key) else { return Vec::new() };
+    let taken: Vec<ProcessEvent> = waiting.drain(..waiting.len().min(MAX_JOINERS_TAKEN)).collect();
+    if waiting.is_empty() {
+        joiners.remove(&key);
+    }
+    taken
 }
 
 /// An in-memory chain: fired links queue up for a scheduler (or a test) to run.

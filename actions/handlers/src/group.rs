@@ -207,19 +207,43 @@ pub async fn process_group_with_faults(
         }
         candidates.push((index, member, loaded, positions[position][slot_of[index]]));
     }
-    let bases = futures_util::future::join_all(
-        candidates
-            .iter()
-            .map(|&(_, member, loaded, at)| committed_at(env, loaded, member.segment, at)),
-    )
-    .await;
+    // The states kept warm at those positions; the others' checkpoints read together.
+    let warm: Vec<Option<PartialState>> = candidates
+        .iter()
+        .map(|&(_, member, loaded, at)| match at {
+            None => Some(loaded.plan.empty_state()),
+            Some(_) => {
+                let stamp = Stamp::at(&member.segment, at);
+                env.warm.take_segment(&loaded.query, member.segment, stamp)
+            }
+        })
+        .collect();
+    let mut missed =
+        futures_util::future::try_join_all(
+            candidates.iter().zip(&warm).filter(|(_, state)| state.is_none()).map(
+                |(&(_, member, _, _), _)| env.store.checkpoint(&member.query, &member.segment),
+            ),
+        )
+        .await?
+        .into_iter();
     let mut lanes: Vec<Lane<'_>> = Vec::new();
-    for ((index, member, loaded, _), base) in candidates.into_iter().zip(bases) {
-        let (base, at) = match base {
-            Ok(base) => base,
-            Err(e) => {
-                outputs[index] = Some(Err(e));
-                continue;
+    for ((index, member, loaded, at), state) in candidates.into_iter().zip(warm) {
+        // A state read now comes with the position read with it (it may have moved since).
+        let (base, at) = match state {
+            Some(state) => (state, at),
+            None => {
+                let checkpoint = missed.next().flatten();
+                let decoded = match &checkpoint {
+                    Some(cp) => loaded.plan.decode(&cp.state),
+                    None => Ok(loaded.plan.empty_state()),
+                };
+                match decoded {
+                    Ok(state) => (state, checkpoint.as_ref().map(Position::from)),
+                    Err(e) => {
+                        outputs[index] = Some(Err(e.into()));
+                        continue;
+                    }
+                }
             }
         };
         let reached = match at {
@@ -343,7 +367,7 @@ pub async fn process_group_with_faults(
             .collect();
         members()
             .any(|(l, _)| l.output.committed)
-            .then(|| async move { (position, refresh(env, loaded, own, deltas).await) })
+            .then_some(async move { (position, refresh(env, loaded, own, deltas).await) })
     });
     let mut refreshed: Vec<Option<Result<u64, ActionError>>> = vec![None; ids.len()];
     for (position, outcome) in futures_util::future::join_all(refreshes).await {
@@ -379,7 +403,12 @@ pub async fn process_group_with_faults(
         }
         outputs[lane.index] = Some(Ok(lane.output.clone()));
     }
-    for link in links_of(next, env.config.group_members) {
+    let read: Vec<(&str, u32)> = lanes
+        .iter()
+        .filter(|l| l.segment.end.is_none() && l.output.committed && l.output.records > 0)
+        .map(|l| (l.loaded.query.topic.as_str(), l.segment.partition))
+        .collect();
+    for link in next_links(env, next, &read).await? {
         env.chain.fire(link).await?;
     }
     steps.mark(env, "fired");
@@ -390,6 +419,38 @@ pub async fn process_group_with_faults(
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Err(ActionError::BadEvent("member not processed".into()))))
         .collect())
+}
+
+/// The links that go on after an invocation: the members going on (`next`) and the replay
+/// joiners left on the topic partitions whose open segments read records in it (`read`;
+/// [`kappa_core::ports::StateStore::add_joiner`]). A joiner goes in the link of the members of
+/// its partition, so from the next invocation on it reads with the replay it joins; with
+/// none going on there (the replay reached its head), it goes on alone, without waiting for
+/// the tick. Taking a joiner only starts its chain: a joiner started twice (also by the tick)
+/// is counted once, by the compare-and-set of its checkpoint.
+pub(crate) async fn next_links(
+    env: &Env<'_>,
+    mut next: Vec<ProcessEvent>,
+    read: &[(&str, u32)],
+) -> Result<Vec<Link>, ActionError> {
+    let mut partitions = read.to_vec();
+    partitions.sort_unstable();
+    partitions.dedup();
+    for (topic, partition) in partitions {
+        for joiner in env.store.take_joiners(topic, partition).await? {
+            if next.contains(&joiner) {
+                continue;
+            }
+            tracing::debug!(query = %joiner.query, segment = %joiner.segment.key(), "replay joiner taken along");
+            // Beside the members of its partition, so that one link holds them.
+            let at = next
+                .iter()
+                .rposition(|m| m.segment.partition == partition)
+                .map_or(next.len(), |i| i + 1);
+            next.insert(at, joiner);
+        }
+    }
+    Ok(links_of(next, env.config.group_members))
 }
 
 /// Links advancing `members`: groups of at most `most` members, a member alone as a plain
@@ -411,28 +472,6 @@ async fn load(env: &Env<'_>, id: &str) -> Result<Loaded, ActionError> {
         query.ok_or_else(|| ActionError::NotFound { what: "query", name: id.to_string() })?;
     let plan = plans::plan_of(&query, &env.config.limits)?;
     Ok(Loaded { query, plan, current })
-}
-
-/// The state committed where `at` says, with that position: kept warm, or read and decoded
-/// (the position is then the one read with the state, which may have moved since `at`).
-async fn committed_at(
-    env: &Env<'_>,
-    loaded: &Loaded,
-    segment: Segment,
-    at: Option<Position>,
-) -> Result<(PartialState, Option<Position>), ActionError> {
-    if at.is_none() {
-        return Ok((loaded.plan.empty_state(), None));
-    }
-    if let Some(state) = env.warm.take_segment(&loaded.query, segment, Stamp::at(&segment, at)) {
-        return Ok((state, at));
-    }
-    let checkpoint = env.store.checkpoint(&loaded.query.id, &segment).await?;
-    let state = match &checkpoint {
-        Some(cp) => loaded.plan.decode(&cp.state)?,
-        None => loaded.plan.empty_state(),
-    };
-    Ok((state, checkpoint.as_ref().map(Position::from)))
 }
 
 async fn refresh(

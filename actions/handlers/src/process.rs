@@ -260,10 +260,19 @@ async fn process_segments_with_faults(
     // 5. Only after the last round's commit: fire the next link of each segment whose last
     //    round committed and is not done nor at the head. (A segment whose later round lost its
     //    compare-and-set is continued by the invocation that won it.)
+    //    Replay joiners left on the partitions this replay read go on with it.
+    let mut next = Vec::new();
     for output in outputs.iter_mut().filter(|o| o.committed_last && !o.at_head) {
-        let event = ProcessEvent { query: query.id.clone(), segment: output.segment };
-        env.chain.fire(Link::Process(event)).await?;
+        next.push(ProcessEvent { query: query.id.clone(), segment: output.segment });
         output.fired_next = true;
+    }
+    let read: Vec<(&str, u32)> = outputs
+        .iter()
+        .filter(|o| o.segment.end.is_none() && o.committed && o.records > 0)
+        .map(|o| (query.topic.as_str(), o.segment.partition))
+        .collect();
+    for link in crate::group::next_links(env, next, &read).await? {
+        env.chain.fire(link).await?;
     }
     for output in outputs.iter().filter(|o| o.committed) {
         tracing::debug!(query = %query.id, segment = %output.segment.key(), from = output.from, next = output.next_offset, records = output.records, stopped = %output.stopped, "batch processed");

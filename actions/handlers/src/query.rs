@@ -48,6 +48,8 @@ pub async fn create_planned(
         .ok_or_else(|| ActionError::NotFound { what: "topic", name: topic.to_string() })?;
     let joins = join_points(env, &topic).await?;
     let mut segments = Vec::new();
+    // Segments that start where another query's replay is now: left for it to take along.
+    let mut joiners = Vec::new();
     for partition in 0..partitions {
         let w = env.log.watermarks(&topic, partition).await?;
         let mut parts = split(
@@ -69,6 +71,7 @@ pub async fn create_planned(
             let rest = Segment { partition, start: at, end: None };
             open.end = Some(at);
             parts.push(rest);
+            joiners.push(rest);
         }
         segments.extend(parts);
     }
@@ -102,7 +105,14 @@ pub async fn create_planned(
     };
     env.store.compare_and_set_result(&id, 0, &initial, &message).await?;
     for segment in segments {
-        env.chain.fire(Link::Process(ProcessEvent { query: id.clone(), segment })).await?;
+        let event = ProcessEvent { query: id.clone(), segment };
+        if joiners.contains(&segment) {
+            // The replay running ahead takes it into its next link (a replay convoy, in a
+            // deployment as in `kappa dev`): fired here, it would read alone behind it.
+            env.store.add_joiner(record.topic.as_str(), segment.partition, &event).await?;
+        } else {
+            env.chain.fire(Link::Process(event)).await?;
+        }
     }
     tracing::info!(query = %id, "query registered; replay started");
     Ok(WebResponse::json(201, json!({"id": id, "shared": false, "links": links})))

@@ -1144,3 +1144,129 @@ fn a_query_registered_during_another_replay_joins_it_where_it_is() {
         assert_eq!(s["caught_up"], json!(true));
     }
 }
+
+#[test]
+fn a_replay_takes_a_query_registered_behind_it_into_its_next_link() {
+    // As deployed: nothing but the links themselves groups the queries (no scheduler).
+    let w = World::new(ActionConfig { split_records: 1_000_000, ..small_batches() });
+    fill(&w, 1, 200);
+    let queries = desk_queries();
+    let first = create(&w, &queries[1]);
+    let open = kappa_core::ports::Segment { partition: 0, start: 0, end: None };
+    let run = |link: Link| match link {
+        Link::Process(e) => {
+            block_on(process_with_faults(&w.env(), &w.ctx(), e, &NoFaults)).expect("ok");
+        }
+        Link::Group(g) => {
+            let outputs =
+                block_on(process_group_with_faults(&w.env(), &w.ctx(), &g.members, &NoFaults));
+            assert!(outputs.expect("ok").iter().all(Result::is_ok));
+        }
+        Link::Push(_) => {}
+    };
+    for _ in 0..5 {
+        w.chain.take().into_iter().for_each(run);
+    }
+    let at = block_on(w.store.checkpoint(&first, &open)).expect("ok").expect("a checkpoint");
+    let at = at.next_offset;
+    let second = create(&w, &queries[0]);
+    let before = kappa_core::ports::Segment { partition: 0, start: 0, end: Some(at) };
+    let rest = kappa_core::ports::Segment { partition: 0, start: at, end: None };
+    let member = |query: &str, segment| ProcessEvent { query: query.to_string(), segment };
+    let fired = w.chain.take();
+    let advances = |links: &[Link], event: &ProcessEvent| {
+        links.iter().any(|l| match l {
+            Link::Process(e) => e == event,
+            Link::Group(g) => g.members.contains(event),
+            Link::Push(_) => false,
+        })
+    };
+    assert!(advances(&fired, &member(&second, before)), "the part before starts alone at once");
+    assert!(
+        !advances(&fired, &member(&second, rest)),
+        "the rest is left for the replay ahead, not started on its own: {fired:?}"
+    );
+    assert!(advances(&fired, &member(&first, open)), "the first query's replay goes on");
+
+    // The first query's next invocation takes it along: one link for both.
+    let (ahead, others): (Vec<Link>, Vec<Link>) =
+        fired.into_iter().partition(|l| advances(std::slice::from_ref(l), &member(&first, open)));
+    ahead.into_iter().for_each(run);
+    let taken = w.chain.take();
+    let together = taken.iter().find_map(|l| match l {
+        Link::Group(g) => Some(g.members.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        together,
+        Some(vec![member(&first, open), member(&second, rest)]),
+        "the replay's next link carries the joiner: {taken:?}"
+    );
+    // One invocation of that link reads both from the joiner's offset: they stand together.
+    taken.into_iter().for_each(run);
+    let next_of = |query: &str, segment| {
+        block_on(w.store.checkpoint(query, &segment)).expect("ok").expect("committed").next_offset
+    };
+    assert_eq!(next_of(&first, open), next_of(&second, rest), "one convoy from here");
+    assert!(block_on(w.store.take_joiners(TOPIC, 0)).expect("ok").is_empty(), "taken once");
+
+    for link in others {
+        block_on(kappa_core::ports::Chain::fire(&w.chain, link)).expect("fired");
+    }
+    drain(&w, &NoFaults, |_, l| l);
+    for (id, body) in [(&first, &queries[1]), (&second, &queries[0])] {
+        let s = result_of(&w, id);
+        assert_eq!(s["result"], oracle(&w, body));
+        assert_eq!(s["progress"]["processed"], json!(200));
+        assert_eq!(s["caught_up"], json!(true));
+    }
+}
+
+#[test]
+fn a_joiner_whose_replay_reached_its_head_goes_on_alone() {
+    let w = World::new(ActionConfig { split_records: 1_000_000, ..small_batches() });
+    fill(&w, 1, 60);
+    let queries = desk_queries();
+    let first = create(&w, &queries[1]);
+    let open = kappa_core::ports::Segment { partition: 0, start: 0, end: None };
+    let run = |link: Link| {
+        if let Link::Process(e) = link {
+            block_on(process_with_faults(&w.env(), &w.ctx(), e, &NoFaults)).expect("ok");
+        }
+    };
+    // The first query's replay one batch (7 records) from its head.
+    let next = || block_on(w.store.checkpoint(&first, &open)).expect("ok").map(|c| c.next_offset);
+    while next().is_none_or(|n| n < 53) {
+        w.chain.take().into_iter().for_each(run);
+    }
+    let at = next().expect("a checkpoint");
+    assert!(at < 60, "still replaying: {at}");
+    let second = create(&w, &queries[0]);
+    let rest = kappa_core::ports::Segment { partition: 0, start: at, end: None };
+    let fired = w.chain.take();
+    assert!(!fired.iter().any(|l| matches!(l, Link::Process(e) if e.segment == rest)));
+    // Its last batch reaches the head, so it fires no next link of its own: the joiner is
+    // started then, alone, not left for the next tick.
+    fired.into_iter().filter(|l| matches!(l, Link::Process(e) if e.query == first)).for_each(run);
+    assert_eq!(next(), Some(60), "the first query is at its head");
+    let taken = w.chain.take();
+    let chains: Vec<&Link> = taken.iter().filter(|l| !matches!(l, Link::Push(_))).collect();
+    assert_eq!(
+        chains,
+        vec![&Link::Process(ProcessEvent { query: second.clone(), segment: rest })],
+        "the joiner alone"
+    );
+    for link in taken {
+        block_on(kappa_core::ports::Chain::fire(&w.chain, link)).expect("fired");
+    }
+    // The part of the second query before the cut was taken out of the chain above: the
+    // tick starts it, as it starts every segment without a checkpoint.
+    block_on(kappa_actions::tick::tick(&w.env(), None)).expect("tick");
+    drain(&w, &NoFaults, |_, l| l);
+    for (id, body) in [(&first, &queries[1]), (&second, &queries[0])] {
+        let s = result_of(&w, id);
+        assert_eq!(s["result"], oracle(&w, body));
+        assert_eq!(s["progress"]["processed"], json!(60));
+        assert_eq!(s["caught_up"], json!(true));
+    }
+}

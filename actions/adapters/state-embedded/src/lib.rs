@@ -62,7 +62,13 @@ pub struct EmbeddedStore {
     /// To the committer thread; `None` only while dropping.
     requests: Option<mpsc::Sender<Request>>,
     committer: Option<JoinHandle<()>>,
+    /// Replay joiners ([`StateStore::take_joiners`]): in memory only, since a joiner lost with
+    /// the process is started by the tick.
+    joiners: std::sync::Mutex<JoinersByPartition>,
 }
+
+type JoinersByPartition =
+    std::collections::HashMap<(String, u32), Vec<kappa_core::ports::ProcessEvent>>;
 
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
@@ -118,6 +124,7 @@ impl EmbeddedStore {
             pending,
             requests: Some(requests),
             committer: Some(committer),
+            joiners: Default::default(),
         })
     }
 

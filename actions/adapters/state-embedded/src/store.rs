@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use kappa_core::Message;
 use kappa_core::ports::{
-    Checkpoint, PortError, PortResult, Position, QueryRecord, ResultRecord, Segment, StateStore,
-    Subscription, ViewDef, ring_since,
+    Checkpoint, PortError, PortResult, Position, ProcessEvent, QueryRecord, ResultRecord, Segment,
+    StateStore, Subscription, ViewDef, ring_since, take_joiners_from,
 };
 use redb::ReadableTable;
 
@@ -429,5 +429,21 @@ impl StateStore for EmbeddedStore {
             out.push((name.value().to_string(), from_json("view", raw.value())?));
         }
         Ok(out)
+    }
+
+    async fn add_joiner(
+        &self,
+        topic: &str,
+        partition: u32,
+        event: &ProcessEvent,
+    ) -> PortResult<()> {
+        let mut joiners = self.joiners.lock().unwrap_or_else(|e| e.into_inner());
+        joiners.entry((topic.to_string(), partition)).or_default().push(event.clone());
+        Ok(())
+    }
+
+    async fn take_joiners(&self, topic: &str, partition: u32) -> PortResult<Vec<ProcessEvent>> {
+        let mut joiners = self.joiners.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(take_joiners_from(&mut joiners, topic, partition))
     }
 }

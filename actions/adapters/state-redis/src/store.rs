@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use kappa_core::Message;
 use kappa_core::ports::{
-    Checkpoint, PortError, PortResult, Position, QueryRecord, ResultRecord, Segment, StateStore,
-    Subscription, ViewDef, ring_since,
+    Checkpoint, MAX_JOINERS_TAKEN, PortError, PortResult, Position, ProcessEvent, QueryRecord,
+    ResultRecord, Segment, StateStore, Subscription, ViewDef, ring_since,
 };
 use sha1::{Digest, Sha1};
 
@@ -131,6 +131,9 @@ fn port_error(what: &str, e: CallError) -> PortError {
     }
 }
 
+/// How long joiners are kept in Redis ([`StateStore::add_joiner`]), seconds.
+const JOINERS_TTL_S: u64 = 3_600;
+
 fn json<T: serde::Serialize + ?Sized>(what: &str, value: &T) -> PortResult<Arg> {
     serde_json::to_string(value)
         .map(Arg::Str)
@@ -237,6 +240,11 @@ impl<C: RedisCall> RedisStore<C> {
 
     fn views_key(&self) -> String {
         format!("{}:views", self.prefix)
+    }
+
+    /// The list of replay joiners of a topic partition ([`StateStore::add_joiner`]).
+    fn joiners_key(&self, topic: &str, partition: u32) -> String {
+        format!("{}:joiners:{}:{}", self.prefix, topic, partition)
     }
 
     async fn cmd(&self, what: &str, args: Vec<Arg>) -> PortResult<Reply> {
@@ -468,6 +476,33 @@ impl<C: RedisCall> StateStore for RedisStore<C> {
             .map(|m| from_json("ring message", &m))
             .collect::<PortResult<_>>()?;
         Ok(ring_since(&ring, version, current))
+    }
+
+    async fn add_joiner(
+        &self,
+        topic: &str,
+        partition: u32,
+        event: &ProcessEvent,
+    ) -> PortResult<()> {
+        let key = self.joiners_key(topic, partition);
+        let raw = json("joiner", event)?;
+        // A joiner not taken within the hour was started by the tick long ago.
+        let expire = vec!["EXPIRE".into(), key.clone().into(), JOINERS_TTL_S.to_string().into()];
+        self.pipe("add_joiner", vec![vec!["RPUSH".into(), key.into(), raw], expire]).await?;
+        Ok(())
+    }
+
+    async fn take_joiners(&self, topic: &str, partition: u32) -> PortResult<Vec<ProcessEvent>> {
+        // `LPOP` with a count (Redis 6.2) pops atomically: each joiner is taken once.
+        let count = MAX_JOINERS_TAKEN.to_string();
+        let raw = self
+            .cmd(
+                "take_joiners",
+                vec!["LPOP".into(), self.joiners_key(topic, partition).into(), count.into()],
+            )
+            .await?
+            .array("take_joiners")?;
+        raw.into_iter().filter_map(Reply::bytes).map(|s| from_json("joiner", &s)).collect()
     }
 
     async fn subscribe(&self, id: &str, subscription: &Subscription) -> PortResult<()> {
