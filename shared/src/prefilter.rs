@@ -26,6 +26,11 @@
 
 use aho_corasick::AhoCorasick;
 
+/// An ASCII-case-insensitive automaton over `literals`.
+fn automaton_of<P: AsRef<[u8]>>(literals: &[P]) -> Option<AhoCorasick> {
+    AhoCorasick::builder().ascii_case_insensitive(true).build(literals).ok()
+}
+
 use crate::request::{FieldRef, Query};
 
 /// See the module documentation.
@@ -108,9 +113,7 @@ impl PrefilterSet {
                 })
             })
             .collect();
-        let automaton = (!literals.is_empty())
-            .then(|| AhoCorasick::builder().ascii_case_insensitive(true).build(&literals).ok())
-            .flatten();
+        let automaton = (!literals.is_empty()).then(|| automaton_of(&literals)).flatten();
         PrefilterSet {
             members,
             literals: automaton,
@@ -318,9 +321,7 @@ impl Prefilter {
             None if literals.len() <= 8 => {
                 LiteralSearch::Pairs(literals.iter().map(|l| Pair::new(l)).collect())
             }
-            None => LiteralSearch::Automaton(
-                AhoCorasick::builder().ascii_case_insensitive(true).build(&literals).ok()?,
-            ),
+            None => LiteralSearch::Automaton(automaton_of(&literals)?),
         };
         Some(Prefilter {
             literals,
@@ -440,8 +441,7 @@ mod tests {
 
     /// The same pre-filter forced onto the automaton (what WASM builds use for many literals).
     fn automaton(f: &Prefilter) -> Prefilter {
-        let ac =
-            AhoCorasick::builder().ascii_case_insensitive(true).build(&f.literals).expect("builds");
+        let ac = automaton_of(&f.literals).expect("builds");
         Prefilter { search: LiteralSearch::Automaton(ac), ..f.clone() }
     }
 

@@ -116,6 +116,8 @@ struct Loaded {
     query: QueryRecord,
     plan: Arc<Plan>,
     current: Option<ResultRecord>,
+    /// Where the query's segments among the members stood, in the members' order.
+    positions: Vec<Option<Position>>,
 }
 
 /// One member on its way through the steps.
@@ -169,8 +171,6 @@ pub async fn process_group_with_faults(
     ids.sort_unstable();
     ids.dedup();
     let position_in_ids = |query: &str| ids.binary_search(&query).unwrap_or_default();
-    let queries: Vec<Result<Loaded, ActionError>> =
-        futures_util::future::join_all(ids.iter().map(|id| load(env, id))).await;
     let mut segments_of: Vec<Vec<Segment>> = vec![Vec::new(); ids.len()];
     let mut slot_of = Vec::with_capacity(members.len());
     for member in members {
@@ -178,10 +178,10 @@ pub async fn process_group_with_faults(
         slot_of.push(segments.len());
         segments.push(member.segment);
     }
-    let positions: Vec<Vec<Option<Position>>> = futures_util::future::try_join_all(
-        ids.iter().zip(&segments_of).map(|(id, segments)| env.store.positions(id, segments)),
+    let queries: Vec<Result<Loaded, ActionError>> = futures_util::future::join_all(
+        ids.iter().zip(&segments_of).map(|(id, segments)| load(env, id, segments)),
     )
-    .await?;
+    .await;
     let mut candidates = Vec::new();
     for (index, member) in members.iter().enumerate() {
         let position = position_in_ids(&member.query);
@@ -205,7 +205,7 @@ pub async fn process_group_with_faults(
             outputs[index] = Some(Ok(idle_output(member, Stop::Failed)));
             continue;
         }
-        candidates.push((index, member, loaded, positions[position][slot_of[index]]));
+        candidates.push((index, member, loaded, loaded.positions[slot_of[index]]));
     }
     // The states kept warm at those positions; the others' checkpoints read together.
     let warm: Vec<Option<PartialState>> = candidates
@@ -465,13 +465,18 @@ pub fn links_of(members: Vec<ProcessEvent>, most: usize) -> Vec<Link> {
         .collect()
 }
 
-async fn load(env: &Env<'_>, id: &str) -> Result<Loaded, ActionError> {
-    let (query, current) =
-        futures_util::future::try_join(env.store.query(id), env.store.result(id)).await?;
+/// Load a query, its result and where `segments` (its members') stand.
+async fn load(env: &Env<'_>, id: &str, segments: &[Segment]) -> Result<Loaded, ActionError> {
+    let (query, current, positions) = futures_util::future::try_join3(
+        env.store.query(id),
+        env.store.result(id),
+        env.store.positions(id, segments),
+    )
+    .await?;
     let query =
         query.ok_or_else(|| ActionError::NotFound { what: "query", name: id.to_string() })?;
     let plan = plans::plan_of(&query, &env.config.limits)?;
-    Ok(Loaded { query, plan, current })
+    Ok(Loaded { query, plan, current, positions })
 }
 
 async fn refresh(
