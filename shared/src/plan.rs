@@ -299,6 +299,16 @@ impl Plan {
             + seen.sum::<usize>()
     }
 
+    /// Whether merging `delta` into a state may change what [`Plan::render`] answers for it:
+    /// not when no record of `delta` matched and no part of the plan sees the records the
+    /// query does not match (`global` aggregations, terms with `min_doc_count: 0`), since only
+    /// matched records reach the hits and the other aggregations (as for the pre-filter,
+    /// [`Plan::new`]). A live refresh then keeps the result it knows instead of rendering it
+    /// again to find it unchanged.
+    pub fn may_change_result(&self, delta: &PartialState) -> bool {
+        delta.matched() > 0 || !self.global_aggs.is_empty() || !self.seen_fields.is_empty()
+    }
+
     /// The Elasticsearch response (`hits`, and `aggregations` when the request has any).
     pub fn render(&self, state: &PartialState) -> Result<Value, QueryError> {
         let r = &self.request;

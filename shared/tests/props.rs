@@ -404,6 +404,24 @@ proptest! {
     }
 
     #[test]
+    fn a_batch_that_may_not_change_the_result_does_not(
+        body in request(),
+        recs in prop::collection::vec(document(), 0..30),
+        more in prop::collection::vec(document(), 0..10),
+    ) {
+        // The live refresh keeps the stored result, neither rendered nor compared, after such
+        // a batch (`Plan::may_change_result`).
+        let plan = Plan::parse(&body, &Limits::default()).expect("valid");
+        let before = fold(&plan, &recs, 0);
+        let delta = fold(&plan, &more, recs.len());
+        let mut after = before.clone();
+        plan.merge(&mut after, &delta).expect("merges");
+        if !plan.may_change_result(&delta) {
+            prop_assert_eq!(plan.render(&after).ok(), plan.render(&before).ok());
+        }
+    }
+
+    #[test]
     fn states_round_trip_through_encoding(body in request(), recs in prop::collection::vec(document(), 0..30)) {
         let plan = Plan::parse(&body, &Limits::default()).expect("valid");
         let s = fold(&plan, &recs, 0);
@@ -448,6 +466,29 @@ proptest! {
         let again = Plan::parse(&Value::Object(reordered), &Limits::default()).expect("valid");
         prop_assert_eq!(plan.id(), again.id());
     }
+}
+
+#[test]
+fn only_a_batch_without_matches_on_a_plan_that_sees_only_matches_leaves_the_result() {
+    let rec = |text: &str| Rec {
+        value: serde_json::to_vec(&json!({"text": text, "tag": "x"})).expect("json"),
+        timestamp: 0,
+        key: None,
+    };
+    let may_change = |body: Value, text: &str| {
+        let plan = Plan::parse(&body, &Limits::default()).expect("valid");
+        plan.may_change_result(&fold(&plan, &[rec(text)], 0))
+    };
+    let query = json!({"match": {"text": "federer"}});
+    let terms = json!({"terms": {"field": "tag"}});
+    let plain = json!({"topic": "t", "query": query, "aggs": {"tags": terms}});
+    assert!(!may_change(plain.clone(), "nadal wins"), "no match: the result stands");
+    assert!(may_change(plain, "federer wins"), "a match");
+    let global = json!({"topic": "t", "query": query, "aggs": {"all": {"global": {}}}});
+    assert!(may_change(global, "nadal wins"), "a global aggregation sees every record");
+    let zeros = json!({"topic": "t", "query": query,
+        "aggs": {"tags": {"terms": {"field": "tag", "min_doc_count": 0}}}});
+    assert!(may_change(zeros, "nadal wins"), "min_doc_count 0 lists values of every record");
 }
 
 #[test]

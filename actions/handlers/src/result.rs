@@ -43,6 +43,9 @@ pub struct Merged {
     pub caught_up: bool,
     /// Where each segment (in the query's order) stood: the key `state` is kept warm under.
     pub stamps: Vec<Stamp>,
+    /// A result revision whose result is `state`'s render: the one the warm merged state
+    /// rendered to, when the deltas merged into it cannot change a result.
+    pub renders_as: Option<u64>,
 }
 
 /// What a refresh's caller already holds, to save store round trips and decoding on the first
@@ -135,10 +138,14 @@ pub async fn merge_segments(
             env.warm.take_merged(query, &before)
         })
         .flatten();
+    let mut renders_as = None;
     let state = match warm {
-        Some(mut state) => {
+        Some((mut state, rendered)) => {
             for (_, _, delta) in deltas {
                 plan.merge(&mut state, delta)?;
+            }
+            if deltas.iter().all(|(_, _, delta)| !plan.may_change_result(delta)) {
+                renders_as = rendered;
             }
             state
         }
@@ -181,7 +188,7 @@ pub async fn merge_segments(
     }
     progress.processed = state.records();
     progress.skipped = state.skipped();
-    Ok(Merged { state, progress, caught_up, stamps })
+    Ok(Merged { state, progress, caught_up, stamps, renders_as })
 }
 
 /// Recompute the result from the checkpoints and publish it if it changed.
@@ -217,31 +224,53 @@ pub async fn refresh_known(
             }
             Err(e) => return Err(e),
         };
+        let Merged { state, progress, caught_up, stamps, renders_as } = merged;
         // A query that failed for good (memory budget) stays failed.
         let failed = current.as_ref().and_then(|c| c.error.clone());
-        let (result, error) = match plan.render(&merged.state) {
-            Ok(r) => (Arc::new(r), failed),
-            // A result over the bucket limit fails the query for good; say so in the result.
-            Err(e) => (
-                current.as_ref().map_or_else(Default::default, |c| c.result.clone()),
-                Some(e.to_json()),
-            ),
+        // The stored result is still the state's render when the store holds the revision
+        // the warm state rendered to and nothing merged since could change it (no record
+        // matched): kept as it is, neither rendered nor compared again.
+        let kept = current
+            .as_ref()
+            .filter(|c| c.error.is_none() && renders_as == Some(c.revision))
+            .map(|c| c.result.clone());
+        let is_kept = kept.is_some();
+        let (result, error, rendered) = match kept {
+            Some(result) => (result, failed, true),
+            None => match plan.render(&state) {
+                Ok(r) => (Arc::new(r), failed, true),
+                // A result over the bucket limit fails the query for good; say so in the result.
+                Err(e) => (
+                    current.as_ref().map_or_else(Default::default, |c| c.result.clone()),
+                    Some(e.to_json()),
+                    false,
+                ),
+            },
         };
-        // Kept for the next refresh, which then merges only what its commits added.
-        env.warm.put_merged(query, merged.stamps, merged.state);
         let (revision, version) = current.as_ref().map_or((0, 0), |c| (c.revision, c.version));
         // One walk of both results tells whether they differ and how (no ops: equal).
-        let mut patch = current.as_ref().map(|c| patch::diff(&c.result, &result));
-        let changed =
-            patch.as_ref().is_none_or(|p| p.as_array().is_some_and(|ops| !ops.is_empty()));
+        let mut patch = match &current {
+            Some(c) if !is_kept => Some(patch::diff(&c.result, &result)),
+            _ => None,
+        };
+        let changed = match (&current, is_kept) {
+            (_, true) => false,
+            (None, false) => true,
+            (Some(_), false) => {
+                patch.as_ref().is_some_and(|p| p.as_array().is_some_and(|ops| !ops.is_empty()))
+            }
+        };
+        // Kept for the next refresh, which then merges only what its commits added, with the
+        // revision whose result is this state's render once that revision is in the store.
+        let keep = |renders_as: Option<u64>| {
+            env.warm.put_merged(query, stamps, state, renders_as.filter(|_| rendered))
+        };
         let same = current.as_ref().is_some_and(|c| {
-            !changed
-                && c.progress == merged.progress
-                && c.caught_up == merged.caught_up
-                && c.error == error
+            !changed && c.progress == progress && c.caught_up == caught_up && c.error == error
         });
         if same {
-            return Ok(Refreshed { version, changed: false, caught_up: merged.caught_up });
+            keep(Some(revision));
+            return Ok(Refreshed { version, changed: false, caught_up });
         }
         let new_version = if changed && current.is_some() { version + 1 } else { version };
         let message = match &current {
@@ -249,33 +278,35 @@ pub async fn refresh_known(
                 id: query.id.clone(),
                 version: new_version,
                 from: version,
-                caught_up: merged.caught_up,
-                progress: merged.progress.clone(),
+                caught_up,
+                progress: progress.clone(),
                 patch: patch.take().unwrap_or_else(|| patch::diff(&c.result, &result)),
             },
             _ => Message::Progress {
                 id: query.id.clone(),
                 version: new_version,
-                caught_up: merged.caught_up,
-                progress: merged.progress.clone(),
+                caught_up,
+                progress: progress.clone(),
                 error: None,
             },
         };
         let record = ResultRecord {
             revision: revision + 1,
             version: new_version,
-            caught_up: merged.caught_up,
-            progress: merged.progress,
+            caught_up,
+            progress,
             result,
             error,
         };
         if env.store.compare_and_set_result(&query.id, revision, &record, &message).await? {
+            keep(Some(record.revision));
             return Ok(Refreshed {
                 version: new_version,
                 changed: changed && current.is_some(),
-                caught_up: merged.caught_up,
+                caught_up,
             });
         }
+        keep(None);
         last = Some(new_version);
     }
     // Others kept winning: each of them published a result at least as new as ours.

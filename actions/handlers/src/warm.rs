@@ -76,6 +76,9 @@ struct Entry {
     /// order for the merged state).
     stamps: Vec<Stamp>,
     state: PartialState,
+    /// For a merged state: the result revision whose result is this state's render, when
+    /// the refresh that kept it wrote or confirmed that revision.
+    rendered: Option<u64>,
     bytes: usize,
     used: u64,
 }
@@ -130,7 +133,7 @@ impl WarmStates {
         segment: Segment,
         stamp: Stamp,
     ) -> Option<PartialState> {
-        self.take(Key::Segment(QueryKey::of(query), segment), &[stamp])
+        self.take(Key::Segment(QueryKey::of(query), segment), &[stamp]).map(|(state, _)| state)
     }
 
     /// Keep `state`, committed for `segment` at `stamp`.
@@ -141,18 +144,31 @@ impl WarmStates {
         stamp: Stamp,
         state: PartialState,
     ) {
-        self.put(Key::Segment(QueryKey::of(query), segment), vec![stamp], state);
+        self.put(Key::Segment(QueryKey::of(query), segment), vec![stamp], state, None);
     }
 
     /// Take the merged state of `query`'s segments at `stamps` (one per segment, in the
-    /// query's order), if kept.
-    pub fn take_merged(&self, query: &QueryRecord, stamps: &[Stamp]) -> Option<PartialState> {
+    /// query's order), if kept, with the result revision it renders to, if known.
+    pub fn take_merged(
+        &self,
+        query: &QueryRecord,
+        stamps: &[Stamp],
+    ) -> Option<(PartialState, Option<u64>)> {
         self.take(Key::Merged(QueryKey::of(query)), stamps)
     }
 
-    /// Keep `state`, the merge of `query`'s segments at `stamps`.
-    pub fn put_merged(&self, query: &QueryRecord, stamps: Vec<Stamp>, state: PartialState) {
-        self.put(Key::Merged(QueryKey::of(query)), stamps, state);
+    /// Keep `state`, the merge of `query`'s segments at `stamps`; `rendered`: the result
+    /// revision whose result is `state`'s render (written or confirmed by the caller). A
+    /// revision is written once, so while the store still holds it, its result needs no new
+    /// render to be known.
+    pub fn put_merged(
+        &self,
+        query: &QueryRecord,
+        stamps: Vec<Stamp>,
+        state: PartialState,
+        rendered: Option<u64>,
+    ) {
+        self.put(Key::Merged(QueryKey::of(query)), stamps, state, rendered);
     }
 
     /// Forget everything kept of `query` (deleted).
@@ -172,16 +188,16 @@ impl WarmStates {
         inner.bytes -= freed;
     }
 
-    fn take(&self, key: Key, stamps: &[Stamp]) -> Option<PartialState> {
+    fn take(&self, key: Key, stamps: &[Stamp]) -> Option<(PartialState, Option<u64>)> {
         let mut inner = self.lock();
         let entry = inner.entries.remove(&key)?;
         inner.bytes -= entry.bytes;
         // Another stamp: the entry is stale (the store moved on without this process, or
         // went back after losing writes); dropped either way.
-        (entry.stamps == stamps).then_some(entry.state)
+        (entry.stamps == stamps).then_some((entry.state, entry.rendered))
     }
 
-    fn put(&self, key: Key, stamps: Vec<Stamp>, state: PartialState) {
+    fn put(&self, key: Key, stamps: Vec<Stamp>, state: PartialState, rendered: Option<u64>) {
         let bytes = state.estimated_bytes() + ENTRY_OVERHEAD;
         if bytes > self.budget / 4 {
             // One state that large would push everything else out; it is decoded each time.
@@ -190,7 +206,8 @@ impl WarmStates {
         let mut inner = self.lock();
         inner.clock += 1;
         let used = inner.clock;
-        if let Some(old) = inner.entries.insert(key, Entry { stamps, state, bytes, used }) {
+        let entry = Entry { stamps, state, rendered, bytes, used };
+        if let Some(old) = inner.entries.insert(key, entry) {
             inner.bytes -= old.bytes;
         }
         inner.bytes += bytes;
@@ -280,7 +297,7 @@ mod tests {
     fn a_deleted_query_is_forgotten() {
         let warm = WarmStates::new(1 << 20);
         warm.put_segment(&query(1), SEGMENT, Stamp { next: 1, lost: 0 }, state());
-        warm.put_merged(&query(1), vec![Stamp { next: 1, lost: 0 }], state());
+        warm.put_merged(&query(1), vec![Stamp { next: 1, lost: 0 }], state(), Some(3));
         warm.forget("q_warm");
         assert_eq!(warm.bytes(), 0);
         assert!(warm.take_merged(&query(1), &[Stamp { next: 1, lost: 0 }]).is_none());
