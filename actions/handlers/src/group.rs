@@ -526,7 +526,7 @@ async fn read_and_fold(
     let topic = lanes[0].loaded.query.topic.clone();
     let partition = lanes[0].segment.partition;
     let mut spare = Vec::new();
-    let mut chunk = FoldChunk::default();
+    let mut chunk = FoldChunk::group();
     let (mut records_read, mut bytes) = (0usize, 0usize);
     loop {
         if !lanes.iter().any(Lane::reading) {

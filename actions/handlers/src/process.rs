@@ -392,7 +392,7 @@ async fn advance(
     // 2. Read and fold, within the batch bounds and before the deadline.
     let mut bytes = 0usize;
     let mut budget_error = None;
-    let mut chunk = FoldChunk::default();
+    let mut chunk = FoldChunk::alone();
     let stopped = loop {
         if segment.end.is_some_and(|e| next >= e) {
             break Stop::SegmentEnd;
@@ -558,28 +558,34 @@ pub(crate) fn keep_warm(
 /// thousands of records; a group of a thousand members, each of whose folds of a chunk takes
 /// tens of microseconds, pays its per-member costs once per tens of records, not per few) and
 /// halves when one takes over it (a costly one is judged and yields within tens of
-/// milliseconds).
+/// milliseconds), up to `most` records.
 pub(crate) struct FoldChunk {
     pub(crate) len: usize,
+    most: usize,
 }
 
 impl FoldChunk {
     const FIRST: usize = 16;
-    const MOST: usize = 4_096;
     const TARGET_MS: i64 = 10;
+
+    /// For one query folding alone.
+    pub(crate) fn alone() -> FoldChunk {
+        FoldChunk { len: Self::FIRST, most: 4_096 }
+    }
+
+    /// For a group: every member folds the chunk's scanned values in turn, so the chunk stays
+    /// small enough for them to stay in the cache (4,096 records took the replay of 100
+    /// queries from 2.07 to 2.54 s).
+    pub(crate) fn group() -> FoldChunk {
+        FoldChunk { len: Self::FIRST, most: 128 }
+    }
 
     pub(crate) fn adapt(&mut self, elapsed_ms: i64) {
         if elapsed_ms > Self::TARGET_MS {
             self.len = (self.len / 2).max(1);
         } else if elapsed_ms <= Self::TARGET_MS / 4 {
-            self.len = (self.len * 2).min(Self::MOST);
+            self.len = (self.len * 2).min(self.most);
         }
-    }
-}
-
-impl Default for FoldChunk {
-    fn default() -> Self {
-        FoldChunk { len: Self::FIRST }
     }
 }
 
