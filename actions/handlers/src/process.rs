@@ -574,8 +574,8 @@ impl FoldChunk {
     }
 
     /// For a group: every member folds the chunk's scanned values in turn, so the chunk stays
-    /// small enough for them to stay in the cache (4,096 records took the replay of 100
-    /// queries from 2.07 to 2.54 s).
+    /// small enough for them to stay in the cache (uncapped, the replay of 100 queries took
+    /// 2.54 s against 1.93 s capped; BENCHMARKS.md).
     pub(crate) fn group() -> FoldChunk {
         FoldChunk { len: Self::FIRST, most: 128 }
     }
