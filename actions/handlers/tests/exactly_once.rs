@@ -1108,6 +1108,31 @@ fn a_tick_over_more_live_queries_than_a_group_holds_fires_several_groups() {
     }
 }
 
+/// Each of `queries` (id, body) is caught up over all `records` and answers its one pass.
+fn each_equals_its_one_pass(w: &World, queries: &[(&String, &Value)], records: u64) {
+    for (id, body) in queries {
+        let s = result_of(w, id);
+        assert_eq!(s["result"], oracle(w, body));
+        assert_eq!(s["progress"]["processed"], json!(records));
+        assert_eq!(s["caught_up"], json!(true));
+    }
+}
+
+/// Run a link as an invoker would, expecting every member to succeed.
+fn run_link(w: &World, link: Link) {
+    match link {
+        Link::Process(e) => {
+            block_on(process_with_faults(&w.env(), &w.ctx(), e, &NoFaults)).expect("ok");
+        }
+        Link::Group(g) => {
+            let outputs =
+                block_on(process_group_with_faults(&w.env(), &w.ctx(), &g.members, &NoFaults));
+            assert!(outputs.expect("ok").iter().all(Result::is_ok));
+        }
+        Link::Push(_) => {}
+    }
+}
+
 #[test]
 fn a_query_registered_during_another_replay_joins_it_where_it_is() {
     // One segment per partition, so the only cut is the join point.
@@ -1137,12 +1162,7 @@ fn a_query_registered_during_another_replay_joins_it_where_it_is() {
         "the part before the first query's offset alone, the rest with it"
     );
     drain_in_groups(&w, &NoFaults, &mut Dice(7));
-    for (id, body) in [(&first, &queries[1]), (&second, &queries[0])] {
-        let s = result_of(&w, id);
-        assert_eq!(s["result"], oracle(&w, body));
-        assert_eq!(s["progress"]["processed"], json!(200));
-        assert_eq!(s["caught_up"], json!(true));
-    }
+    each_equals_its_one_pass(&w, &[(&first, &queries[1]), (&second, &queries[0])], 200);
 }
 
 #[test]
@@ -1153,17 +1173,7 @@ fn a_replay_takes_a_query_registered_behind_it_into_its_next_link() {
     let queries = desk_queries();
     let first = create(&w, &queries[1]);
     let open = kappa_core::ports::Segment { partition: 0, start: 0, end: None };
-    let run = |link: Link| match link {
-        Link::Process(e) => {
-            block_on(process_with_faults(&w.env(), &w.ctx(), e, &NoFaults)).expect("ok");
-        }
-        Link::Group(g) => {
-            let outputs =
-                block_on(process_group_with_faults(&w.env(), &w.ctx(), &g.members, &NoFaults));
-            assert!(outputs.expect("ok").iter().all(Result::is_ok));
-        }
-        Link::Push(_) => {}
-    };
+    let run = |link: Link| run_link(&w, link);
     for _ in 0..5 {
         w.chain.take().into_iter().for_each(run);
     }
@@ -1214,12 +1224,7 @@ fn a_replay_takes_a_query_registered_behind_it_into_its_next_link() {
         block_on(kappa_core::ports::Chain::fire(&w.chain, link)).expect("fired");
     }
     drain(&w, &NoFaults, |_, l| l);
-    for (id, body) in [(&first, &queries[1]), (&second, &queries[0])] {
-        let s = result_of(&w, id);
-        assert_eq!(s["result"], oracle(&w, body));
-        assert_eq!(s["progress"]["processed"], json!(200));
-        assert_eq!(s["caught_up"], json!(true));
-    }
+    each_equals_its_one_pass(&w, &[(&first, &queries[1]), (&second, &queries[0])], 200);
 }
 
 #[test]
@@ -1229,11 +1234,7 @@ fn a_joiner_whose_replay_reached_its_head_goes_on_alone() {
     let queries = desk_queries();
     let first = create(&w, &queries[1]);
     let open = kappa_core::ports::Segment { partition: 0, start: 0, end: None };
-    let run = |link: Link| {
-        if let Link::Process(e) = link {
-            block_on(process_with_faults(&w.env(), &w.ctx(), e, &NoFaults)).expect("ok");
-        }
-    };
+    let run = |link: Link| run_link(&w, link);
     // The first query's replay one batch (7 records) from its head.
     let next = || block_on(w.store.checkpoint(&first, &open)).expect("ok").map(|c| c.next_offset);
     while next().is_none_or(|n| n < 53) {
@@ -1263,10 +1264,5 @@ fn a_joiner_whose_replay_reached_its_head_goes_on_alone() {
     // tick starts it, as it starts every segment without a checkpoint.
     block_on(kappa_actions::tick::tick(&w.env(), None)).expect("tick");
     drain(&w, &NoFaults, |_, l| l);
-    for (id, body) in [(&first, &queries[1]), (&second, &queries[0])] {
-        let s = result_of(&w, id);
-        assert_eq!(s["result"], oracle(&w, body));
-        assert_eq!(s["progress"]["processed"], json!(60));
-        assert_eq!(s["caught_up"], json!(true));
-    }
+    each_equals_its_one_pass(&w, &[(&first, &queries[1]), (&second, &queries[0])], 60);
 }
