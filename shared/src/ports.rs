@@ -574,7 +574,7 @@ struct MemoryStoreInner {
     messages: HashMap<String, Vec<Message>>,
     subscriptions: HashMap<String, Vec<Subscription>>,
     views: BTreeMap<String, ViewDef>,
-    joiners: HashMap<(String, u32), Vec<ProcessEvent>>,
+    joiners: Joiners,
 }
 
 impl MemoryStore {
@@ -768,28 +768,36 @@ impl StateStore for MemoryStore {
         partition: u32,
         event: &ProcessEvent,
     ) -> PortResult<()> {
-        self.lock().joiners.entry((topic.to_string(), partition)).or_default().push(event.clone());
+        self.lock().joiners.add(topic, partition, event);
         Ok(())
     }
 
     async fn take_joiners(&self, topic: &str, partition: u32) -> PortResult<Vec<ProcessEvent>> {
-        Ok(take_joiners_from(&mut self.lock().joiners, topic, partition))
+        Ok(self.lock().joiners.take(topic, partition))
     }
 }
 
-/// [`StateStore::take_joiners`] over joiners kept in memory, by topic and partition.
-pub fn take_joiners_from(
-    joiners: &mut HashMap<(String, u32), Vec<ProcessEvent>>,
-    topic: &str,
-    partition: u32,
-) -> Vec<ProcessEvent> {
-    let key = (topic.to_string(), partition);
-    let Some(waiting) = joiners.get_mut(&key) else { return Vec::new() };
-    let taken: Vec<ProcessEvent> = waiting.drain(..waiting.len().min(MAX_JOINERS_TAKEN)).collect();
-    if waiting.is_empty() {
-        joiners.remove(&key);
+/// Replay joiners kept in memory, by topic and partition: [`StateStore::add_joiner`] and
+/// [`StateStore::take_joiners`] for the stores that do not keep them elsewhere.
+#[derive(Debug, Default)]
+pub struct Joiners(HashMap<(String, u32), Vec<ProcessEvent>>);
+
+impl Joiners {
+    /// [`StateStore::add_joiner`].
+    pub fn add(&mut self, topic: &str, partition: u32, event: &ProcessEvent) {
+        self.0.entry((topic.to_string(), partition)).or_default().push(event.clone());
     }
-    taken
+
+    /// [`StateStore::take_joiners`].
+    pub fn take(&mut self, topic: &str, partition: u32) -> Vec<ProcessEvent> {
+        let key = (topic.to_string(), partition);
+        let Some(waiting) = self.0.get_mut(&key) else { return Vec::new() };
+        let taken = waiting.drain(..waiting.len().min(MAX_JOINERS_TAKEN)).collect();
+        if waiting.is_empty() {
+            self.0.remove(&key);
+        }
+        taken
+    }
 }
 
 /// An in-memory chain: fired links queue up for a scheduler (or a test) to run.

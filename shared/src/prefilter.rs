@@ -26,12 +26,12 @@
 
 use aho_corasick::AhoCorasick;
 
+use crate::request::{FieldRef, Query};
+
 /// An ASCII-case-insensitive automaton over `literals`.
 fn automaton_of<P: AsRef<[u8]>>(literals: &[P]) -> Option<AhoCorasick> {
     AhoCorasick::builder().ascii_case_insensitive(true).build(literals).ok()
 }
-
-use crate::request::{FieldRef, Query};
 
 /// See the module documentation.
 #[derive(Debug, Clone)]

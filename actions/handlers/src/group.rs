@@ -124,6 +124,8 @@ struct Loaded {
 struct Lane<'q> {
     /// Position in the members given.
     index: usize,
+    /// Position of its query in the group's sorted query ids.
+    query_at: usize,
     loaded: &'q Loaded,
     segment: Segment,
     /// Where the segment's checkpoint stood when loaded (`None`: none yet).
@@ -205,12 +207,12 @@ pub async fn process_group_with_faults(
             outputs[index] = Some(Ok(idle_output(member, Stop::Failed)));
             continue;
         }
-        candidates.push((index, member, loaded, loaded.positions[slot_of[index]]));
+        candidates.push((index, position, member, loaded, loaded.positions[slot_of[index]]));
     }
     // The states kept warm at those positions; the others' checkpoints read together.
     let warm: Vec<Option<PartialState>> = candidates
         .iter()
-        .map(|&(_, member, loaded, at)| match at {
+        .map(|&(_, _, member, loaded, at)| match at {
             None => Some(loaded.plan.empty_state()),
             Some(_) => {
                 let stamp = Stamp::at(&member.segment, at);
@@ -221,13 +223,13 @@ pub async fn process_group_with_faults(
     let mut missed =
         futures_util::future::try_join_all(
             candidates.iter().zip(&warm).filter(|(_, state)| state.is_none()).map(
-                |(&(_, member, _, _), _)| env.store.checkpoint(&member.query, &member.segment),
+                |(&(_, _, member, _, _), _)| env.store.checkpoint(&member.query, &member.segment),
             ),
         )
         .await?
         .into_iter();
     let mut lanes: Vec<Lane<'_>> = Vec::new();
-    for ((index, member, loaded, at), state) in candidates.into_iter().zip(warm) {
+    for ((index, query_at, member, loaded, at), state) in candidates.into_iter().zip(warm) {
         // A state read now comes with the position read with it (it may have moved since).
         let (base, at) = match state {
             Some(state) => (state, at),
@@ -251,11 +253,13 @@ pub async fn process_group_with_faults(
             None => Reached { next: member.segment.start, head: member.segment.start, lost: 0 },
         };
         let mut output = idle_output(member, Stop::Head);
+        output.replaying = at.is_none_or(|at| at.next_offset < at.head);
         output.from = reached.next;
         output.next_offset = reached.next;
         output.rounds = 1;
         lanes.push(Lane {
             index,
+            query_at,
             loaded,
             segment: member.segment,
             before: Stamp::at(&member.segment, at),
@@ -352,8 +356,7 @@ pub async fn process_group_with_faults(
     // Each query's lanes, by its position in `ids` (thousands of queries in a live group).
     let mut lanes_of: Vec<Vec<usize>> = vec![Vec::new(); ids.len()];
     for (at, lane) in lanes.iter().enumerate() {
-        let position = ids.binary_search(&lane.loaded.query.id.as_str()).unwrap_or_default();
-        lanes_of[position].push(at);
+        lanes_of[lane.query_at].push(at);
     }
     let refreshes = ids.iter().enumerate().filter_map(|(position, _)| {
         let loaded = queries[position].as_ref().ok()?;
@@ -388,8 +391,7 @@ pub async fn process_group_with_faults(
         if outputs[lane.index].is_some() {
             continue;
         }
-        let position = ids.binary_search(&lane.loaded.query.id.as_str()).unwrap_or_default();
-        match &refreshed[position] {
+        match &refreshed[lane.query_at] {
             Some(Err(e)) => {
                 outputs[lane.index] = Some(Err(e.clone()));
                 continue;
@@ -403,11 +405,8 @@ pub async fn process_group_with_faults(
         }
         outputs[lane.index] = Some(Ok(lane.output.clone()));
     }
-    let read: Vec<(&str, u32)> = lanes
-        .iter()
-        .filter(|l| l.segment.end.is_none() && l.output.committed && l.output.records > 0)
-        .map(|l| (l.loaded.query.topic.as_str(), l.segment.partition))
-        .collect();
+    let read: Vec<(&str, &ProcessOutput)> =
+        lanes.iter().map(|l| (l.loaded.query.topic.as_str(), &l.output)).collect();
     for link in next_links(env, next, &read).await? {
         env.chain.fire(link).await?;
     }
@@ -422,18 +421,24 @@ pub async fn process_group_with_faults(
 }
 
 /// The links that go on after an invocation: the members going on (`next`) and the replay
-/// joiners left on the topic partitions whose open segments read records in it (`read`;
-/// [`kappa_core::ports::StateStore::add_joiner`]). A joiner goes in the link of the members of
-/// its partition, so from the next invocation on it reads with the replay it joins; with
-/// none going on there (the replay reached its head), it goes on alone, without waiting for
-/// the tick. Taking a joiner only starts its chain: a joiner started twice (also by the tick)
-/// is counted once, by the compare-and-set of its checkpoint.
+/// joiners left on the topic partitions where an open segment replayed records in it (`ran`:
+/// each segment's output, with its topic; [`kappa_core::ports::StateStore::add_joiner`]). A
+/// live segment does not ask (one store call less per partition and wake-up): a joiner is cut
+/// where a replay is. A joiner goes in the link of the members of its partition, so from the
+/// next invocation on it reads with the replay it joins; with none going on there (the replay
+/// reached its head), it goes on alone, without waiting for the tick. Taking a joiner only
+/// starts its chain: a joiner started twice (also by the tick) is counted once, by the
+/// compare-and-set of its checkpoint.
 pub(crate) async fn next_links(
     env: &Env<'_>,
     mut next: Vec<ProcessEvent>,
-    read: &[(&str, u32)],
+    ran: &[(&str, &ProcessOutput)],
 ) -> Result<Vec<Link>, ActionError> {
-    let mut partitions = read.to_vec();
+    let mut partitions: Vec<(&str, u32)> = ran
+        .iter()
+        .filter(|(_, o)| o.segment.end.is_none() && o.replaying && o.committed && o.records > 0)
+        .map(|&(topic, o)| (topic, o.segment.partition))
+        .collect();
     partitions.sort_unstable();
     partitions.dedup();
     for (topic, partition) in partitions {

@@ -52,6 +52,10 @@ pub struct ProcessOutput {
     /// Whether the last round's commit won: the segment's chain is this invocation's to go on.
     #[serde(skip)]
     pub(crate) committed_last: bool,
+    /// Whether the segment was replaying when loaded (behind its head, or never run): only a
+    /// replay takes the joiners of its partition along ([`crate::group::next_links`]).
+    #[serde(skip)]
+    pub(crate) replaying: bool,
     /// Rounds of read, fold and commit this invocation ran for the segment.
     pub rounds: u32,
     /// Whether the segment reached its end or the head.
@@ -147,6 +151,7 @@ impl ProcessOutput {
             records: 0,
             committed: false,
             committed_last: false,
+            replaying: false,
             rounds: 0,
             at_head: stopped == Stop::Failed,
             fired_next: false,
@@ -266,11 +271,8 @@ async fn process_segments_with_faults(
         next.push(ProcessEvent { query: query.id.clone(), segment: output.segment });
         output.fired_next = true;
     }
-    let read: Vec<(&str, u32)> = outputs
-        .iter()
-        .filter(|o| o.segment.end.is_none() && o.committed && o.records > 0)
-        .map(|o| (query.topic.as_str(), o.segment.partition))
-        .collect();
+    let read: Vec<(&str, &ProcessOutput)> =
+        outputs.iter().map(|o| (query.topic.as_str(), o)).collect();
     for link in crate::group::next_links(env, next, &read).await? {
         env.chain.fire(link).await?;
     }
@@ -381,6 +383,7 @@ async fn advance(
         records: 0,
         committed: false,
         committed_last: false,
+        replaying: loaded.as_ref().is_none_or(|cp| cp.next_offset < cp.head),
         rounds: 1,
         at_head: false,
         fired_next: false,

@@ -249,17 +249,13 @@ pub async fn refresh_known(
         };
         let (revision, version) = current.as_ref().map_or((0, 0), |c| (c.revision, c.version));
         // One walk of both results tells whether they differ and how (no ops: equal).
-        let mut patch = match &current {
+        let patch = match &current {
             Some(c) if !is_kept => Some(patch::diff(&c.result, &result)),
             _ => None,
         };
-        let changed = match (&current, is_kept) {
-            (_, true) => false,
-            (None, false) => true,
-            (Some(_), false) => {
-                patch.as_ref().is_some_and(|p| p.as_array().is_some_and(|ops| !ops.is_empty()))
-            }
-        };
+        // No stored result yet: the first one is a change.
+        let changed = !is_kept
+            && patch.as_ref().is_none_or(|p| p.as_array().is_some_and(|ops| !ops.is_empty()));
         // Kept for the next refresh, which then merges only what its commits added, with the
         // revision whose result is this state's render once that revision is in the store.
         let keep = |renders_as: Option<u64>| {
@@ -273,16 +269,16 @@ pub async fn refresh_known(
             return Ok(Refreshed { version, changed: false, caught_up });
         }
         let new_version = if changed && current.is_some() { version + 1 } else { version };
-        let message = match &current {
-            Some(c) if changed => Message::Delta {
+        let message = match patch.filter(|_| changed) {
+            Some(patch) => Message::Delta {
                 id: query.id.clone(),
                 version: new_version,
                 from: version,
                 caught_up,
                 progress: progress.clone(),
-                patch: patch.take().unwrap_or_else(|| patch::diff(&c.result, &result)),
+                patch,
             },
-            _ => Message::Progress {
+            None => Message::Progress {
                 id: query.id.clone(),
                 version: new_version,
                 caught_up,

@@ -1266,3 +1266,25 @@ fn a_joiner_whose_replay_reached_its_head_goes_on_alone() {
     drain(&w, &NoFaults, |_, l| l);
     each_equals_its_one_pass(&w, &[(&first, &queries[1]), (&second, &queries[0])], 60);
 }
+
+#[test]
+fn a_live_segment_leaves_the_joiners_of_its_partition_to_a_replay() {
+    let w = World::new(ActionConfig { split_records: 1_000_000, ..small_batches() });
+    fill(&w, 1, 20);
+    let id = create(&w, &desk_queries()[1]);
+    drain(&w, &NoFaults, |_, l| l);
+    let open = kappa_core::ports::Segment { partition: 0, start: 0, end: None };
+    let segment = kappa_core::ports::Segment { start: 5, ..open };
+    let joiner = ProcessEvent { query: "q_waiting".into(), segment };
+    block_on(w.store.add_joiner(TOPIC, 0, &joiner)).expect("left");
+    // New records wake the caught-up query: it reads them, and does not take the joiner.
+    append_some(&w, 0, 5, 1);
+    let live = ProcessEvent { query: id.clone(), segment: open };
+    let out = block_on(process_with_faults(&w.env(), &w.ctx(), live, &NoFaults)).expect("ok");
+    assert!(out.records > 0 && out.committed, "it read the new records: {out:?}");
+    let chains: Vec<Link> =
+        w.chain.take().into_iter().filter(|l| !matches!(l, Link::Push(_))).collect();
+    assert_eq!(chains, vec![], "at its head, with no joiner taken along");
+    let left = block_on(w.store.take_joiners(TOPIC, 0)).expect("ok");
+    assert_eq!(left, vec![joiner], "left for a replay (or the tick)");
+}

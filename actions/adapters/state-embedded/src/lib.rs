@@ -64,11 +64,8 @@ pub struct EmbeddedStore {
     committer: Option<JoinHandle<()>>,
     /// Replay joiners ([`StateStore::take_joiners`]): in memory only, since a joiner lost with
     /// the process is started by the tick.
-    joiners: std::sync::Mutex<JoinersByPartition>,
+    joiners: std::sync::Mutex<kappa_core::ports::Joiners>,
 }
-
-type JoinersByPartition =
-    std::collections::HashMap<(String, u32), Vec<kappa_core::ports::ProcessEvent>>;
 
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
@@ -126,6 +123,10 @@ impl EmbeddedStore {
             committer: Some(committer),
             joiners: Default::default(),
         })
+    }
+
+    fn joiners_lock(&self) -> std::sync::MutexGuard<'_, kappa_core::ports::Joiners> {
+        self.joiners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The number of messages kept per query.

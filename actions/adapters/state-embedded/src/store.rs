@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use kappa_core::Message;
 use kappa_core::ports::{
     Checkpoint, PortError, PortResult, Position, ProcessEvent, QueryRecord, ResultRecord, Segment,
-    StateStore, Subscription, ViewDef, ring_since, take_joiners_from,
+    StateStore, Subscription, ViewDef, ring_since,
 };
 use redb::ReadableTable;
 
@@ -437,13 +437,11 @@ impl StateStore for EmbeddedStore {
         partition: u32,
         event: &ProcessEvent,
     ) -> PortResult<()> {
-        let mut joiners = self.joiners.lock().unwrap_or_else(|e| e.into_inner());
-        joiners.entry((topic.to_string(), partition)).or_default().push(event.clone());
+        self.joiners_lock().add(topic, partition, event);
         Ok(())
     }
 
     async fn take_joiners(&self, topic: &str, partition: u32) -> PortResult<Vec<ProcessEvent>> {
-        let mut joiners = self.joiners.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(take_joiners_from(&mut joiners, topic, partition))
+        Ok(self.joiners_lock().take(topic, partition))
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use kappa_core::Message;
 use kappa_core::conformance::{delta, progress, state_store_conformance};
-use kappa_core::ports::{Checkpoint, Progress, ResultRecord, Segment, StateStore};
+use kappa_core::ports::{Checkpoint, ProcessEvent, Progress, ResultRecord, Segment, StateStore};
 use kappa_state_redis::{RedisStore, RedisStoreConfig};
 use serde_json::json;
 
@@ -179,6 +179,16 @@ async fn key_layout_and_raw_binary_state() {
     let a = slot(format!("{p}:{{q_k}}:query")).await;
     let b = slot(format!("{p}:{{q_k}}:cp:p2@10-20")).await;
     assert_eq!(a, b, "one query's keys share a cluster slot");
+    // Replay joiners: a list per topic partition that expires, so one nobody takes (its
+    // replay died; the tick started it) does not stay for ever.
+    let joiner = ProcessEvent { query: "q_j".into(), segment: seg };
+    s.add_joiner("tweets", 2, &joiner).await.unwrap();
+    let key = format!("{p}:joiners:tweets:2");
+    let t: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await.unwrap();
+    assert_eq!(t, "list", "{key}");
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query_async(&mut conn).await.unwrap();
+    assert!(0 < ttl && ttl <= 3_600, "joiners expire within the hour: TTL {ttl}");
+    assert_eq!(s.take_joiners("tweets", 2).await.unwrap(), vec![joiner]);
     cleanup(&url, &p).await;
 }
 
