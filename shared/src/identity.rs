@@ -9,6 +9,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::request::SearchRequest;
+use crate::sort;
 
 /// Bumped whenever a change would make an old partial state or result wrong for the same query
 /// (2: date formats, date rounding, minimum_should_match and sort order of issue #15).
@@ -26,7 +27,7 @@ fn write_canonical(v: &Value, out: &mut String) {
     match v {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
+            sort::stable(&mut keys);
             out.push('{');
             for (i, k) in keys.into_iter().enumerate() {
                 if i > 0 {

@@ -31,6 +31,7 @@ mod prefilter;
 pub mod request;
 pub mod scan;
 pub mod sketch;
+pub mod sort;
 pub mod text;
 pub mod topic;
 pub mod value;

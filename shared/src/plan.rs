@@ -17,6 +17,7 @@ use crate::limits::Limits;
 use crate::prefilter::Prefilter;
 use crate::request::{AggKind, FieldRef, SearchRequest, parse_request};
 use crate::scan::{self, Extracted, PathSet};
+use crate::sort;
 use crate::value::TermKey;
 
 /// Format version of encoded partial states; bump on any change of [`PartialState`]'s layout.
@@ -333,7 +334,7 @@ impl Plan {
             }
             // Aggregations render in name order, whatever their kind.
             let mut sorted: Vec<(String, Value)> = aggs.into_iter().collect();
-            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            sort::stable_by(&mut sorted, |a, b| a.0.cmp(&b.0));
             out.insert("aggregations".into(), Value::Object(sorted.into_iter().collect()));
         }
         Ok(Value::Object(out))

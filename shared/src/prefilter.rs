@@ -27,6 +27,7 @@
 use aho_corasick::AhoCorasick;
 
 use crate::request::{FieldRef, Query};
+use crate::sort;
 
 /// An ASCII-case-insensitive automaton over `literals`.
 fn automaton_of<P: AsRef<[u8]>>(literals: &[P]) -> Option<AhoCorasick> {
@@ -201,7 +202,7 @@ impl Pair {
         let rank =
             |b: u8| b"etaoinshrdlcumwfgypbvkjxqz".iter().position(|&c| c == b).map_or(26, |p| p);
         let mut by_rarity: Vec<usize> = (0..literal.len()).collect();
-        by_rarity.sort_by_key(|&k| std::cmp::Reverse(rank(literal[k])));
+        sort::stable_by(&mut by_rarity, |&a, &b| rank(literal[b]).cmp(&rank(literal[a])));
         let a = by_rarity[0];
         let b = by_rarity.get(1).copied().unwrap_or(a);
         let (i, j) = (a.min(b), a.max(b));
@@ -300,7 +301,7 @@ impl Prefilter {
     pub(crate) fn for_query(query: &Query) -> Option<Prefilter> {
         let mut literals: Vec<Vec<u8>> =
             literals(query)?.into_iter().map(String::into_bytes).collect();
-        literals.sort();
+        sort::stable(&mut literals);
         literals.dedup();
         if literals.is_empty() {
             return None;

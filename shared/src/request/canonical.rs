@@ -3,6 +3,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::date::{self, DateFormat};
+use crate::sort;
 use crate::value::{TermValue, number_json};
 
 use super::*;
@@ -63,7 +64,7 @@ impl Query {
             }
             Query::Terms { field, values } => {
                 let mut v: Vec<Value> = values.iter().map(TermValue::to_json).collect();
-                v.sort_by_key(|x| x.to_string());
+                sort::stable_by(&mut v, |a, b| a.to_string().cmp(&b.to_string()));
                 v.dedup();
                 json!({"terms": {field.name(): v}})
             }
@@ -86,7 +87,7 @@ impl Query {
             }
             Query::Ids { values } => {
                 let mut v = values.clone();
-                v.sort();
+                sort::stable(&mut v);
                 v.dedup();
                 json!({"ids": {"values": v}})
             }
@@ -98,7 +99,7 @@ impl Query {
             }
             Query::MultiMatch { fields, tokens, and, minimum_should_match, .. } => {
                 let mut f: Vec<&str> = fields.iter().map(FieldRef::name).collect();
-                f.sort_unstable();
+                sort::stable(&mut f);
                 f.dedup();
                 json!({"multi_match": {"fields": f, "tokens": tokens, "operator": if *and {"and"} else {"or"}, "minimum_should_match": msm_json(minimum_should_match)}})
             }
@@ -106,7 +107,7 @@ impl Query {
                 // must and filter are the same without scores; clause order never matters.
                 let canon = |qs: &[&Query]| {
                     let mut v: Vec<Value> = qs.iter().map(|q| q.canonical()).collect();
-                    v.sort_by_key(|x| x.to_string());
+                    sort::stable_by(&mut v, |a, b| a.to_string().cmp(&b.to_string()));
                     v
                 };
                 let all: Vec<&Query> = must.iter().chain(filter).collect();
@@ -136,7 +137,7 @@ impl SourceFilter {
         }
         let sorted = |v: &[String]| {
             let mut v = v.to_vec();
-            v.sort();
+            sort::stable(&mut v);
             v.dedup();
             v
         };

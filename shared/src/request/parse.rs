@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use crate::date::{self, CalendarUnit, DateFormat, TimeZone};
 use crate::error::QueryError;
 use crate::limits::Limits;
+use crate::sort;
 use crate::text;
 use crate::topic::Topic;
 use crate::value::TermValue;
@@ -940,7 +941,7 @@ impl Parser<'_> {
             }
             out.push(self.agg(name, body, &ap, top)?);
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        sort::stable_by(&mut out, |a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
@@ -1362,7 +1363,7 @@ impl Parser<'_> {
                     specs.push(RangeSpec { from, to, key });
                 }
                 // Elasticsearch orders range buckets by (from, to), unbounded ends first/last.
-                specs.sort_by(|a, b| {
+                sort::stable_by(&mut specs, |a, b| {
                     let f = |x: Option<f64>, d: f64| x.unwrap_or(d);
                     f(a.from, f64::NEG_INFINITY)
                         .total_cmp(&f(b.from, f64::NEG_INFINITY))
@@ -1384,7 +1385,7 @@ impl Parser<'_> {
                             .iter()
                             .map(|(k, q)| Ok((Some(k.clone()), self.query(q, &join(&fp, k))?)))
                             .collect::<Result<Vec<_>, QueryError>>()?;
-                        v.sort_by(|a, b| a.0.cmp(&b.0));
+                        sort::stable_by(&mut v, |a, b| a.0.cmp(&b.0));
                         (v, true)
                     }
                     Value::Array(a) => (
