@@ -87,7 +87,8 @@ struct DevArgs {
     /// Accepted bearer key (repeatable); every route but /healthz then needs one.
     #[arg(long = "api-key", env = "KAPPA_API_KEYS", value_delimiter = ',', hide_env_values = true)]
     api_keys: Vec<String>,
-    /// Process invocations run at once.
+    /// Process invocations run at once (the live queries of a topic advance in one group per
+    /// core, up to this many).
     #[arg(long, default_value_t = 4)]
     workers: usize,
     /// Largest ingest body, bytes.

@@ -4,9 +4,10 @@
 //!   [`Job::Group`] advances every waiting member of a group in one invocation
 //!   ([`process_group`]: one read of each batch and one scan of each record for all of them,
 //!   each member's checkpoint committed alone by its own compare-and-set). Groups are:
-//!   - [`GroupKey::Live`]: the caught-up segments (their last run reached the head) of every
-//!     query of a topic. An append wakes them all, and the new records are read and parsed
-//!     once, however many distinct queries tail the topic;
+//!   - [`GroupKey::Live`]: the caught-up segments (their last run reached the head) of the
+//!     queries of a topic, in one group per core (a query's segments all in the same one). An
+//!     append wakes them all, and each group reads and parses the new records once, however
+//!     many distinct queries tail the topic;
 //!   - [`GroupKey::Replay`]: the segments still replaying, by topic, partition and end.
 //!     Queries registered together get the same segments, and a query registered during
 //!     another's replay gets a segment starting where that replay is (`query::create`), so
@@ -35,7 +36,9 @@ use kappa_actions::process::{ProcessEvent, ProcessOutput};
 use kappa_actions::push::{PushEvent, push};
 use kappa_actions::warm::WarmStates;
 use kappa_actions::{ActionConfig, ActionError, Context, Env, tick};
-use kappa_core::ports::{Chain, Clock, Link, PortError, PortResult, Segment, StateStore};
+use kappa_core::ports::{
+    Chain, Clock, Link, PortError, PortResult, Segment, StateStore, partition_for_key,
+};
 use kappa_runtime::clock::{SystemClock, TokioTimer};
 use kappa_runtime::http::ReqwestHttp;
 use tokio::sync::{Semaphore, broadcast, mpsc};
@@ -46,18 +49,60 @@ use kappa_push::hub::Hub;
 /// Shortest time between two wake-up ticks (appends in between are picked up together).
 const WAKE_INTERVAL: Duration = Duration::from_millis(20);
 
-/// Longest time between two wake-up ticks, however long live runs take.
-const WAKE_INTERVAL_MOST: Duration = Duration::from_millis(250);
-
-/// Live runs may take at most one part in this many of the time between wake-ups.
+/// Live runs may take at most one part in this many of the time between wake-ups, as long as
+/// [`WAKE_LATENCY`] allows.
 const WAKE_DUTY: u32 = 3;
 
-/// The time between two wake-up ticks after a live run that took `run`: each live query pays
-/// a fixed cost per wake-up (its checkpoints' commit, its refresh), so with many of them the
-/// wake-ups are spaced out to keep those costs to a share of the time, and each wake-up
-/// carries more records; with few, appends are picked up within [`WAKE_INTERVAL`].
-fn wake_interval(run: Duration) -> Duration {
-    (run * WAKE_DUTY).clamp(WAKE_INTERVAL, WAKE_INTERVAL_MOST)
+/// What a record may wait for its wake-up and then its live run, before anything else: the
+/// push promise is a delta within 100 ms (p99) of the produce, and the push itself needs the rest.
+const WAKE_LATENCY: Duration = Duration::from_millis(60);
+
+/// The time between two wake-up ticks after live runs that took `runs` (the shards of a
+/// wake-up run at once). Each live query pays a fixed cost per wake-up (its checkpoints'
+/// commit, its refresh), so with many of them the wake-ups are spaced out to keep those costs
+/// to a share of the time, counted in run time summed over the shards (the CPU they take), and
+/// each wake-up carries more records; but only as far as a record's wait plus the longest run
+/// stay within [`WAKE_LATENCY`]. Spaced by the duty alone, 100 distinct queries whose results
+/// change with every record waited ~90 ms for their wake-up and missed the push promise
+/// (p99 212–258 ms). When runs alone take longer than that, they follow each other: the
+/// latency is then the runs', and spacing them would only add to it (one wake-up per run: a
+/// tick reads every query's positions). With few queries, appends are picked up within
+/// [`WAKE_INTERVAL`].
+fn wake_interval(runs: LiveRuns) -> Duration {
+    let (busy, longest) =
+        (Duration::from_micros(runs.busy_us), Duration::from_micros(runs.longest_us));
+    (busy * WAKE_DUTY).min(WAKE_LATENCY.saturating_sub(longest)).max(longest).max(WAKE_INTERVAL)
+}
+
+/// The live runs that ended since the last wake-up looked.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct LiveRuns {
+    /// Their run times summed, µs.
+    busy_us: u64,
+    /// The longest, µs.
+    longest_us: u64,
+}
+
+/// What [`wake_interval`] is computed from: the live runs since it last looked, or the ones it
+/// saw then when none ended since (a run longer than the interval).
+#[derive(Debug, Default)]
+struct LiveRunTimes {
+    since: LiveRuns,
+    last: LiveRuns,
+}
+
+impl LiveRunTimes {
+    fn ended(&mut self, took_us: u64) {
+        self.since.busy_us = self.since.busy_us.saturating_add(took_us);
+        self.since.longest_us = self.since.longest_us.max(took_us);
+    }
+
+    fn take(&mut self) -> LiveRuns {
+        if self.since != LiveRuns::default() {
+            self.last = std::mem::take(&mut self.since);
+        }
+        self.last
+    }
 }
 
 /// The periodic tick may take at most one part in this many of the time.
@@ -77,10 +122,14 @@ pub const ACTIVATION_MS: i64 = 60_000;
 /// Which links run together.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum GroupKey {
-    /// The caught-up segments of every query of a topic.
+    /// The caught-up segments of the queries of a topic in one shard. All of a query's
+    /// segments are in the same shard, so it is refreshed once per run; the shards (one per
+    /// core) run in parallel, each reading and scanning the new records once.
     Live {
         /// The topic.
         topic: String,
+        /// The query's shard, `0..live_shards` ([`shard_of`]).
+        shard: u32,
     },
     /// The segments still replaying of a topic, per partition and end: the segments of
     /// queries registered together, and the part a query registered later replays with the
@@ -117,8 +166,10 @@ struct Group {
     running: Vec<ProcessEvent>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Links {
+    /// Live groups per topic (one per core: [`GroupKey::Live`]).
+    live_shards: u32,
     groups: HashMap<GroupKey, Group>,
     /// Every member waiting or running, and its group.
     placed: HashMap<Member, GroupKey>,
@@ -131,11 +182,28 @@ struct Links {
     topics: HashMap<String, String>,
 }
 
+/// The live shard of `query`, out of `shards`.
+fn shard_of(query: &str, shards: u32) -> u32 {
+    partition_for_key(query.as_bytes(), shards.max(1))
+}
+
 impl Links {
+    fn new(live_shards: u32) -> Links {
+        Links {
+            live_shards: live_shards.max(1),
+            groups: HashMap::new(),
+            placed: HashMap::new(),
+            running: HashSet::new(),
+            requested: HashSet::new(),
+            caught_up: HashSet::new(),
+            topics: HashMap::new(),
+        }
+    }
+
     fn key_of(&self, event: &ProcessEvent) -> GroupKey {
         let topic = self.topics.get(&event.query).cloned().unwrap_or_default();
         if self.caught_up.contains(&(event.query.clone(), event.segment)) {
-            GroupKey::Live { topic }
+            GroupKey::Live { topic, shard: shard_of(&event.query, self.live_shards) }
         } else {
             GroupKey::Replay { topic, partition: event.segment.partition, end: event.segment.end }
         }
@@ -168,10 +236,14 @@ impl std::fmt::Debug for DevChain {
 }
 
 impl DevChain {
-    /// A chain and the queue its links go to; `store` tells each query's topic.
-    pub fn new(store: Option<Arc<dyn StateStore>>) -> (DevChain, mpsc::UnboundedReceiver<Job>) {
+    /// A chain and the queue its links go to; `store` tells each query's topic; the live
+    /// queries of a topic run in `live_shards` groups.
+    pub fn new(
+        store: Option<Arc<dyn StateStore>>,
+        live_shards: u32,
+    ) -> (DevChain, mpsc::UnboundedReceiver<Job>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (DevChain { tx, links: Mutex::new(Links::default()), store }, rx)
+        (DevChain { tx, links: Mutex::new(Links::new(live_shards)), store }, rx)
     }
 
     fn links(&self) -> std::sync::MutexGuard<'_, Links> {
@@ -315,8 +387,8 @@ pub struct Core {
     pub warm: WarmStates,
     /// Subscriber wake-ups (shared with [`kappa_push::stream::Streams`]).
     pub hub: Arc<Hub>,
-    /// How long the last live group run took, µs (spaces the wake-ups: [`wake_interval`]).
-    pub last_live_run_us: AtomicU64,
+    /// How long the live group runs took (spaces the wake-ups: [`wake_interval`]).
+    live_runs: Mutex<LiveRunTimes>,
     activations: AtomicU64,
     lanes: Mutex<HashMap<String, mpsc::UnboundedSender<PushEvent>>>,
 }
@@ -328,8 +400,9 @@ impl Core {
         store: Arc<dyn StateStore>,
         http: ReqwestHttp,
         config: ActionConfig,
+        live_shards: u32,
     ) -> (Core, mpsc::UnboundedReceiver<Job>) {
-        let (chain, rx) = DevChain::new(Some(store.clone()));
+        let (chain, rx) = DevChain::new(Some(store.clone()), live_shards);
         let core = Core {
             log,
             store,
@@ -340,7 +413,7 @@ impl Core {
             warm: WarmStates::new(config.warm_state_bytes),
             config,
             hub: Arc::new(Hub::default()),
-            last_live_run_us: AtomicU64::new(0),
+            live_runs: Mutex::new(LiveRunTimes::default()),
             activations: AtomicU64::new(0),
             lanes: Mutex::new(HashMap::new()),
         };
@@ -384,7 +457,7 @@ async fn run_group(core: Arc<Core>, key: GroupKey) {
     let result = process_group(&core.env(), &ctx, &members).await;
     let took = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
     if matches!(key, GroupKey::Live { .. }) {
-        core.last_live_run_us.store(took, Ordering::Relaxed);
+        core.live_runs.lock().unwrap_or_else(|e| e.into_inner()).ended(took);
     }
     if tracing::enabled!(tracing::Level::DEBUG) {
         let records: u64 = result.iter().flatten().flatten().map(|o| o.records).sum();
@@ -576,8 +649,8 @@ pub fn run(
             // after a quiet interval is picked up at once (counted from the end, every append
             // of a steady stream waited up to the whole interval), longer when live runs are
             // long (`wake_interval`).
-            let last_run = Duration::from_micros(waker.last_live_run_us.load(Ordering::Relaxed));
-            tokio::time::sleep_until(started + wake_interval(last_run)).await;
+            let runs = waker.live_runs.lock().unwrap_or_else(|e| e.into_inner()).take();
+            tokio::time::sleep_until(started + wake_interval(runs)).await;
         }
     });
 }
@@ -596,10 +669,29 @@ mod tests {
 
     #[test]
     fn wake_ups_are_spaced_out_when_live_runs_are_long() {
-        assert_eq!(wake_interval(Duration::ZERO), WAKE_INTERVAL, "few queries: at once");
-        assert_eq!(wake_interval(Duration::from_millis(5)), WAKE_INTERVAL);
-        assert_eq!(wake_interval(Duration::from_millis(20)), Duration::from_millis(60));
-        assert_eq!(wake_interval(Duration::from_secs(2)), WAKE_INTERVAL_MOST, "never longer");
+        let ms = Duration::from_millis;
+        let one = |run: u64| LiveRuns { busy_us: run * 1000, longest_us: run * 1000 };
+        assert_eq!(wake_interval(LiveRuns::default()), WAKE_INTERVAL, "few queries: at once");
+        assert_eq!(wake_interval(one(5)), WAKE_INTERVAL);
+        assert_eq!(wake_interval(one(10)), ms(30), "runs take a third of the time");
+        assert_eq!(wake_interval(one(20)), ms(40), "a record's wait and run stay within 60 ms");
+        assert_eq!(wake_interval(one(45)), ms(45), "longer runs follow each other");
+        assert_eq!(wake_interval(one(2000)), Duration::from_secs(2));
+        // Two shards of 6 ms at once: a third of the CPU, counted over both.
+        let shards = LiveRuns { busy_us: 12_000, longest_us: 6_000 };
+        assert_eq!(wake_interval(shards), ms(36));
+    }
+
+    #[test]
+    fn wake_ups_see_the_runs_that_ended_since_they_last_looked() {
+        let mut runs = LiveRunTimes::default();
+        runs.ended(6_000);
+        runs.ended(4_000);
+        assert_eq!(runs.take(), LiveRuns { busy_us: 10_000, longest_us: 6_000 });
+        // None ended since (a run longer than the interval): the last ones still tell.
+        assert_eq!(runs.take(), LiveRuns { busy_us: 10_000, longest_us: 6_000 });
+        runs.ended(2_000);
+        assert_eq!(runs.take(), LiveRuns { busy_us: 2_000, longest_us: 2_000 });
     }
 
     fn event(query: &str, start: i64) -> ProcessEvent {
@@ -619,7 +711,7 @@ mod tests {
     }
 
     fn chain() -> (DevChain, mpsc::UnboundedReceiver<Job>) {
-        let (chain, rx) = DevChain::new(None);
+        let (chain, rx) = DevChain::new(None, 1);
         for q in ["q_1", "q_2", "q_3"] {
             chain.learn_topic(q, "t");
         }
@@ -654,7 +746,7 @@ mod tests {
     }
 
     fn live() -> GroupKey {
-        GroupKey::Live { topic: "t".into() }
+        GroupKey::Live { topic: "t".into(), shard: 0 }
     }
 
     #[test]
@@ -699,5 +791,49 @@ mod tests {
         chain.finished(&live(), &[(event("q_2", 0), true)]);
         assert!(rx.try_recv().is_err());
         assert_eq!(chain.pending(), 1, "q_1's replay is still queued");
+    }
+
+    #[test]
+    fn live_queries_run_in_one_group_per_shard_with_all_their_segments() {
+        let (chain, mut rx) = DevChain::new(None, 2);
+        let queries: Vec<String> = (0..8).map(|i| format!("q_{i}")).collect();
+        let segments = |q: &str| -> Vec<ProcessEvent> {
+            (0..4)
+                .map(|p| ProcessEvent {
+                    query: q.into(),
+                    segment: Segment { partition: p, start: 0, end: None },
+                })
+                .collect()
+        };
+        for q in &queries {
+            chain.learn_topic(q, "t");
+            for e in segments(q) {
+                chain.fire_process(e).expect("queued");
+            }
+        }
+        // Every segment reached the head in its replay group.
+        while let Ok(Job::Group(key)) = rx.try_recv() {
+            let members = chain.started(&key);
+            chain.finished(&key, &members.iter().map(|m| (m.clone(), true)).collect::<Vec<_>>());
+        }
+        for q in &queries {
+            for e in segments(q) {
+                chain.fire_process(e).expect("queued");
+            }
+        }
+        let mut shards = Vec::new();
+        while let Ok(Job::Group(key)) = rx.try_recv() {
+            let GroupKey::Live { shard, .. } = key else { panic!("a live group: {key:?}") };
+            let members = chain.started(&key);
+            for q in members.iter().map(|m| &m.query) {
+                assert_eq!(shard_of(q, 2), shard, "{q} in its shard");
+                let own = members.iter().filter(|m| &m.query == q).count();
+                assert_eq!(own, 4, "all of {q}'s segments in one group (one refresh)");
+            }
+            shards.push((shard, members.len()));
+        }
+        shards.sort_unstable();
+        assert_eq!(shards.len(), 2, "one live group per shard: {shards:?}");
+        assert_eq!(shards.iter().map(|(_, n)| n).sum::<usize>(), 32, "every segment once");
     }
 }

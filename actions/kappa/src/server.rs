@@ -43,7 +43,11 @@ fn assemble(
     config: &DevConfig,
 ) -> Result<Arc<Server>, StartError> {
     let http = ReqwestHttp::new(Duration::from_secs(10))?;
-    let (core, jobs) = Core::new(log, store, http, config.action.clone());
+    // One live group per core a worker can use: the live queries of a topic then advance on
+    // every core at once (each group reads and scans the new records once).
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let live_shards = u32::try_from(cores.min(config.workers).max(1)).unwrap_or(1);
+    let (core, jobs) = Core::new(log, store, http, config.action.clone(), live_shards);
     let core = Arc::new(core);
     let (wake_tx, wake_rx) = mpsc::unbounded_channel();
     let ingest_wakes = appends.is_none().then(|| wake_tx.clone());
