@@ -1288,3 +1288,42 @@ fn a_live_segment_leaves_the_joiners_of_its_partition_to_a_replay() {
     let left = block_on(w.store.take_joiners(TOPIC, 0)).expect("ok");
     assert_eq!(left, vec![joiner], "left for a replay (or the tick)");
 }
+
+#[test]
+fn a_registration_looks_for_a_replay_to_join_among_at_most_64_queries_of_its_topic() {
+    // `join_points` reads at most 64 queries of the topic (in the store's order, by id), so a
+    // registration's reads stay bounded however many queries a topic has. A replay beyond them
+    // is not joined: the new query reads alone, which costs reads, never correctness.
+    let w = World::new(ActionConfig { split_records: 1_000_000, ..small_batches() });
+    fill(&w, 1, 60);
+    let body = |i: usize| json!({"topic": TOPIC, "size": 0, "aggs": {"tags": {"terms": {"field": "tag", "size": i}}}});
+    let id_of = |b: &Value| {
+        let request = kappa_core::request::parse_request(b, &Limits::default());
+        kappa_core::query_id(&request.expect("a valid query")).to_string()
+    };
+    // 80 queries at their head: none is a join point.
+    let mut at_head: Vec<String> = (1..=80).map(|i| create(&w, &body(i))).collect();
+    drain(&w, &NoFaults, |_, l| l);
+    at_head.sort();
+    let cut = &at_head[63];
+    // Two replays to join: one among the first 64 ids of the topic, one beyond them.
+    let candidates: Vec<Value> = (100..400).map(body).collect();
+    let seen = candidates.iter().find(|b| id_of(b) < *cut).expect("an id among the first 64");
+    let unseen = candidates.iter().find(|b| id_of(b) > *cut).expect("an id beyond them");
+    let open = kappa_core::ports::Segment { partition: 0, start: 0, end: None };
+    let joins = |ahead: &Value, new: &Value| {
+        let ahead = create(&w, ahead);
+        // Part of the way: 3 invocations of 7 records.
+        for _ in 0..3 {
+            w.chain.take().into_iter().for_each(|l| run_link(&w, l));
+        }
+        let at = block_on(w.store.checkpoint(&ahead, &open)).expect("ok").expect("committed");
+        assert!(at.next_offset < 60, "still replaying: {at:?}");
+        create(&w, new);
+        let joiners = block_on(w.store.take_joiners(TOPIC, 0)).expect("ok");
+        drain(&w, &NoFaults, |_, l| l);
+        !joiners.is_empty()
+    };
+    assert!(joins(seen, &body(1000)), "a replay among the first 64 queries is joined");
+    assert!(!joins(unseen, &body(1001)), "one beyond them is not looked at");
+}
