@@ -252,6 +252,14 @@ pub struct Position {
     pub lost: u64,
 }
 
+impl Position {
+    /// Whether the segment had reached the head its last batch saw (caught up); a segment
+    /// behind it, or never run, is still replaying.
+    pub fn at_head(&self) -> bool {
+        self.next_offset >= self.head
+    }
+}
+
 impl From<&Checkpoint> for Position {
     fn from(cp: &Checkpoint) -> Self {
         Position { next_offset: cp.next_offset, head: cp.head, lost: cp.lost }

@@ -253,7 +253,7 @@ pub async fn process_group_with_faults(
             None => Reached { next: member.segment.start, head: member.segment.start, lost: 0 },
         };
         let mut output = idle_output(member, Stop::Head);
-        output.replaying = at.is_none_or(|at| at.next_offset < at.head);
+        output.replaying = !at.is_some_and(|at| at.at_head());
         output.from = reached.next;
         output.next_offset = reached.next;
         output.rounds = 1;

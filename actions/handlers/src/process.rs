@@ -383,7 +383,7 @@ async fn advance(
         records: 0,
         committed: false,
         committed_last: false,
-        replaying: loaded.as_ref().is_none_or(|cp| cp.next_offset < cp.head),
+        replaying: !loaded.as_ref().is_some_and(|cp| Position::from(cp).at_head()),
         rounds: 1,
         at_head: false,
         fired_next: false,

@@ -138,7 +138,7 @@ async fn join_points(env: &Env<'_>, topic: &Topic) -> Result<Vec<(u32, i64)>, Ac
         let positions = env.store.positions(&id, &other.segments).await?;
         for (segment, cp) in other.segments.iter().zip(positions) {
             let Some(cp) = cp.filter(|_| segment.end.is_none()) else { continue };
-            if cp.next_offset >= cp.head {
+            if cp.at_head() {
                 continue;
             }
             match points.iter_mut().find(|(p, _)| *p == segment.partition) {

@@ -91,7 +91,7 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
             };
             if next < goal || cp.is_none() {
                 let event = ProcessEvent { query: id.clone(), segment: *segment };
-                let caught_up_before = cp.is_some_and(|c| c.next_offset >= c.head);
+                let caught_up_before = cp.is_some_and(|c| c.at_head());
                 if segment.end.is_none() && caught_up_before {
                     let topic = query.topic.as_str();
                     match live.iter_mut().find(|(t, _)| t == topic) {

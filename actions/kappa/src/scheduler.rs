@@ -166,7 +166,7 @@ struct Group {
     running: Vec<ProcessEvent>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Links {
     /// Live groups per topic (one per core: [`GroupKey::Live`]).
     live_shards: u32,
@@ -189,15 +189,7 @@ fn shard_of(query: &str, shards: u32) -> u32 {
 
 impl Links {
     fn new(live_shards: u32) -> Links {
-        Links {
-            live_shards: live_shards.max(1),
-            groups: HashMap::new(),
-            placed: HashMap::new(),
-            running: HashSet::new(),
-            requested: HashSet::new(),
-            caught_up: HashSet::new(),
-            topics: HashMap::new(),
-        }
+        Links { live_shards, ..Links::default() }
     }
 
     fn key_of(&self, event: &ProcessEvent) -> GroupKey {
