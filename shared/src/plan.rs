@@ -274,17 +274,26 @@ impl Plan {
     pub fn merge(&self, into: &mut PartialState, other: &PartialState) -> Result<(), QueryError> {
         into.records += other.records;
         into.skipped += other.skipped;
+        // The estimate grows by what `other` brings (`agg::merge`), so a merge costs what
+        // `other` holds, not what `into` does.
+        let hits_before = into.hits.heap_bytes() as isize;
         into.hits.merge(&other.hits, self.request.size, &self.request.sort);
+        let mut grown = into.hits.heap_bytes() as isize - hits_before;
         for ((&i, a), b) in self.query_aggs.iter().zip(&mut into.aggs).zip(&other.aggs) {
-            agg::merge(&self.request.aggs[i], a, b);
+            grown += agg::merge(&self.request.aggs[i], a, b);
         }
         for ((&i, a), b) in self.global_aggs.iter().zip(&mut into.global).zip(&other.global) {
-            agg::merge(&self.request.aggs[i], a, b);
+            grown += agg::merge(&self.request.aggs[i], a, b);
         }
         for (a, b) in into.seen.iter_mut().zip(&other.seen) {
-            a.extend(b.iter().cloned());
+            for key in b {
+                if !a.contains(key) {
+                    grown += (key.heap_bytes() + SEEN_KEY_OVERHEAD) as isize;
+                    a.insert(key.clone());
+                }
+            }
         }
-        into.bytes = self.heap_bytes(into);
+        into.bytes = into.bytes.saturating_add_signed(grown);
         if into.bytes > self.limits.max_state_bytes {
             return Err(budget_error(self.limits.max_state_bytes));
         }

@@ -233,11 +233,56 @@ pub struct Checkpoint {
     /// Next offset to read; everything before it (from the segment start) is in `state`.
     pub next_offset: i64,
     /// The encoded partial state ([`crate::Plan::encode`]).
+    #[serde(with = "byte_string")]
     pub state: Vec<u8>,
     /// The partition head seen by the last batch.
     pub head: i64,
     /// Records lost to retention before they were read.
     pub lost: u64,
+}
+
+/// [`Checkpoint::state`] as one byte string rather than a sequence of `u8`s: the same bytes in
+/// postcard (a length, then the bytes) and in JSON (an array of numbers), written in one copy
+/// instead of one serializer call per byte (a live query writes its checkpoints on every
+/// wake-up).
+mod byte_string {
+    use serde::de::{SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(Bytes)
+    }
+
+    struct Bytes;
+
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        // JSON writes bytes as an array of numbers.
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+            while let Some(b) = seq.next_element()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
 }
 
 /// Where a segment's checkpoint stands, without its state: what is looked at for every query
@@ -1065,5 +1110,36 @@ mod value_arena_tests {
         let third = arena.copy(&[3; 40]);
         assert_eq!(third.as_ptr(), kept_at, "the chunk was not taken back");
         assert!(third.iter().all(|&b| b == 3));
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_encoding_tests {
+    use super::Checkpoint;
+
+    /// The layout checkpoints had when `state` was a plain sequence of bytes: files and
+    /// Redis keys written then must still read, and new ones read by older code.
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct AsSequence {
+        next_offset: i64,
+        state: Vec<u8>,
+        head: i64,
+        lost: u64,
+    }
+
+    #[test]
+    fn the_state_as_a_byte_string_is_encoded_as_the_sequence_was() {
+        for len in [0usize, 1, 127, 128, 300, 70_000] {
+            let state: Vec<u8> = (0..len).map(|i| (i * 7 % 256) as u8).collect();
+            let cp = Checkpoint { next_offset: 42, state: state.clone(), head: -1, lost: 3 };
+            let old = AsSequence { next_offset: 42, state, head: -1, lost: 3 };
+            let encoded = postcard::to_stdvec(&cp).unwrap();
+            assert_eq!(encoded, postcard::to_stdvec(&old).unwrap(), "postcard, {len} bytes");
+            assert_eq!(postcard::from_bytes::<Checkpoint>(&encoded).unwrap(), cp);
+            assert_eq!(postcard::from_bytes::<AsSequence>(&encoded).unwrap(), old);
+            let json = serde_json::to_string(&cp).unwrap();
+            assert_eq!(json, serde_json::to_string(&old).unwrap(), "JSON, {len} bytes");
+            assert_eq!(serde_json::from_str::<Checkpoint>(&json).unwrap(), cp);
+        }
     }
 }

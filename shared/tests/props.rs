@@ -317,6 +317,13 @@ fn check_split_and_merge(
         "one pass:\n{one_pass:#}\nmerged:\n{rendered:#}\nbody: {body}"
     );
     prop_assert_eq!(merged.records(), recs.len() as u64);
+    // Merges count the memory estimate by what they add (`agg::merge`): from parts whose
+    // estimates are exact (as decoded), the merged estimate is the one counted afresh.
+    let exact = |s: &PartialState| plan.decode(&plan.encode(s)).expect("decodes");
+    let parts: Vec<PartialState> =
+        cuts.windows(2).map(|w| exact(&fold(&plan, &recs[w[0]..w[1]], w[0]))).collect();
+    let merged = merge_tree(&plan, shuffle(parts, picks), shape);
+    prop_assert_eq!(merged.estimated_bytes(), exact(&merged).estimated_bytes());
     Ok(())
 }
 

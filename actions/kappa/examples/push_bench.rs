@@ -20,6 +20,7 @@
 //!
 //! `PUSH_BENCH_ONLY=latency|fanout|sharing|stuck|pathological|distinct|latency_distinct|replay|idle` runs one figure; `PUSH_BENCH_SERVER_ARGS="--workers 8"`
 //! passes flags to the server; `PUSH_BENCH_DUMP=FILE` writes min/median/max latency per batch;
+//! `PUSH_BENCH_SERVER_CPUS=1` pins the server to CPU 1 (`taskset -c`);
 //! `PUSH_BENCH_SERVER_LOG=FILE` keeps the server's stderr (`{port}` in it names each server's; `PUSH_BENCH_SERVER_LOG_LEVEL` sets
 //! its `KAPPA_LOG`); `PUSH_BENCH_DISTINCT_ONLY=100` runs only the distinct figure's
 //! configurations whose label contains it.
@@ -60,7 +61,17 @@ fn start_with(port: u16, extra: &[String]) -> Server {
         .ok()
         .and_then(|p| p.parent()?.parent().map(|d| d.join("kappa")))
         .expect("exe dir");
-    let child = Command::new(exe)
+    // `PUSH_BENCH_SERVER_CPUS=1` pins the server to those CPUs (`taskset -c`, which execs it:
+    // the child's pid, and so its CPU time, stay the server's), as the figures "on one core" ask.
+    let mut command = match std::env::var("PUSH_BENCH_SERVER_CPUS") {
+        Ok(cpus) => {
+            let mut taskset = Command::new("taskset");
+            taskset.args(["-c", &cpus]).arg(exe);
+            taskset
+        }
+        Err(_) => Command::new(exe),
+    };
+    let child = command
         .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir.path())
         .args(["--partitions", "4", "--subscriber-buffer", "256"])

@@ -127,15 +127,19 @@ fn fold_indexed(
     Ok(())
 }
 
-pub(super) fn merge(subs: &[Agg], x: &mut Histogram, y: &Histogram) {
+/// Returns the growth (see [`super::merge`]).
+pub(super) fn merge(subs: &[Agg], x: &mut Histogram, y: &Histogram) -> isize {
+    let mut grown = 0;
     for (k, bucket) in y {
         match x.get_mut(k) {
-            Some(mine) => mine.merge(subs, bucket),
+            Some(mine) => grown += mine.merge(subs, bucket),
             None => {
+                grown += bucket.heap_bytes(subs) as isize;
                 x.insert(*k, bucket.clone());
             }
         }
     }
+    grown
 }
 
 pub(super) fn heap_bytes(subs: &[Agg], map: &Histogram) -> usize {

@@ -189,11 +189,10 @@ impl Bucket {
         Ok(())
     }
 
-    fn merge(&mut self, subs: &[Agg], o: &Bucket) {
+    /// Returns how many estimated heap bytes the bucket grew by (see [`merge`]).
+    fn merge(&mut self, subs: &[Agg], o: &Bucket) -> isize {
         self.doc_count += o.doc_count;
-        for ((agg, a), b) in subs.iter().zip(&mut self.subs).zip(&o.subs) {
-            merge(agg, a, b);
-        }
+        subs.iter().zip(&mut self.subs).zip(&o.subs).map(|((agg, a), b)| merge(agg, a, b)).sum()
     }
 
     fn heap_bytes(&self, subs: &[Agg]) -> usize {
@@ -201,11 +200,10 @@ impl Bucket {
     }
 }
 
-/// Merge buckets fixed by the request (ranges, filters) position by position.
-fn merge_each(subs: &[Agg], x: &mut [Bucket], y: &[Bucket]) {
-    for (mine, theirs) in x.iter_mut().zip(y) {
-        mine.merge(subs, theirs);
-    }
+/// Merge buckets fixed by the request (ranges, filters) position by position; returns the
+/// growth (see [`merge`]).
+fn merge_each(subs: &[Agg], x: &mut [Bucket], y: &[Bucket]) -> isize {
+    x.iter_mut().zip(y).map(|(mine, theirs)| mine.merge(subs, theirs)).sum()
 }
 
 /// Estimated heap bytes of a fresh bucket with these sub-aggregations.
@@ -316,19 +314,33 @@ pub(crate) fn fold(
 }
 
 /// Merge `b` into `a` (both states of `agg`).
-pub(crate) fn merge(agg: &Agg, a: &mut AggState, b: &AggState) {
+///
+/// Returns how many estimated heap bytes `a` grew by: [`heap_bytes`] of `a` after is its value
+/// before plus this. It is found from what `b` brought (the buckets it added, the top hits
+/// swapped), not by walking all of `a` again: a live query merges each batch of a few
+/// records into a state of any size, on every wake-up.
+pub(crate) fn merge(agg: &Agg, a: &mut AggState, b: &AggState) -> isize {
     match (a, b) {
         (AggState::Count(x), AggState::Count(y)) => *x += y,
         (AggState::Stats(x), AggState::Stats(y)) => x.merge(y),
         (AggState::Cardinality(x), AggState::Cardinality(y)) => x.merge(y),
         (AggState::Percentiles(x), AggState::Percentiles(y)) => x.merge(y),
-        (AggState::TopHits(x), AggState::TopHits(y)) => top_hits::merge(&agg.kind, x, y),
-        (AggState::Terms(x), AggState::Terms(y)) => terms::merge(&agg.subs, x, y),
-        (AggState::Histogram(x), AggState::Histogram(y)) => histogram::merge(&agg.subs, x, y),
-        (AggState::Buckets(x), AggState::Buckets(y)) => merge_each(&agg.subs, x, y),
-        (AggState::Single(x), AggState::Single(y)) => x.merge(&agg.subs, y),
+        (AggState::TopHits(x), AggState::TopHits(y)) => {
+            // At most `size` hits: measured before and after.
+            let before = top_hits::heap_bytes(x);
+            top_hits::merge(&agg.kind, x, y);
+            return top_hits::heap_bytes(x) as isize - before as isize;
+        }
+        (AggState::Terms(x), AggState::Terms(y)) => return terms::merge(&agg.subs, x, y),
+        (AggState::Histogram(x), AggState::Histogram(y)) => {
+            return histogram::merge(&agg.subs, x, y);
+        }
+        (AggState::Buckets(x), AggState::Buckets(y)) => return merge_each(&agg.subs, x, y),
+        (AggState::Single(x), AggState::Single(y)) => return x.merge(&agg.subs, y),
         _ => unreachable!("states of one aggregation always have one shape"),
     }
+    // Counts, statistics and sketches have a fixed size.
+    0
 }
 
 /// Estimated heap bytes of a state (for the memory budget after merges and loads).

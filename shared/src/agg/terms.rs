@@ -94,15 +94,19 @@ pub(super) fn fold(
     Ok(())
 }
 
-pub(super) fn merge(subs: &[Agg], x: &mut TermsMap, y: &TermsMap) {
+/// Returns the growth (see [`super::merge`]).
+pub(super) fn merge(subs: &[Agg], x: &mut TermsMap, y: &TermsMap) -> isize {
+    let mut grown = 0;
     for (k, bucket) in y {
         match x.get_mut(k) {
-            Some(mine) => mine.merge(subs, bucket),
+            Some(mine) => grown += mine.merge(subs, bucket),
             None => {
+                grown += (k.heap_bytes() + bucket.heap_bytes(subs)) as isize;
                 x.insert(k.clone(), bucket.clone());
             }
         }
     }
+    grown
 }
 
 pub(super) fn heap_bytes(subs: &[Agg], map: &TermsMap) -> usize {
