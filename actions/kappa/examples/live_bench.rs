@@ -31,15 +31,10 @@ const TOPIC: &str = "bench";
 const PER_WAKE: u64 = 200;
 
 /// CPU seconds of this process so far (every thread: the store's committer included), to the
-/// nanosecond: the threads' `schedstat` (`/proc/self/stat`'s 10 ms ticks would blur a wake-up
-/// of a few ms).
+/// nanosecond (`/proc/self/stat`'s 10 ms ticks would blur a wake-up of a few ms).
 fn cpu_seconds() -> f64 {
-    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
-    let ns: u64 = tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    ns as f64 * 1e-9
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
 fn env_var(name: &str, default: usize) -> usize {
