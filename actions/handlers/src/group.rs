@@ -207,29 +207,33 @@ pub async fn process_group_with_faults(
             outputs[index] = Some(Ok(idle_output(member, Stop::Failed)));
             continue;
         }
-        candidates.push((index, position, member, loaded, loaded.positions[slot_of[index]]));
+        let at = loaded.positions[slot_of[index]];
+        candidates.push(Candidate { index, query_at: position, member, loaded, at });
     }
     // The states kept warm at those positions; the others' checkpoints read together.
     let warm: Vec<Option<PartialState>> = candidates
         .iter()
-        .map(|&(_, _, member, loaded, at)| match at {
-            None => Some(loaded.plan.empty_state()),
+        .map(|c| match c.at {
+            None => Some(c.loaded.plan.empty_state()),
             Some(_) => {
-                let stamp = Stamp::at(&member.segment, at);
-                env.warm.take_segment(&loaded.query, member.segment, stamp)
+                let stamp = Stamp::at(&c.member.segment, c.at);
+                env.warm.take_segment(&c.loaded.query, c.member.segment, stamp)
             }
         })
         .collect();
-    let mut missed =
-        futures_util::future::try_join_all(
-            candidates.iter().zip(&warm).filter(|(_, state)| state.is_none()).map(
-                |(&(_, _, member, _, _), _)| env.store.checkpoint(&member.query, &member.segment),
-            ),
-        )
-        .await?
-        .into_iter();
+    let mut missed = futures_util::future::try_join_all(
+        candidates
+            .iter()
+            .zip(&warm)
+            .filter(|(_, state)| state.is_none())
+            .map(|(c, _)| env.store.checkpoint(&c.member.query, &c.member.segment)),
+    )
+    .await?
+    .into_iter();
     let mut lanes: Vec<Lane<'_>> = Vec::new();
-    for ((index, query_at, member, loaded, at), state) in candidates.into_iter().zip(warm) {
+    for (Candidate { index, query_at, member, loaded, at }, state) in
+        candidates.into_iter().zip(warm)
+    {
         // A state read now comes with the position read with it (it may have moved since).
         let (base, at) = match state {
             Some(state) => (state, at),
@@ -500,6 +504,18 @@ async fn refresh(
         env.chain.fire(Link::Push(event)).await?;
     }
     Ok(version)
+}
+
+/// A member that may run: its query loaded and in good standing.
+struct Candidate<'a> {
+    /// Its place in the group's members (and outputs).
+    index: usize,
+    /// Its query's place in the group's distinct queries.
+    query_at: usize,
+    member: &'a ProcessEvent,
+    loaded: &'a Loaded,
+    /// Where its segment stood when loaded (`None`: no checkpoint yet).
+    at: Option<Position>,
 }
 
 fn idle_output(member: &ProcessEvent, stopped: Stop) -> ProcessOutput {
