@@ -407,7 +407,7 @@ async fn results(store: &dyn StateStore, prefix: &str) {
     let r1 = result_record(1, 1);
     let m1 = delta(1, 1);
     assert!(
-        !ok("cas 1 on none", store.compare_and_set_result(&id, 1, &r1, &m1).await),
+        !ok("cas 1 on none", store.compare_and_set_result(&id, 1, &r1, m1.clone()).await),
         "compare_and_set_result(): expecting revision 1 fails when there is no result"
     );
     assert_eq!(ok("result", store.result(&id).await), None, "a failed result CAS wrote");
@@ -417,29 +417,29 @@ async fn results(store: &dyn StateStore, prefix: &str) {
         "a failed result CAS appended a message"
     );
     assert!(
-        ok("cas 0->1", store.compare_and_set_result(&id, 0, &r1, &m1).await),
+        ok("cas 0->1", store.compare_and_set_result(&id, 0, &r1, m1.clone()).await),
         "compare_and_set_result(): expecting 0 succeeds when there is no result"
     );
     assert_eq!(ok("result", store.result(&id).await).as_ref(), Some(&r1), "result(): round trip");
     let r2 = result_record(2, 2);
     let m2 = delta(2, 2);
     assert!(
-        !ok("stale cas 0", store.compare_and_set_result(&id, 0, &r2, &m2).await),
+        !ok("stale cas 0", store.compare_and_set_result(&id, 0, &r2, m2.clone()).await),
         "compare_and_set_result(): a stale revision fails"
     );
-    assert!(ok("cas 1->2", store.compare_and_set_result(&id, 1, &r2, &m2).await));
+    assert!(ok("cas 1->2", store.compare_and_set_result(&id, 1, &r2, m2.clone()).await));
     // A progress-only change: the revision moves, the version does not.
     let r3 = result_record(3, 2);
     let m3 = progress(2, 3);
-    assert!(ok("cas 2->3", store.compare_and_set_result(&id, 2, &r3, &m3).await));
+    assert!(ok("cas 2->3", store.compare_and_set_result(&id, 2, &r3, m3.clone()).await));
     let r4 = result_record(4, 3);
     let m4 = delta(3, 4);
     assert!(
-        !ok("cas on the version", store.compare_and_set_result(&id, 2, &r4, &m4).await),
+        !ok("cas on the version", store.compare_and_set_result(&id, 2, &r4, m4.clone()).await),
         "compare_and_set_result(): the CAS is on the revision, not the version"
     );
     assert!(
-        !ok("cas 1 again", store.compare_and_set_result(&id, 1, &r4, &m4).await),
+        !ok("cas 1 again", store.compare_and_set_result(&id, 1, &r4, m4.clone()).await),
         "compare_and_set_result(): a stale revision fails"
     );
     assert_eq!(
@@ -447,7 +447,7 @@ async fn results(store: &dyn StateStore, prefix: &str) {
         Some(&r3),
         "compare_and_set_result(): a failed CAS changes nothing"
     );
-    assert!(ok("cas 3->4", store.compare_and_set_result(&id, 3, &r4, &m4).await));
+    assert!(ok("cas 3->4", store.compare_and_set_result(&id, 3, &r4, m4.clone()).await));
     assert_eq!(ok("result", store.result(&id).await).as_ref(), Some(&r4));
 
     let all = vec![m1.clone(), m2.clone(), m3.clone(), m4.clone()];
@@ -496,8 +496,10 @@ async fn concurrent_results(store: &dyn StateStore, prefix: &str) {
                 (r, delta(expected + 1, i))
             })
             .collect();
-        let attempts =
-            news.iter().map(|(r, m)| store.compare_and_set_result(&id, expected, r, m)).collect();
+        let attempts = news
+            .iter()
+            .map(|(r, m)| store.compare_and_set_result(&id, expected, r, m.clone()))
+            .collect();
         let outcomes: Vec<bool> =
             join_all(attempts).await.into_iter().map(|r| ok("concurrent result cas", r)).collect();
         let winners: Vec<usize> = (0..outcomes.len()).filter(|&i| outcomes[i]).collect();
@@ -524,7 +526,7 @@ async fn bounded_ring(store: &dyn StateStore, prefix: &str, ring: usize) {
     for v in 1..=n {
         let r = result_record(v, v);
         assert!(
-            ok("ring cas", store.compare_and_set_result(&id, v - 1, &r, &delta(v, v)).await),
+            ok("ring cas", store.compare_and_set_result(&id, v - 1, &r, delta(v, v)).await),
             "compare_and_set_result(): sequential CAS {} -> {v} succeeds",
             v - 1
         );
@@ -565,7 +567,10 @@ async fn bounded_ring(store: &dyn StateStore, prefix: &str, ring: usize) {
     for v in 1..=ring as u64 + 1 {
         let record = result_record(v, v);
         let message = if v == 2 { Message::snapshot("q", &record) } else { delta(v, v) };
-        assert!(ok("ring cas", store.compare_and_set_result(&id, v - 1, &record, &message).await));
+        assert!(ok(
+            "ring cas",
+            store.compare_and_set_result(&id, v - 1, &record, message.clone()).await
+        ));
     }
     assert_eq!(
         ok("messages_since 0", store.messages_since(&id, 0).await).map(|m| versions(&m)),
@@ -676,7 +681,7 @@ async fn removal(store: &dyn StateStore, prefix: &str) {
     ));
     assert!(ok(
         "cas result",
-        store.compare_and_set_result(&id, 0, &result_record(1, 1), &delta(1, 1)).await
+        store.compare_and_set_result(&id, 0, &result_record(1, 1), delta(1, 1)).await
     ));
     ok(
         "subscribe",
@@ -730,7 +735,7 @@ async fn removal(store: &dyn StateStore, prefix: &str) {
     assert!(
         ok(
             "result cas 0 after remove",
-            store.compare_and_set_result(&id, 0, &result_record(1, 1), &delta(1, 1)).await
+            store.compare_and_set_result(&id, 0, &result_record(1, 1), delta(1, 1)).await
         ),
         "compare_and_set_result(0) succeeds again after remove()"
     );

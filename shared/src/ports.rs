@@ -376,13 +376,14 @@ pub trait StateStore: Send + Sync {
     async fn result(&self, id: &str) -> PortResult<Option<ResultRecord>>;
     /// Replace the result only if its `revision` is still `expected` (0: none yet), appending
     /// `message` (the delta or progress message of this change) to the bounded ring of recent
-    /// messages and publishing it, in one atomic step.
+    /// messages and publishing it, in one atomic step. `message` is taken whole: a store that
+    /// keeps it (the embedded store's cache, the in-memory ring) keeps it without a copy.
     async fn compare_and_set_result(
         &self,
         id: &str,
         expected: u64,
         new: &ResultRecord,
-        message: &Message,
+        message: Message,
     ) -> PortResult<bool>;
     /// Messages with versions after `version`, oldest first; None when the ring no longer holds
     /// them all (the subscriber needs a snapshot).
@@ -753,7 +754,7 @@ impl StateStore for MemoryStore {
         id: &str,
         expected: u64,
         new: &ResultRecord,
-        message: &Message,
+        message: Message,
     ) -> PortResult<bool> {
         let mut s = self.lock();
         if s.results.get(id).map_or(0, |r| r.revision) != expected {
@@ -762,7 +763,7 @@ impl StateStore for MemoryStore {
         s.results.insert(id.to_string(), new.clone());
         let ring = self.ring;
         let msgs = s.messages.entry(id.to_string()).or_default();
-        msgs.push(message.clone());
+        msgs.push(message);
         if msgs.len() > ring {
             let drop = msgs.len() - ring;
             msgs.drain(..drop);

@@ -103,7 +103,7 @@ pub async fn create_planned(
         progress: initial.progress.clone(),
         error: None,
     };
-    env.store.compare_and_set_result(&id, 0, &initial, &message).await?;
+    env.store.compare_and_set_result(&id, 0, &initial, message).await?;
     for segment in segments {
         let event = ProcessEvent { query: id.clone(), segment };
         if joiners.contains(&segment) {

@@ -294,7 +294,7 @@ pub async fn refresh_known(
             result,
             error,
         };
-        if env.store.compare_and_set_result(&query.id, revision, &record, &message).await? {
+        if env.store.compare_and_set_result(&query.id, revision, &record, message).await? {
             keep(Some(record.revision));
             return Ok(Refreshed {
                 version: new_version,
@@ -326,7 +326,7 @@ pub async fn fail(env: &Env<'_>, id: &str, error: Value) -> Result<(), ActionErr
         r.revision = revision + 1;
         r.error = Some(error.clone());
         let message = Message::progress_of(id, &r);
-        if env.store.compare_and_set_result(id, revision, &r, &message).await? {
+        if env.store.compare_and_set_result(id, revision, &r, message).await? {
             return Ok(());
         }
     }

@@ -243,15 +243,15 @@ impl StateStore for EmbeddedStore {
         id: &str,
         expected: u64,
         new: &ResultRecord,
-        message: &Message,
+        message: Message,
     ) -> PortResult<bool> {
         let record = to_json("result record", new)?;
-        let encoded_message = to_json("message", message)?;
+        let encoded_message = to_json("message", &message)?;
         let what = "compare_and_set_result";
         let ring = self.ring as u64;
         let (revision, version) = (new.revision, new.version);
         let latest = self.latest.clone();
-        let (key, new, message) = (id.to_string(), new.clone(), message.clone());
+        let (key, new) = (id.to_string(), new.clone());
         // Runs right after the commit, so in commit order.
         let on_commit = move |&done: &bool| {
             if done {

@@ -87,7 +87,7 @@ fn crash_child_writer() {
             );
             let v = n as u64;
             let m = delta(v, 0);
-            assert!(store.compare_and_set_result("q", v - 1, &result(v), &m).await.unwrap());
+            assert!(store.compare_and_set_result("q", v - 1, &result(v), m.clone()).await.unwrap());
             println!("acked {n}");
         }
     });

@@ -62,7 +62,7 @@ fn reopen_after_drop_keeps_everything() {
         assert!(s.compare_and_set_checkpoint(&q.id, &seg, None, &cp).await.unwrap());
         for v in 1..=3 {
             let m = delta(v, 0);
-            assert!(s.compare_and_set_result(&q.id, v - 1, &result(v), &m).await.unwrap());
+            assert!(s.compare_and_set_result(&q.id, v - 1, &result(v), m.clone()).await.unwrap());
         }
         s.subscribe(&q.id, &sub).await.unwrap();
     });
@@ -80,7 +80,7 @@ fn reopen_after_drop_keeps_everything() {
         assert_eq!(s.subscriptions(&q.id).await.unwrap(), vec![sub.clone()]);
         // And it keeps working: the ring continues where it was.
         let m4 = delta(4, 0);
-        assert!(s.compare_and_set_result(&q.id, 3, &result(4), &m4).await.unwrap());
+        assert!(s.compare_and_set_result(&q.id, 3, &result(4), m4.clone()).await.unwrap());
         assert_eq!(s.messages_since(&q.id, 3).await.unwrap(), Some(vec![m4]));
     });
     std::fs::remove_file(path).unwrap();
@@ -104,9 +104,7 @@ fn decoded_copies_follow_removals_and_the_file() {
         assert!(s.register(&query("a")).await.unwrap());
         assert_eq!(s.query("q_d").await.unwrap(), Some(query("a")));
         for v in 1..=150 {
-            assert!(
-                s.compare_and_set_result("q_d", v - 1, &result(v), &delta(v, 0)).await.unwrap()
-            );
+            assert!(s.compare_and_set_result("q_d", v - 1, &result(v), delta(v, 0)).await.unwrap());
         }
         assert_eq!(s.result("q_d").await.unwrap(), Some(result(150)));
         // Older than the in-memory copy holds: read from the file, still consecutive.
@@ -127,7 +125,7 @@ fn decoded_copies_follow_removals_and_the_file() {
         assert_eq!(s.messages_since("q_d", 149).await.unwrap(), Some(vec![]));
         assert!(s.register(&query("b")).await.unwrap());
         assert_eq!(s.query("q_d").await.unwrap(), Some(query("b")), "the new record, not the old");
-        assert!(s.compare_and_set_result("q_d", 0, &result(1), &delta(1, 0)).await.unwrap());
+        assert!(s.compare_and_set_result("q_d", 0, &result(1), delta(1, 0)).await.unwrap());
         assert_eq!(s.messages_since("q_d", 0).await.unwrap(), Some(vec![delta(1, 0)]));
     });
     drop(s);
@@ -135,7 +133,7 @@ fn decoded_copies_follow_removals_and_the_file() {
     pollster::block_on(async {
         assert_eq!(s.query("q_d").await.unwrap(), Some(query("b")));
         assert_eq!(s.result("q_d").await.unwrap(), Some(result(1)));
-        assert!(s.compare_and_set_result("q_d", 1, &result(2), &delta(2, 0)).await.unwrap());
+        assert!(s.compare_and_set_result("q_d", 1, &result(2), delta(2, 0)).await.unwrap());
         assert_eq!(
             s.messages_since("q_d", 0).await.unwrap(),
             Some(vec![delta(1, 0), delta(2, 0)]),
@@ -173,7 +171,7 @@ fn checkpoints_kept_in_memory_after_their_flush_stay_exact() {
         assert!(s.compare_and_set_checkpoint("q_c", &seg, None, &cp(5, 8)).await.unwrap());
         assert!(s.compare_and_set_checkpoint("q_c", &big, None, &cp(6, 100_000)).await.unwrap());
         // The result write commits the pending checkpoints with it.
-        assert!(s.compare_and_set_result("q_c", 0, &result(1), &delta(1, 0)).await.unwrap());
+        assert!(s.compare_and_set_result("q_c", 0, &result(1), delta(1, 0)).await.unwrap());
         assert_eq!(s.checkpoint("q_c", &seg).await.unwrap(), Some(cp(5, 8)));
         assert_eq!(s.checkpoint("q_c", &big).await.unwrap(), Some(cp(6, 100_000)), "from the file");
         assert!(!s.compare_and_set_checkpoint("q_c", &seg, None, &cp(9, 8)).await.unwrap());
@@ -181,7 +179,7 @@ fn checkpoints_kept_in_memory_after_their_flush_stay_exact() {
         assert!(s.compare_and_set_checkpoint("q_c", &seg, Some(5), &cp(10, 8)).await.unwrap());
         assert!(s.compare_and_set_checkpoint("q_c", &big, Some(6), &cp(7, 8)).await.unwrap());
         assert_eq!(s.checkpoint("q_c", &seg).await.unwrap(), Some(cp(10, 8)));
-        assert!(s.compare_and_set_result("q_c", 1, &result(2), &delta(2, 0)).await.unwrap());
+        assert!(s.compare_and_set_result("q_c", 1, &result(2), delta(2, 0)).await.unwrap());
         assert_eq!(s.checkpoint("q_c", &seg).await.unwrap(), Some(cp(10, 8)), "after its flush");
         assert_eq!(s.checkpoint("q_c", &big).await.unwrap(), Some(cp(7, 8)), "small now: kept");
         s.remove("q_c").await.unwrap();

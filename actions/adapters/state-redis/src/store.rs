@@ -426,7 +426,7 @@ impl<C: RedisCall> StateStore for RedisStore<C> {
         id: &str,
         expected: u64,
         new: &ResultRecord,
-        message: &Message,
+        message: Message,
     ) -> PortResult<bool> {
         let won = self
             .eval(
@@ -438,7 +438,7 @@ impl<C: RedisCall> StateStore for RedisStore<C> {
                     new.revision.to_string().into(),
                     new.version.to_string().into(),
                     json("result record", new)?,
-                    json("message", message)?,
+                    json("message", &message)?,
                     self.ring.to_string().into(),
                 ],
             )

@@ -116,7 +116,10 @@ async fn result_cas_is_atomic_under_20_tasks() {
             while mine < 5 {
                 let cur = s.result("q_res").await.unwrap().map_or(0, |r| r.revision);
                 let msg = delta(cur + 1, t);
-                if s.compare_and_set_result("q_res", cur, &result(cur + 1), &msg).await.unwrap() {
+                if s.compare_and_set_result("q_res", cur, &result(cur + 1), msg.clone())
+                    .await
+                    .unwrap()
+                {
                     mine += 1;
                 }
             }
@@ -149,7 +152,7 @@ async fn key_layout_and_raw_binary_state() {
     let state: Vec<u8> = (0..=255u8).collect();
     let cp = Checkpoint { next_offset: 15, state: state.clone(), head: 30, lost: 1 };
     assert!(s.compare_and_set_checkpoint("q_k", &seg, None, &cp).await.unwrap());
-    assert!(s.compare_and_set_result("q_k", 0, &result(1), &progress(1, 0)).await.unwrap());
+    assert!(s.compare_and_set_result("q_k", 0, &result(1), progress(1, 0)).await.unwrap());
     s.touch("q_k", 5).await.unwrap();
     let mut conn = raw(&url).await;
     let stored: Vec<u8> = redis::cmd("HGET")
@@ -222,7 +225,7 @@ async fn script_errors_are_permanent() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let e = s.compare_and_set_result("q_w", 0, &result(1), &delta(1, 0)).await.unwrap_err();
+    let e = s.compare_and_set_result("q_w", 0, &result(1), delta(1, 0)).await.unwrap_err();
     assert!(!e.is_retryable(), "{e}");
     cleanup(&url, s.key_prefix()).await;
 }

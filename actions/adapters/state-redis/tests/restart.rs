@@ -49,7 +49,7 @@ async fn reconnects_after_a_restart_and_keeps_the_data() {
     };
     assert!(s.register(&q).await.unwrap());
     assert!(s.compare_and_set_checkpoint(&q.id, &seg, None, &cp).await.unwrap());
-    assert!(s.compare_and_set_result(&q.id, 0, &r, &delta(1, 0)).await.unwrap());
+    assert!(s.compare_and_set_result(&q.id, 0, &r, delta(1, 0)).await.unwrap());
 
     restart_redis(&url);
 
@@ -76,7 +76,7 @@ async fn reconnects_after_a_restart_and_keeps_the_data() {
     assert!(!s.compare_and_set_checkpoint(&q.id, &seg, Some(41), &next).await.unwrap());
     assert!(s.compare_and_set_checkpoint(&q.id, &seg, Some(42), &next).await.unwrap());
     let r2 = ResultRecord { revision: 2, version: 2, ..r };
-    assert!(s.compare_and_set_result(&q.id, 1, &r2, &delta(2, 0)).await.unwrap());
+    assert!(s.compare_and_set_result(&q.id, 1, &r2, delta(2, 0)).await.unwrap());
     s.remove(&q.id).await.unwrap();
     cleanup(&url, s.key_prefix()).await;
 }
