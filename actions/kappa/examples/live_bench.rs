@@ -2,17 +2,18 @@
 //! handlers of `kappa dev` over its embedded log and store, in one thread, driven wake-up by
 //! wake-up (append, tick, one group run of every live member), as the scheduler drives them.
 //!
-//! Run with: `cargo run --release -p kappa --example live_bench`
-//! Prints, for the desk mix of `push_bench`'s `distinct` figure (100 distinct queries on 4
-//! partitions; `LIVE_BENCH_QUERIES=N` changes the count) and for one query of each kind: the
-//! process CPU (this thread and the store's committer) per wake-up of 200 wire-format tweets
-//! (5,000 tweets/s at one wake-up per 40 ms), the ingest excluded, and per query and wake-up.
-//! `LIVE_BENCH_WAKES=N` sets the number of wake-ups measured (300).
+//! Run with: `cargo build --release -p kappa --example live_bench`, then
+//! `taskset -c 1 ./target/release/examples/live_bench` (one core, as the figure is).
+//! Prints, for one query alone (the mix's first: a `terms` panel) and for the desk mix of
+//! `push_bench`'s `distinct` figure (100 distinct queries on 4 partitions; `LIVE_BENCH_QUERIES=N`
+//! changes the count): the process CPU (every thread: the store's committer too) per wake-up of
+//! 200 wire-format tweets (5,000 tweets/s at one wake-up per 40 ms), the ingest left out, and
+//! per query and wake-up. `LIVE_BENCH_WAKES=N` sets the number of wake-ups measured (300).
 //!
 //! `push_bench`'s `distinct` figure is the one the target is stated for; its count of
 //! wake-ups depends on how long each run took, so its CPU varies ±10% from run to run. Here
-//! every configuration gets the same wake-ups with the same records, so two builds compare
-//! to a few percent.
+//! every configuration gets the same wake-ups with the same records; what is left is the
+//! machine's own noise (±3–7% on the 2-vCPU VM), so compare builds alternately, several runs.
 #![allow(clippy::disallowed_methods, reason = "a benchmark reads the wall clock and its knobs")]
 
 use std::time::Instant;
