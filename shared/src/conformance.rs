@@ -567,10 +567,7 @@ async fn bounded_ring(store: &dyn StateStore, prefix: &str, ring: usize) {
     for v in 1..=ring as u64 + 1 {
         let record = result_record(v, v);
         let message = if v == 2 { Message::snapshot("q", &record) } else { delta(v, v) };
-        assert!(ok(
-            "ring cas",
-            store.compare_and_set_result(&id, v - 1, &record, message.clone()).await
-        ));
+        assert!(ok("ring cas", store.compare_and_set_result(&id, v - 1, &record, message).await));
     }
     assert_eq!(
         ok("messages_since 0", store.messages_since(&id, 0).await).map(|m| versions(&m)),

@@ -402,3 +402,53 @@ fn budget_error(budget: usize) -> QueryError {
         path: String::new(),
     }
 }
+
+#[cfg(test)]
+mod merge_budget_tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    /// The state of `plan` (a `terms` on `id`) over one record per key of `keys`.
+    fn folded(plan: &Plan, keys: std::ops::Range<u32>) -> PartialState {
+        let mut state = plan.empty_state();
+        for (offset, k) in keys.enumerate() {
+            let value = format!(r#"{{"id":"key-{k}"}}"#).into_bytes();
+            let rec = Record {
+                value: &value,
+                timestamp: 0,
+                offset: offset as i64,
+                partition: 0,
+                key: None,
+            };
+            plan.fold(&mut state, &rec).expect("within the budget");
+        }
+        state
+    }
+
+    #[test]
+    fn a_merge_over_the_memory_budget_fails_though_each_part_is_within_it() {
+        let body = serde_json::json!({"topic": "t", "aggs": {"k": {"terms": {"field": "id"}}}});
+        let roomy = Plan::parse(&body, &Limits::default()).expect("valid");
+        // The estimates counted afresh (decoded) of each half and of their union.
+        let exact = |s: &PartialState| roomy.decode(&roomy.encode(s)).expect("decodes");
+        let (left, right) = (folded(&roomy, 0..500), folded(&roomy, 500..1000));
+        let mut union = left.clone();
+        roomy.merge(&mut union, &right).expect("within the default budget");
+        let union_bytes = exact(&union).estimated_bytes();
+        assert_eq!(union.estimated_bytes(), union_bytes, "the merge counted what it added");
+        let half = exact(&left).estimated_bytes().max(exact(&right).estimated_bytes());
+        assert!(half < union_bytes);
+
+        // A budget each half fits in and their union does not.
+        let limits = Limits { max_state_bytes: (half + union_bytes) / 2, ..Limits::default() };
+        let tight = Plan::parse(&body, &limits).expect("valid");
+        let mut into = tight.decode(&tight.encode(&left)).expect("decodes");
+        let right = tight.decode(&tight.encode(&right)).expect("decodes");
+        let e = tight.merge(&mut into, &right).expect_err("over the budget");
+        assert_eq!(e.kind, ErrorKind::CircuitBreaking, "{e:?}");
+        // The same keys again add nothing: within the budget.
+        let mut again = tight.decode(&tight.encode(&left)).expect("decodes");
+        let same = tight.decode(&tight.encode(&left)).expect("decodes");
+        tight.merge(&mut again, &same).expect("no new keys: within the budget");
+    }
+}

@@ -310,6 +310,9 @@ fn check_split_and_merge(
     cuts.sort_unstable();
     let parts: Vec<PartialState> =
         cuts.windows(2).map(|w| fold(&plan, &recs[w[0]..w[1]], w[0])).collect();
+    // The same parts with exact memory estimates (as decoded), for the estimate's check below.
+    let exact = |s: &PartialState| plan.decode(&plan.encode(s)).expect("decodes");
+    let exact_parts: Vec<PartialState> = parts.iter().map(exact).collect();
     let merged = merge_tree(&plan, shuffle(parts, picks), shape);
     let rendered = plan.render(&merged).expect("renders");
     prop_assert!(
@@ -318,11 +321,8 @@ fn check_split_and_merge(
     );
     prop_assert_eq!(merged.records(), recs.len() as u64);
     // Merges count the memory estimate by what they add (`agg::merge`): from parts whose
-    // estimates are exact (as decoded), the merged estimate is the one counted afresh.
-    let exact = |s: &PartialState| plan.decode(&plan.encode(s)).expect("decodes");
-    let parts: Vec<PartialState> =
-        cuts.windows(2).map(|w| exact(&fold(&plan, &recs[w[0]..w[1]], w[0]))).collect();
-    let merged = merge_tree(&plan, shuffle(parts, picks), shape);
+    // estimates are exact, the merged estimate is the one counted afresh.
+    let merged = merge_tree(&plan, shuffle(exact_parts, picks), shape);
     prop_assert_eq!(merged.estimated_bytes(), exact(&merged).estimated_bytes());
     Ok(())
 }

@@ -320,27 +320,36 @@ pub(crate) fn fold(
 /// swapped), not by walking all of `a` again: a live query merges each batch of a few
 /// records into a state of any size, on every wake-up.
 pub(crate) fn merge(agg: &Agg, a: &mut AggState, b: &AggState) -> isize {
+    // Counts, statistics and sketches have a fixed size: they grow by 0.
     match (a, b) {
-        (AggState::Count(x), AggState::Count(y)) => *x += y,
-        (AggState::Stats(x), AggState::Stats(y)) => x.merge(y),
-        (AggState::Cardinality(x), AggState::Cardinality(y)) => x.merge(y),
-        (AggState::Percentiles(x), AggState::Percentiles(y)) => x.merge(y),
+        (AggState::Count(x), AggState::Count(y)) => {
+            *x += y;
+            0
+        }
+        (AggState::Stats(x), AggState::Stats(y)) => {
+            x.merge(y);
+            0
+        }
+        (AggState::Cardinality(x), AggState::Cardinality(y)) => {
+            x.merge(y);
+            0
+        }
+        (AggState::Percentiles(x), AggState::Percentiles(y)) => {
+            x.merge(y);
+            0
+        }
         (AggState::TopHits(x), AggState::TopHits(y)) => {
             // At most `size` hits: measured before and after.
             let before = top_hits::heap_bytes(x);
             top_hits::merge(&agg.kind, x, y);
-            return top_hits::heap_bytes(x) as isize - before as isize;
+            top_hits::heap_bytes(x) as isize - before as isize
         }
-        (AggState::Terms(x), AggState::Terms(y)) => return terms::merge(&agg.subs, x, y),
-        (AggState::Histogram(x), AggState::Histogram(y)) => {
-            return histogram::merge(&agg.subs, x, y);
-        }
-        (AggState::Buckets(x), AggState::Buckets(y)) => return merge_each(&agg.subs, x, y),
-        (AggState::Single(x), AggState::Single(y)) => return x.merge(&agg.subs, y),
+        (AggState::Terms(x), AggState::Terms(y)) => terms::merge(&agg.subs, x, y),
+        (AggState::Histogram(x), AggState::Histogram(y)) => histogram::merge(&agg.subs, x, y),
+        (AggState::Buckets(x), AggState::Buckets(y)) => merge_each(&agg.subs, x, y),
+        (AggState::Single(x), AggState::Single(y)) => x.merge(&agg.subs, y),
         _ => unreachable!("states of one aggregation always have one shape"),
     }
-    // Counts, statistics and sketches have a fixed size.
-    0
 }
 
 /// Estimated heap bytes of a state (for the memory budget after merges and loads).

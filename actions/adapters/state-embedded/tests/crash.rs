@@ -86,8 +86,9 @@ fn crash_child_writer() {
                     .unwrap()
             );
             let v = n as u64;
-            let m = delta(v, 0);
-            assert!(store.compare_and_set_result("q", v - 1, &result(v), m.clone()).await.unwrap());
+            assert!(
+                store.compare_and_set_result("q", v - 1, &result(v), delta(v, 0)).await.unwrap()
+            );
             println!("acked {n}");
         }
     });

@@ -61,8 +61,7 @@ fn reopen_after_drop_keeps_everything() {
         s.add_refs(&q.id, 3).await.unwrap();
         assert!(s.compare_and_set_checkpoint(&q.id, &seg, None, &cp).await.unwrap());
         for v in 1..=3 {
-            let m = delta(v, 0);
-            assert!(s.compare_and_set_result(&q.id, v - 1, &result(v), m.clone()).await.unwrap());
+            assert!(s.compare_and_set_result(&q.id, v - 1, &result(v), delta(v, 0)).await.unwrap());
         }
         s.subscribe(&q.id, &sub).await.unwrap();
     });

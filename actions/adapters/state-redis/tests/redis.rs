@@ -116,10 +116,7 @@ async fn result_cas_is_atomic_under_20_tasks() {
             while mine < 5 {
                 let cur = s.result("q_res").await.unwrap().map_or(0, |r| r.revision);
                 let msg = delta(cur + 1, t);
-                if s.compare_and_set_result("q_res", cur, &result(cur + 1), msg.clone())
-                    .await
-                    .unwrap()
-                {
+                if s.compare_and_set_result("q_res", cur, &result(cur + 1), msg).await.unwrap() {
                     mine += 1;
                 }
             }
