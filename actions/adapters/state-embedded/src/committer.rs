@@ -8,6 +8,7 @@ use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
 
 use crate::pending::{Pending, SharedPending, lock_pending};
+use crate::ring::{RingIndex, lock_ring};
 use crate::tables::{BACKEND, CHECKPOINTS, db_error};
 
 /// Most writes committed by one transaction.
@@ -90,13 +91,15 @@ pub(crate) fn commit_loop(
     db: Arc<Database>,
     requests: mpsc::Receiver<Request>,
     pending: SharedPending,
+    ring: Arc<Mutex<RingIndex>>,
 ) {
+    let commit = |batch: &mut [Request]| commit(&db, &pending, &ring, batch);
     loop {
         let first = match requests.recv_timeout(IDLE_FLUSH) {
             Ok(first) => first,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if !lock_pending(&pending).writes.is_empty()
-                    && let Err(e) = commit(&db, &pending, &mut [])
+                    && let Err(e) = commit(&mut [])
                 {
                     // No caller to answer: the checkpoints stay pending for the next commit.
                     tracing::warn!(error = %e, "flushing checkpoints failed; retried with the next write");
@@ -105,7 +108,7 @@ pub(crate) fn commit_loop(
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 // Closing: the checkpoints still in memory go to the file.
-                if let Err(e) = commit(&db, &pending, &mut []) {
+                if let Err(e) = commit(&mut []) {
                     // Lost like a crash would lose them: their batches are folded again.
                     tracing::warn!(error = %e, "flushing checkpoints on close failed");
                 }
@@ -119,14 +122,11 @@ pub(crate) fn commit_loop(
                 Err(_) => break,
             }
         }
-        let outcomes = match commit(&db, &pending, &mut batch) {
+        let outcomes = match commit(&mut batch) {
             Ok(()) => batch.iter().map(|_| Ok(())).collect(),
             Err(e) if batch.len() == 1 => vec![Err(e)],
             // Isolate the failing write: each one again, alone.
-            Err(_) => batch
-                .iter_mut()
-                .map(|r| commit(&db, &pending, std::slice::from_mut(r)))
-                .collect::<Vec<_>>(),
+            Err(_) => batch.iter_mut().map(|r| commit(std::slice::from_mut(r))).collect::<Vec<_>>(),
         };
         for (request, outcome) in batch.into_iter().zip(outcomes) {
             request.answer(outcome);
@@ -135,12 +135,22 @@ pub(crate) fn commit_loop(
 }
 
 /// Run the pending checkpoints, then `batch`, in one write transaction; an error
-/// aborts all of it (the checkpoints stay pending).
+/// aborts all of it (the checkpoints stay pending, and the ring index is read again from the
+/// file before the next write, undoing what the batch's writes changed in it).
 pub(crate) fn commit(
     db: &Database,
     pending: &Mutex<Pending>,
+    ring: &Mutex<RingIndex>,
     batch: &mut [Request],
 ) -> PortResult<()> {
+    let outcome = commit_once(db, pending, batch);
+    if outcome.is_err() {
+        lock_ring(ring).aborted();
+    }
+    outcome
+}
+
+fn commit_once(db: &Database, pending: &Mutex<Pending>, batch: &mut [Request]) -> PortResult<()> {
     let what = batch.first().map_or("flush checkpoints", |r| r.what());
     let mut tx = db.begin_write().map_err(|e| db_error(what, e))?;
     // The default, made explicit: `commit` returns only once the data is in the file (and on

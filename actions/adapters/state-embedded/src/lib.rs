@@ -25,8 +25,9 @@
 //! - **Layout** (`tables.rs`). Tables keyed by query id: `queries` (JSON record), `touch` and
 //!   `refs` (integers), `checkpoints` keyed by `(id, segment.key())` (postcard: the binary
 //!   state is stored as raw bytes), `results` (`(revision, version, JSON record)`, so the CAS
-//!   compares without decoding), `ring` keyed by `(id, sequence)` with `ring_bounds`
-//!   `(first, next)` per id, and `subscriptions` (JSON array).
+//!   compares without decoding), `subscriptions` (JSON array), and `messages`: every
+//!   query's last messages in one table keyed by a store-wide sequence in commit order, with
+//!   memory knowing which are whose (`ring.rs`), so a wake-up's appends share pages.
 //!
 //! Only one process may open the file at a time (redb takes a lock); share one
 //! [`EmbeddedStore`] (behind an `Arc`) between the tasks of a process.
@@ -45,12 +46,14 @@ use tokio::sync::oneshot;
 mod cache;
 mod committer;
 mod pending;
+mod ring;
 mod store;
 mod tables;
 
 use cache::Latest;
 use committer::{Request, Typed, commit_loop};
 use pending::SharedPending;
+use ring::{RingIndex, SharedRing};
 use tables::{BACKEND, CHECKPOINTS, db_error};
 
 /// A [`StateStore`](kappa_core::ports::StateStore) in one redb file (see the crate docs).
@@ -59,6 +62,8 @@ pub struct EmbeddedStore {
     ring: usize,
     latest: Arc<Latest>,
     pending: SharedPending,
+    /// Which of the file's messages are whose.
+    messages: SharedRing,
     /// To the committer thread; `None` only while dropping.
     requests: Option<mpsc::Sender<Request>>,
     committer: Option<JoinHandle<()>>,
@@ -105,11 +110,12 @@ impl EmbeddedStore {
         let db = Arc::new(tables::open(path, fsync)?);
         let (requests, queue) = mpsc::channel();
         let pending = SharedPending::default();
+        let messages: SharedRing = Arc::new(std::sync::Mutex::new(RingIndex::load(&db)?));
         let committer = {
-            let (db, pending) = (db.clone(), pending.clone());
+            let (db, pending, messages) = (db.clone(), pending.clone(), messages.clone());
             std::thread::Builder::new()
                 .name("kappa-store-commit".into())
-                .spawn(move || commit_loop(db, queue, pending))
+                .spawn(move || commit_loop(db, queue, pending, messages))
                 .map_err(|e| {
                     PortError::permanent(BACKEND, format!("cannot start the committer: {e}"))
                 })?
@@ -119,6 +125,7 @@ impl EmbeddedStore {
             ring,
             latest: Arc::new(Latest::new(ring)),
             pending,
+            messages,
             requests: Some(requests),
             committer: Some(committer),
             joiners: Default::default(),

@@ -132,7 +132,7 @@ mod tests {
                     .unwrap()
             );
             // What the committer does with pending checkpoints (here without waiting for it).
-            commit(&store.db, &store.pending, &mut []).unwrap();
+            commit(&store.db, &store.pending, &store.messages, &mut []).unwrap();
             assert!(in_memory(&store, &small), "a small checkpoint is kept after its commit");
             assert!(!in_memory(&store, &big), "a large one is not");
             assert_eq!(store.checkpoint("q", &big).await.unwrap(), Some(checkpoint(1, over)));

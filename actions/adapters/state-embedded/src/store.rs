@@ -15,9 +15,10 @@ use redb::ReadableTable;
 use crate::EmbeddedStore;
 use crate::cache::Recent;
 use crate::pending::lock_pending;
+use crate::ring::{lock_ring, read_messages};
 use crate::tables::{
-    BACKEND, CHECKPOINTS, QUERIES, REFS, RESULTS, RING, RING_BOUNDS, SUBSCRIPTIONS, TOUCH, VIEWS,
-    corrupt, db_error, from_json, position_of, table, to_json,
+    BACKEND, CHECKPOINTS, QUERIES, REFS, RESULTS, SUBSCRIPTIONS, TOUCH, VIEWS, corrupt, db_error,
+    from_json, position_of, table, to_json,
 };
 
 #[async_trait]
@@ -71,7 +72,7 @@ impl StateStore for EmbeddedStore {
             latest.removed(&removed);
             lock_pending(&pending).removed(&removed);
         };
-        let id = id.to_string();
+        let (id, messages) = (id.to_string(), self.messages.clone());
         self.write_then("remove", on_commit, move |tx| {
             let id = id.as_str();
             let e = |e: redb::StorageError| db_error("remove", e);
@@ -79,7 +80,6 @@ impl StateStore for EmbeddedStore {
             table!(tx, TOUCH, "remove").remove(id).map_err(e)?;
             table!(tx, REFS, "remove").remove(id).map_err(e)?;
             table!(tx, RESULTS, "remove").remove(id).map_err(e)?;
-            table!(tx, RING_BOUNDS, "remove").remove(id).map_err(e)?;
             table!(tx, SUBSCRIPTIONS, "remove").remove(id).map_err(e)?;
             let mut cps = table!(tx, CHECKPOINTS, "remove");
             let segments: Vec<String> = {
@@ -97,22 +97,7 @@ impl StateStore for EmbeddedStore {
             for seg in &segments {
                 cps.remove((id, seg.as_str())).map_err(e)?;
             }
-            let mut ring = table!(tx, RING, "remove");
-            let seqs: Vec<u64> = {
-                let mut keys = Vec::new();
-                for entry in ring.range((id, 0u64)..).map_err(e)? {
-                    let (k, _) = entry.map_err(e)?;
-                    let (kid, seq) = k.value();
-                    if kid != id {
-                        break;
-                    }
-                    keys.push(seq);
-                }
-                keys
-            };
-            for seq in seqs {
-                ring.remove((id, seq)).map_err(e)?;
-            }
+            lock_ring(&messages).remove(tx, id)?;
             Ok(())
         })
         .await
@@ -248,14 +233,16 @@ impl StateStore for EmbeddedStore {
         let record = to_json("result record", new)?;
         let encoded_message = to_json("message", &message)?;
         let what = "compare_and_set_result";
-        let ring = self.ring as u64;
+        let (keep, messages) = (self.ring, self.messages.clone());
         let (revision, version) = (new.revision, new.version);
         let latest = self.latest.clone();
         let (key, new) = (id.to_string(), new.clone());
+        let message = Arc::new(message);
+        let cached = message.clone();
         // Runs right after the commit, so in commit order.
         let on_commit = move |&done: &bool| {
             if done {
-                latest.committed(&key, new, Arc::new(message));
+                latest.committed(&key, new, cached);
             }
         };
         let id = id.to_string();
@@ -270,19 +257,7 @@ impl StateStore for EmbeddedStore {
             results
                 .insert(id, (revision, version, record.as_slice()))
                 .map_err(|e| db_error(what, e))?;
-            let mut bounds = table!(tx, RING_BOUNDS, what);
-            let (mut first, mut next) =
-                bounds.get(id).map_err(|e| db_error(what, e))?.map_or((0, 0), |b| b.value());
-            let mut messages = table!(tx, RING, what);
-            messages
-                .insert((id, next), encoded_message.as_slice())
-                .map_err(|e| db_error(what, e))?;
-            next += 1;
-            while next - first > ring {
-                messages.remove((id, first)).map_err(|e| db_error(what, e))?;
-                first += 1;
-            }
-            bounds.insert(id, (first, next)).map_err(|e| db_error(what, e))?;
+            lock_ring(&messages).append(tx, id, &message, &encoded_message, keep)?;
             Ok(true)
         })
         .await
@@ -322,22 +297,10 @@ impl StateStore for EmbeddedStore {
         if version >= current {
             return Ok(Some(Vec::new()));
         }
-        // Newest first, decoding only the messages after `version`: versions never decrease
-        // along the ring, so the rest cannot be returned, and a subscriber one version behind
-        // costs one decode instead of the whole ring's.
-        let mut ring = Vec::new();
-        let messages = table!(tx, RING, what);
-        for entry in
-            messages.range((id, 0u64)..=(id, u64::MAX)).map_err(|e| db_error(what, e))?.rev()
-        {
-            let (_, v) = entry.map_err(|e| db_error(what, e))?;
-            let message = from_json::<Message>("ring message", v.value())?;
-            if message.version() <= version {
-                break;
-            }
-            ring.push(Arc::new(message));
-        }
-        ring.reverse();
+        // Only the messages after `version`, found without decoding any: a subscriber one
+        // version behind costs one decode instead of the whole ring's.
+        let sequences = lock_ring(&self.messages).after(id, version);
+        let ring = read_messages(&tx, id, &sequences)?;
         Ok(ring_since(&ring, version, current))
     }
 

@@ -3,8 +3,8 @@
 //! Tables keyed by query id: `queries` (JSON record), `touch` and `refs` (integers),
 //! `checkpoints` keyed by `(id, segment.key())` (postcard: the binary state is stored as raw
 //! bytes), `results` (`(revision, version, JSON record)`, so the CAS compares without
-//! decoding), `ring` keyed by `(id, sequence)` with `ring_bounds` `(first, next)` per id, and
-//! `subscriptions` (JSON array).
+//! decoding), `subscriptions` (JSON array); and `messages`, every query's last messages keyed
+//! by a store-wide sequence in commit order (`(id, version, JSON message)`, see `ring.rs`).
 
 use std::path::Path;
 
@@ -21,9 +21,9 @@ pub(crate) const CHECKPOINTS: TableDefinition<'static, (&str, &str), &[u8]> =
     TableDefinition::new("checkpoints");
 pub(crate) const RESULTS: TableDefinition<'static, &str, (u64, u64, &[u8])> =
     TableDefinition::new("results");
-pub(crate) const RING: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("ring");
-pub(crate) const RING_BOUNDS: TableDefinition<'static, &str, (u64, u64)> =
-    TableDefinition::new("ring_bounds");
+/// Every query's last messages, by a store-wide sequence in commit order (see `ring.rs`).
+pub(crate) const MESSAGES: TableDefinition<'static, u64, (&str, u64, &[u8])> =
+    TableDefinition::new("messages");
 pub(crate) const SUBSCRIPTIONS: TableDefinition<'static, &str, &[u8]> =
     TableDefinition::new("subscriptions");
 /// View definitions by name (JSON).
@@ -55,11 +55,12 @@ pub(crate) fn open(path: &Path, fsync: bool) -> PortResult<Database> {
         tx.open_table(REFS).map_err(|e| db_error("open", e))?;
         tx.open_table(CHECKPOINTS).map_err(|e| db_error("open", e))?;
         tx.open_table(RESULTS).map_err(|e| db_error("open", e))?;
-        tx.open_table(RING).map_err(|e| db_error("open", e))?;
-        tx.open_table(RING_BOUNDS).map_err(|e| db_error("open", e))?;
+        tx.open_table(MESSAGES).map_err(|e| db_error("open", e))?;
         tx.open_table(SUBSCRIPTIONS).map_err(|e| db_error("open", e))?;
         tx.open_table(VIEWS).map_err(|e| db_error("open", e))?;
     }
+    // Files written before #14 keep their messages.
+    crate::ring::migrate_old_layout(&tx)?;
     tx.commit().map_err(|e| db_error("open", e))?;
     Ok(db)
 }
