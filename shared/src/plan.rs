@@ -353,8 +353,10 @@ impl Plan {
     pub fn encode(&self, state: &PartialState) -> Vec<u8> {
         let mut out = vec![STATE_FORMAT];
         out.extend_from_slice(&self.id_tag());
-        // Serialising plain data into a Vec cannot fail.
-        postcard::to_extend(state, out).unwrap_or_default()
+        // Through `io::Write`, which copies each piece whole: `to_extend` pushed byte by byte,
+        // two-thirds of the encode of a live query's state. Serialising plain data into a Vec
+        // cannot fail.
+        postcard::to_io(state, out).unwrap_or_default()
     }
 
     /// Decode a state written by [`Plan::encode`] for this query.
@@ -450,5 +452,18 @@ mod merge_budget_tests {
         let mut again = tight.decode(&tight.encode(&left)).expect("decodes");
         let same = tight.decode(&tight.encode(&left)).expect("decodes");
         tight.merge(&mut again, &same).expect("no new keys: within the budget");
+    }
+
+    /// The stored layout, whichever way postcard is driven: states written before stay
+    /// readable.
+    #[test]
+    fn an_encoded_state_is_the_format_byte_the_id_tag_then_postcard() {
+        let body = serde_json::json!({"topic": "t", "aggs": {"k": {"terms": {"field": "id"}}}});
+        let plan = Plan::parse(&body, &Limits::default()).expect("valid");
+        let state = folded(&plan, 0..300);
+        let mut expected = vec![STATE_FORMAT];
+        expected.extend_from_slice(&plan.id_tag());
+        expected.extend(postcard::to_allocvec(&state).expect("encodes"));
+        assert_eq!(plan.encode(&state), expected);
     }
 }
