@@ -11,7 +11,8 @@
 //! - pathological: produce → delta of ordinary queries alone and beside a costly regex query.
 //!
 //! - distinct: server CPU of 100 distinct queries on tweets at 5,000 records/s vs one of each kind;
-//! - latency_distinct: produce → delta with 1,000 distinct queries and 1,000 subscribers;
+//! - latency_distinct: produce → delta with 1,000 distinct queries and 1,000 subscribers
+//!   (`PUSH_BENCH_DISTINCT_QUERIES=100`: that many queries, the subscribers spread over them);
 //! - replay: 100 distinct queries registered at once over 200,000 tweets vs one, and one
 //!   registered halfway through another's replay;
 //! - idle: RSS and CPU of `kappa dev` with 10,000 registered idle queries (the desk mix); with
@@ -533,13 +534,18 @@ async fn main() {
         }
     }
     if runs("latency_distinct") {
-        // 7. Latency at 5,000 tweets/s with 1,000 distinct queries and 1,000 subscribers (one each).
+        // 7. Latency at 5,000 tweets/s with 1,000 distinct queries and 1,000 subscribers (one each;
+        //    `PUSH_BENCH_DISTINCT_QUERIES` queries instead, the subscribers spread over them).
+        let queries: usize = std::env::var("PUSH_BENCH_DISTINCT_QUERIES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1000);
         let lines = tweet_lines();
         let s = start(18461);
         wait_up(&http, &s.base).await;
         ingest_docs(&http, &s.base, 0, 100, &lines).await;
         let mut ids = Vec::new();
-        for q in 0..1000 {
+        for q in 0..queries {
             ids.push(create(&http, &s.base, &desk_query(q)).await);
         }
         all_caught_up(&http, &s.base, &ids, 100, Duration::from_secs(120)).await;
@@ -547,7 +553,7 @@ async fn main() {
             produce_to_delta(&http, &s.base, &ids, 1000, 5_000, 10, &lines).await;
         let covered = latencies.len();
         println!(
-            "produce→delta at 5,000 tweets/s, 1,000 distinct queries, 1,000 ws subscribers: p50 {:.1} ms, p99 {:.1} ms ({covered} batch×subscriber observations of {})",
+            "produce→delta at 5,000 tweets/s, {queries} distinct queries, 1,000 ws subscribers: p50 {:.1} ms, p99 {:.1} ms ({covered} batch×subscriber observations of {})",
             percentile(&mut latencies, 0.5),
             percentile(&mut latencies, 0.99),
             observations
