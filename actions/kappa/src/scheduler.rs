@@ -55,7 +55,7 @@ const WAKE_INTERVAL: Duration = Duration::from_millis(20);
 /// While the latency allows, this share is what many live queries cost, whatever one run
 /// costs: a cheaper run only brings the next wake-up sooner. At 3, 100 distinct desk queries
 /// on one core took a third of it (3.6–4.2× one query's CPU, #14); at 8 they take 2.8–3.5×,
-/// and their produce → delta p99 stayed 72–76 ms (BENCHMARKS.md, #14), since with runs of a
+/// and their produce → delta p99 stayed 73–76 ms (BENCHMARKS.md, #14), since with runs of a
 /// few ms the latency cap decides first.
 const WAKE_DUTY: u32 = 8;
 

@@ -8,7 +8,7 @@ use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
 
 use crate::pending::{Pending, SharedPending, lock_pending};
-use crate::ring::{RingIndex, lock_ring};
+use crate::ring::{RingIndex, SharedRing, lock_ring};
 use crate::tables::{BACKEND, CHECKPOINTS, db_error};
 
 /// Most writes committed by one transaction.
@@ -91,7 +91,7 @@ pub(crate) fn commit_loop(
     db: Arc<Database>,
     requests: mpsc::Receiver<Request>,
     pending: SharedPending,
-    ring: Arc<Mutex<RingIndex>>,
+    ring: SharedRing,
 ) {
     let commit = |batch: &mut [Request]| commit(&db, &pending, &ring, batch);
     loop {

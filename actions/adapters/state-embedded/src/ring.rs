@@ -18,7 +18,7 @@ use kappa_core::Message;
 use kappa_core::ports::PortResult;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableHandle, WriteTransaction};
 
-use crate::tables::{MESSAGES, db_error, from_json};
+use crate::tables::{MESSAGES, db_error, from_json, table};
 
 /// Which sequences of `messages` hold each query's messages, oldest first, with their
 /// versions (so a reader picks the messages after a version without decoding any).
@@ -67,7 +67,7 @@ impl RingIndex {
     /// The index of the messages committed in `db`.
     pub(crate) fn load(db: &Database) -> PortResult<Self> {
         let tx = db.begin_read().map_err(|e| db_error(LOAD, e))?;
-        Self::from_table(&tx.open_table(MESSAGES).map_err(|e| db_error(LOAD, e))?)
+        Self::from_table(&table!(tx, MESSAGES, LOAD))
     }
 
     fn from_table(messages: &impl ReadableTable<u64, Row>) -> PortResult<Self> {
@@ -105,7 +105,7 @@ impl RingIndex {
         keep: usize,
     ) -> PortResult<()> {
         let what = "append to the message ring";
-        let mut messages = tx.open_table(MESSAGES).map_err(|e| db_error(what, e))?;
+        let mut messages = table!(tx, MESSAGES, what);
         self.fresh(&messages)?;
         let entry = Entry { sequence: self.next, version: message.version() };
         messages
@@ -124,7 +124,7 @@ impl RingIndex {
     /// Remove all of `id`'s messages in `tx`.
     pub(crate) fn remove(&mut self, tx: &WriteTransaction, id: &str) -> PortResult<()> {
         let what = "remove from the message ring";
-        let mut messages = tx.open_table(MESSAGES).map_err(|e| db_error(what, e))?;
+        let mut messages = table!(tx, MESSAGES, what);
         self.fresh(&messages)?;
         let Some(ring) = self.of.remove(id) else { return Ok(()) };
         for entry in ring {
@@ -156,12 +156,13 @@ pub(crate) fn read_messages(
     sequences: &[u64],
 ) -> PortResult<Vec<Arc<Message>>> {
     let what = "messages_since";
-    let messages = tx.open_table(MESSAGES).map_err(|e| db_error(what, e))?;
+    let messages = table!(tx, MESSAGES, what);
     let mut out = Vec::with_capacity(sequences.len());
     for &sequence in sequences {
         let Some(row) = messages.get(sequence).map_err(|e| db_error(what, e))? else { continue };
         let (owner, _, raw) = row.value();
-        // A sequence of an aborted batch may have been written again since, for another query.
+        // Never another query's message, whatever the index says (a guard: reading the
+        // snapshot before the index already keeps a reused sequence out of it).
         if owner == id {
             out.push(Arc::new(from_json::<Message>("ring message", raw)?));
         }
@@ -169,14 +170,16 @@ pub(crate) fn read_messages(
     Ok(out)
 }
 
+/// The rings before #14: messages keyed by `(id, n)`, and each id's `(first, next)`.
+const OLD_RING: redb::TableDefinition<'static, (&str, u64), &[u8]> =
+    redb::TableDefinition::new("ring");
+const OLD_BOUNDS: redb::TableDefinition<'static, &str, (u64, u64)> =
+    redb::TableDefinition::new("ring_bounds");
+
 /// Move a file's messages from the layout before #14 (`ring` keyed by `(id, n)`, with
 /// `ring_bounds`) into `messages`, in `tx`, and drop the old tables. Each query's messages
 /// keep their order; nothing is done when the file has no old tables.
 pub(crate) fn migrate_old_layout(tx: &WriteTransaction) -> PortResult<()> {
-    const OLD_RING: redb::TableDefinition<'static, (&str, u64), &[u8]> =
-        redb::TableDefinition::new("ring");
-    const OLD_BOUNDS: redb::TableDefinition<'static, &str, (u64, u64)> =
-        redb::TableDefinition::new("ring_bounds");
     let what = "move the message ring to its new layout";
     let has_old = tx
         .list_tables()
@@ -186,8 +189,8 @@ pub(crate) fn migrate_old_layout(tx: &WriteTransaction) -> PortResult<()> {
         return Ok(());
     }
     {
-        let old = tx.open_table(OLD_RING).map_err(|e| db_error(what, e))?;
-        let mut messages = tx.open_table(MESSAGES).map_err(|e| db_error(what, e))?;
+        let old = table!(tx, OLD_RING, what);
+        let mut messages = table!(tx, MESSAGES, what);
         let first = match messages.last().map_err(|e| db_error(what, e))? {
             Some((sequence, _)) => sequence.value() + 1,
             None => 0,
@@ -210,7 +213,6 @@ mod tests {
     use super::*;
     use crate::EmbeddedStore;
     use crate::committer::{Request, Typed, commit};
-    use crate::tables::db_error;
     use kappa_core::conformance::delta;
     use kappa_core::ports::{PortError, Progress, ResultRecord, StateStore};
 
@@ -232,6 +234,12 @@ mod tests {
         }
     }
 
+    /// Write `id`'s result `version` (expecting `version - 1`) with its delta.
+    async fn publish(store: &EmbeddedStore, id: &str, version: u64) -> bool {
+        let (expected, message) = (version - 1, delta(version, 0));
+        store.compare_and_set_result(id, expected, &result(version), message).await.unwrap()
+    }
+
     /// The rings as the file has them and as memory has them, and the file's next sequence.
     fn both(store: &EmbeddedStore) -> (Rings, Rings, u64) {
         let (next, in_file) = RingIndex::load(&store.db).unwrap().snapshot();
@@ -248,16 +256,7 @@ mod tests {
         pollster::block_on(async {
             for version in 1..=5u64 {
                 for id in ["a", "b", "c"] {
-                    let done = store
-                        .compare_and_set_result(
-                            id,
-                            version - 1,
-                            &result(version),
-                            delta(version, 0),
-                        )
-                        .await
-                        .unwrap();
-                    assert!(done);
+                    assert!(publish(&store, id, version).await);
                 }
             }
             let (in_file, in_memory, next) = both(&store);
@@ -290,17 +289,7 @@ mod tests {
         let store = EmbeddedStore::open_with(&path, 2, false).unwrap();
         pollster::block_on(async {
             for version in 1..=2u64 {
-                assert!(
-                    store
-                        .compare_and_set_result(
-                            "a",
-                            version - 1,
-                            &result(version),
-                            delta(version, 0)
-                        )
-                        .await
-                        .unwrap()
-                );
+                assert!(publish(&store, "a", version).await);
             }
         });
         let before = both(&store);
@@ -326,7 +315,7 @@ mod tests {
         assert_eq!(both(&store).0, before.0, "the file is unchanged");
         // The next write sees the file's ring: v1 and v2, then v3 trims v1.
         pollster::block_on(async {
-            assert!(store.compare_and_set_result("a", 2, &result(3), delta(3, 0)).await.unwrap());
+            assert!(publish(&store, "a", 3).await);
             let (in_file, in_memory, _) = both(&store);
             assert_eq!(in_file, in_memory);
             assert_eq!(in_file["a"].iter().map(|e| e.version).collect::<Vec<_>>(), [2, 3]);
@@ -341,10 +330,6 @@ mod tests {
     /// opens with its messages moved to `messages`, and its rings go on from there.
     #[test]
     fn a_file_of_the_old_layout_keeps_its_messages() {
-        const OLD_RING: redb::TableDefinition<'static, (&str, u64), &[u8]> =
-            redb::TableDefinition::new("ring");
-        const OLD_BOUNDS: redb::TableDefinition<'static, &str, (u64, u64)> =
-            redb::TableDefinition::new("ring_bounds");
         let path = scratch("old-layout");
         {
             // What the old store wrote for "a" (v1..=3, ring of 3) and "b" (v1, v2).
@@ -377,7 +362,7 @@ mod tests {
             assert_eq!(store.messages_since("a", 0).await.unwrap(), Some(all(3)));
             assert_eq!(store.messages_since("b", 0).await.unwrap(), Some(all(2)));
             // "a" goes on: v4 trims v1.
-            assert!(store.compare_and_set_result("a", 3, &result(4), delta(4, 0)).await.unwrap());
+            assert!(publish(&store, "a", 4).await);
             assert_eq!(store.messages_since("a", 0).await.unwrap(), None, "v1 was trimmed");
             let since = store.messages_since("a", 1).await.unwrap().unwrap();
             assert_eq!(since, (2..=4).map(|v| delta(v, 0)).collect::<Vec<_>>());
