@@ -203,6 +203,40 @@ fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Whether process `pid` holds the socket listening on `port` (the kernel's socket tables, then
+/// the process's descriptors).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| listening_inodes(&table, port))
+        .map(|inode| format!("socket:[{inode}]"))
+        .collect();
+    let Ok(descriptors) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    descriptors
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| inodes.iter().any(|socket| target.as_os_str() == socket.as_str()))
+}
+
+/// The inodes of the sockets listening on `port` in a `/proc/net/tcp{,6}` table (columns:
+/// `sl local_address rem_address st ... inode`, the port in hex, `0A` = LISTEN).
+fn listening_inodes(table: &str, port: u16) -> Vec<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            let local_port = columns.get(1)?.rsplit(':').next()?;
+            let listening = *columns.get(3)? == "0A";
+            (listening && u16::from_str_radix(local_port, 16).ok()? == port)
+                .then(|| columns.get(9).map(|inode| inode.to_string()))?
+        })
+        .collect()
+}
+
 impl RuntimeContainer {
     /// Start a container of `kind` with `__OW_API_HOST` = `api_host` (as `docker run` sets it)
     /// and wait until it accepts connections.
@@ -246,8 +280,14 @@ impl RuntimeContainer {
         let mut child = command.spawn()?;
         let url = format!("http://127.0.0.1:{port}");
         let start = Instant::now();
+        let pid = child.id().ok_or_else(|| std::io::Error::other("the runtime has no pid"))?;
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            // Another container started at the same moment may have picked the same free port
+            // and bound it first: a connect then reaches that one, and ours exits on
+            // EADDRINUSE. Only our own child's listener counts.
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+                && listens_on(pid, port)
+            {
                 break;
             }
             if let Some(status) = child.try_wait()? {
@@ -396,6 +436,20 @@ impl Drop for RuntimeContainer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listener_counts_only_for_the_process_that_holds_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        assert!(listens_on(std::process::id(), port), "this process listens on {port}");
+        let mut other = std::process::Command::new("sleep").arg("5").spawn().expect("sleep");
+        let other_pid = other.id();
+        assert!(!listens_on(other_pid, port), "another process does not");
+        let _ = other.kill();
+        let _ = other.wait();
+        drop(listener);
+        assert!(!listens_on(std::process::id(), port), "nor this one once it closed");
+    }
 
     #[test]
     fn answers_are_read_as_the_invoker_reads_them() {
