@@ -5,10 +5,12 @@
 //! Run with: `cargo build --release -p kappa --example live_bench`, then
 //! `taskset -c 1 ./target/release/examples/live_bench` (one core, as the figure is).
 //! Prints, for one query alone (the mix's first: a `terms` panel) and for the desk mix of
-//! `push_bench`'s `distinct` figure (100 distinct queries on 4 partitions; `LIVE_BENCH_QUERIES=N`
-//! changes the count): the process CPU (every thread: the store's committer too) per wake-up of
-//! 200 wire-format tweets (5,000 tweets/s at one wake-up per 40 ms), the ingest left out, and
-//! per query and wake-up. `LIVE_BENCH_WAKES=N` sets the number of wake-ups measured (300).
+//! `push_bench`'s `distinct` figure (100 distinct queries on 4 partitions): the process CPU
+//! (every thread: the store's committer too) per wake-up of 200 wire-format tweets (5,000
+//! tweets/s at one wake-up per 40 ms), the ingest left out, and per query and wake-up.
+//! Knobs: `LIVE_BENCH_QUERIES=N` (100), `LIVE_BENCH_WAKES=N` wake-ups measured (300),
+//! `LIVE_BENCH_PARTITIONS=N` the topic's partitions, so each query's live segments (4),
+//! `LIVE_BENCH_HISTORY=N` records in the log before the queries start (1,000).
 //!
 //! `push_bench`'s `distinct` figure is the one the target is stated for; its count of
 //! wake-ups depends on how long each run took, so its CPU varies ±10% from run to run. Here
@@ -62,7 +64,8 @@ impl Bench {
         // `kappa dev`'s defaults: a ring of 1,024 messages, no fsync.
         let store = EmbeddedStore::open_with(&dir.path().join("state.redb"), 1024, false)
             .expect("embedded store");
-        let config = kappa::config::dev_action_config();
+        let mut config = kappa::config::dev_action_config();
+        config.topic_partitions = env_var("LIVE_BENCH_PARTITIONS", 4) as u32;
         let base = kappa_tweetgen::TweetGen::load_default_base().expect("the tweets of tests/data");
         Bench {
             log,
@@ -140,7 +143,13 @@ impl Bench {
 /// CPU per wake-up (ms) of `queries`, over `wakes` wake-ups after a warm-up.
 async fn measure(queries: &[serde_json::Value], wakes: usize) -> (f64, f64) {
     let mut b = Bench::new();
-    b.ingest(1_000).await;
+    // The history before the queries, in requests of at most 1,000 (the ingest's body limit).
+    let mut history = env_var("LIVE_BENCH_HISTORY", 1_000) as u64;
+    while history > 0 {
+        let n = history.min(1_000);
+        b.ingest(n).await;
+        history -= n;
+    }
     for q in queries {
         let body = serde_json::to_vec(q).expect("json");
         let r = query::create(&b.env(), &body).await.expect("create");
