@@ -284,7 +284,7 @@ async fn checkpoints(store: &dyn StateStore, prefix: &str) {
     assert_eq!(ok("p1", store.checkpoint(&id, &p1).await), None, "segments are independent");
     let r = checkpoint(500, vec![7; 10]);
     assert!(ok("cas range", store.compare_and_set_checkpoint(&id, &range, None, &r).await));
-    assert_eq!(ok("range", store.checkpoint(&id, &range).await), Some(r));
+    assert_eq!(ok("range", store.checkpoint(&id, &range).await).as_ref(), Some(&r));
     assert_eq!(
         ok("tail", store.checkpoint(&id, &tail).await).as_ref(),
         Some(&third),
@@ -296,6 +296,57 @@ async fn checkpoints(store: &dyn StateStore, prefix: &str) {
         None,
         "checkpoints of different queries are independent"
     );
+    // Appends: a CAS on the offset that adds to the state's bytes, never replaces them.
+    let grown = Segment { partition: 2, start: 0, end: None };
+    let piece = |next_offset, bytes: &[u8]| Checkpoint {
+        head: next_offset + 7,
+        lost: 1,
+        ..checkpoint(next_offset, bytes.to_vec())
+    };
+    assert!(
+        !ok(
+            "append on missing",
+            store.compare_and_append_checkpoint(&id, &grown, 0, &piece(10, b"ab")).await
+        ),
+        "compare_and_append_checkpoint(): fails when there is no checkpoint"
+    );
+    assert_eq!(ok("grown", store.checkpoint(&id, &grown).await), None, "failed append wrote");
+    let base = checkpoint(10, vec![0, 255, b'\n']);
+    assert!(ok("cas grown", store.compare_and_set_checkpoint(&id, &grown, None, &base).await));
+    assert!(
+        !ok(
+            "stale append",
+            store.compare_and_append_checkpoint(&id, &grown, 9, &piece(20, b"ab")).await
+        ),
+        "compare_and_append_checkpoint(): a stale expected offset fails"
+    );
+    assert_eq!(ok("grown", store.checkpoint(&id, &grown).await).as_ref(), Some(&base));
+    for (expected, next, bytes) in [(10, 20, &[1u8, 0, 2][..]), (20, 20, &[][..]), (20, 31, b"x")] {
+        assert!(
+            ok(
+                "append",
+                store
+                    .compare_and_append_checkpoint(&id, &grown, expected, &piece(next, bytes))
+                    .await
+            ),
+            "compare_and_append_checkpoint(): the current expected offset succeeds"
+        );
+    }
+    assert_eq!(
+        ok("grown", store.checkpoint(&id, &grown).await),
+        Some(Checkpoint {
+            next_offset: 31,
+            state: vec![0, 255, b'\n', 1, 0, 2, b'x'],
+            head: 38,
+            lost: 1
+        }),
+        "compare_and_append_checkpoint(): the pieces follow the state, the offsets are the last's"
+    );
+    assert!(
+        ok("cas after appends", store.compare_and_set_checkpoint(&id, &grown, Some(31), &r).await),
+        "compare_and_set_checkpoint(): replaces an appended state whole"
+    );
+    assert_eq!(ok("grown", store.checkpoint(&id, &grown).await).as_ref(), Some(&r));
     // Positions: each segment's offsets in the order asked, None where nothing is committed.
     let at = |next_offset, head, lost| Some(Position { next_offset, head, lost });
     assert_eq!(

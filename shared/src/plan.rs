@@ -272,6 +272,15 @@ impl Plan {
 
     /// Merge `other` into `into`. Both must be states of this plan.
     pub fn merge(&self, into: &mut PartialState, other: &PartialState) -> Result<(), QueryError> {
+        self.merge_unbudgeted(into, other);
+        if into.bytes > self.limits.max_state_bytes {
+            return Err(budget_error(self.limits.max_state_bytes));
+        }
+        Ok(())
+    }
+
+    /// [`Plan::merge`] without the budget check (the estimate still grows).
+    fn merge_unbudgeted(&self, into: &mut PartialState, other: &PartialState) {
         into.records += other.records;
         into.skipped += other.skipped;
         // The estimate grows by what `other` brings (`agg::merge`), so a merge costs what
@@ -294,10 +303,6 @@ impl Plan {
             }
         }
         into.bytes = into.bytes.saturating_add_signed(grown);
-        if into.bytes > self.limits.max_state_bytes {
-            return Err(budget_error(self.limits.max_state_bytes));
-        }
-        Ok(())
     }
 
     fn heap_bytes(&self, s: &PartialState) -> usize {
@@ -359,8 +364,28 @@ impl Plan {
         postcard::to_io(state, out).unwrap_or_default()
     }
 
-    /// Decode a state written by [`Plan::encode`] for this query.
+    /// Decode a state written by [`Plan::encode`] for this query, or several written one after
+    /// another: their merge, in order.
+    ///
+    /// Several: a live segment's checkpoint appends what each batch added (the records folded
+    /// into an empty state) instead of encoding its whole state again, so a wake-up costs the
+    /// size of its batch, not of the state (`StateStore::compare_and_append_checkpoint`). The
+    /// merge is the one the committing process made in memory (the law of the merge: any
+    /// grouping gives the same state), and it was within the budget then, so it is not checked
+    /// again here; the estimate is counted afresh.
     pub fn decode(&self, bytes: &[u8]) -> Result<PartialState, StateError> {
+        let (mut state, mut rest) = self.decode_piece(bytes)?;
+        while !rest.is_empty() {
+            let (piece, after) = self.decode_piece(rest)?;
+            self.merge_unbudgeted(&mut state, &piece);
+            rest = after;
+        }
+        state.bytes = self.heap_bytes(&state);
+        Ok(state)
+    }
+
+    /// One state written by [`Plan::encode`] at the start of `bytes`, and the bytes after it.
+    fn decode_piece<'b>(&self, bytes: &'b [u8]) -> Result<(PartialState, &'b [u8]), StateError> {
         let (&version, rest) =
             bytes.split_first().ok_or_else(|| StateError::Corrupt("empty".into()))?;
         if version != STATE_FORMAT {
@@ -372,16 +397,15 @@ impl Plan {
                 expected: self.id.to_string(),
             });
         }
-        let mut s: PartialState =
-            postcard::from_bytes(&rest[8..]).map_err(|e| StateError::Corrupt(e.to_string()))?;
+        let (s, after): (PartialState, &[u8]) = postcard::take_from_bytes(&rest[8..])
+            .map_err(|e| StateError::Corrupt(e.to_string()))?;
         if s.aggs.len() != self.query_aggs.len()
             || s.global.len() != self.global_aggs.len()
             || s.seen.len() != self.seen_fields.len()
         {
             return Err(StateError::ShapeMismatch);
         }
-        s.bytes = self.heap_bytes(&s);
-        Ok(s)
+        Ok((s, after))
     }
 
     fn id_tag(&self) -> [u8; 8] {

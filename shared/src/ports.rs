@@ -371,6 +371,31 @@ pub trait StateStore: Send + Sync {
         expected: Option<i64>,
         new: &Checkpoint,
     ) -> PortResult<bool>;
+    /// Move a segment's checkpoint to `advance`'s `next_offset`, `head` and `lost`, appending
+    /// `advance.state` (what the records from `expected` on added, [`crate::Plan::encode`]d)
+    /// to its state, only if its `next_offset` is still `expected`, in one atomic step. The
+    /// state then decodes to the merge of its pieces ([`crate::Plan::decode`]). False when
+    /// another invocation got there first or the segment has no checkpoint.
+    ///
+    /// A live segment's wake-up then writes the size of its batch, not of its whole state.
+    /// This default reads the checkpoint and replaces it whole, compare-and-set; a store that
+    /// can append where the state is (Redis, the embedded store) overrides it.
+    async fn compare_and_append_checkpoint(
+        &self,
+        id: &str,
+        segment: &Segment,
+        expected: i64,
+        advance: &Checkpoint,
+    ) -> PortResult<bool> {
+        let Some(current) = self.checkpoint(id, segment).await? else { return Ok(false) };
+        if current.next_offset != expected {
+            return Ok(false);
+        }
+        let mut state = current.state;
+        state.extend_from_slice(&advance.state);
+        let new = Checkpoint { state, ..advance.clone() };
+        self.compare_and_set_checkpoint(id, segment, Some(expected), &new).await
+    }
 
     /// The current result.
     async fn result(&self, id: &str) -> PortResult<Option<ResultRecord>>;

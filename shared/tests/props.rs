@@ -437,6 +437,33 @@ proptest! {
         prop_assert_eq!(plan.render(&decoded).expect("renders"), plan.render(&s).expect("renders"));
     }
 
+    /// A checkpoint whose state is the first batch's encoding followed by what each later
+    /// batch added (`StateStore::compare_and_append_checkpoint`) decodes to the one-pass state.
+    #[test]
+    fn states_appended_batch_by_batch_decode_to_the_one_pass_state(
+        body in request(),
+        recs in prop::collection::vec(document(), 0..40),
+        cuts in prop::collection::vec(0usize..40, 0..6),
+    ) {
+        let plan = Plan::parse(&body, &Limits::default()).expect("valid");
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(recs.len())).collect();
+        cuts.extend([0, recs.len()]);
+        cuts.sort_unstable();
+        let mut stored = Vec::new();
+        for w in cuts.windows(2) {
+            stored.extend(plan.encode(&fold(&plan, &recs[w[0]..w[1]], w[0])));
+        }
+        let decoded = plan.decode(&stored).expect("decodes");
+        let one_pass = fold(&plan, &recs, 0);
+        prop_assert!(
+            approx_eq(&plan.render(&decoded).expect("renders"), &plan.render(&one_pass).expect("renders")),
+            "pieces at {cuts:?}, body: {body}"
+        );
+        prop_assert_eq!(decoded.records(), recs.len() as u64);
+        // The estimate is counted afresh, as for a state decoded whole.
+        prop_assert_eq!(decoded.estimated_bytes(), plan.decode(&plan.encode(&decoded)).expect("decodes").estimated_bytes());
+    }
+
     #[test]
     fn applying_the_diff_of_two_results_gives_the_second(
         body in request(),

@@ -334,6 +334,7 @@ pub async fn process_group_with_faults(
             lane.segment,
             lane.at,
             state,
+            Some(&lane.delta),
             lane.reached,
         )
         .await?;

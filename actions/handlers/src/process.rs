@@ -392,7 +392,10 @@ async fn advance(
         stopped: Stop::Head,
     };
 
-    // 2. Read and fold, within the batch bounds and before the deadline.
+    // 2. Read and fold, within the batch bounds and before the deadline: into an empty state,
+    //    merged into the loaded one once read, so what the batch added is at hand for the
+    //    commit (a live segment's checkpoint appends it).
+    let mut delta = plan.empty_state();
     let mut bytes = 0usize;
     let mut budget_error = None;
     let mut chunk = FoldChunk::alone();
@@ -437,7 +440,7 @@ async fn advance(
             let end = (at + chunk.len).min(n);
             let records = batch.records[at..end].iter().map(|r| r.as_record(segment.partition));
             let fold_started = env.clock.now_ms();
-            let folded = plan.fold_all(&mut state, records);
+            let folded = plan.fold_all(&mut delta, records);
             let elapsed_ms = env.clock.now_ms() - fold_started;
             chunk.adapt(elapsed_ms);
             // The CPU budget, judged over the query's folding in this process (see `cost`).
@@ -462,6 +465,9 @@ async fn advance(
         }
     };
     output.stopped = stopped;
+    if budget_error.is_none() {
+        budget_error = plan.merge(&mut state, &delta).err();
+    }
     if let Some(e) = budget_error {
         // The state outgrew its budget, folding costs more CPU a record than allowed (or a
         // record cannot be folded, e.g. a histogram bucket past what can be keyed): the query
@@ -477,7 +483,8 @@ async fn advance(
     //    Only the invocation whose CAS wins may publish and fire the next link.
     let at = loaded.as_ref().map(Position::from);
     let (committed, fresh) =
-        commit(env, query, plan, segment, at, state, Reached { next, head, lost }).await?;
+        commit(env, query, plan, segment, at, state, Some(&delta), Reached { next, head, lost })
+            .await?;
     output.committed = committed;
     output.committed_last = committed;
     output.next_offset = next;
@@ -498,11 +505,23 @@ pub(crate) struct Reached {
     pub(crate) lost: u64,
 }
 
-/// Step 3 for one segment: replace its checkpoint, loaded as `loaded`, by `state` and the
-/// offset it covers, together, by compare-and-set on the loaded offset. Returns whether this
-/// call's commit stands (false: another invocation committed first, a duplicate) and the
-/// checkpoint with its state in memory when this call wrote it (nothing new: no write, and
-/// the refresh reads the checkpoint like the others).
+/// A segment's checkpoint is written whole at least once per this many of its offsets; in
+/// between, a batch that `commit` is given the delta of appends it
+/// ([`kappa_core::ports::StateStore::compare_and_append_checkpoint`]). So a live wake-up writes
+/// what its few records added instead of encoding the whole state again (a terms state over
+/// an event's users: thousands of keys, for tens of records), and a checkpoint read cold
+/// decodes at most this many records' pieces.
+pub(crate) const WHOLE_CHECKPOINT_EVERY: i64 = 1_024;
+
+/// Step 3 for one segment: move its checkpoint, loaded as `loaded`, to `state` and the offset
+/// it covers, together, by compare-and-set on the loaded offset. `delta`, when given, is what
+/// the records since `loaded` added (`state` is the loaded state merged with it): within a
+/// stretch of [`WHOLE_CHECKPOINT_EVERY`] offsets it is appended instead of `state` written
+/// whole, the same compare-and-set. Returns whether this call's commit stands (false: another
+/// invocation committed first, a duplicate) and the checkpoint with its state in memory when
+/// this call wrote it (its offsets; its `state`, after an append, only the piece); nothing
+/// new: no write, and the refresh reads the checkpoint like the others.
+#[allow(clippy::too_many_arguments, reason = "the commit's parts, each named")]
 pub(crate) async fn commit(
     env: &Env<'_>,
     query: &QueryRecord,
@@ -510,6 +529,7 @@ pub(crate) async fn commit(
     segment: Segment,
     loaded: Option<Position>,
     state: PartialState,
+    delta: Option<&PartialState>,
     reached: Reached,
 ) -> Result<(bool, Option<Fresh>), ActionError> {
     let Reached { next, head, lost } = reached;
@@ -520,9 +540,24 @@ pub(crate) async fn commit(
         env.warm.put_segment(query, segment, Stamp::at(&segment, loaded), state);
         return Ok((true, None));
     }
-    let checkpoint = Checkpoint { next_offset: next, state: plan.encode(&state), head, lost };
     let expected = loaded.map(|c| c.next_offset);
-    if env.store.compare_and_set_checkpoint(&query.id, &segment, expected, &checkpoint).await? {
+    // The state and the offset it covers go in one compare-and-set, whole or appended.
+    let (won, checkpoint) = match (expected, delta) {
+        (Some(from), Some(delta))
+            if from.div_euclid(WHOLE_CHECKPOINT_EVERY)
+                == next.div_euclid(WHOLE_CHECKPOINT_EVERY) =>
+        {
+            let piece = Checkpoint { next_offset: next, state: plan.encode(delta), head, lost };
+            let store = env.store;
+            (store.compare_and_append_checkpoint(&query.id, &segment, from, &piece).await?, piece)
+        }
+        _ => {
+            let whole = Checkpoint { next_offset: next, state: plan.encode(&state), head, lost };
+            let store = env.store;
+            (store.compare_and_set_checkpoint(&query.id, &segment, expected, &whole).await?, whole)
+        }
+    };
+    if won {
         Ok((true, Some((checkpoint, state))))
     } else {
         tracing::info!(query = %query.id, segment = %segment.key(), from = ?expected, "duplicate batch: another invocation committed first");

@@ -256,6 +256,37 @@ fn a_clean_replay_equals_one_pass_and_is_caught_up() {
     assert_eq!(s["progress"]["processed"], json!(301));
 }
 
+/// A live wake-up appends to its segment's checkpoint what its records added; the checkpoint
+/// is written whole when a batch crosses into the next stretch of offsets. Whatever its pieces,
+/// what the store holds decodes to one clean pass.
+#[test]
+fn a_live_checkpoint_grows_by_what_each_wake_up_added_and_is_rewritten_whole_per_stretch() {
+    let w = World::new(ActionConfig::default());
+    fill(&w, 1, 1_000);
+    let id = create(&w, &body());
+    drain(&w, &NoFaults, |_, l| l);
+    let plan = Plan::parse(&body(), &Limits::default()).expect("valid");
+    let segments = block_on(w.store.query(&id)).expect("ok").expect("registered").segments;
+    let [live] = segments.as_slice() else { panic!("one segment: {segments:?}") };
+    let stored = || block_on(w.store.checkpoint(&id, live)).expect("ok").expect("committed");
+    // One encoding, or several one after another (longer: each has its own header and keys).
+    let whole =
+        |state: &[u8]| plan.encode(&plan.decode(state).expect("decodes")).len() == state.len();
+    assert_eq!(stored().next_offset, 1_000);
+    // Five records a wake-up: 1,005 .. 1,020 stay within the first 1,024 offsets, 1,025 crosses.
+    for (wake, expect_whole) in [false, false, false, false, true, false].into_iter().enumerate() {
+        append_some(&w, 0, 5, 100 + wake as u64);
+        block_on(tick::tick(&w.env(), None)).expect("tick");
+        drain(&w, &NoFaults, |_, l| l);
+        let cp = stored();
+        assert_eq!(cp.next_offset, 1_005 + 5 * wake as i64);
+        assert_eq!(whole(&cp.state), expect_whole, "wake-up {wake} at {}", cp.next_offset);
+        let decoded = plan.decode(&cp.state).expect("decodes");
+        assert_eq!(plan.render(&decoded).expect("renders"), oracle(&w, &body()), "wake-up {wake}");
+        assert_eq!(result_of(&w, &id)["result"], oracle(&w, &body()));
+    }
+}
+
 #[test]
 fn segments_run_together_and_duplicated_equal_one_pass() {
     // As `kappa dev` runs a caught-up query: the links of one query in one invocation (and

@@ -140,16 +140,13 @@ impl StateStore for EmbeddedStore {
 
     async fn checkpoint(&self, id: &str, segment: &Segment) -> PortResult<Option<Checkpoint>> {
         let key = (id.to_string(), segment.key());
-        let decode = |raw: &[u8]| {
-            postcard::from_bytes::<Checkpoint>(raw).map_err(|e| corrupt("checkpoint", e))
-        };
         // A miss is filled under the lock (see `Pending::in_file`).
         let mut pending = lock_pending(&self.pending);
         if let Some((_, encoded)) = pending.get(&key) {
-            return decode(encoded).map(Some);
+            return decode_checkpoint(encoded).map(Some);
         }
         let Some(raw) = self.file_checkpoint(&key.0, &key.1)? else { return Ok(None) };
-        let checkpoint = decode(&raw)?;
+        let checkpoint = decode_checkpoint(&raw)?;
         pending.filled(key, checkpoint.next_offset, &raw);
         Ok(Some(checkpoint))
     }
@@ -187,9 +184,7 @@ impl StateStore for EmbeddedStore {
             Some((next_offset, _)) => Some(next_offset),
             None => match self.file_checkpoint(&key.0, &key.1)? {
                 Some(raw) => {
-                    let next_offset = postcard::from_bytes::<Checkpoint>(&raw)
-                        .map_err(|e| corrupt("checkpoint", e))?
-                        .next_offset;
+                    let next_offset = decode_checkpoint(&raw)?.next_offset;
                     pending.filled(key.clone(), next_offset, &raw);
                     Some(next_offset)
                 }
@@ -199,6 +194,40 @@ impl StateStore for EmbeddedStore {
         if current != expected {
             return Ok(false);
         }
+        pending.write(key, new.next_offset, encoded);
+        Ok(true)
+    }
+
+    async fn compare_and_append_checkpoint(
+        &self,
+        id: &str,
+        segment: &Segment,
+        expected: i64,
+        advance: &Checkpoint,
+    ) -> PortResult<bool> {
+        let key = (id.to_string(), segment.key());
+        // Decided under the lock, as a compare-and-set is: against the pending write or else
+        // the file. The state's bytes are copied, not decoded: what grows is one byte string.
+        let mut pending = lock_pending(&self.pending);
+        let current = match pending.get(&key) {
+            Some((_, encoded)) => decode_checkpoint(encoded)?,
+            None => match self.file_checkpoint(&key.0, &key.1)? {
+                Some(raw) => {
+                    let checkpoint = decode_checkpoint(&raw)?;
+                    pending.filled(key.clone(), checkpoint.next_offset, &raw);
+                    checkpoint
+                }
+                None => return Ok(false),
+            },
+        };
+        if current.next_offset != expected {
+            return Ok(false);
+        }
+        let mut state = current.state;
+        state.extend_from_slice(&advance.state);
+        let new = Checkpoint { state, ..advance.clone() };
+        let encoded = postcard::to_stdvec(&new)
+            .map_err(|e| PortError::permanent(BACKEND, format!("cannot encode checkpoint: {e}")))?;
         pending.write(key, new.next_offset, encoded);
         Ok(true)
     }
@@ -407,4 +436,9 @@ impl StateStore for EmbeddedStore {
     async fn take_joiners(&self, topic: &str, partition: u32) -> PortResult<Vec<ProcessEvent>> {
         Ok(self.joiners_lock().take(topic, partition))
     }
+}
+
+/// A checkpoint as the `checkpoints` table and the pending writes hold it.
+fn decode_checkpoint(raw: &[u8]) -> PortResult<Checkpoint> {
+    postcard::from_bytes::<Checkpoint>(raw).map_err(|e| corrupt("checkpoint", e))
 }

@@ -20,6 +20,14 @@ pub(crate) const BACKEND: &str = "redis";
 /// Offsets are compared as canonical decimal strings, so no float rounding is involved.
 const CAS_CHECKPOINT: &str = include_str!("cas_checkpoint.lua");
 
+/// Append to a checkpoint's state and move its offsets, only if its `next_offset` is still the
+/// expected one (a missing checkpoint never is). The state is concatenated inside Redis: only
+/// the piece crosses the network.
+///
+/// KEYS: the checkpoint hash. ARGV: expected `next_offset`, then the new `next_offset`, the
+/// piece, `head`, `lost`.
+const APPEND_CHECKPOINT: &str = include_str!("append_checkpoint.lua");
+
 /// Replace the result only if its revision is still the expected one, append the message to
 /// the ring and trim the ring.
 ///
@@ -92,6 +100,7 @@ impl Script {
 /// The Lua scripts, hashed once.
 struct Scripts {
     cas_checkpoint: Script,
+    append_checkpoint: Script,
     cas_result: Script,
     touch: Script,
     add_refs: Script,
@@ -200,6 +209,7 @@ impl<C: RedisCall> RedisStore<C> {
             ring: config.ring,
             scripts: Scripts {
                 cas_checkpoint: Script::new(CAS_CHECKPOINT),
+                append_checkpoint: Script::new(APPEND_CHECKPOINT),
                 cas_result: Script::new(CAS_RESULT),
                 touch: Script::new(TOUCH),
                 add_refs: Script::new(ADD_REFS),
@@ -412,6 +422,30 @@ impl<C: RedisCall> StateStore for RedisStore<C> {
             )
             .await?;
         Ok(won.int("compare_and_set_checkpoint")? == 1)
+    }
+
+    async fn compare_and_append_checkpoint(
+        &self,
+        id: &str,
+        segment: &Segment,
+        expected: i64,
+        advance: &Checkpoint,
+    ) -> PortResult<bool> {
+        let won = self
+            .eval(
+                "compare_and_append_checkpoint",
+                &self.scripts.append_checkpoint,
+                vec![self.checkpoint_key(id, segment)],
+                vec![
+                    expected.to_string().into(),
+                    advance.next_offset.to_string().into(),
+                    Arg::Bytes(advance.state.clone()),
+                    advance.head.to_string().into(),
+                    advance.lost.to_string().into(),
+                ],
+            )
+            .await?;
+        Ok(won.int("compare_and_append_checkpoint")? == 1)
     }
 
     async fn result(&self, id: &str) -> PortResult<Option<ResultRecord>> {
