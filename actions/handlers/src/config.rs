@@ -50,6 +50,12 @@ pub struct ActionConfig {
     /// a live query then folds a wake-up's few records without decoding and re-merging its
     /// whole state. 0: keep none.
     pub warm_state_bytes: usize,
+    /// A segment whose state is estimated at this many bytes or more appends what each batch
+    /// added to its checkpoint instead of writing its whole state again (it is still written
+    /// whole once per 1,024 offsets): a live wake-up then writes the size of its records, not
+    /// of the state. A smaller state is cheaper written whole than its pieces carried along.
+    /// `0`: every batch within a stretch appends.
+    pub append_checkpoints_from_bytes: usize,
     /// Most queries registered at once (distinct ones: a shared query counts once); past it a
     /// new query is refused with a 429 until others are deleted or reclaimed.
     pub max_queries: usize,
@@ -91,6 +97,7 @@ impl Default for ActionConfig {
             max_segments_per_partition: 8,
             group_members: 100,
             warm_state_bytes: 32 * 1024 * 1024,
+            append_checkpoints_from_bytes: 64 << 10,
             process_action: "kappa/process".into(),
             push_action: "kappa/push".into(),
             idle_timeout_ms: 24 * 3600 * 1000,

@@ -516,8 +516,9 @@ pub(crate) const WHOLE_CHECKPOINT_EVERY: i64 = 1_024;
 /// Step 3 for one segment: move its checkpoint, loaded as `loaded`, to `state` and the offset
 /// it covers, together, by compare-and-set on the loaded offset. `delta`, when given, is what
 /// the records since `loaded` added (`state` is the loaded state merged with it): within a
-/// stretch of [`WHOLE_CHECKPOINT_EVERY`] offsets it is appended instead of `state` written
-/// whole, the same compare-and-set. Returns whether this call's commit stands (false: another
+/// stretch of [`WHOLE_CHECKPOINT_EVERY`] offsets, and for a state of at least
+/// `append_checkpoints_from_bytes`, it is appended instead of `state` written whole, the same
+/// compare-and-set. Returns whether this call's commit stands (false: another
 /// invocation committed first, a duplicate) and the checkpoint with its state in memory when
 /// this call wrote it (its offsets; its `state`, after an append, only the piece); nothing
 /// new: no write, and the refresh reads the checkpoint like the others.
@@ -542,11 +543,12 @@ pub(crate) async fn commit(
     }
     let expected = loaded.map(|c| c.next_offset);
     // The state and the offset it covers go in one compare-and-set, whole or appended.
+    let appends = |from: i64| {
+        from.div_euclid(WHOLE_CHECKPOINT_EVERY) == next.div_euclid(WHOLE_CHECKPOINT_EVERY)
+            && state.estimated_bytes() >= env.config.append_checkpoints_from_bytes
+    };
     let (won, checkpoint) = match (expected, delta) {
-        (Some(from), Some(delta))
-            if from.div_euclid(WHOLE_CHECKPOINT_EVERY)
-                == next.div_euclid(WHOLE_CHECKPOINT_EVERY) =>
-        {
+        (Some(from), Some(delta)) if appends(from) => {
             let piece = Checkpoint { next_offset: next, state: plan.encode(delta), head, lost };
             let store = env.store;
             (store.compare_and_append_checkpoint(&query.id, &segment, from, &piece).await?, piece)

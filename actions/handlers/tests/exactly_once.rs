@@ -224,6 +224,9 @@ fn small_batches() -> ActionConfig {
         max_segments_per_partition: 3,
         // One batch per invocation: many links, so duplicates and crashes fall between them.
         fill_activation_percent: 0,
+        // Every batch after a segment's first appends to its checkpoint (within a stretch of
+        // offsets), however small the state: the faults fall between appends too.
+        append_checkpoints_from_bytes: 0,
         ..ActionConfig::default()
     }
 }
@@ -261,7 +264,8 @@ fn a_clean_replay_equals_one_pass_and_is_caught_up() {
 /// what the store holds decodes to one clean pass.
 #[test]
 fn a_live_checkpoint_grows_by_what_each_wake_up_added_and_is_rewritten_whole_per_stretch() {
-    let w = World::new(ActionConfig::default());
+    let w =
+        World::new(ActionConfig { append_checkpoints_from_bytes: 0, ..ActionConfig::default() });
     fill(&w, 1, 1_000);
     let id = create(&w, &body());
     drain(&w, &NoFaults, |_, l| l);
@@ -990,8 +994,12 @@ proptest::proptest! {
         crash_step in proptest::sample::select(vec!["none", "loaded", "folded", "committed", "refreshed"]),
         crashes in 0usize..4,
         seed in 1u64..u64::MAX,
+        appended in proptest::bool::ANY,
     ) {
-        let mut w = World::new(small_batches());
+        // Checkpoints appended batch by batch, or written whole each time.
+        let from_bytes = if appended { 0 } else { usize::MAX };
+        let mut w =
+            World::new(ActionConfig { append_checkpoints_from_bytes: from_bytes, ..small_batches() });
         w.store = MemoryStore::new(1 << 20);
         fill(&w, 2, 40);
         let faults = CrashAt(crash_step, std::sync::atomic::AtomicUsize::new(crashes));

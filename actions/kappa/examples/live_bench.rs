@@ -10,7 +10,8 @@
 //! tweets/s at one wake-up per 40 ms), the ingest left out, and per query and wake-up.
 //! Knobs: `LIVE_BENCH_QUERIES=N` (100), `LIVE_BENCH_WAKES=N` wake-ups measured (300),
 //! `LIVE_BENCH_PARTITIONS=N` the topic's partitions, so each query's live segments (4),
-//! `LIVE_BENCH_HISTORY=N` records in the log before the queries start (1,000).
+//! `LIVE_BENCH_HISTORY=N` records in the log before the queries start (1,000),
+//! `LIVE_BENCH_ONE='{..}'` measures that one query alone instead (its topic is set).
 //!
 //! `push_bench`'s `distinct` figure is the one the target is stated for; its count of
 //! wake-ups depends on how long each run took, so its CPU varies ±10% from run to run. Here
@@ -177,6 +178,16 @@ async fn measure(queries: &[serde_json::Value], wakes: usize) -> (f64, f64) {
 async fn main() {
     let n = env_var("LIVE_BENCH_QUERIES", 100);
     let wakes = env_var("LIVE_BENCH_WAKES", 300);
+    if let Ok(one) = std::env::var("LIVE_BENCH_ONE") {
+        let mut query: serde_json::Value =
+            serde_json::from_str(&one).expect("LIVE_BENCH_ONE: JSON");
+        query["topic"] = TOPIC.into();
+        let (cpu, wall) = measure(&[query], wakes).await;
+        println!(
+            "live wake-up of {PER_WAKE} tweets, 1 query (LIVE_BENCH_ONE): {cpu:.2} ms CPU, {wall:.2} ms wall"
+        );
+        return;
+    }
     let many: Vec<_> = (0..n).map(|i| kappa_tweetgen::desk_query(TOPIC, i)).collect();
     let (one_cpu, one_wall) = measure(&many[..1], wakes).await;
     println!(
