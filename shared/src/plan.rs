@@ -21,7 +21,15 @@ use crate::sort;
 use crate::value::TermKey;
 
 /// Format version of encoded partial states; bump on any change of [`PartialState`]'s layout.
-pub const STATE_FORMAT: u8 = 2;
+///
+/// 3: a stored state may be several encodings one after another ([`Plan::decode`]). The layout
+/// of one is that of 2, which is still read; the byte changed so that a build that reads only
+/// the first encoding (it ignored trailing bytes) refuses a state with more, instead of
+/// silently losing what they added.
+pub const STATE_FORMAT: u8 = 3;
+
+/// The format before [`STATE_FORMAT`] 3, the same layout: a state written whole by an older build.
+const STATE_FORMAT_WHOLE_ONLY: u8 = 2;
 
 /// The partial result of a query over some set of records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -388,7 +396,7 @@ impl Plan {
     fn decode_piece<'b>(&self, bytes: &'b [u8]) -> Result<(PartialState, &'b [u8]), StateError> {
         let (&version, rest) =
             bytes.split_first().ok_or_else(|| StateError::Corrupt("empty".into()))?;
-        if version != STATE_FORMAT {
+        if version != STATE_FORMAT && version != STATE_FORMAT_WHOLE_ONLY {
             return Err(StateError::Version { found: version, expected: STATE_FORMAT });
         }
         if rest.len() < 8 || rest[..8] != self.id_tag() {
@@ -489,5 +497,12 @@ mod merge_budget_tests {
         expected.extend_from_slice(&plan.id_tag());
         expected.extend(postcard::to_allocvec(&state).expect("encodes"));
         assert_eq!(plan.encode(&state), expected);
+        // A state written by a build before pieces (format 2, the same layout) still reads.
+        expected[0] = STATE_FORMAT_WHOLE_ONLY;
+        assert_eq!(plan.decode(&expected).expect("format 2 reads"), state);
+        // Bytes after a state that are not a state are refused, not ignored.
+        let mut trailing = plan.encode(&state);
+        trailing.extend_from_slice(b"\x01junk");
+        assert!(plan.decode(&trailing).is_err());
     }
 }
