@@ -412,13 +412,7 @@ impl<C: RedisCall> StateStore for RedisStore<C> {
                 "compare_and_set_checkpoint",
                 &self.scripts.cas_checkpoint,
                 vec![self.checkpoint_key(id, segment), self.key(id, "cps")],
-                vec![
-                    expected.map_or_else(String::new, |e| e.to_string()).into(),
-                    new.next_offset.to_string().into(),
-                    Arg::Bytes(new.state.clone()),
-                    new.head.to_string().into(),
-                    new.lost.to_string().into(),
-                ],
+                checkpoint_args(expected.map_or_else(String::new, |e| e.to_string()), new),
             )
             .await?;
         Ok(won.int("compare_and_set_checkpoint")? == 1)
@@ -436,13 +430,7 @@ impl<C: RedisCall> StateStore for RedisStore<C> {
                 "compare_and_append_checkpoint",
                 &self.scripts.append_checkpoint,
                 vec![self.checkpoint_key(id, segment)],
-                vec![
-                    expected.to_string().into(),
-                    advance.next_offset.to_string().into(),
-                    Arg::Bytes(advance.state.clone()),
-                    advance.head.to_string().into(),
-                    advance.lost.to_string().into(),
-                ],
+                checkpoint_args(expected.to_string(), advance),
             )
             .await?;
         Ok(won.int("compare_and_append_checkpoint")? == 1)
@@ -609,6 +597,18 @@ impl<C: RedisCall> StateStore for RedisStore<C> {
         views.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(views)
     }
+}
+
+/// The ARGV of both checkpoint scripts: the expected offset, then the new `next_offset`, the
+/// state's bytes (whole or the piece appended), `head`, `lost`.
+fn checkpoint_args(expected: String, checkpoint: &Checkpoint) -> Vec<Arg> {
+    vec![
+        expected.into(),
+        checkpoint.next_offset.to_string().into(),
+        Arg::Bytes(checkpoint.state.clone()),
+        checkpoint.head.to_string().into(),
+        checkpoint.lost.to_string().into(),
+    ]
 }
 
 #[cfg(test)]
