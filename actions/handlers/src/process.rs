@@ -505,12 +505,12 @@ pub(crate) struct Reached {
     pub(crate) lost: u64,
 }
 
-/// A segment's checkpoint is written whole at least once per this many of its offsets; in
-/// between, a batch that `commit` is given the delta of appends it
-/// ([`kappa_core::ports::StateStore::compare_and_append_checkpoint`]). So a live wake-up writes
-/// what its few records added instead of encoding the whole state again (a terms state over
-/// an event's users: thousands of keys, for tens of records), and a checkpoint read cold
-/// decodes at most this many records' pieces.
+/// A segment's checkpoint is written whole at least once per this many of its offsets. In
+/// between, a batch whose delta `commit` is given, on a state of `append_checkpoints_from_bytes`
+/// or more, is appended ([`kappa_core::ports::StateStore::compare_and_append_checkpoint`]): a
+/// live wake-up writes what its few records added instead of encoding the whole state again (a
+/// terms state over an event's users: thousands of keys, for tens of records), and a checkpoint
+/// read cold decodes at most this many records' pieces.
 pub(crate) const WHOLE_CHECKPOINT_EVERY: i64 = 1_024;
 
 /// Step 3 for one segment: move its checkpoint, loaded as `loaded`, to `state` and the offset
@@ -550,13 +550,13 @@ pub(crate) async fn commit(
     let (won, checkpoint) = match (expected, delta) {
         (Some(from), Some(delta)) if appends(from) => {
             let piece = Checkpoint { next_offset: next, state: plan.encode(delta), head, lost };
-            let store = env.store;
-            (store.compare_and_append_checkpoint(&query.id, &segment, from, &piece).await?, piece)
+            let won = env.store.compare_and_append_checkpoint(&query.id, &segment, from, &piece);
+            (won.await?, piece)
         }
         _ => {
             let whole = Checkpoint { next_offset: next, state: plan.encode(&state), head, lost };
-            let store = env.store;
-            (store.compare_and_set_checkpoint(&query.id, &segment, expected, &whole).await?, whole)
+            let won = env.store.compare_and_set_checkpoint(&query.id, &segment, expected, &whole);
+            (won.await?, whole)
         }
     };
     if won {
