@@ -44,5 +44,5 @@ pub use group::{ScanGroup, Scanned};
 pub use identity::{ENGINE_VERSION, QueryId, query_id};
 pub use limits::Limits;
 pub use message::Message;
-pub use plan::{PartialState, Plan};
+pub use plan::{PartialState, Plan, RenderMemo};
 pub use topic::{InvalidTopic, Topic};

@@ -79,6 +79,20 @@ impl PartialState {
     }
 }
 
+/// What a render remembers for the next render of a state grown from the same one
+/// ([`Plan::render_after`]): per top-level aggregation, in render order, what a `terms` showed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RenderMemo {
+    terms: Vec<Option<agg::Shown>>,
+}
+
+impl RenderMemo {
+    /// Estimated heap bytes, for a cache's budget.
+    pub fn estimated_bytes(&self) -> usize {
+        self.terms.iter().flatten().map(agg::Shown::estimated_bytes).sum()
+    }
+}
+
 /// A validated, compiled query.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -334,6 +348,21 @@ impl Plan {
 
     /// The Elasticsearch response (`hits`, and `aggregations` when the request has any).
     pub fn render(&self, state: &PartialState) -> Result<Value, QueryError> {
+        self.render_after(state, None, &[]).map(|(rendered, _)| rendered)
+    }
+
+    /// [`Plan::render`], and what to remember for the next render of a state that grew from
+    /// this one. `since`: the memo of the render of a state that `merged` were merged into to
+    /// give `state` (in any order); a top-level `terms` then ranks only the buckets it showed
+    /// and those the merged states hold, instead of every key it ever saw (a live query's
+    /// `terms` over an event's users: thousands of keys, for a wake-up's tens of records).
+    /// The answer is [`Plan::render`]'s (`terms::renders_from_shown` says why).
+    pub fn render_after(
+        &self,
+        state: &PartialState,
+        since: Option<&RenderMemo>,
+        merged: &[&PartialState],
+    ) -> Result<(Value, RenderMemo), QueryError> {
         let r = &self.request;
         let mut ctx = RenderCtx {
             buckets: 0,
@@ -344,22 +373,48 @@ impl Plan {
         };
         let mut out = Map::new();
         out.insert("hits".into(), state.hits.render(&r.topic, &r.sort, &r.source));
+        let mut memo = RenderMemo::default();
         if !r.aggs.is_empty() {
             let mut aggs = Map::new();
-            for (&i, s) in self
+            // The merged states' aggregations in the same order as the state's.
+            let merged: Vec<Vec<&AggState>> =
+                merged.iter().map(|m| m.aggs.iter().chain(&m.global).collect()).collect();
+            for (at, (&i, s)) in self
                 .query_aggs
                 .iter()
                 .zip(&state.aggs)
                 .chain(self.global_aggs.iter().zip(&state.global))
+                .enumerate()
             {
-                aggs.insert(r.aggs[i].name.clone(), agg::render(&r.aggs[i], s, &mut ctx)?);
+                let agg = &r.aggs[i];
+                let rendered = match s {
+                    AggState::Terms(map) if agg::renders_from_shown(agg) => {
+                        let shown = since.and_then(|m| m.terms.get(at)).and_then(Option::as_ref);
+                        let maps: Option<Vec<&agg::TermsMap>> = merged
+                            .iter()
+                            .map(|m| match m.get(at) {
+                                Some(AggState::Terms(map)) => Some(map),
+                                _ => None,
+                            })
+                            .collect();
+                        let (rendered, shown) =
+                            agg::render_from(agg, map, &mut ctx, shown.zip(maps.as_deref()))?;
+                        memo.terms.push(shown);
+                        rendered
+                    }
+                    _ => {
+                        memo.terms.push(None);
+                        agg::render(agg, s, &mut ctx)?
+                    }
+                };
+                aggs.insert(agg.name.clone(), rendered);
             }
             // Aggregations render in name order, whatever their kind.
             let mut sorted: Vec<(String, Value)> = aggs.into_iter().collect();
             sort::stable_by(&mut sorted, |a, b| a.0.cmp(&b.0));
             out.insert("aggregations".into(), Value::Object(sorted.into_iter().collect()));
         }
-        Ok(Value::Object(out))
+        Ok((Value::Object(out), memo))
     }
 
     /// Encode a state for the state store: format version, query-id check, then postcard.

@@ -161,6 +161,8 @@ fn aggregation() -> impl Strategy<Value = (String, Value)> {
         (1usize..4).prop_map(|s| json!({"terms": {"field": "tag", "size": s}})),
         Just(json!({"terms": {"field": "user.name", "order": {"_key": "desc"}}})),
         Just(json!({"terms": {"field": "flag"}})),
+        Just(json!({"terms": {"field": "n", "size": 2, "min_doc_count": 2}})),
+        Just(json!({"terms": {"field": "tag", "size": 2, "order": {"_count": "asc"}}})),
         // min_doc_count 0 keeps every value seen in any record: a set merged by union.
         (1usize..4).prop_map(|s| json!({"terms": {"field": "tag", "size": s, "min_doc_count": 0}})),
         Just(json!({"histogram": {"field": "n", "interval": 10},
@@ -462,6 +464,39 @@ proptest! {
         prop_assert_eq!(decoded.records(), recs.len() as u64);
         // The estimate is counted afresh, as for a state decoded whole.
         prop_assert_eq!(decoded.estimated_bytes(), plan.decode(&plan.encode(&decoded)).expect("decodes").estimated_bytes());
+    }
+
+    /// A render that starts from the last render's memo and the states merged since answers
+    /// what a render of the whole state does, batch after batch.
+    #[test]
+    fn a_render_from_the_last_ones_memo_equals_a_whole_render(
+        body in request(),
+        recs in prop::collection::vec(document(), 0..40),
+        cuts in prop::collection::vec(0usize..40, 0..8),
+    ) {
+        let plan = Plan::parse(&body, &Limits::default()).expect("valid");
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(recs.len())).collect();
+        cuts.extend([0, recs.len()]);
+        cuts.sort_unstable();
+        let mut state = plan.empty_state();
+        let mut memo = None;
+        for w in cuts.windows(2) {
+            // Each batch as two states merged in, as a refresh merges one per segment.
+            let middle = (w[0] + w[1]) / 2;
+            let parts = [fold(&plan, &recs[w[0]..middle], w[0]), fold(&plan, &recs[middle..w[1]], middle)];
+            for part in &parts {
+                plan.merge(&mut state, part).expect("merges");
+            }
+            let merged: Vec<&PartialState> = parts.iter().collect();
+            match (plan.render(&state), plan.render_after(&state, memo.as_ref(), &merged)) {
+                (Ok(whole), Ok((from_memo, next))) => {
+                    prop_assert_eq!(&from_memo, &whole, "batch {:?}, body: {}", w, body);
+                    memo = Some(next);
+                }
+                (Err(_), Err(_)) => memo = None,
+                (whole, from_memo) => prop_assert!(false, "{whole:?} but {from_memo:?}"),
+            }
+        }
     }
 
     #[test]

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use kappa_core::ports::{
     Checkpoint, PartitionProgress, Position, Progress, QueryRecord, ResultRecord, Segment,
 };
-use kappa_core::{Message, PartialState, Plan, patch};
+use kappa_core::{Message, PartialState, Plan, RenderMemo, patch};
 use serde_json::Value;
 
 use crate::env::Env;
 use crate::error::ActionError;
-use crate::warm::Stamp;
+use crate::warm::{Kept, Stamp};
 
 /// Attempts at the result CAS before giving up (another refresh then holds the latest data).
 const REFRESH_ATTEMPTS: usize = 32;
@@ -46,6 +46,9 @@ pub struct Merged {
     /// A result revision whose result is `state`'s render: the one the warm merged state
     /// rendered to, when the deltas merged into it cannot change a result.
     pub renders_as: Option<u64>,
+    /// What the render of the warm merged state remembered, when `state` is that state with
+    /// the caller's deltas merged in (`None`: rendered whole).
+    pub memo: Option<RenderMemo>,
 }
 
 /// What a refresh's caller already holds, to save store round trips and decoding on the first
@@ -139,14 +142,16 @@ pub async fn merge_segments(
         })
         .flatten();
     let mut renders_as = None;
+    let mut memo = None;
     let state = match warm {
-        Some((mut state, rendered)) => {
+        Some(Kept { mut state, rendered, memo: remembered }) => {
             for (_, _, delta) in deltas {
                 plan.merge(&mut state, delta)?;
             }
             if deltas.iter().all(|(_, _, delta)| !plan.may_change_result(delta)) {
                 renders_as = rendered;
             }
+            memo = remembered;
             state
         }
         None => {
@@ -188,7 +193,7 @@ pub async fn merge_segments(
     }
     progress.processed = state.records();
     progress.skipped = state.skipped();
-    Ok(Merged { state, progress, caught_up, stamps, renders_as })
+    Ok(Merged { state, progress, caught_up, stamps, renders_as, memo })
 }
 
 /// Recompute the result from the checkpoints and publish it if it changed.
@@ -224,7 +229,7 @@ pub async fn refresh_known(
             }
             Err(e) => return Err(e),
         };
-        let Merged { state, progress, caught_up, stamps, renders_as } = merged;
+        let Merged { state, progress, caught_up, stamps, renders_as, memo } = merged;
         // A query that failed for good (memory budget) stays failed.
         let failed = current.as_ref().and_then(|c| c.error.clone());
         // The stored result is still the state's render when the store holds the revision
@@ -235,15 +240,22 @@ pub async fn refresh_known(
             .filter(|c| c.error.is_none() && renders_as == Some(c.revision))
             .map(|c| c.result.clone());
         let is_kept = kept.is_some();
-        let (result, error, rendered) = match kept {
-            Some(result) => (result, failed, true),
-            None => match plan.render(&state) {
-                Ok(r) => (Arc::new(r), failed, true),
+        // A render from the warm state's memo ranks only what the deltas touched.
+        let merged_since: Vec<&PartialState> = match &memo {
+            Some(_) => deltas.iter().map(|&(_, _, delta)| delta).collect(),
+            None => Vec::new(),
+        };
+        let (result, error, rendered, memo) = match kept {
+            // Nothing merged could change the result: what its render remembered still holds.
+            Some(result) => (result, failed, true, memo),
+            None => match plan.render_after(&state, memo.as_ref(), &merged_since) {
+                Ok((r, memo)) => (Arc::new(r), failed, true, Some(memo)),
                 // A result over the bucket limit fails the query for good; say so in the result.
                 Err(e) => (
                     current.as_ref().map_or_else(Default::default, |c| c.result.clone()),
                     Some(e.to_json()),
                     false,
+                    None,
                 ),
             },
         };
@@ -259,7 +271,8 @@ pub async fn refresh_known(
         // Kept for the next refresh, which then merges only what its commits added, with the
         // revision whose result is this state's render once that revision is in the store.
         let keep = |renders_as: Option<u64>| {
-            env.warm.put_merged(query, stamps, state, renders_as.filter(|_| rendered))
+            let rendered = renders_as.filter(|_| rendered);
+            env.warm.put_merged(query, stamps, Kept { state, rendered, memo })
         };
         let same = current.as_ref().is_some_and(|c| {
             !changed && c.progress == progress && c.caught_up == caught_up && c.error == error

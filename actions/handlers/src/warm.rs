@@ -25,8 +25,8 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use kappa_core::PartialState;
 use kappa_core::ports::{Checkpoint, Position, QueryRecord, Segment};
+use kappa_core::{PartialState, RenderMemo};
 
 /// Where a segment's committed state stands: its next offset and the records lost before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,8 +79,20 @@ struct Entry {
     /// For a merged state: the result revision whose result is this state's render, when
     /// the refresh that kept it wrote or confirmed that revision.
     rendered: Option<u64>,
+    /// For a merged state: what its render remembered for the next ([`kappa_core::Plan::render_after`]).
+    memo: Option<RenderMemo>,
     bytes: usize,
     used: u64,
+}
+
+/// A state kept warm, with what is known of its render (a merged state's only).
+pub struct Kept {
+    /// The state.
+    pub state: PartialState,
+    /// The result revision whose result is this state's render, if known.
+    pub rendered: Option<u64>,
+    /// What this state's render remembered for the next ([`kappa_core::Plan::render_after`]).
+    pub memo: Option<RenderMemo>,
 }
 
 #[derive(Default)]
@@ -133,7 +145,7 @@ impl WarmStates {
         segment: Segment,
         stamp: Stamp,
     ) -> Option<PartialState> {
-        self.take(Key::Segment(QueryKey::of(query), segment), &[stamp]).map(|(state, _)| state)
+        self.take(Key::Segment(QueryKey::of(query), segment), &[stamp]).map(|kept| kept.state)
     }
 
     /// Keep `state`, committed for `segment` at `stamp`.
@@ -144,31 +156,23 @@ impl WarmStates {
         stamp: Stamp,
         state: PartialState,
     ) {
-        self.put(Key::Segment(QueryKey::of(query), segment), vec![stamp], state, None);
+        let kept = Kept { state, rendered: None, memo: None };
+        self.put(Key::Segment(QueryKey::of(query), segment), vec![stamp], kept);
     }
 
     /// Take the merged state of `query`'s segments at `stamps` (one per segment, in the
-    /// query's order), if kept, with the result revision it renders to, if known.
-    pub fn take_merged(
-        &self,
-        query: &QueryRecord,
-        stamps: &[Stamp],
-    ) -> Option<(PartialState, Option<u64>)> {
+    /// query's order), if kept, with the result revision it renders to, if known, and what
+    /// its render remembered.
+    pub fn take_merged(&self, query: &QueryRecord, stamps: &[Stamp]) -> Option<Kept> {
         self.take(Key::Merged(QueryKey::of(query)), stamps)
     }
 
-    /// Keep `state`, the merge of `query`'s segments at `stamps`; `rendered`: the result
-    /// revision whose result is `state`'s render (written or confirmed by the caller). A
-    /// revision is written once, so while the store still holds it, its result needs no new
-    /// render to be known.
-    pub fn put_merged(
-        &self,
-        query: &QueryRecord,
-        stamps: Vec<Stamp>,
-        state: PartialState,
-        rendered: Option<u64>,
-    ) {
-        self.put(Key::Merged(QueryKey::of(query)), stamps, state, rendered);
+    /// Keep `kept.state`, the merge of `query`'s segments at `stamps`; `kept.rendered`: the
+    /// result revision whose result is the state's render (written or confirmed by the
+    /// caller). A revision is written once, so while the store still holds it, its result
+    /// needs no new render to be known. `kept.memo`: what the state's render remembered.
+    pub fn put_merged(&self, query: &QueryRecord, stamps: Vec<Stamp>, kept: Kept) {
+        self.put(Key::Merged(QueryKey::of(query)), stamps, kept);
     }
 
     /// Forget everything kept of `query` (deleted).
@@ -188,17 +192,23 @@ impl WarmStates {
         inner.bytes -= freed;
     }
 
-    fn take(&self, key: Key, stamps: &[Stamp]) -> Option<(PartialState, Option<u64>)> {
+    fn take(&self, key: Key, stamps: &[Stamp]) -> Option<Kept> {
         let mut inner = self.lock();
         let entry = inner.entries.remove(&key)?;
         inner.bytes -= entry.bytes;
         // Another stamp: the entry is stale (the store moved on without this process, or
         // went back after losing writes); dropped either way.
-        (entry.stamps == stamps).then_some((entry.state, entry.rendered))
+        (entry.stamps == stamps).then_some(Kept {
+            state: entry.state,
+            rendered: entry.rendered,
+            memo: entry.memo,
+        })
     }
 
-    fn put(&self, key: Key, stamps: Vec<Stamp>, state: PartialState, rendered: Option<u64>) {
-        let bytes = state.estimated_bytes() + ENTRY_OVERHEAD;
+    fn put(&self, key: Key, stamps: Vec<Stamp>, kept: Kept) {
+        let Kept { state, rendered, memo } = kept;
+        let memo_bytes = memo.as_ref().map_or(0, RenderMemo::estimated_bytes);
+        let bytes = state.estimated_bytes() + memo_bytes + ENTRY_OVERHEAD;
         if bytes > self.budget / 4 {
             // One state that large would push everything else out; it is decoded each time.
             return;
@@ -206,7 +216,7 @@ impl WarmStates {
         let mut inner = self.lock();
         inner.clock += 1;
         let used = inner.clock;
-        let entry = Entry { stamps, state, rendered, bytes, used };
+        let entry = Entry { stamps, state, rendered, memo, bytes, used };
         if let Some(old) = inner.entries.insert(key, entry) {
             inner.bytes -= old.bytes;
         }
@@ -297,7 +307,8 @@ mod tests {
     fn a_deleted_query_is_forgotten() {
         let warm = WarmStates::new(1 << 20);
         warm.put_segment(&query(1), SEGMENT, Stamp { next: 1, lost: 0 }, state());
-        warm.put_merged(&query(1), vec![Stamp { next: 1, lost: 0 }], state(), Some(3));
+        let kept = Kept { state: state(), rendered: Some(3), memo: Some(RenderMemo::default()) };
+        warm.put_merged(&query(1), vec![Stamp { next: 1, lost: 0 }], kept);
         warm.forget("q_warm");
         assert_eq!(warm.bytes(), 0);
         assert!(warm.take_merged(&query(1), &[Stamp { next: 1, lost: 0 }]).is_none());

@@ -5,7 +5,7 @@
 //! sub-states, each by its own algebra. With `min_doc_count: 0` the plan also keeps the field's
 //! [`SeenTerms`], merged by union.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Map, Value, json};
 
@@ -113,12 +113,56 @@ pub(super) fn heap_bytes(subs: &[Agg], map: &TermsMap) -> usize {
     super::STATE_BYTES + map.iter().map(|(k, b)| k.heap_bytes() + b.heap_bytes(subs)).sum::<usize>()
 }
 
+/// What a `terms` render showed, so that the next render of the same aggregation, after more
+/// records were merged in, can start from it ([`render_from`]): the keys shown, in order, and
+/// the doc count of every eligible bucket (for `sum_other_doc_count`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Shown {
+    keys: Vec<TermKey>,
+    total: u64,
+}
+
+impl Shown {
+    /// Estimated heap bytes (a few keys: `size` of them at most).
+    pub(crate) fn estimated_bytes(&self) -> usize {
+        self.keys.iter().map(|k| k.heap_bytes() + SEEN_KEY_OVERHEAD).sum()
+    }
+}
+
+/// Whether a render of `agg` may start from the keys the last one showed and the keys merged
+/// since. Merging only adds to doc counts, so a key neither shown nor merged into still ranks
+/// below every key that was shown, while the order looks only at doc counts (descending) and
+/// keys; and a bucket only becomes eligible (`min_doc_count` ≥ 1) by being merged into. Not
+/// with `min_doc_count: 0` (the zero buckets come from values seen elsewhere), nor an order by
+/// a sub-aggregation's metric or by ascending count, which a merge may move either way.
+pub(crate) fn renders_from_shown(agg: &Agg) -> bool {
+    let AggKind::Terms { min_doc_count, order, .. } = &agg.kind else { return false };
+    *min_doc_count >= 1
+        && order.iter().all(|(key, dir)| match key {
+            TermsOrderKey::Count => *dir == Order::Desc,
+            TermsOrderKey::Key => true,
+            TermsOrderKey::Metric { .. } => false,
+        })
+}
+
 /// The top `size` buckets by `order`, with the zero buckets of `min_doc_count: 0`.
 pub(super) fn render(
     agg: &Agg,
     map: &TermsMap,
     ctx: &mut RenderCtx<'_>,
 ) -> Result<Value, QueryError> {
+    render_from(agg, map, ctx, None).map(|(rendered, _)| rendered)
+}
+
+/// [`render`], and what it showed (for an aggregation that [`renders_from_shown`]). `since`:
+/// what the last render of this aggregation showed and the states merged into `map` since
+/// then; only those buckets are then ranked, not every key.
+pub(crate) fn render_from(
+    agg: &Agg,
+    map: &TermsMap,
+    ctx: &mut RenderCtx<'_>,
+    since: Option<(&Shown, &[&TermsMap])>,
+) -> Result<(Value, Option<Shown>), QueryError> {
     let AggKind::Terms { field, size, min_doc_count, order, include, exclude, .. } = &agg.kind
     else {
         unreachable!("a terms state belongs to a terms aggregation")
@@ -136,14 +180,46 @@ pub(super) fn render(
             .collect(),
         _ => Vec::new(),
     };
-    let mut eligible: Vec<(&TermKey, &Bucket)> = map
-        .iter()
-        .filter(|(_, b)| b.doc_count >= *min_doc_count)
-        .chain(zeros.iter().map(|(k, b)| (k, b)))
-        .collect();
     // Elasticsearch's final reduce drops buckets under min_doc_count without adding
     // them to sum_other_doc_count: "other" counts only eligible buckets cut by size.
-    let total: u64 = eligible.iter().map(|(_, b)| b.doc_count).sum();
+    let eligible_count = |count: u64| if count >= *min_doc_count { count } else { 0 };
+    let (mut eligible, total): (Vec<(&TermKey, &Bucket)>, u64) = match since {
+        Some((shown, merged)) if renders_from_shown(agg) => {
+            // The buckets shown last and those merged into since, each once, with what the
+            // merges added to it.
+            let mut candidates: HashMap<&TermKey, (&Bucket, u64)> = HashMap::new();
+            for key in &shown.keys {
+                if let Some((key, bucket)) = map.get_key_value(key) {
+                    candidates.entry(key).or_insert((bucket, 0));
+                }
+            }
+            for (key, added) in merged.iter().flat_map(|m| m.iter()) {
+                if let Some((key, bucket)) = map.get_key_value(key) {
+                    candidates.entry(key).or_insert((bucket, 0)).1 += added.doc_count;
+                }
+            }
+            let mut total = shown.total;
+            for (bucket, added) in candidates.values() {
+                let before = bucket.doc_count.saturating_sub(*added);
+                total = total + eligible_count(bucket.doc_count) - eligible_count(before);
+            }
+            let eligible = candidates
+                .into_iter()
+                .filter(|(_, (b, _))| b.doc_count >= *min_doc_count)
+                .map(|(k, (b, _))| (k, b))
+                .collect();
+            (eligible, total)
+        }
+        _ => {
+            let eligible: Vec<(&TermKey, &Bucket)> = map
+                .iter()
+                .filter(|(_, b)| b.doc_count >= *min_doc_count)
+                .chain(zeros.iter().map(|(k, b)| (k, b)))
+                .collect();
+            let total = eligible.iter().map(|(_, b)| b.doc_count).sum();
+            (eligible, total)
+        }
+    };
     let cmp = |a: &(&TermKey, &Bucket), b: &(&TermKey, &Bucket)| terms_cmp(agg, order, a, b);
     if eligible.len() > *size {
         eligible.select_nth_unstable_by(*size - 1, cmp);
@@ -152,6 +228,8 @@ pub(super) fn render(
     eligible.sort_by(cmp);
     ctx.count(eligible.len())?;
     let shown: u64 = eligible.iter().map(|(_, b)| b.doc_count).sum();
+    let memo = renders_from_shown(agg)
+        .then(|| Shown { keys: eligible.iter().map(|(k, _)| (*k).clone()).collect(), total });
     let buckets = eligible
         .into_iter()
         .map(|(k, b)| {
@@ -164,9 +242,10 @@ pub(super) fn render(
             bucket_json(&agg.subs, b, head, Origin::Collected, ctx)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(
+    Ok((
         json!({"doc_count_error_upper_bound": 0, "sum_other_doc_count": total - shown, "buckets": buckets}),
-    )
+        memo,
+    ))
 }
 
 /// A single-value metric of a bucket's sub-aggregation, for ordering (NaN when undefined).
