@@ -28,6 +28,11 @@ pub struct Limits {
     /// that (a pathological pattern) fails with `circuit_breaking_exception` instead of taking
     /// a core for ever. Ordinary queries cost 0.5–10 µs a record.
     pub max_fold_micros_per_record: u64,
+    /// A top-level `terms` with at least this many keys remembers what its render showed, and
+    /// the render after a live wake-up ranks only those keys and the ones the wake-up touched
+    /// instead of every key ([`crate::Plan::render_after`]). A smaller one is cheaper ranked
+    /// whole. `0`: always remember.
+    pub terms_memo_from_keys: usize,
 }
 
 /// Folding time an invocation must have spent before its cost per record is judged: shorter
@@ -50,6 +55,7 @@ impl Default for Limits {
             max_state_bytes: 64 * 1024 * 1024,
             max_regex_length: 1_000,
             max_fold_micros_per_record: 1_000,
+            terms_memo_from_keys: 1_024,
         }
     }
 }

@@ -370,6 +370,7 @@ impl Plan {
             topic: &r.topic,
             seen: self.seen_fields.iter().zip(&state.seen).collect(),
             in_empty_bucket: false,
+            terms_memo_from_keys: self.limits.terms_memo_from_keys,
         };
         let mut out = Map::new();
         out.insert("hits".into(), state.hits.render(&r.topic, &r.sort, &r.source));

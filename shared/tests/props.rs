@@ -473,8 +473,11 @@ proptest! {
         body in request(),
         recs in prop::collection::vec(document(), 0..40),
         cuts in prop::collection::vec(0usize..40, 0..8),
+        memo_from_keys in 0usize..4,
     ) {
-        let plan = Plan::parse(&body, &Limits::default()).expect("valid");
+        // Few keys here: the memo from 0 to 3 keys (1,024 by default).
+        let limits = Limits { terms_memo_from_keys: memo_from_keys, ..Limits::default() };
+        let plan = Plan::parse(&body, &limits).expect("valid");
         let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(recs.len())).collect();
         cuts.extend([0, recs.len()]);
         cuts.sort_unstable();

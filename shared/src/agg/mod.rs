@@ -389,6 +389,8 @@ pub(crate) struct RenderCtx<'a> {
     /// Rendering inside a bucket a histogram filled in: Elasticsearch builds its
     /// sub-aggregations empty, so `terms` lists no zero-count buckets there.
     pub(crate) in_empty_bucket: bool,
+    /// [`crate::Limits::terms_memo_from_keys`].
+    pub(crate) terms_memo_from_keys: usize,
 }
 
 impl RenderCtx<'_> {

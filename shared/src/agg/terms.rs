@@ -154,7 +154,8 @@ pub(super) fn render(
     render_from(agg, map, ctx, None).map(|(rendered, _)| rendered)
 }
 
-/// [`render`], and what it showed (for an aggregation that [`renders_from_shown`]). `since`:
+/// [`render`], and what it showed (for an aggregation that [`renders_from_shown`], with at
+/// least `terms_memo_from_keys` keys). `since`:
 /// what the last render of this aggregation showed and the states merged into `map` since
 /// then; only those buckets are then ranked, not every key.
 pub(crate) fn render_from(
@@ -183,8 +184,11 @@ pub(crate) fn render_from(
     // Elasticsearch's final reduce drops buckets under min_doc_count without adding
     // them to sum_other_doc_count: "other" counts only eligible buckets cut by size.
     let eligible_count = |count: u64| if count >= *min_doc_count { count } else { 0 };
+    // Ranking a few keys instead of all pays once the keys are many (and what was shown is
+    // kept only then).
+    let remembers = renders_from_shown(agg) && map.len() >= ctx.terms_memo_from_keys;
     let (mut eligible, total): (Vec<(&TermKey, &Bucket)>, u64) = match since {
-        Some((shown, merged)) if renders_from_shown(agg) => {
+        Some((shown, merged)) if remembers => {
             // The buckets shown last and those merged into since, each once, with what the
             // merges added to it.
             let mut candidates: HashMap<&TermKey, (&Bucket, u64)> = HashMap::new();
@@ -228,7 +232,7 @@ pub(crate) fn render_from(
     eligible.sort_by(cmp);
     ctx.count(eligible.len())?;
     let shown: u64 = eligible.iter().map(|(_, b)| b.doc_count).sum();
-    let memo = renders_from_shown(agg)
+    let memo = remembers
         .then(|| Shown { keys: eligible.iter().map(|(k, _)| (*k).clone()).collect(), total });
     let buckets = eligible
         .into_iter()
