@@ -168,6 +168,14 @@ impl Plan {
         s
     }
 
+    /// An empty state to fold a batch into apart from `base`, the state it is then merged into:
+    /// its estimate starts at `base`'s, so the fold is held to the budget of both together, as
+    /// a fold into `base` is (else base and batch could each approach the budget, twice it in
+    /// memory). It is only to be merged: a merge counts what it adds, not the other's estimate.
+    pub fn empty_delta_of(&self, base: &PartialState) -> PartialState {
+        PartialState { bytes: base.bytes, ..self.empty_state() }
+    }
+
     /// Fold one record. A record that is not a JSON object is counted as skipped; the only
     /// error is a blown memory budget, after which the state must be discarded.
     pub fn fold(&self, state: &mut PartialState, record: &Record<'_>) -> Result<(), QueryError> {
@@ -389,17 +397,25 @@ impl Plan {
             {
                 let agg = &r.aggs[i];
                 let rendered = match s {
-                    AggState::Terms(map) if agg::renders_from_shown(agg) => {
+                    AggState::Terms(map) => {
+                        // What it showed last, and the same aggregation's merged buckets.
                         let shown = since.and_then(|m| m.terms.get(at)).and_then(Option::as_ref);
-                        let maps: Option<Vec<&agg::TermsMap>> = merged
-                            .iter()
-                            .map(|m| match m.get(at) {
-                                Some(AggState::Terms(map)) => Some(map),
-                                _ => None,
-                            })
-                            .collect();
-                        let (rendered, shown) =
-                            agg::render_from(agg, map, &mut ctx, shown.zip(maps.as_deref()))?;
+                        let since = shown.and_then(|shown| {
+                            let maps: Option<Vec<&agg::TermsMap>> = merged
+                                .iter()
+                                .map(|m| match m.get(at) {
+                                    Some(AggState::Terms(map)) => Some(map),
+                                    _ => None,
+                                })
+                                .collect();
+                            Some((shown, maps?))
+                        });
+                        let (rendered, shown) = agg::render_from(
+                            agg,
+                            map,
+                            &mut ctx,
+                            since.as_ref().map(|(shown, maps)| (*shown, maps.as_slice())),
+                        )?;
                         memo.terms.push(shown);
                         rendered
                     }
@@ -540,6 +556,30 @@ mod merge_budget_tests {
         let mut again = tight.decode(&tight.encode(&left)).expect("decodes");
         let same = tight.decode(&tight.encode(&left)).expect("decodes");
         tight.merge(&mut again, &same).expect("no new keys: within the budget");
+    }
+
+    #[test]
+    fn a_delta_folded_apart_from_its_base_is_held_to_the_budget_of_both() {
+        let body = serde_json::json!({"topic": "t", "aggs": {"k": {"terms": {"field": "id"}}}});
+        let roomy = Plan::parse(&body, &Limits::default()).expect("valid");
+        let exact = |s: &PartialState| roomy.decode(&roomy.encode(s)).expect("decodes");
+        let (left, right) = (folded(&roomy, 0..500), folded(&roomy, 500..1000));
+        let half = exact(&left).estimated_bytes().max(exact(&right).estimated_bytes());
+        let limits = Limits { max_state_bytes: half + half / 2, ..Limits::default() };
+        let tight = Plan::parse(&body, &limits).expect("valid");
+        let fold_right = |into: &mut PartialState| {
+            (500..1000u32).try_for_each(|k| {
+                let value = format!(r#"{{"id":"key-{k}"}}"#).into_bytes();
+                let rec =
+                    Record { value: &value, timestamp: 0, offset: 0, partition: 0, key: None };
+                tight.fold(into, &rec)
+            })
+        };
+        // Alone, the batch is within the budget; apart from its base, not.
+        fold_right(&mut tight.empty_state()).expect("the batch alone fits");
+        let base = tight.decode(&tight.encode(&left)).expect("decodes");
+        let e = fold_right(&mut tight.empty_delta_of(&base)).expect_err("base and batch do not");
+        assert_eq!(e.kind, ErrorKind::CircuitBreaking, "{e:?}");
     }
 
     /// The stored layout, whichever way postcard is driven: states written before stay

@@ -395,7 +395,7 @@ async fn advance(
     // 2. Read and fold, within the batch bounds and before the deadline: into an empty state,
     //    merged into the loaded one once read, so what the batch added is at hand for the
     //    commit (a live segment's checkpoint appends it).
-    let mut delta = plan.empty_state();
+    let mut delta = plan.empty_delta_of(&state);
     let mut bytes = 0usize;
     let mut budget_error = None;
     let mut chunk = FoldChunk::alone();

@@ -53,9 +53,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use self::metric::Stats;
-pub(crate) use self::terms::{
-    SEEN_KEY_OVERHEAD, SeenTerms, Shown, render_from, renders_from_shown, seen_term_fields,
-};
+pub(crate) use self::terms::{SEEN_KEY_OVERHEAD, SeenTerms, Shown, render_from, seen_term_fields};
 use crate::date::DateFormat;
 use crate::error::{ErrorKind, QueryError};
 use crate::eval::Doc;

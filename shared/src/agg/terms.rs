@@ -135,7 +135,7 @@ impl Shown {
 /// keys; and a bucket only becomes eligible (`min_doc_count` ≥ 1) by being merged into. Not
 /// with `min_doc_count: 0` (the zero buckets come from values seen elsewhere), nor an order by
 /// a sub-aggregation's metric or by ascending count, which a merge may move either way.
-pub(crate) fn renders_from_shown(agg: &Agg) -> bool {
+fn renders_from_shown(agg: &Agg) -> bool {
     let AggKind::Terms { min_doc_count, order, .. } = &agg.kind else { return false };
     *min_doc_count >= 1
         && order.iter().all(|(key, dir)| match key {
