@@ -75,12 +75,7 @@ struct Entry {
     /// Per segment of the key (one for a segment's state, every segment of the query in its
     /// order for the merged state).
     stamps: Vec<Stamp>,
-    state: PartialState,
-    /// For a merged state: the result revision whose result is this state's render, when
-    /// the refresh that kept it wrote or confirmed that revision.
-    rendered: Option<u64>,
-    /// For a merged state: what its render remembered for the next ([`kappa_core::Plan::render_after`]).
-    memo: Option<RenderMemo>,
+    kept: Kept,
     bytes: usize,
     used: u64,
 }
@@ -89,9 +84,11 @@ struct Entry {
 pub struct Kept {
     /// The state.
     pub state: PartialState,
-    /// The result revision whose result is this state's render, if known.
+    /// For a merged state: the result revision whose result is this state's render, when
+    /// the refresh that kept it wrote or confirmed that revision.
     pub rendered: Option<u64>,
-    /// What this state's render remembered for the next ([`kappa_core::Plan::render_after`]).
+    /// For a merged state: what its render remembered for the next
+    /// ([`kappa_core::Plan::render_after`]).
     pub memo: Option<RenderMemo>,
 }
 
@@ -198,17 +195,12 @@ impl WarmStates {
         inner.bytes -= entry.bytes;
         // Another stamp: the entry is stale (the store moved on without this process, or
         // went back after losing writes); dropped either way.
-        (entry.stamps == stamps).then_some(Kept {
-            state: entry.state,
-            rendered: entry.rendered,
-            memo: entry.memo,
-        })
+        (entry.stamps == stamps).then_some(entry.kept)
     }
 
     fn put(&self, key: Key, stamps: Vec<Stamp>, kept: Kept) {
-        let Kept { state, rendered, memo } = kept;
-        let memo_bytes = memo.as_ref().map_or(0, RenderMemo::estimated_bytes);
-        let bytes = state.estimated_bytes() + memo_bytes + ENTRY_OVERHEAD;
+        let memo_bytes = kept.memo.as_ref().map_or(0, RenderMemo::estimated_bytes);
+        let bytes = kept.state.estimated_bytes() + memo_bytes + ENTRY_OVERHEAD;
         if bytes > self.budget / 4 {
             // One state that large would push everything else out; it is decoded each time.
             return;
@@ -216,7 +208,7 @@ impl WarmStates {
         let mut inner = self.lock();
         inner.clock += 1;
         let used = inner.clock;
-        let entry = Entry { stamps, state, rendered, memo, bytes, used };
+        let entry = Entry { stamps, kept, bytes, used };
         if let Some(old) = inner.entries.insert(key, entry) {
             inner.bytes -= old.bytes;
         }
@@ -301,6 +293,34 @@ mod tests {
         let none = WarmStates::new(0);
         none.put_segment(&query(1), SEGMENT, Stamp { next: 1, lost: 0 }, state());
         assert_eq!(none.bytes(), 0, "a zero budget keeps nothing");
+    }
+
+    #[test]
+    fn a_merged_state_comes_back_with_its_render_revision_and_memo() {
+        let warm = WarmStates::new(1 << 20);
+        let stamps = vec![Stamp { next: 7, lost: 0 }];
+        let body =
+            serde_json::json!({"topic": "t", "size": 0, "aggs": {"n": {"terms": {"field": "k"}}}});
+        let plan = Plan::parse(&body, &Limits::default()).expect("valid");
+        let (_, memo) = plan.render_after(&plan.empty_state(), None, &[]).expect("renders");
+        warm.put_merged(
+            &query(1),
+            stamps.clone(),
+            Kept { state: state(), rendered: Some(5), memo: Some(memo.clone()) },
+        );
+        assert!(
+            warm.take_merged(&query(1), &[Stamp { next: 8, lost: 0 }]).is_none(),
+            "another stamp"
+        );
+        warm.put_merged(
+            &query(1),
+            stamps.clone(),
+            Kept { state: state(), rendered: Some(5), memo: Some(memo.clone()) },
+        );
+        let kept = warm.take_merged(&query(1), &stamps).expect("kept at its stamps");
+        assert_eq!(kept.rendered, Some(5));
+        assert_eq!(kept.memo, Some(memo));
+        assert_eq!(warm.bytes(), 0, "taken");
     }
 
     #[test]

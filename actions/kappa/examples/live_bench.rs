@@ -11,7 +11,8 @@
 //! Knobs: `LIVE_BENCH_QUERIES=N` (100), `LIVE_BENCH_WAKES=N` wake-ups measured (300),
 //! `LIVE_BENCH_PARTITIONS=N` the topic's partitions, so each query's live segments (4),
 //! `LIVE_BENCH_HISTORY=N` records in the log before the queries start (1,000),
-//! `LIVE_BENCH_ONE='{..}'` measures that one query alone instead (its topic is set).
+//! `LIVE_BENCH_ONE='{..}'` measures that one query alone instead (its topic is set),
+//! `LIVE_BENCH_APPEND_FROM=BYTES` sets `append_checkpoints_from_bytes` (`KAPPA_CONFIG`'s).
 //!
 //! `push_bench`'s `distinct` figure is the one the target is stated for; its count of
 //! wake-ups depends on how long each run took, so its CPU varies ±10% from run to run. Here
@@ -67,6 +68,8 @@ impl Bench {
             .expect("embedded store");
         let mut config = kappa::config::dev_action_config();
         config.topic_partitions = env_var("LIVE_BENCH_PARTITIONS", 4) as u32;
+        config.append_checkpoints_from_bytes =
+            env_var("LIVE_BENCH_APPEND_FROM", config.append_checkpoints_from_bytes);
         let base = kappa_tweetgen::TweetGen::load_default_base().expect("the tweets of tests/data");
         Bench {
             log,
