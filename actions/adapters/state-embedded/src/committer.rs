@@ -156,16 +156,18 @@ fn commit_once(db: &Database, pending: &Mutex<Pending>, batch: &mut [Request]) -
     // The default, made explicit: `commit` returns only once the data is in the file (and on
     // the disk, unless the store was opened without fsync).
     tx.set_durability(redb::Durability::Immediate);
-    // Checkpoints first: a removal in the batch then removes them too.
-    let written: Vec<((String, String), u64)> = {
-        let pending = lock_pending(pending);
+    // Checkpoints first: a removal in the batch then removes them too. Written without the
+    // lock (see `Pending`): compare-and-sets and reads go on meanwhile.
+    let to_write = lock_pending(pending).to_write();
+    {
         let mut t = tx.open_table(CHECKPOINTS).map_err(|e| db_error(what, e))?;
-        for ((id, segment), w) in &pending.writes {
-            t.insert((id.as_str(), segment.as_str()), w.encoded.as_slice())
+        for ((id, segment), _, encoded) in &to_write {
+            t.insert((id.as_str(), segment.as_str()), encoded.as_slice())
                 .map_err(|e| db_error(what, e))?;
         }
-        pending.writes.iter().map(|(k, w)| (k.clone(), w.number)).collect()
-    };
+    }
+    let written: Vec<((String, String), u64)> =
+        to_write.into_iter().map(|(key, number, _)| (key, number)).collect();
     for request in batch {
         if let Err(e) = request.run(&tx) {
             let _ = tx.abort();

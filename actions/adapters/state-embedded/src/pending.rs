@@ -15,13 +15,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 ///
 /// Once written, a checkpoint stays here as a copy of the file's (`in_file`), so the next
 /// invocation's load and the wake-up ticks' reads of a live query never go to the file.
+///
+/// The committer holds the lock only to take the writes (their bytes shared, not copied:
+/// [`Pending::to_write`]) and to forget them after the commit, not while it writes them:
+/// with thousands of live segments that write took milliseconds of every wake-up, during
+/// which every checkpoint read and compare-and-set of the process waited.
 #[derive(Default)]
 pub(crate) struct Pending {
     pub(crate) writes: HashMap<(String, String), PendingWrite>,
     /// Checkpoints equal to the file's (`(next_offset, encoded)`), no larger than
     /// [`CACHED_CHECKPOINT_BYTES`]. Changed only under the lock, by the committer after a
     /// commit, by a fill from the file of a key absent from both maps, and by removals.
-    in_file: HashMap<(String, String), (i64, Vec<u8>)>,
+    in_file: HashMap<(String, String), (i64, Arc<Vec<u8>>)>,
     /// Numbers the writes, so the committer forgets only what it wrote.
     count: u64,
 }
@@ -29,8 +34,12 @@ pub(crate) struct Pending {
 pub(crate) struct PendingWrite {
     pub(crate) number: u64,
     next_offset: i64,
-    pub(crate) encoded: Vec<u8>,
+    /// Shared with the committer while it writes it.
+    encoded: Arc<Vec<u8>>,
 }
+
+/// A pending write as the committer takes it: its key, its number and its bytes.
+pub(crate) type ToWrite = ((String, String), u64, Arc<Vec<u8>>);
 
 /// Largest checkpoint kept in memory once it is in the file (a state near its memory budget
 /// is read from the file instead of being held twice).
@@ -52,10 +61,17 @@ impl Pending {
         }
     }
 
+    /// The writes for the committer's next transaction. A key written again meanwhile is a
+    /// newer write, which [`Pending::committed`] keeps; a reader finds either in `writes`
+    /// until then, and only then the file holds this one.
+    pub(crate) fn to_write(&self) -> Vec<ToWrite> {
+        self.writes.iter().map(|(k, w)| (k.clone(), w.number, w.encoded.clone())).collect()
+    }
+
     /// Remember `encoded`, just read from the file for `key` (absent from both maps).
     pub(crate) fn filled(&mut self, key: (String, String), next_offset: i64, encoded: &[u8]) {
         if encoded.len() <= CACHED_CHECKPOINT_BYTES {
-            self.in_file.insert(key, (next_offset, encoded.to_vec()));
+            self.in_file.insert(key, (next_offset, Arc::new(encoded.to_vec())));
         }
     }
 
@@ -63,7 +79,7 @@ impl Pending {
     pub(crate) fn write(&mut self, key: (String, String), next_offset: i64, encoded: Vec<u8>) {
         self.count += 1;
         let number = self.count;
-        self.writes.insert(key, PendingWrite { number, next_offset, encoded });
+        self.writes.insert(key, PendingWrite { number, next_offset, encoded: Arc::new(encoded) });
     }
 
     /// After the commit of the `written` writes (key and number).
@@ -99,6 +115,29 @@ mod tests {
 
     fn checkpoint(n: i64, bytes: usize) -> Checkpoint {
         Checkpoint { next_offset: n, state: vec![7; bytes], head: n, lost: 0 }
+    }
+
+    /// The committer writes what it took without the lock, so a key may be written again
+    /// meanwhile: readers see the newer write, and the commit of the older one does not
+    /// replace it (the newer one reaches the file with the next commit).
+    #[test]
+    fn a_checkpoint_written_again_while_the_committer_writes_it_keeps_the_newer_write() {
+        let mut pending = Pending::default();
+        let key = ("q".to_string(), "p0@0".to_string());
+        let numbers = |taken: Vec<ToWrite>| taken.into_iter().map(|(k, n, _)| (k, n)).collect();
+        pending.write(key.clone(), 1, vec![1]);
+        let taken = pending.to_write();
+        assert_eq!(taken.len(), 1);
+        pending.write(key.clone(), 2, vec![2]);
+        assert_eq!(pending.get(&key), Some((2, &[2u8][..])), "the newer write is read");
+        pending.committed(numbers(taken));
+        assert_eq!(pending.get(&key), Some((2, &[2u8][..])), "not replaced by the older");
+        assert!(pending.writes.contains_key(&key), "still to be written");
+        let taken = pending.to_write();
+        assert_eq!(taken[0].2.as_slice(), &[2u8][..]);
+        pending.committed(numbers(taken));
+        assert!(pending.writes.is_empty(), "written");
+        assert_eq!(pending.get(&key), Some((2, &[2u8][..])), "kept as the file's copy");
     }
 
     /// Only checkpoints up to `CACHED_CHECKPOINT_BYTES` stay in memory once in the file, whether
