@@ -22,11 +22,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// which every checkpoint read and compare-and-set of the process waited.
 #[derive(Default)]
 pub(crate) struct Pending {
-    pub(crate) writes: HashMap<(String, String), PendingWrite>,
+    pub(crate) writes: HashMap<CheckpointKey, PendingWrite>,
     /// Checkpoints equal to the file's (`(next_offset, encoded)`), no larger than
     /// [`CACHED_CHECKPOINT_BYTES`]. Changed only under the lock, by the committer after a
     /// commit, by a fill from the file of a key absent from both maps, and by removals.
-    in_file: HashMap<(String, String), (i64, Arc<Vec<u8>>)>,
+    in_file: HashMap<CheckpointKey, (i64, Arc<Vec<u8>>)>,
     /// Numbers the writes, so the committer forgets only what it wrote.
     count: u64,
 }
@@ -38,8 +38,11 @@ pub(crate) struct PendingWrite {
     encoded: Arc<Vec<u8>>,
 }
 
+/// A checkpoint's key: `(query id, segment key)`.
+pub(crate) type CheckpointKey = (String, String);
+
 /// A pending write as the committer takes it: its key, its number and its bytes.
-pub(crate) type ToWrite = ((String, String), u64, Arc<Vec<u8>>);
+pub(crate) type ToWrite = (CheckpointKey, u64, Arc<Vec<u8>>);
 
 /// Largest checkpoint kept in memory once it is in the file (a state near its memory budget
 /// is read from the file instead of being held twice).
