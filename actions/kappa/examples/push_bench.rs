@@ -22,6 +22,7 @@
 //! `PUSH_BENCH_ONLY=latency|fanout|sharing|stuck|pathological|distinct|latency_distinct|replay|idle` runs one figure; `PUSH_BENCH_SERVER_ARGS="--workers 8"`
 //! passes flags to the server; `PUSH_BENCH_DUMP=FILE` writes min/median/max latency per batch;
 //! `PUSH_BENCH_SERVER_CPUS=1` pins the server to CPU 1 (`taskset -c`);
+//! `PUSH_BENCH_PARTITIONS=N` gives the server's topics N partitions instead of 4;
 //! `PUSH_BENCH_SERVER_LOG=FILE` keeps the server's stderr (`{port}` in it names each server's; `PUSH_BENCH_SERVER_LOG_LEVEL` sets
 //! its `KAPPA_LOG`); `PUSH_BENCH_DISTINCT_ONLY=100` runs only the distinct figure's
 //! configurations whose label contains it.
@@ -75,7 +76,13 @@ fn start_with(port: u16, extra: &[String]) -> Server {
     let child = command
         .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir.path())
-        .args(["--partitions", "4", "--subscriber-buffer", "256"])
+        // `PUSH_BENCH_PARTITIONS=N`: topics of N partitions instead of 4 (so N live segments
+        // per query).
+        .args([
+            "--partitions",
+            &std::env::var("PUSH_BENCH_PARTITIONS").unwrap_or_else(|_| "4".into()),
+        ])
+        .args(["--subscriber-buffer", "256"])
         .args(extra)
         // The backends are the flags' alone (the server reads these too, e.g. the `REDIS_URL`
         // of the idle figure's Redis run).
