@@ -514,10 +514,13 @@ mod merge_budget_tests {
     use super::*;
     use crate::error::ErrorKind;
 
-    /// The state of `plan` (a `terms` on `id`) over one record per key of `keys`.
-    fn folded(plan: &Plan, keys: std::ops::Range<u32>) -> PartialState {
-        let mut state = plan.empty_state();
-        for (offset, k) in keys.enumerate() {
+    /// Fold into `state` one record per key of `keys` (`plan`: a `terms` on `id`).
+    fn fold_keys(
+        plan: &Plan,
+        state: &mut PartialState,
+        keys: std::ops::Range<u32>,
+    ) -> Result<(), QueryError> {
+        keys.enumerate().try_for_each(|(offset, k)| {
             let value = format!(r#"{{"id":"key-{k}"}}"#).into_bytes();
             let rec = Record {
                 value: &value,
@@ -526,23 +529,39 @@ mod merge_budget_tests {
                 partition: 0,
                 key: None,
             };
-            plan.fold(&mut state, &rec).expect("within the budget");
-        }
+            plan.fold(state, &rec)
+        })
+    }
+
+    /// The state of `plan` (a `terms` on `id`) over one record per key of `keys`.
+    fn folded(plan: &Plan, keys: std::ops::Range<u32>) -> PartialState {
+        let mut state = plan.empty_state();
+        fold_keys(plan, &mut state, keys).expect("within the budget");
         state
+    }
+
+    /// `state`'s estimate counted afresh (decoded).
+    fn exact_bytes(plan: &Plan, state: &PartialState) -> usize {
+        plan.decode(&plan.encode(state)).expect("decodes").estimated_bytes()
+    }
+
+    /// A `terms` on `id`: its body, its plan under the default limits, its states over keys
+    /// 0..500 and 500..1000, and the larger of their estimates counted afresh.
+    fn halves() -> (Value, Plan, PartialState, PartialState, usize) {
+        let body = serde_json::json!({"topic": "t", "aggs": {"k": {"terms": {"field": "id"}}}});
+        let roomy = Plan::parse(&body, &Limits::default()).expect("valid");
+        let (left, right) = (folded(&roomy, 0..500), folded(&roomy, 500..1000));
+        let half = exact_bytes(&roomy, &left).max(exact_bytes(&roomy, &right));
+        (body, roomy, left, right, half)
     }
 
     #[test]
     fn a_merge_over_the_memory_budget_fails_though_each_part_is_within_it() {
-        let body = serde_json::json!({"topic": "t", "aggs": {"k": {"terms": {"field": "id"}}}});
-        let roomy = Plan::parse(&body, &Limits::default()).expect("valid");
-        // The estimates counted afresh (decoded) of each half and of their union.
-        let exact = |s: &PartialState| roomy.decode(&roomy.encode(s)).expect("decodes");
-        let (left, right) = (folded(&roomy, 0..500), folded(&roomy, 500..1000));
+        let (body, roomy, left, right, half) = halves();
         let mut union = left.clone();
         roomy.merge(&mut union, &right).expect("within the default budget");
-        let union_bytes = exact(&union).estimated_bytes();
+        let union_bytes = exact_bytes(&roomy, &union);
         assert_eq!(union.estimated_bytes(), union_bytes, "the merge counted what it added");
-        let half = exact(&left).estimated_bytes().max(exact(&right).estimated_bytes());
         assert!(half < union_bytes);
 
         // A budget each half fits in and their union does not.
@@ -560,25 +579,14 @@ mod merge_budget_tests {
 
     #[test]
     fn a_delta_folded_apart_from_its_base_is_held_to_the_budget_of_both() {
-        let body = serde_json::json!({"topic": "t", "aggs": {"k": {"terms": {"field": "id"}}}});
-        let roomy = Plan::parse(&body, &Limits::default()).expect("valid");
-        let exact = |s: &PartialState| roomy.decode(&roomy.encode(s)).expect("decodes");
-        let (left, right) = (folded(&roomy, 0..500), folded(&roomy, 500..1000));
-        let half = exact(&left).estimated_bytes().max(exact(&right).estimated_bytes());
+        let (body, _, left, _, half) = halves();
         let limits = Limits { max_state_bytes: half + half / 2, ..Limits::default() };
         let tight = Plan::parse(&body, &limits).expect("valid");
-        let fold_right = |into: &mut PartialState| {
-            (500..1000u32).try_for_each(|k| {
-                let value = format!(r#"{{"id":"key-{k}"}}"#).into_bytes();
-                let rec =
-                    Record { value: &value, timestamp: 0, offset: 0, partition: 0, key: None };
-                tight.fold(into, &rec)
-            })
-        };
         // Alone, the batch is within the budget; apart from its base, not.
-        fold_right(&mut tight.empty_state()).expect("the batch alone fits");
+        fold_keys(&tight, &mut tight.empty_state(), 500..1000).expect("the batch alone fits");
         let base = tight.decode(&tight.encode(&left)).expect("decodes");
-        let e = fold_right(&mut tight.empty_delta_of(&base)).expect_err("base and batch do not");
+        let e = fold_keys(&tight, &mut tight.empty_delta_of(&base), 500..1000)
+            .expect_err("base and batch do not");
         assert_eq!(e.kind, ErrorKind::CircuitBreaking, "{e:?}");
     }
 

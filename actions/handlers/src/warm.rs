@@ -301,8 +301,11 @@ mod tests {
         let stamps = vec![Stamp { next: 7, lost: 0 }];
         let body =
             serde_json::json!({"topic": "t", "size": 0, "aggs": {"n": {"terms": {"field": "k"}}}});
-        let plan = Plan::parse(&body, &Limits::default()).expect("valid");
+        // A terms of any size remembers what it showed: a memo that is not the empty one.
+        let limits = Limits { terms_memo_from_keys: 0, ..Limits::default() };
+        let plan = Plan::parse(&body, &limits).expect("valid");
         let (_, memo) = plan.render_after(&plan.empty_state(), None, &[]).expect("renders");
+        assert_ne!(memo, RenderMemo::default(), "the terms remembered");
         warm.put_merged(
             &query(1),
             stamps.clone(),
