@@ -32,6 +32,7 @@ pub mod request;
 pub mod scan;
 pub mod sketch;
 pub mod sort;
+pub mod tail;
 pub mod text;
 pub mod topic;
 pub mod value;

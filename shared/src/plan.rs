@@ -454,12 +454,31 @@ impl Plan {
     /// grouping gives the same state), and it was within the budget then, so it is not checked
     /// again here; the estimate is counted afresh.
     pub fn decode(&self, bytes: &[u8]) -> Result<PartialState, StateError> {
-        let (mut state, mut rest) = self.decode_piece(bytes)?;
-        while !rest.is_empty() {
-            let (piece, after) = self.decode_piece(rest)?;
-            self.merge_unbudgeted(&mut state, &piece);
-            rest = after;
+        self.decode_pieces(std::iter::once(bytes))
+    }
+
+    /// [`Plan::decode`] of the concatenation of `parts` (each one or more encoded states),
+    /// without copying them into one: the merge of every state they hold, in order.
+    pub fn decode_pieces<'b>(
+        &self,
+        parts: impl IntoIterator<Item = &'b [u8]>,
+    ) -> Result<PartialState, StateError> {
+        let mut merged: Option<PartialState> = None;
+        for part in parts {
+            let mut rest = part;
+            loop {
+                let (piece, after) = self.decode_piece(rest)?;
+                match &mut merged {
+                    Some(state) => self.merge_unbudgeted(state, &piece),
+                    None => merged = Some(piece),
+                }
+                rest = after;
+                if rest.is_empty() {
+                    break;
+                }
+            }
         }
+        let mut state = merged.ok_or_else(|| StateError::Corrupt("empty".into()))?;
         state.bytes = self.heap_bytes(&state);
         Ok(state)
     }

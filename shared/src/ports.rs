@@ -203,8 +203,21 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// A stable name for store keys and logs: `p3@1000` or `p3@1000-2000`.
+    /// A query's live tail: every one of its open segments (no end), advanced and committed
+    /// as one unit, with one checkpoint ([`crate::tail`]). It names that unit in links and in
+    /// the store, never a range of one partition.
+    pub const TAIL: Segment = Segment { partition: u32::MAX, start: 0, end: None };
+
+    /// Whether this is [`Segment::TAIL`].
+    pub fn is_tail(&self) -> bool {
+        *self == Segment::TAIL
+    }
+
+    /// A stable name for store keys and logs: `p3@1000`, `p3@1000-2000`, or `tail`.
     pub fn key(&self) -> String {
+        if self.is_tail() {
+            return "tail".into();
+        }
         match self.end {
             Some(e) => format!("p{}@{}-{}", self.partition, self.start, e),
             None => format!("p{}@{}", self.partition, self.start),
@@ -225,6 +238,37 @@ pub struct QueryRecord {
     pub segments: Vec<Segment>,
     /// Registration time, epoch ms.
     pub created_ms: i64,
+}
+
+impl QueryRecord {
+    /// The segments that end: offset ranges replayed one by one, each with its checkpoint.
+    pub fn closed_segments(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.iter().filter(|s| s.end.is_some())
+    }
+
+    /// The segments that follow their partition's head, one per partition: the live tail,
+    /// committed together as [`Segment::TAIL`].
+    pub fn open_segments(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.iter().filter(|s| s.end.is_none())
+    }
+
+    /// What is committed, each by its own checkpoint: the closed segments, then the tail.
+    pub fn units(&self) -> Vec<Segment> {
+        let mut units: Vec<Segment> = self.closed_segments().copied().collect();
+        if self.open_segments().next().is_some() {
+            units.push(Segment::TAIL);
+        }
+        units
+    }
+
+    /// Whether `unit` is one of [`QueryRecord::units`].
+    pub fn has_unit(&self, unit: &Segment) -> bool {
+        if unit.is_tail() {
+            self.open_segments().next().is_some()
+        } else {
+            unit.end.is_some() && self.segments.contains(unit)
+        }
+    }
 }
 
 /// The committed progress of one segment.

@@ -26,6 +26,7 @@ use kappa_core::ports::{
     Checkpoint, GroupEvent, Link, Position, PushEvent, QueryRecord, ReadRequest, ResultRecord,
     Segment,
 };
+use kappa_core::tail::{self, TailPosition};
 use kappa_core::{PartialState, Plan, QueryError};
 use serde_json::{Value, json};
 
@@ -34,8 +35,8 @@ use crate::env::{Context, Env};
 use crate::error::ActionError;
 use crate::plans;
 use crate::process::{
-    Faults, FoldChunk, Fresh, NoFaults, ProcessEvent, ProcessOutput, Reached, Stop, commit,
-    keep_warm,
+    Advance, Faults, FoldChunk, Fresh, NoFaults, ProcessEvent, ProcessOutput, Reached, Stop,
+    commit, keep_warm,
 };
 use crate::result::{self, Refreshed};
 use crate::warm::Stamp;
@@ -147,12 +148,71 @@ struct Lane<'q> {
     /// query's meter: charged with the next chunk that took time, or at the end of the read
     /// (one lock of the meter per member and invocation, not per chunk).
     uncharged: u64,
+    /// For a partition of a query's tail: the tail's place among the group's tails (it
+    /// commits what this lane folded, with its other partitions').
+    tail: Option<usize>,
 }
 
 impl Lane<'_> {
     fn reading(&self) -> bool {
         self.done.is_none() && self.failed.is_none()
     }
+}
+
+/// A query's tail among the members: one unit of commit over its partitions' lanes.
+struct TailUnit<'q> {
+    /// Position in the members given.
+    index: usize,
+    /// Position of its query in the group's sorted query ids.
+    query_at: usize,
+    loaded: &'q Loaded,
+    /// Where its checkpoint stood when loaded, summed (`None`: none yet).
+    at: Option<Position>,
+    /// The same, as the warm states' key.
+    before: Stamp,
+    /// The state committed at `at` (taken by the commit).
+    base: Option<PartialState>,
+    /// What its lanes folded, merged ([`TailUnit::gather`]).
+    delta: PartialState,
+    /// Where each partition stood when loaded, then where its lane got to.
+    positions: Vec<TailPosition>,
+    output: ProcessOutput,
+    /// A lane's budget error: the query fails, nothing is committed.
+    failed: Option<QueryError>,
+}
+
+impl TailUnit<'_> {
+    /// Take in what one of its partitions' lanes did.
+    fn gather(&mut self, lane: &mut Lane<'_>) {
+        self.output.records += lane.output.records;
+        if let Some(e) = lane.failed.take() {
+            self.failed.get_or_insert(e);
+        }
+        // The tail is at its head when every partition is; else it stopped as one that is not.
+        let stop = lane.done.unwrap_or(Stop::Head);
+        if self.output.stopped.at_head() && !stop.at_head() {
+            self.output.stopped = stop;
+        }
+        let partition = lane.segment.partition;
+        if let Some(p) = self.positions.iter_mut().find(|p| p.partition == partition) {
+            let Reached { next, head, lost } = lane.reached;
+            *p = TailPosition { partition, next, head, lost };
+        }
+        if let Err(e) = self.loaded.plan.merge(&mut self.delta, &lane.delta) {
+            self.failed.get_or_insert(e);
+        }
+    }
+}
+
+/// What became of one unit's commit: its own error or nothing, and what it wrote.
+type Committed = (Result<(), ActionError>, Option<Fresh>);
+
+/// A member's query went over its memory or CPU budget: it fails for good, visibly; nothing
+/// is committed, and the others of the group go on.
+async fn stop_failed(env: &Env<'_>, id: &str, e: QueryError) -> Result<Committed, ActionError> {
+    tracing::error!(query = %id, error = %e, "query stopped: this batch is over its memory or CPU budget");
+    result::fail(env, id, e.to_json()).await?;
+    Ok((Err(e.into()), None))
 }
 
 /// [`process_group`] with fault-injection hooks (called once per step for the whole group).
@@ -194,7 +254,7 @@ pub async fn process_group_with_faults(
                 continue;
             }
         };
-        if !loaded.query.segments.contains(&member.segment) {
+        if !loaded.query.has_unit(&member.segment) {
             outputs[index] = Some(Err(ActionError::BadEvent(format!(
                 "segment {} is not one of query {}",
                 member.segment.key(),
@@ -211,13 +271,18 @@ pub async fn process_group_with_faults(
         candidates.push(Candidate { index, query_at: position, member, loaded, at });
     }
     // The states kept warm at those positions; the others' checkpoints read together.
-    let warm: Vec<Option<PartialState>> = candidates
+    let warm: Vec<Option<(PartialState, Vec<TailPosition>)>> = candidates
         .iter()
         .map(|c| match c.at {
-            None => Some(c.loaded.plan.empty_state()),
+            None => Some((c.loaded.plan.empty_state(), tail::starts(&c.loaded.query))),
+            Some(_) if c.member.segment.is_tail() => {
+                let stamp = Stamp::at(&c.member.segment, c.at);
+                env.warm.take_tail(&c.loaded.query, stamp)
+            }
             Some(_) => {
                 let stamp = Stamp::at(&c.member.segment, c.at);
-                env.warm.take_segment(&c.loaded.query, c.member.segment, stamp)
+                let state = env.warm.take_segment(&c.loaded.query, c.member.segment, stamp);
+                state.map(|state| (state, Vec::new()))
             }
         })
         .collect();
@@ -231,20 +296,25 @@ pub async fn process_group_with_faults(
     .await?
     .into_iter();
     let mut lanes: Vec<Lane<'_>> = Vec::new();
+    let mut tails: Vec<TailUnit<'_>> = Vec::new();
     for (Candidate { index, query_at, member, loaded, at }, state) in
         candidates.into_iter().zip(warm)
     {
         // A state read now comes with the position read with it (it may have moved since).
-        let (base, at) = match state {
-            Some(state) => (state, at),
+        let (base, positions, at) = match state {
+            Some((state, positions)) => (state, positions, at),
             None => {
                 let checkpoint = missed.next().flatten();
-                let decoded = match &checkpoint {
-                    Some(cp) => loaded.plan.decode(&cp.state),
-                    None => Ok(loaded.plan.empty_state()),
+                let plan = &loaded.plan;
+                let decoded = match (&checkpoint, member.segment.is_tail()) {
+                    (Some(cp), true) => tail::decode(plan, &cp.state).map(|(p, s)| (s, p)),
+                    (Some(cp), false) => plan.decode(&cp.state).map(|s| (s, Vec::new())),
+                    (None, _) => Ok((plan.empty_state(), tail::starts(&loaded.query))),
                 };
                 match decoded {
-                    Ok(state) => (state, checkpoint.as_ref().map(Position::from)),
+                    Ok((state, positions)) => {
+                        (state, positions, checkpoint.as_ref().map(Position::from))
+                    }
                     Err(e) => {
                         outputs[index] = Some(Err(e.into()));
                         continue;
@@ -252,15 +322,57 @@ pub async fn process_group_with_faults(
                 }
             }
         };
+        let mut output = idle_output(member, Stop::Head);
+        output.rounds = 1;
+        if member.segment.is_tail() {
+            // One lane per partition, each folding into its own delta (the partitions are
+            // read at once); the tail commits their merge as one unit (step 3).
+            let unit = tails.len();
+            for p in &positions {
+                let Some(segment) =
+                    loaded.query.open_segments().find(|s| s.partition == p.partition)
+                else {
+                    continue;
+                };
+                lanes.push(Lane {
+                    index,
+                    query_at,
+                    loaded,
+                    segment: *segment,
+                    at: Some(p.position()),
+                    before: Stamp::at(segment, Some(p.position())),
+                    delta: loaded.plan.empty_delta_of(&base),
+                    base: None,
+                    reached: Reached { next: p.next, head: p.head, lost: p.lost },
+                    output: idle_output(member, Stop::Head),
+                    done: None,
+                    failed: None,
+                    uncharged: 0,
+                    tail: Some(unit),
+                });
+            }
+            output.from = tail::summed(&positions).next_offset;
+            output.next_offset = output.from;
+            tails.push(TailUnit {
+                index,
+                query_at,
+                loaded,
+                at,
+                before: Stamp::at(&member.segment, at),
+                delta: loaded.plan.empty_delta_of(&base),
+                base: Some(base),
+                positions,
+                output,
+                failed: None,
+            });
+            continue;
+        }
         let reached = match at {
             Some(at) => Reached { next: at.next_offset, head: at.head, lost: at.lost },
             None => Reached { next: member.segment.start, head: member.segment.start, lost: 0 },
         };
-        let mut output = idle_output(member, Stop::Head);
-        output.replaying = !at.is_some_and(|at| at.at_head());
         output.from = reached.next;
         output.next_offset = reached.next;
-        output.rounds = 1;
         lanes.push(Lane {
             index,
             query_at,
@@ -275,6 +387,7 @@ pub async fn process_group_with_faults(
             done: None,
             failed: None,
             uncharged: 0,
+            tail: None,
         });
     }
     faults.at("loaded")?;
@@ -308,24 +421,22 @@ pub async fn process_group_with_faults(
     faults.at("folded")?;
     steps.mark(env, "folded");
 
-    // 3. Commit each member alone, by its own compare-and-set.
+    // 3. Commit each member alone, by its own compare-and-set: a segment its checkpoint, a
+    //    tail the merge of what its partitions' lanes folded, in one checkpoint.
     let mut lanes: Vec<Lane<'_>> = partitions.into_iter().flatten().collect();
-    let commits = lanes.iter_mut().map(|lane| async move {
+    for lane in lanes.iter_mut() {
+        let Some(unit) = lane.tail else { continue };
+        tails[unit].gather(lane);
+    }
+    let commits = lanes.iter_mut().filter(|lane| lane.tail.is_none()).map(|lane| async move {
         if let Some(e) = lane.failed.take() {
-            // Over its memory or CPU budget: the query fails for good, visibly; nothing is
-            // committed, and the others of the group go on.
-            tracing::error!(query = %lane.loaded.query.id, error = %e, "query stopped: this batch is over its memory or CPU budget");
-            result::fail(env, &lane.loaded.query.id, e.to_json()).await?;
-            return Ok::<_, ActionError>((Err(e.into()), None));
+            return stop_failed(env, &lane.loaded.query.id, e).await;
         }
         let Some(mut state) = lane.base.take() else {
             return Ok((Err(ActionError::BadEvent("member committed twice".into())), None));
         };
         if let Err(e) = lane.loaded.plan.merge(&mut state, &lane.delta) {
-            // The state with this batch is over the memory budget: as above.
-            tracing::error!(query = %lane.loaded.query.id, error = %e, "query stopped: this batch is over its memory or CPU budget");
-            result::fail(env, &lane.loaded.query.id, e.to_json()).await?;
-            return Ok((Err(e.into()), None));
+            return stop_failed(env, &lane.loaded.query.id, e).await;
         }
         let (committed, fresh) = commit(
             env,
@@ -335,7 +446,7 @@ pub async fn process_group_with_faults(
             lane.at,
             state,
             Some(&lane.delta),
-            lane.reached,
+            Advance::Segment(lane.reached),
         )
         .await?;
         lane.output.committed = committed;
@@ -345,12 +456,39 @@ pub async fn process_group_with_faults(
         lane.output.at_head = committed && lane.output.stopped.at_head();
         Ok((Ok(()), fresh))
     });
-    let committed: Vec<(Result<(), ActionError>, Option<Fresh>)> =
-        futures_util::future::try_join_all(commits).await?;
+    let tail_commits = tails.iter_mut().map(|unit| async move {
+        let (query, plan) = (&unit.loaded.query, &unit.loaded.plan);
+        if let Some(e) = unit.failed.take() {
+            return stop_failed(env, &query.id, e).await;
+        }
+        let Some(mut state) = unit.base.take() else {
+            return Ok((Err(ActionError::BadEvent("tail committed twice".into())), None));
+        };
+        let delta = &unit.delta;
+        if let Err(e) = plan.merge(&mut state, delta) {
+            return stop_failed(env, &query.id, e).await;
+        }
+        // The tail's state and every partition's offset, in one compare-and-set.
+        let advance = Advance::Tail(&unit.positions);
+        let (committed, fresh) =
+            commit(env, query, plan, Segment::TAIL, unit.at, state, Some(delta), advance).await?;
+        unit.output.committed = committed;
+        unit.output.committed_last = committed;
+        unit.output.next_offset = tail::summed(&unit.positions).next_offset;
+        unit.output.at_head = committed && unit.output.stopped.at_head();
+        Ok((Ok(()), fresh))
+    });
+    let (committed, tails_committed): (Vec<Committed>, Vec<Committed>) =
+        futures_util::future::try_join(
+            futures_util::future::try_join_all(commits),
+            futures_util::future::try_join_all(tail_commits),
+        )
+        .await?;
     faults.at("committed")?;
     steps.mark(env, "committed");
 
     // 4. Refresh each query that committed, from the states in memory.
+    let mut lanes: Vec<Lane<'_>> = lanes.into_iter().filter(|l| l.tail.is_none()).collect();
     let mut fresh: Vec<Option<Fresh>> = Vec::with_capacity(lanes.len());
     for (lane, (outcome, committed)) in lanes.iter().zip(committed) {
         if let Err(e) = outcome {
@@ -358,24 +496,46 @@ pub async fn process_group_with_faults(
         }
         fresh.push(committed);
     }
-    // Each query's lanes, by its position in `ids` (thousands of queries in a live group).
+    let mut tails_fresh: Vec<Option<Fresh>> = Vec::with_capacity(tails.len());
+    for (unit, (outcome, committed)) in tails.iter().zip(tails_committed) {
+        if let Err(e) = outcome {
+            outputs[unit.index] = Some(Err(e));
+        }
+        tails_fresh.push(committed);
+    }
+    // Each query's lanes and tail, by its position in `ids` (thousands of queries in a live
+    // group).
     let mut lanes_of: Vec<Vec<usize>> = vec![Vec::new(); ids.len()];
     for (at, lane) in lanes.iter().enumerate() {
         lanes_of[lane.query_at].push(at);
     }
+    let mut tail_of: Vec<Option<usize>> = vec![None; ids.len()];
+    for (at, unit) in tails.iter().enumerate() {
+        tail_of[unit.query_at] = Some(at);
+    }
     let refreshes = ids.iter().enumerate().filter_map(|(position, _)| {
         let loaded = queries[position].as_ref().ok()?;
-        let members = || lanes_of[position].iter().map(|&at| (&lanes[at], &fresh[at]));
-        let own: Vec<(Segment, &Checkpoint, &PartialState)> = members()
-            .filter_map(|(l, f)| f.as_ref().map(|(cp, state)| (l.segment, cp, state)))
+        // Every unit of the query run here: its segments' lanes, then its tail.
+        let units = || {
+            let segments = lanes_of[position]
+                .iter()
+                .map(|&at| (lanes[at].segment, lanes[at].before, &lanes[at].delta, &fresh[at]));
+            let tail = tail_of[position].map(|at| {
+                let unit = &tails[at];
+                (Segment::TAIL, unit.before, &unit.delta, &tails_fresh[at])
+            });
+            segments.chain(tail)
+        };
+        let own: Vec<(Segment, &Checkpoint, &PartialState)> = units()
+            .filter_map(|(segment, _, _, f)| f.as_ref().map(|(cp, state)| (segment, cp, state)))
             .collect();
-        let deltas: Vec<(Segment, Stamp, &PartialState)> = members()
-            .filter(|(_, f)| f.is_some())
-            .map(|(l, _)| (l.segment, l.before, &l.delta))
+        let deltas: Vec<(Segment, Stamp, &PartialState)> = units()
+            .filter(|(_, _, _, f)| f.is_some())
+            .map(|(segment, before, delta, _)| (segment, before, delta))
             .collect();
-        members()
-            .any(|(l, _)| l.output.committed)
-            .then_some(async move { (position, refresh(env, loaded, own, deltas).await) })
+        let committed = lanes_of[position].iter().any(|&at| lanes[at].output.committed)
+            || tail_of[position].is_some_and(|at| tails[at].output.committed);
+        committed.then_some(async move { (position, refresh(env, loaded, own, deltas).await) })
     });
     let mut refreshed: Vec<Option<Result<u64, ActionError>>> = vec![None; ids.len()];
     for (position, outcome) in futures_util::future::join_all(refreshes).await {
@@ -386,29 +546,42 @@ pub async fn process_group_with_faults(
             keep_warm(env, &lane.loaded.query, lane.segment, &checkpoint, state);
         }
     }
+    for (unit, fresh) in tails.iter().zip(tails_fresh) {
+        if let Some((checkpoint, state)) = fresh {
+            keep_warm(env, &unit.loaded.query, Segment::TAIL, &checkpoint, state);
+        }
+    }
     faults.at("refreshed")?;
     steps.mark(env, "refreshed");
 
     // 5. Only after the commits and refreshes: the next link of the members that committed
     //    and are not at the head, together (they go on as a group).
     let mut next = Vec::new();
-    for lane in &mut lanes {
-        if outputs[lane.index].is_some() {
+    let members_run = lanes
+        .iter_mut()
+        .map(|l| (l.index, l.query_at, &l.loaded.query.id, l.segment, &mut l.output))
+        .chain(
+            tails
+                .iter_mut()
+                .map(|t| (t.index, t.query_at, &t.loaded.query.id, Segment::TAIL, &mut t.output)),
+        );
+    for (index, query_at, id, segment, output) in members_run {
+        if outputs[index].is_some() {
             continue;
         }
-        match &refreshed[lane.query_at] {
+        match &refreshed[query_at] {
             Some(Err(e)) => {
-                outputs[lane.index] = Some(Err(e.clone()));
+                outputs[index] = Some(Err(e.clone()));
                 continue;
             }
-            Some(Ok(version)) if lane.output.committed => lane.output.version = *version,
+            Some(Ok(version)) if output.committed => output.version = *version,
             _ => {}
         }
-        if lane.output.committed && !lane.output.at_head {
-            next.push(ProcessEvent { query: lane.loaded.query.id.clone(), segment: lane.segment });
-            lane.output.fired_next = true;
+        if output.committed && !output.at_head {
+            next.push(ProcessEvent { query: id.clone(), segment });
+            output.fired_next = true;
         }
-        outputs[lane.index] = Some(Ok(lane.output.clone()));
+        outputs[index] = Some(Ok(output.clone()));
     }
     let read: Vec<(&str, &ProcessOutput)> =
         lanes.iter().map(|l| (l.loaded.query.topic.as_str(), &l.output)).collect();
@@ -426,10 +599,10 @@ pub async fn process_group_with_faults(
 }
 
 /// The links that go on after an invocation: the members going on (`next`) and the replay
-/// joiners left on the topic partitions where an open segment replayed records in it (`ran`:
+/// joiners left on the topic partitions where a closed segment replayed records in it (`ran`:
 /// each segment's output, with its topic; [`kappa_core::ports::StateStore::add_joiner`]). A
-/// live segment does not ask (one store call less per partition and wake-up): a joiner is cut
-/// where a replay is. A joiner goes in the link of the members of its partition, so from the
+/// tail does not ask (one store call less per partition and wake-up): a joiner is cut where
+/// a replay is. A joiner goes in the link of the members of its partition, so from the
 /// next invocation on it reads with the replay it joins; with none going on there (the replay
 /// reached its head), it goes on alone, without waiting for the tick. Taking a joiner only
 /// starts its chain: a joiner started twice (also by the tick) is counted once, by the
@@ -441,7 +614,7 @@ pub(crate) async fn next_links(
 ) -> Result<Vec<Link>, ActionError> {
     let mut partitions: Vec<(&str, u32)> = ran
         .iter()
-        .filter(|(_, o)| o.segment.end.is_none() && o.replaying && o.committed && o.records > 0)
+        .filter(|(_, o)| o.segment.end.is_some() && o.committed && o.records > 0)
         .map(|&(topic, o)| (topic, o.segment.partition))
         .collect();
     partitions.sort_unstable();

@@ -22,6 +22,7 @@
 //! committed alone: the same analysis holds per segment.
 
 use kappa_core::ports::{Checkpoint, Link, Position, PushEvent, QueryRecord, ReadRequest, Segment};
+use kappa_core::tail::{self, TailPosition};
 use kappa_core::{PartialState, Plan};
 use serde::{Deserialize, Serialize};
 
@@ -52,10 +53,6 @@ pub struct ProcessOutput {
     /// Whether the last round's commit won: the segment's chain is this invocation's to go on.
     #[serde(skip)]
     pub(crate) committed_last: bool,
-    /// Whether the segment was replaying when loaded (behind its head, or never run): only a
-    /// replay takes the joiners of its partition along ([`crate::group::next_links`]).
-    #[serde(skip)]
-    pub(crate) replaying: bool,
     /// Rounds of read, fold and commit this invocation ran for the segment.
     pub rounds: u32,
     /// Whether the segment reached its end or the head.
@@ -151,7 +148,6 @@ impl ProcessOutput {
             records: 0,
             committed: false,
             committed_last: false,
-            replaying: false,
             rounds: 0,
             at_head: stopped == Stop::Failed,
             fired_next: false,
@@ -207,6 +203,18 @@ pub async fn process_with_faults(
     event: ProcessEvent,
     faults: &dyn Faults,
 ) -> Result<ProcessOutput, ActionError> {
+    // A link of an open segment (fired before the tail was one unit) advances the tail.
+    let event = match event.segment.end {
+        None => ProcessEvent { segment: Segment::TAIL, ..event },
+        Some(_) => event,
+    };
+    if event.segment.is_tail() {
+        // A query's tail reads every partition into one state: the group's steps do that.
+        let mut outputs =
+            crate::group::process_group_with_faults(env, ctx, std::slice::from_ref(&event), faults)
+                .await?;
+        return outputs.swap_remove(0);
+    }
     let mut outputs =
         process_segments_with_faults(env, ctx, &event.query, &[event.segment], faults).await?;
     Ok(outputs.swap_remove(0))
@@ -383,7 +391,6 @@ async fn advance(
         records: 0,
         committed: false,
         committed_last: false,
-        replaying: !loaded.as_ref().is_some_and(|cp| Position::from(cp).at_head()),
         rounds: 1,
         at_head: false,
         fired_next: false,
@@ -482,9 +489,17 @@ async fn advance(
     // 3. Commit: the partial state and the offset it covers, together, by compare-and-set.
     //    Only the invocation whose CAS wins may publish and fire the next link.
     let at = loaded.as_ref().map(Position::from);
-    let (committed, fresh) =
-        commit(env, query, plan, segment, at, state, Some(&delta), Reached { next, head, lost })
-            .await?;
+    let (committed, fresh) = commit(
+        env,
+        query,
+        plan,
+        segment,
+        at,
+        state,
+        Some(&delta),
+        Advance::Segment(Reached { next, head, lost }),
+    )
+    .await?;
     output.committed = committed;
     output.committed_last = committed;
     output.next_offset = next;
@@ -513,10 +528,39 @@ pub(crate) struct Reached {
 /// read cold decodes at most this many records' pieces.
 pub(crate) const WHOLE_CHECKPOINT_EVERY: i64 = 1_024;
 
-/// Step 3 for one segment: move its checkpoint, loaded as `loaded`, to `state` and the offset
-/// it covers, together, by compare-and-set on the loaded offset. `delta`, when given, is what
-/// the records since `loaded` added (`state` is the loaded state merged with it): within a
-/// stretch of [`WHOLE_CHECKPOINT_EVERY`] offsets, and for a state of at least
+/// Where a unit of commit got to: one segment, or a query's tail ([`kappa_core::tail`]), each
+/// of whose partitions got somewhere.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Advance<'a> {
+    Segment(Reached),
+    Tail(&'a [TailPosition]),
+}
+
+impl Advance<'_> {
+    /// The checkpoint's offsets: the segment's, or the sums of the tail's.
+    fn position(&self) -> Position {
+        match self {
+            Advance::Segment(Reached { next, head, lost }) => {
+                Position { next_offset: *next, head: *head, lost: *lost }
+            }
+            Advance::Tail(positions) => tail::summed(positions),
+        }
+    }
+
+    /// The checkpoint's state bytes for `state`.
+    fn encode(&self, plan: &Plan, state: &PartialState) -> Vec<u8> {
+        match self {
+            Advance::Segment(_) => plan.encode(state),
+            Advance::Tail(positions) => tail::encode(plan, positions, state),
+        }
+    }
+}
+
+/// Step 3 for one unit (a segment, or the tail): move its checkpoint, loaded as `loaded`, to
+/// `state` and the offsets it covers, together, by compare-and-set on the loaded offset (the
+/// tail's: the sum of its partitions', exact as `kappa_core::tail` says). `delta`, when given,
+/// is what the records since `loaded` added (`state` is the loaded state merged with it):
+/// within a stretch of [`WHOLE_CHECKPOINT_EVERY`] offsets, and for a state of at least
 /// `append_checkpoints_from_bytes`, it is appended instead of `state` written whole, the same
 /// compare-and-set. Returns whether this call's commit stands (false: another
 /// invocation committed first, a duplicate) and the checkpoint with its state in memory when
@@ -531,14 +575,19 @@ pub(crate) async fn commit(
     loaded: Option<Position>,
     state: PartialState,
     delta: Option<&PartialState>,
-    reached: Reached,
+    advance: Advance<'_>,
 ) -> Result<(bool, Option<Fresh>), ActionError> {
-    let Reached { next, head, lost } = reached;
+    let Position { next_offset: next, head, lost } = advance.position();
     let unchanged =
         loaded.is_some_and(|c| c.next_offset == next && c.head == head && c.lost == lost);
     if unchanged {
         // Nothing to write: the state is the one committed at `loaded`, kept for next time.
-        env.warm.put_segment(query, segment, Stamp::at(&segment, loaded), state);
+        match advance {
+            Advance::Segment(_) => {
+                env.warm.put_segment(query, segment, Stamp::at(&segment, loaded), state)
+            }
+            Advance::Tail(positions) => env.warm.put_tail(query, positions.to_vec(), state),
+        }
         return Ok((true, None));
     }
     let expected = loaded.map(|c| c.next_offset);
@@ -549,12 +598,14 @@ pub(crate) async fn commit(
     };
     let (won, checkpoint) = match (expected, delta) {
         (Some(from), Some(delta)) if appends(from) => {
-            let piece = Checkpoint { next_offset: next, state: plan.encode(delta), head, lost };
+            let piece =
+                Checkpoint { next_offset: next, state: advance.encode(plan, delta), head, lost };
             let won = env.store.compare_and_append_checkpoint(&query.id, &segment, from, &piece);
             (won.await?, piece)
         }
         _ => {
-            let whole = Checkpoint { next_offset: next, state: plan.encode(&state), head, lost };
+            let whole =
+                Checkpoint { next_offset: next, state: advance.encode(plan, &state), head, lost };
             let won = env.store.compare_and_set_checkpoint(&query.id, &segment, expected, &whole);
             (won.await?, whole)
         }
@@ -590,6 +641,13 @@ pub(crate) fn keep_warm(
     committed: &Checkpoint,
     state: PartialState,
 ) {
+    if segment.is_tail() {
+        // The checkpoint written holds the positions (a whole one, or the piece appended).
+        if let Ok(positions) = tail::positions(&committed.state) {
+            env.warm.put_tail(query, positions, state);
+        }
+        return;
+    }
     env.warm.put_segment(query, segment, Stamp::of(&segment, Some(committed)), state);
 }
 

@@ -59,19 +59,24 @@ pub async fn create_planned(
             env.config.split_records,
             env.config.max_segments_per_partition,
         );
-        // A replay of this partition running ahead: the open segment is cut where it is now,
-        // so this query replays the part before alone and the rest together with it (a
-        // shared scan), instead of reading the same records again behind it.
-        if let Some(&(_, at)) = joins.iter().find(|(p, _)| *p == partition)
-            && let Some(open) = parts.last_mut()
-            && open.end.is_none()
-            && open.start < at
-            && at < w.high
+        // A replay of this partition running ahead: the range it is in is cut where it is
+        // now and where it ends, so this query replays the part before alone and the part up
+        // to that end together with it (a shared scan; the same end puts both in one group),
+        // instead of reading the same records again behind it.
+        if let Some(&Join { at, end, .. }) = joins.iter().find(|j| j.partition == partition)
+            && let Some(i) =
+                parts.iter().position(|s| s.start < at && s.end.is_some_and(|e| at < e && end <= e))
         {
-            let rest = Segment { partition, start: at, end: None };
-            open.end = Some(at);
-            parts.push(rest);
-            joiners.push(rest);
+            let range = parts[i];
+            let mut cut = vec![
+                Segment { end: Some(at), ..range },
+                Segment { partition, start: at, end: Some(end) },
+            ];
+            if range.end > Some(end) {
+                cut.push(Segment { partition, start: end, end: range.end });
+            }
+            joiners.push(cut[1]);
+            parts.splice(i..=i, cut);
         }
         segments.extend(parts);
     }
@@ -104,7 +109,9 @@ pub async fn create_planned(
         error: None,
     };
     env.store.compare_and_set_result(&id, 0, &initial, message).await?;
-    for segment in segments {
+    // Each closed segment replays alone or joins a replay ahead of it; the open segments, one
+    // per partition from its head now, are the live tail, advanced as one unit.
+    for segment in record.units() {
         let event = ProcessEvent { query: id.clone(), segment };
         if joiners.contains(&segment) {
             // The replay running ahead takes it into its next link (a replay convoy, in a
@@ -121,10 +128,19 @@ pub async fn create_planned(
 /// Most queries of the topic looked at for a replay to join (bounds a registration's reads).
 const JOIN_CANDIDATES: usize = 64;
 
-/// Per partition, the furthest offset an open segment of another query of `topic` is
-/// replaying at (not yet at its head): where a new query's replay can join it.
-async fn join_points(env: &Env<'_>, topic: &Topic) -> Result<Vec<(u32, i64)>, ActionError> {
-    let mut points: Vec<(u32, i64)> = Vec::new();
+/// Where a replay of one partition is: a closed segment of another query, read up to `at`
+/// of the range that ends at `end`.
+struct Join {
+    partition: u32,
+    at: i64,
+    end: i64,
+}
+
+/// Per partition, the replay of another query of `topic` a new query's replay can join: of
+/// the closed segments not yet at their end, the one that ends last (it covers the most of
+/// the new query's range), the furthest read among those.
+async fn join_points(env: &Env<'_>, topic: &Topic) -> Result<Vec<Join>, ActionError> {
+    let mut points: Vec<Join> = Vec::new();
     let mut looked = 0;
     for id in env.store.queries().await? {
         if looked == JOIN_CANDIDATES {
@@ -135,23 +151,26 @@ async fn join_points(env: &Env<'_>, topic: &Topic) -> Result<Vec<(u32, i64)>, Ac
             continue;
         }
         looked += 1;
-        let positions = env.store.positions(&id, &other.segments).await?;
-        for (segment, cp) in other.segments.iter().zip(positions) {
-            let Some(cp) = cp.filter(|_| segment.end.is_none()) else { continue };
-            if cp.at_head() {
+        let closed: Vec<Segment> = other.closed_segments().copied().collect();
+        let positions = env.store.positions(&id, &closed).await?;
+        for (segment, cp) in closed.iter().zip(positions) {
+            let (Some(cp), Some(end)) = (cp, segment.end) else { continue };
+            if cp.next_offset >= end {
                 continue;
             }
-            match points.iter_mut().find(|(p, _)| *p == segment.partition) {
-                Some((_, at)) => *at = (*at).max(cp.next_offset),
-                None => points.push((segment.partition, cp.next_offset)),
+            let join = Join { partition: segment.partition, at: cp.next_offset, end };
+            match points.iter_mut().find(|j| j.partition == segment.partition) {
+                Some(j) if (j.end, j.at) < (join.end, join.at) => *j = join,
+                Some(_) => {}
+                None => points.push(join),
             }
         }
     }
     Ok(points)
 }
 
-/// Split `[low, high)` of a partition into offset ranges replayed in parallel; the last
-/// segment has no end and follows the head.
+/// Split `[low, high)` of a partition into offset ranges replayed in parallel, then the
+/// open segment from `high` on, which follows the head (a part of the live tail).
 pub fn split(
     partition: u32,
     low: i64,
@@ -160,18 +179,18 @@ pub fn split(
     max_segments: usize,
 ) -> Vec<Segment> {
     let n = (high - low).max(0);
-    let k = if split_records <= 0 {
+    let k = if n == 0 {
+        0
+    } else if split_records <= 0 {
         1
     } else {
         (n / split_records + 1).clamp(1, max_segments.max(1) as i64)
     };
-    (0..k)
-        .map(|i| Segment {
-            partition,
-            start: low + n * i / k,
-            end: if i + 1 == k { None } else { Some(low + n * (i + 1) / k) },
-        })
-        .collect()
+    let mut parts: Vec<Segment> = (0..k)
+        .map(|i| Segment { partition, start: low + n * i / k, end: Some(low + n * (i + 1) / k) })
+        .collect();
+    parts.push(Segment { partition, start: high.max(low), end: None });
+    parts
 }
 
 /// `DELETE /v1/queries/{id}`: the caller no longer needs it.
@@ -206,15 +225,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn split_covers_the_partition_without_overlap_and_ends_open() {
+    fn split_covers_the_partition_without_overlap_and_ends_open_at_the_head() {
         let s = split(2, 100, 1100, 300, 8);
-        assert_eq!(s.len(), 4);
+        assert_eq!(s.len(), 5);
         assert_eq!(s[0].start, 100);
         for w in s.windows(2) {
             assert_eq!(w[0].end, Some(w[1].start));
         }
-        assert_eq!(s.last().map(|x| x.end), Some(None));
-        assert_eq!(split(0, 0, 10, 300, 8), vec![Segment { partition: 0, start: 0, end: None }]);
-        assert_eq!(split(0, 0, 1_000_000, 1, 3).len(), 3);
+        assert_eq!(s.last(), Some(&Segment { partition: 2, start: 1100, end: None }));
+        assert_eq!(
+            split(0, 0, 10, 300, 8),
+            vec![
+                Segment { partition: 0, start: 0, end: Some(10) },
+                Segment { partition: 0, start: 10, end: None }
+            ]
+        );
+        assert_eq!(split(0, 7, 7, 300, 8), vec![Segment { partition: 0, start: 7, end: None }]);
+        assert_eq!(split(0, 0, 1_000_000, 1, 3).len(), 4);
     }
 }

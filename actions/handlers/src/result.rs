@@ -12,6 +12,7 @@ use std::sync::Arc;
 use kappa_core::ports::{
     Checkpoint, PartitionProgress, Position, Progress, QueryRecord, ResultRecord, Segment,
 };
+use kappa_core::tail::{self, TailPosition};
 use kappa_core::{Message, PartialState, Plan, RenderMemo, patch};
 use serde_json::Value;
 
@@ -88,9 +89,10 @@ pub(crate) fn processed_offset(segments: impl IntoIterator<Item = (Segment, i64)
     offset
 }
 
-/// Load and merge every segment's committed state (`own`: segments the caller holds in
-/// memory; the others are read concurrently). With `deltas` for every one of `own`, a merged
-/// state kept warm at the stamps before those commits is brought up to date instead.
+/// Load and merge every unit's committed state (its closed segments' and its tail's; `own`:
+/// units the caller holds in memory; the others are read concurrently). With `deltas` for
+/// every one of `own`, a merged state kept warm at the stamps before those commits is brought
+/// up to date instead.
 pub async fn merge_segments(
     env: &Env<'_>,
     query: &QueryRecord,
@@ -102,38 +104,29 @@ pub async fn merge_segments(
     let mut caught_up = true;
     let mut per_partition: std::collections::BTreeMap<u32, Vec<(Segment, Option<Position>)>> =
         Default::default();
+    let units = query.units();
     let own_of = |s: &Segment| own.iter().find(|(o, _, _)| o == s);
     let mut read = futures_util::future::try_join_all(
-        query
-            .segments
-            .iter()
-            .filter(|s| own_of(s).is_none())
-            .map(|s| env.store.checkpoint(&query.id, s)),
+        units.iter().filter(|s| own_of(s).is_none()).map(|s| env.store.checkpoint(&query.id, s)),
     )
     .await?
     .into_iter();
     // The caller's own checkpoints are borrowed, not copied: a live query's refresh runs on
     // every wake-up, and a checkpoint holds the segment's whole encoded state.
-    let checkpoints: Vec<Option<Cow<'_, Checkpoint>>> = query
-        .segments
+    let checkpoints: Vec<Option<Cow<'_, Checkpoint>>> = units
         .iter()
         .map(|segment| match own_of(segment) {
             Some((_, cp, _)) => Some(Cow::Borrowed(*cp)),
             None => read.next().flatten().map(Cow::Owned),
         })
         .collect();
-    let stamps: Vec<Stamp> = query
-        .segments
-        .iter()
-        .zip(&checkpoints)
-        .map(|(s, cp)| Stamp::of(s, cp.as_deref()))
-        .collect();
-    // The merged state kept warm where the segments stood before the caller's commits.
+    let stamps: Vec<Stamp> =
+        units.iter().zip(&checkpoints).map(|(s, cp)| Stamp::of(s, cp.as_deref())).collect();
+    // The merged state kept warm where the units stood before the caller's commits.
     let delta_of = |s: &Segment| deltas.iter().find(|(d, _, _)| d == s);
     let warm = (own.iter().all(|(s, _, _)| delta_of(s).is_some()))
         .then(|| {
-            let before: Vec<Stamp> = query
-                .segments
+            let before: Vec<Stamp> = units
                 .iter()
                 .zip(&stamps)
                 .map(|(s, &after)| delta_of(s).map_or(after, |&(_, before, _)| before))
@@ -156,9 +149,12 @@ pub async fn merge_segments(
         }
         None => {
             let mut state = plan.empty_state();
-            for (segment, cp) in query.segments.iter().zip(&checkpoints) {
+            for (segment, cp) in units.iter().zip(&checkpoints) {
                 match (own_of(segment), cp) {
                     (Some((_, _, part)), _) => plan.merge(&mut state, part)?,
+                    (None, Some(cp)) if segment.is_tail() => {
+                        plan.merge(&mut state, &tail::decode(plan, &cp.state)?.1)?
+                    }
                     (None, Some(cp)) => plan.merge(&mut state, &plan.decode(&cp.state)?)?,
                     (None, None) => {}
                 }
@@ -166,19 +162,35 @@ pub async fn merge_segments(
             state
         }
     };
-    for (segment, cp) in query.segments.iter().zip(&checkpoints) {
+    // Where each segment stands: a closed one by its checkpoint, an open one by the tail's.
+    let mut positions: Vec<(Segment, Option<Position>)> = Vec::new();
+    for (unit, cp) in units.iter().zip(&checkpoints) {
         let at = cp.as_deref().map(Position::from);
+        if !unit.is_tail() {
+            positions.push((*unit, at));
+            continue;
+        }
+        let tail = match cp {
+            Some(cp) => tail::positions(&cp.state)?,
+            None => Vec::new(),
+        };
+        for segment in query.open_segments() {
+            let at = tail.iter().find(|p| p.partition == segment.partition);
+            positions.push((*segment, at.map(TailPosition::position)));
+        }
+    }
+    for (segment, at) in positions {
         if let Some(at) = at {
             progress.lost += at.lost;
         }
         let next = at.map_or(segment.start, |c| c.next_offset);
-        let goal = target(segment, at);
+        let goal = target(&segment, at);
         progress.lag += (goal - next).max(0) as u64;
         // A live segment that never ran has not seen its head yet.
         if next < goal || (segment.end.is_none() && at.is_none()) {
             caught_up = false;
         }
-        per_partition.entry(segment.partition).or_default().push((*segment, at));
+        per_partition.entry(segment.partition).or_default().push((segment, at));
     }
     for (partition, mut segs) in per_partition {
         segs.sort_by_key(|(s, _)| s.start);

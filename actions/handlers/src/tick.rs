@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use kappa_core::ports::{Link, ProcessEvent, PushEvent, Segment};
+use kappa_core::ports::{Link, ProcessEvent, PushEvent, QueryRecord, Segment};
 
 use crate::group::links_of;
 use crate::views;
@@ -15,7 +15,7 @@ use crate::views;
 use crate::env::Env;
 use crate::error::ActionError;
 use crate::plans;
-use crate::result::{self, processed_offset, target};
+use crate::result::{self, target};
 
 /// What a tick did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -48,7 +48,7 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
     // Kafka a watermark is a broker round trip, and a tick over 10,000 queries of four
     // partitions made 40,000 of them. A head read a little before another query's check is
     // only an earlier snapshot: a record appended since is picked up by its own wake-up.
-    let mut heads: HashMap<(String, u32), i64> = HashMap::new();
+    let mut heads_seen: HashMap<(String, u32), i64> = HashMap::new();
     for id in env.store.queries().await? {
         let Some(query) = env.store.query(&id).await? else { continue };
         if topic.is_some_and(|t| t != query.topic.as_str()) {
@@ -67,32 +67,30 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
                 continue;
             }
         }
-        let mut nexts = Vec::with_capacity(query.segments.len());
+        let units = query.units();
+        let mut nexts = Vec::with_capacity(units.len());
         let fired_before = out.fired;
         // Positions only: the states are not needed to decide, and against Redis this is one
-        // round trip for all the segments.
-        let positions = env.store.positions(&id, &query.segments).await?;
-        for (segment, cp) in query.segments.iter().zip(positions) {
-            let next = cp.map_or(segment.start, |c| c.next_offset);
-            nexts.push((*segment, next));
-            let goal = match segment.end {
-                Some(_) => target(segment, cp),
-                None => {
-                    let key = (query.topic.as_str().to_string(), segment.partition);
-                    match heads.get(&key) {
-                        Some(&high) => high,
-                        None => {
-                            let high = env.log.watermarks(&key.0, key.1).await?.high;
-                            heads.insert(key, high);
-                            high
-                        }
-                    }
+        // round trip for all the units.
+        let positions = env.store.positions(&id, &units).await?;
+        for (unit, cp) in units.iter().zip(positions) {
+            let next = cp.map_or(unit.start, |c| c.next_offset);
+            nexts.push((*unit, next));
+            let goal = if unit.is_tail() {
+                // The tail's offsets are summed (`kappa_core::tail`): it is behind when the
+                // sum of its partitions' heads is past them.
+                let mut heads = 0;
+                for segment in query.open_segments() {
+                    heads += head_of(env, &mut heads_seen, &query.topic, segment.partition).await?;
                 }
+                heads
+            } else {
+                target(unit, cp)
             };
             if next < goal || cp.is_none() {
-                let event = ProcessEvent { query: id.clone(), segment: *segment };
+                let event = ProcessEvent { query: id.clone(), segment: *unit };
                 let caught_up_before = cp.is_some_and(|c| c.at_head());
-                if segment.end.is_none() && caught_up_before {
+                if unit.is_tail() && caught_up_before {
                     let topic = query.topic.as_str();
                     match live.iter_mut().find(|(t, _)| t == topic) {
                         Some((_, members)) => members.push(event),
@@ -104,7 +102,7 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
                 out.fired += 1;
             }
         }
-        if topic.is_none() && out.fired == fired_before && result_lags(env, &id, &nexts).await? {
+        if topic.is_none() && out.fired == fired_before && result_lags(env, &query, &nexts).await? {
             // Every segment is at its head, but the result does not cover what the checkpoints
             // do: an invocation committed and died before its refresh (kill -9), and no new
             // record will run another. Refresh it from the checkpoints.
@@ -129,25 +127,44 @@ pub async fn tick(env: &Env<'_>, topic: Option<&str>) -> Result<TickOutput, Acti
     Ok(out)
 }
 
+/// The head of a partition, read once per tick (`seen`).
+async fn head_of(
+    env: &Env<'_>,
+    seen: &mut HashMap<(String, u32), i64>,
+    topic: &str,
+    partition: u32,
+) -> Result<i64, ActionError> {
+    let key = (topic.to_string(), partition);
+    if let Some(&high) = seen.get(&key) {
+        return Ok(high);
+    }
+    let high = env.log.watermarks(topic, partition).await?.high;
+    seen.insert(key, high);
+    Ok(high)
+}
+
 /// Whether the stored result reports other per-partition offsets than the checkpoints hold
-/// (`nexts`: each segment with its next offset). A failed query's result stays as it is.
+/// (`nexts`: each unit with its next offset, the tail's summed), when every unit is at its end
+/// or head (nothing fired). A failed query's result stays as it is.
 async fn result_lags(
     env: &Env<'_>,
-    id: &str,
+    query: &QueryRecord,
     nexts: &[(Segment, i64)],
 ) -> Result<bool, ActionError> {
-    let Some(current) = env.store.result(id).await? else { return Ok(false) };
+    let Some(current) = env.store.result(&query.id).await? else { return Ok(false) };
     if current.error.is_some() {
         return Ok(false);
     }
-    let mut partitions: Vec<u32> = nexts.iter().map(|(s, _)| s.partition).collect();
-    partitions.sort_unstable();
-    partitions.dedup();
+    // Every closed segment is at its end, so each partition is processed up to where its part
+    // of the tail is, and the result reports those offsets: their sum is the tail's.
+    let Some(&(_, tail)) = nexts.iter().find(|(s, _)| s.is_tail()) else { return Ok(false) };
     let reported = |p: u32| current.progress.partitions.iter().find(|x| x.partition == p);
-    Ok(partitions.into_iter().any(|p| {
-        let mut segs: Vec<(Segment, i64)> =
-            nexts.iter().filter(|(s, _)| s.partition == p).copied().collect();
-        segs.sort_by_key(|(s, _)| s.start);
-        reported(p).is_none_or(|r| r.offset != processed_offset(segs))
-    }))
+    let mut sum = 0;
+    for segment in query.open_segments() {
+        match reported(segment.partition) {
+            Some(r) => sum += r.offset,
+            None => return Ok(true),
+        }
+    }
+    Ok(sum != tail)
 }

@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use kappa_core::ports::{Checkpoint, Position, QueryRecord, Segment};
+use kappa_core::tail::TailPosition;
 use kappa_core::{PartialState, RenderMemo};
 
 /// Where a segment's committed state stands: its next offset and the records lost before it.
@@ -76,6 +77,8 @@ struct Entry {
     /// order for the merged state).
     stamps: Vec<Stamp>,
     kept: Kept,
+    /// For a query's tail: where each of its partitions stands (the stamp is their sum).
+    tail: Vec<TailPosition>,
     bytes: usize,
     used: u64,
 }
@@ -154,7 +157,26 @@ impl WarmStates {
         state: PartialState,
     ) {
         let kept = Kept { state, rendered: None, memo: None };
-        self.put(Key::Segment(QueryKey::of(query), segment), vec![stamp], kept);
+        self.put(Key::Segment(QueryKey::of(query), segment), vec![stamp], kept, Vec::new());
+    }
+
+    /// Take the committed state of `query`'s tail at `stamp` (its summed position), if kept,
+    /// with where each of its partitions stands.
+    pub fn take_tail(
+        &self,
+        query: &QueryRecord,
+        stamp: Stamp,
+    ) -> Option<(PartialState, Vec<TailPosition>)> {
+        let entry = self.take_entry(Key::Segment(QueryKey::of(query), Segment::TAIL), &[stamp])?;
+        Some((entry.kept.state, entry.tail))
+    }
+
+    /// Keep `state`, committed for `query`'s tail at `positions` (stamped with their sum).
+    pub fn put_tail(&self, query: &QueryRecord, positions: Vec<TailPosition>, state: PartialState) {
+        let at = kappa_core::tail::summed(&positions);
+        let stamp = Stamp { next: at.next_offset, lost: at.lost };
+        let kept = Kept { state, rendered: None, memo: None };
+        self.put(Key::Segment(QueryKey::of(query), Segment::TAIL), vec![stamp], kept, positions);
     }
 
     /// Take the merged state of `query`'s segments at `stamps` (one per segment, in the
@@ -169,7 +191,7 @@ impl WarmStates {
     /// caller). A revision is written once, so while the store still holds it, its result
     /// needs no new render to be known. `kept.memo`: what the state's render remembered.
     pub fn put_merged(&self, query: &QueryRecord, stamps: Vec<Stamp>, kept: Kept) {
-        self.put(Key::Merged(QueryKey::of(query)), stamps, kept);
+        self.put(Key::Merged(QueryKey::of(query)), stamps, kept, Vec::new());
     }
 
     /// Forget everything kept of `query` (deleted).
@@ -190,15 +212,19 @@ impl WarmStates {
     }
 
     fn take(&self, key: Key, stamps: &[Stamp]) -> Option<Kept> {
+        self.take_entry(key, stamps).map(|entry| entry.kept)
+    }
+
+    fn take_entry(&self, key: Key, stamps: &[Stamp]) -> Option<Entry> {
         let mut inner = self.lock();
         let entry = inner.entries.remove(&key)?;
         inner.bytes -= entry.bytes;
         // Another stamp: the entry is stale (the store moved on without this process, or
         // went back after losing writes); dropped either way.
-        (entry.stamps == stamps).then_some(entry.kept)
+        (entry.stamps == stamps).then_some(entry)
     }
 
-    fn put(&self, key: Key, stamps: Vec<Stamp>, kept: Kept) {
+    fn put(&self, key: Key, stamps: Vec<Stamp>, kept: Kept, tail: Vec<TailPosition>) {
         let memo_bytes = kept.memo.as_ref().map_or(0, RenderMemo::estimated_bytes);
         let bytes = kept.state.estimated_bytes() + memo_bytes + ENTRY_OVERHEAD;
         if bytes > self.budget / 4 {
@@ -208,7 +234,7 @@ impl WarmStates {
         let mut inner = self.lock();
         inner.clock += 1;
         let used = inner.clock;
-        let entry = Entry { stamps, kept, bytes, used };
+        let entry = Entry { stamps, kept, tail, bytes, used };
         if let Some(old) = inner.entries.insert(key, entry) {
             inner.bytes -= old.bytes;
         }

@@ -270,12 +270,15 @@ fn a_live_checkpoint_grows_by_what_each_wake_up_added_and_is_rewritten_whole_per
     let id = create(&w, &body());
     drain(&w, &NoFaults, |_, l| l);
     let plan = Plan::parse(&body(), &Limits::default()).expect("valid");
-    let segments = block_on(w.store.query(&id)).expect("ok").expect("registered").segments;
-    let [live] = segments.as_slice() else { panic!("one segment: {segments:?}") };
-    let stored = || block_on(w.store.checkpoint(&id, live)).expect("ok").expect("committed");
-    // One encoding, or several one after another (longer: each has its own header and keys).
-    let whole =
-        |state: &[u8]| plan.encode(&plan.decode(state).expect("decodes")).len() == state.len();
+    // The history replays in a closed segment; the live tail starts at the head, 1,000.
+    let tail = kappa_core::ports::Segment::TAIL;
+    let stored = || block_on(w.store.checkpoint(&id, &tail)).expect("ok").expect("committed");
+    let decode = |state: &[u8]| kappa_core::tail::decode(&plan, state).expect("decodes");
+    // One piece, or several one after another (longer: each has its own header and keys).
+    let whole = |state: &[u8]| {
+        let (positions, decoded) = decode(state);
+        kappa_core::tail::encode(&plan, &positions, &decoded).len() == state.len()
+    };
     assert_eq!(stored().next_offset, 1_000);
     // Five records a wake-up: 1,005 .. 1,020 stay within the first 1,024 offsets, 1,025 crosses.
     for (wake, expect_whole) in [false, false, false, false, true, false].into_iter().enumerate() {
@@ -285,8 +288,10 @@ fn a_live_checkpoint_grows_by_what_each_wake_up_added_and_is_rewritten_whole_per
         let cp = stored();
         assert_eq!(cp.next_offset, 1_005 + 5 * wake as i64);
         assert_eq!(whole(&cp.state), expect_whole, "wake-up {wake} at {}", cp.next_offset);
-        let decoded = plan.decode(&cp.state).expect("decodes");
-        assert_eq!(plan.render(&decoded).expect("renders"), oracle(&w, &body()), "wake-up {wake}");
+        // The tail holds what the wake-ups added; the closed segment the history.
+        let (positions, decoded) = decode(&cp.state);
+        assert_eq!(positions[0].next, cp.next_offset);
+        assert_eq!(decoded.records(), 5 * (wake as u64 + 1), "wake-up {wake}");
         assert_eq!(result_of(&w, &id)["result"], oracle(&w, &body()));
     }
 }
@@ -335,7 +340,8 @@ fn segments_run_together_and_duplicated_equal_one_pass() {
         let r = NewRecord { key: None, value: doc(u64::from(p) + 5), timestamp: NOW };
         block_on(w.log.append(TOPIC, p, &[r])).expect("append");
     }
-    assert_eq!(block_on(tick::tick(&w.env(), None)).expect("tick").fired, 3);
+    // The three partitions' open segments are the query's tail: one unit, one link.
+    assert_eq!(block_on(tick::tick(&w.env(), None)).expect("tick").fired, 1);
     run_grouped(&w);
     let s = result_of(&w, &id);
     assert_eq!(s["result"], oracle(&w, &body()));
@@ -692,14 +698,21 @@ fn metered_alone(body: &Value, tag: &str) -> Value {
 fn run_links_on_a_slow_clock(w: &World, step_ms: i64) {
     let clock = SlowClock { inner: w.clock.clone(), step_ms };
     let env = Env { clock: &clock, ..w.env() };
+    let mut failed = 0;
     for link in w.chain.take() {
         let Link::Process(event) = link else { panic!("a process link") };
         let deadline_ms = kappa_core::ports::Clock::now_ms(&*clock.inner) + 60_000;
         let ctx = Context { activation_id: "slow".into(), deadline_ms };
-        let e = block_on(process_with_faults(&env, &ctx, event, &NoFaults))
-            .expect_err("over the CPU budget");
-        assert_eq!(e.status(), 429, "{e}");
+        match block_on(process_with_faults(&env, &ctx, event, &NoFaults)) {
+            Err(e) => {
+                assert_eq!(e.status(), 429, "{e}");
+                failed += 1;
+            }
+            // The live tail starts at the head the query was registered at: nothing to fold.
+            Ok(output) => assert_eq!(output.records, 0, "{output:?}"),
+        }
     }
+    assert!(failed > 0, "no link went over the CPU budget");
 }
 
 #[test]
@@ -1186,8 +1199,9 @@ fn a_query_registered_during_another_replay_joins_it_where_it_is() {
             }
         }
     }
-    let open = kappa_core::ports::Segment { partition: 0, start: 0, end: None };
-    let at = block_on(w.store.checkpoint(&first, &open)).expect("ok").expect("a checkpoint");
+    // The history replays in one closed segment; the tail follows the head from 200.
+    let replay = kappa_core::ports::Segment { partition: 0, start: 0, end: Some(200) };
+    let at = block_on(w.store.checkpoint(&first, &replay)).expect("ok").expect("a checkpoint");
     let at = at.next_offset;
     assert!(0 < at && at < 200, "halfway: {at}");
     let second = create(&w, &queries[0]);
@@ -1196,7 +1210,8 @@ fn a_query_registered_during_another_replay_joins_it_where_it_is() {
         record.segments,
         vec![
             kappa_core::ports::Segment { partition: 0, start: 0, end: Some(at) },
-            kappa_core::ports::Segment { partition: 0, start: at, end: None },
+            kappa_core::ports::Segment { partition: 0, start: at, end: Some(200) },
+            kappa_core::ports::Segment { partition: 0, start: 200, end: None },
         ],
         "the part before the first query's offset alone, the rest with it"
     );
@@ -1211,7 +1226,7 @@ fn a_replay_takes_a_query_registered_behind_it_into_its_next_link() {
     fill(&w, 1, 200);
     let queries = desk_queries();
     let first = create(&w, &queries[1]);
-    let open = kappa_core::ports::Segment { partition: 0, start: 0, end: None };
+    let open = kappa_core::ports::Segment { partition: 0, start: 0, end: Some(200) };
     let run = |link: Link| run_link(&w, link);
     for _ in 0..5 {
         w.chain.take().into_iter().for_each(run);
@@ -1220,7 +1235,7 @@ fn a_replay_takes_a_query_registered_behind_it_into_its_next_link() {
     let at = at.next_offset;
     let second = create(&w, &queries[0]);
     let before = kappa_core::ports::Segment { partition: 0, start: 0, end: Some(at) };
-    let rest = kappa_core::ports::Segment { partition: 0, start: at, end: None };
+    let rest = kappa_core::ports::Segment { partition: 0, start: at, end: Some(200) };
     let member = |query: &str, segment| ProcessEvent { query: query.to_string(), segment };
     let fired = w.chain.take();
     let advances = |links: &[Link], event: &ProcessEvent| {
@@ -1272,7 +1287,7 @@ fn a_joiner_whose_replay_reached_its_head_goes_on_alone() {
     fill(&w, 1, 60);
     let queries = desk_queries();
     let first = create(&w, &queries[1]);
-    let open = kappa_core::ports::Segment { partition: 0, start: 0, end: None };
+    let open = kappa_core::ports::Segment { partition: 0, start: 0, end: Some(60) };
     let run = |link: Link| run_link(&w, link);
     // The first query's replay one batch (7 records) from its head.
     let next = || block_on(w.store.checkpoint(&first, &open)).expect("ok").map(|c| c.next_offset);
@@ -1282,7 +1297,7 @@ fn a_joiner_whose_replay_reached_its_head_goes_on_alone() {
     let at = next().expect("a checkpoint");
     assert!(at < 60, "still replaying: {at}");
     let second = create(&w, &queries[0]);
-    let rest = kappa_core::ports::Segment { partition: 0, start: at, end: None };
+    let rest = kappa_core::ports::Segment { partition: 0, start: at, end: Some(60) };
     let fired = w.chain.take();
     assert!(!fired.iter().any(|l| matches!(l, Link::Process(e) if e.segment == rest)));
     // Its last batch reaches the head, so it fires no next link of its own: the joiner is
@@ -1307,18 +1322,17 @@ fn a_joiner_whose_replay_reached_its_head_goes_on_alone() {
 }
 
 #[test]
-fn a_live_segment_leaves_the_joiners_of_its_partition_to_a_replay() {
+fn a_live_tail_leaves_the_joiners_of_its_partitions_to_a_replay() {
     let w = World::new(ActionConfig { split_records: 1_000_000, ..small_batches() });
     fill(&w, 1, 20);
     let id = create(&w, &desk_queries()[1]);
     drain(&w, &NoFaults, |_, l| l);
-    let open = kappa_core::ports::Segment { partition: 0, start: 0, end: None };
-    let segment = kappa_core::ports::Segment { start: 5, ..open };
+    let segment = kappa_core::ports::Segment { partition: 0, start: 5, end: Some(20) };
     let joiner = ProcessEvent { query: "q_waiting".into(), segment };
     block_on(w.store.add_joiner(TOPIC, 0, &joiner)).expect("left");
     // New records wake the caught-up query: it reads them, and does not take the joiner.
     append_some(&w, 0, 5, 1);
-    let live = ProcessEvent { query: id.clone(), segment: open };
+    let live = ProcessEvent { query: id.clone(), segment: kappa_core::ports::Segment::TAIL };
     let out = block_on(process_with_faults(&w.env(), &w.ctx(), live, &NoFaults)).expect("ok");
     assert!(out.records > 0 && out.committed, "it read the new records: {out:?}");
     let chains: Vec<Link> =
@@ -1349,7 +1363,7 @@ fn a_registration_looks_for_a_replay_to_join_among_at_most_64_queries_of_its_top
     let candidates: Vec<Value> = (100..400).map(body).collect();
     let seen = candidates.iter().find(|b| id_of(b) < *cut).expect("an id among the first 64");
     let unseen = candidates.iter().find(|b| id_of(b) > *cut).expect("an id beyond them");
-    let open = kappa_core::ports::Segment { partition: 0, start: 0, end: None };
+    let open = kappa_core::ports::Segment { partition: 0, start: 0, end: Some(60) };
     let joins = |ahead: &Value, new: &Value| {
         let ahead = create(&w, ahead);
         // Part of the way: 3 invocations of 7 records.

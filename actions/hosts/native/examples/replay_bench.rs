@@ -242,13 +242,9 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    // Per-invocation overhead: fold one new record per invocation.
+    // Per-invocation overhead: fold one new record per invocation (the query's live tail).
     let mut times = Vec::new();
-    let segment = store
-        .query(&id)
-        .await?
-        .map(|q| q.segments[0])
-        .ok_or_else(|| anyhow::anyhow!("query missing"))?;
+    let segment = kappa_core::ports::Segment::TAIL;
     for j in 0..200u64 {
         let r = generator.record(n + j);
         log.append(
