@@ -490,7 +490,7 @@ pub trait StateStore: Send + Sync {
 
     /// Leave `event`, a segment of a new query starting where a replay of `topic`'s
     /// `partition` is now, for that replay to take along: the next link fired for a replaying
-    /// open segment of the partition takes it ([`StateStore::take_joiners`]), so both read
+    /// closed segment of the partition takes it ([`StateStore::take_joiners`]), so both read
     /// together from then on (a replay convoy). A joiner nobody takes is started alone by the
     /// tick, which fires every segment without a checkpoint: nothing depends on this but speed.
     async fn add_joiner(&self, topic: &str, partition: u32, event: &ProcessEvent)

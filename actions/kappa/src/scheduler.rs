@@ -4,15 +4,16 @@
 //!   [`Job::Group`] advances every waiting member of a group in one invocation
 //!   ([`process_group`]: one read of each batch and one scan of each record for all of them,
 //!   each member's checkpoint committed alone by its own compare-and-set). Groups are:
-//!   - [`GroupKey::Live`]: the caught-up segments (their last run reached the head) of the
-//!     queries of a topic, in one group per core (a query's segments all in the same one). An
-//!     append wakes them all, and each group reads and parses the new records once, however
-//!     many distinct queries tail the topic;
+//!   - [`GroupKey::Live`]: the caught-up tails (their last run reached the head; a query's
+//!     open segments, one member: `Segment::TAIL`) of the queries of a topic, in one group
+//!     per core. An append wakes them all, and each group reads and parses the new records
+//!     once, however many distinct queries tail the topic;
 //!   - [`GroupKey::Replay`]: the segments still replaying, by topic, partition and end.
 //!     Queries registered together get the same segments, and a query registered during
-//!     another's replay gets a segment starting where that replay is (`query::create`), so
-//!     they replay as one convoy, while the segments of one query (different ends) still run
-//!     in parallel on the workers.
+//!     another's replay gets a segment starting where that replay is and ending where it ends
+//!     (`query::create`), so they replay as one convoy, while the segments of one query
+//!     (different ends) still run in parallel on the workers. A tail not yet at its head
+//!     (a query's first run, or one far behind) is in the topic's replay group of tails.
 //! - Links are deduplicated per `(query, segment)`: a member already waiting is not added
 //!   again, and one fired while its group runs joins the group it belongs to then (live or
 //!   replay), when that run ends. So a hot query never floods the queue and a segment never
@@ -128,9 +129,9 @@ pub const ACTIVATION_MS: i64 = 60_000;
 /// Which links run together.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum GroupKey {
-    /// The caught-up segments of the queries of a topic in one shard. All of a query's
-    /// segments are in the same shard, so it is refreshed once per run; the shards (one per
-    /// core) run in parallel, each reading and scanning the new records once.
+    /// The caught-up tails of the queries of a topic in one shard (by query), so a query is
+    /// refreshed once per run; the shards (one per core) run in parallel, each reading and
+    /// scanning the new records once.
     Live {
         /// The topic.
         topic: String,
