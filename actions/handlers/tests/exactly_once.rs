@@ -1220,6 +1220,42 @@ fn a_query_registered_during_another_replay_joins_it_where_it_is() {
 }
 
 #[test]
+fn a_joiner_of_a_replay_registered_before_later_records_replays_those_alone() {
+    // Records appended between the two registrations: the replay ahead ends at the head of its
+    // registration, so the new query joins it up to there and replays the rest alone.
+    let w = World::new(ActionConfig { split_records: 1_000_000, ..small_batches() });
+    fill(&w, 1, 200);
+    let queries = desk_queries();
+    let first = create(&w, &queries[1]);
+    let replay = kappa_core::ports::Segment { partition: 0, start: 0, end: Some(200) };
+    for _ in 0..5 {
+        w.chain.take().into_iter().for_each(|l| run_link(&w, l));
+    }
+    let at = block_on(w.store.checkpoint(&first, &replay)).expect("ok").expect("committed");
+    let at = at.next_offset;
+    assert!(0 < at && at < 200, "halfway: {at}");
+    append_some(&w, 0, 10, 3);
+    let second = create(&w, &queries[0]);
+    let record = block_on(w.store.query(&second)).expect("ok").expect("registered");
+    let range = |start, end| kappa_core::ports::Segment { partition: 0, start, end };
+    assert_eq!(
+        record.segments,
+        vec![range(0, Some(at)), range(at, Some(200)), range(200, Some(210)), range(210, None)],
+        "alone before the replay ahead, with it to its end, alone after, then the tail"
+    );
+    let joiners = block_on(w.store.take_joiners(TOPIC, 0)).expect("ok");
+    assert_eq!(
+        joiners,
+        vec![ProcessEvent { query: second.clone(), segment: range(at, Some(200)) }]
+    );
+    block_on(w.store.add_joiner(TOPIC, 0, &joiners[0])).expect("left again");
+    drain_in_groups(&w, &NoFaults, &mut Dice(11));
+    block_on(tick::tick(&w.env(), None)).expect("tick");
+    drain(&w, &NoFaults, |_, l| l);
+    each_equals_its_one_pass(&w, &[(&first, &queries[1]), (&second, &queries[0])], 210);
+}
+
+#[test]
 fn a_replay_takes_a_query_registered_behind_it_into_its_next_link() {
     // As deployed: nothing but the links themselves groups the queries (no scheduler).
     let w = World::new(ActionConfig { split_records: 1_000_000, ..small_batches() });
