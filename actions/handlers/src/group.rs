@@ -174,6 +174,8 @@ struct TailUnit<'q> {
     base: Option<PartialState>,
     /// What its lanes folded, merged ([`TailUnit::gather`]).
     delta: PartialState,
+    /// Lanes gathered so far.
+    gathered: usize,
     /// Where each partition stood when loaded, then where its lane got to.
     positions: Vec<TailPosition>,
     output: ProcessOutput,
@@ -198,9 +200,13 @@ impl TailUnit<'_> {
             let Reached { next, head, lost } = lane.reached;
             *p = TailPosition { partition, next, head, lost };
         }
-        if let Err(e) = self.loaded.plan.merge(&mut self.delta, &lane.delta) {
+        if self.gathered == 0 {
+            // Both start as the same empty delta: the first lane's is taken, not merged.
+            std::mem::swap(&mut self.delta, &mut lane.delta);
+        } else if let Err(e) = self.loaded.plan.merge(&mut self.delta, &lane.delta) {
             self.failed.get_or_insert(e);
         }
+        self.gathered += 1;
     }
 }
 
@@ -360,6 +366,7 @@ pub async fn process_group_with_faults(
                 at,
                 before: Stamp::at(&member.segment, at),
                 delta: loaded.plan.empty_delta_of(&base),
+                gathered: 0,
                 base: Some(base),
                 positions,
                 output,
