@@ -300,14 +300,21 @@ async fn every_action_runs_in_its_real_runtime(flavour: Flavour) {
     );
     query.destroy().await;
 
-    // The chain link the query fired: through __OW_API_HOST, with the activation's api_key.
+    // The chain links the query fired: through __OW_API_HOST, with the activation's api_key.
+    // One for the partition's records (a closed range to replay), one for the live tail.
     let links: Vec<_> =
         api.calls().into_iter().filter(|c| c.path.ends_with("/actions/kappa/process")).collect();
-    assert_eq!(links.len(), 1, "{flavour:?}: one link for one partition: {links:?}");
+    assert_eq!(links.len(), 2, "{flavour:?}: the replay's link and the tail's: {links:?}");
     let basic = base64::engine::general_purpose::STANDARD.encode(NAMESPACE_KEY);
-    assert_eq!(links[0].authorization.as_deref(), Some(format!("Basic {basic}").as_str()));
-    let event = links[0].body.clone();
-    assert_eq!(event["query"], id.as_str(), "{event}");
+    for link in &links {
+        assert_eq!(link.authorization.as_deref(), Some(format!("Basic {basic}").as_str()));
+        assert_eq!(link.body["query"], id.as_str(), "{}", link.body);
+    }
+    let tail = serde_json::to_value(kappa_core::ports::Segment::TAIL).expect("json");
+    assert_eq!(links.iter().filter(|l| l.body["segment"] == tail).count(), 1, "{links:?}");
+    let event =
+        links.iter().find(|l| l.body["segment"] != tail).expect("the replay's").body.clone();
+    assert_eq!(event["segment"]["end"], json!(50), "{event}");
 
     // process with its deadline passed: it stops at once and reads nothing; then, warm, in time.
     let late = message("process", now_ms() - 1_000, with(&params, event.clone()));
