@@ -140,7 +140,10 @@ figures['cold start query ms (require + first main)'] = Math.round(actions.query
 figures['require ms'] = Math.round(actions.query.requireMs);
 check('query answers 201 with an id', created.statusCode === 201 && /^q_/.test(created.body && created.body.id), JSON.stringify(created).slice(0, 300));
 const id = created.body && created.body.id;
-check('query fired one process link per segment', links.filter((l) => l.action === 'process').length === 2, JSON.stringify(links));
+// One link per partition's replay range, and one for the live tail (its open segments, one unit).
+const fired = links.filter((l) => l.action === 'process');
+const isTail = (l) => l.params.segment.partition === 4294967295 && l.params.segment.end === null;
+check('query fired one process link per replay range and one for the tail', fired.length === 3 && fired.filter(isTail).length === 1, JSON.stringify(links));
 
 let processed = 0;
 let invocations = 0;
