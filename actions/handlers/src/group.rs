@@ -554,8 +554,8 @@ pub async fn process_group_with_faults(
         }
     }
     for (unit, fresh) in tails.iter().zip(tails_fresh) {
-        if let Some((checkpoint, state)) = fresh {
-            keep_warm(env, &unit.loaded.query, Segment::TAIL, &checkpoint, state);
+        if let Some((_, state)) = fresh {
+            env.warm.put_tail(&unit.loaded.query, unit.positions.clone(), state);
         }
     }
     faults.at("refreshed")?;

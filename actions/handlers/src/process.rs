@@ -641,13 +641,6 @@ pub(crate) fn keep_warm(
     committed: &Checkpoint,
     state: PartialState,
 ) {
-    if segment.is_tail() {
-        // The checkpoint written holds the positions (a whole one, or the piece appended).
-        if let Ok(positions) = tail::positions(&committed.state) {
-            env.warm.put_tail(query, positions, state);
-        }
-        return;
-    }
     env.warm.put_segment(query, segment, Stamp::of(&segment, Some(committed)), state);
 }
 

@@ -84,7 +84,7 @@ pub async fn create_planned(
         id: id.clone(),
         body: String::from_utf8_lossy(body).into_owned(),
         topic,
-        segments: segments.clone(),
+        segments,
         created_ms: now,
     };
     if !env.store.register(&record).await? {

@@ -1219,6 +1219,23 @@ fn a_query_registered_during_another_replay_joins_it_where_it_is() {
     each_equals_its_one_pass(&w, &[(&first, &queries[1]), (&second, &queries[0])], 200);
 }
 
+/// The one closed segment a query registered over `fill(w, 1, 200)` replays the history in.
+const HISTORY: kappa_core::ports::Segment =
+    kappa_core::ports::Segment { partition: 0, start: 0, end: Some(200) };
+
+/// Register `body` over the 200 records of `w` and run its links 5 rounds (as deployed, no
+/// scheduler): its id and where its replay of [`HISTORY`] stands, halfway.
+fn halfway_through_a_replay(w: &World, body: &Value) -> (String, i64) {
+    let first = create(w, body);
+    for _ in 0..5 {
+        w.chain.take().into_iter().for_each(|l| run_link(w, l));
+    }
+    let at = block_on(w.store.checkpoint(&first, &HISTORY)).expect("ok").expect("committed");
+    let at = at.next_offset;
+    assert!(0 < at && at < 200, "halfway: {at}");
+    (first, at)
+}
+
 #[test]
 fn a_joiner_of_a_replay_registered_before_later_records_replays_those_alone() {
     // Records appended between the two registrations: the replay ahead ends at the head of its
@@ -1226,14 +1243,7 @@ fn a_joiner_of_a_replay_registered_before_later_records_replays_those_alone() {
     let w = World::new(ActionConfig { split_records: 1_000_000, ..small_batches() });
     fill(&w, 1, 200);
     let queries = desk_queries();
-    let first = create(&w, &queries[1]);
-    let replay = kappa_core::ports::Segment { partition: 0, start: 0, end: Some(200) };
-    for _ in 0..5 {
-        w.chain.take().into_iter().for_each(|l| run_link(&w, l));
-    }
-    let at = block_on(w.store.checkpoint(&first, &replay)).expect("ok").expect("committed");
-    let at = at.next_offset;
-    assert!(0 < at && at < 200, "halfway: {at}");
+    let (first, at) = halfway_through_a_replay(&w, &queries[1]);
     append_some(&w, 0, 10, 3);
     let second = create(&w, &queries[0]);
     let record = block_on(w.store.query(&second)).expect("ok").expect("registered");
@@ -1261,14 +1271,9 @@ fn a_replay_takes_a_query_registered_behind_it_into_its_next_link() {
     let w = World::new(ActionConfig { split_records: 1_000_000, ..small_batches() });
     fill(&w, 1, 200);
     let queries = desk_queries();
-    let first = create(&w, &queries[1]);
-    let open = kappa_core::ports::Segment { partition: 0, start: 0, end: Some(200) };
+    let (first, at) = halfway_through_a_replay(&w, &queries[1]);
+    let open = HISTORY;
     let run = |link: Link| run_link(&w, link);
-    for _ in 0..5 {
-        w.chain.take().into_iter().for_each(run);
-    }
-    let at = block_on(w.store.checkpoint(&first, &open)).expect("ok").expect("a checkpoint");
-    let at = at.next_offset;
     let second = create(&w, &queries[0]);
     let before = kappa_core::ports::Segment { partition: 0, start: 0, end: Some(at) };
     let rest = kappa_core::ports::Segment { partition: 0, start: at, end: Some(200) };
