@@ -1119,7 +1119,7 @@ impl Parser<'_> {
                     t.finish()?;
                 }
                 let mut percents = percents;
-                percents.sort_by(f64::total_cmp);
+                sort::stable_by(&mut percents, f64::total_cmp);
                 percents.dedup();
                 AggKind::Percentiles { field, percents, keyed, compression }
             }

@@ -324,7 +324,7 @@ impl<C: RedisCall> StateStore for RedisStore<C> {
             .filter_map(Reply::bytes)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .collect();
-        ids.sort();
+        kappa_core::sort::stable(&mut ids);
         Ok(ids)
     }
 
@@ -594,7 +594,7 @@ impl<C: RedisCall> StateStore for RedisStore<C> {
                 def.bytes().ok_or_else(|| corrupt("views", "a definition that is not text"))?;
             views.push((String::from_utf8_lossy(&name).into_owned(), from_json("view", &def)?));
         }
-        views.sort_by(|a, b| a.0.cmp(&b.0));
+        kappa_core::sort::stable_by(&mut views, |a, b| a.0.cmp(&b.0));
         Ok(views)
     }
 }
