@@ -6,7 +6,6 @@
 //! (the next refresh catches up), and concurrent refreshes are serialised by compare-and-set on
 //! the result's revision so versions stay consecutive and each delta applies to its predecessor.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use kappa_core::ports::{
@@ -106,22 +105,37 @@ pub async fn merge_segments(
         Default::default();
     let units = query.units();
     let own_of = |s: &Segment| own.iter().find(|(o, _, _)| o == s);
-    let mut read = futures_util::future::try_join_all(
-        units.iter().filter(|s| own_of(s).is_none()).map(|s| env.store.checkpoint(&query.id, s)),
-    )
-    .await?
-    .into_iter();
-    // The caller's own checkpoints are borrowed, not copied: a live query's refresh runs on
-    // every wake-up, and a checkpoint holds the segment's whole encoded state.
-    let checkpoints: Vec<Option<Cow<'_, Checkpoint>>> = units
+    // The units the caller does not hold: the closed ones only by where they stand (a warm
+    // merged state needs their stamps, not their states: a live query refreshes on every
+    // wake-up, and a finished replay range holds its whole encoded state), the tail whole (its
+    // partitions' positions are in its state); both read concurrently.
+    let closed_others: Vec<Segment> =
+        units.iter().filter(|s| !s.is_tail() && own_of(s).is_none()).copied().collect();
+    let tail_other = units.iter().find(|s| s.is_tail() && own_of(s).is_none());
+    let (closed_at, tail_checkpoint) =
+        futures_util::future::try_join(env.store.positions(&query.id, &closed_others), async {
+            match tail_other {
+                Some(tail) => env.store.checkpoint(&query.id, tail).await,
+                None => Ok(None),
+            }
+        })
+        .await?;
+    let mut at_of_closed = closed_at.into_iter();
+    // The caller's own checkpoints are borrowed, not copied.
+    let tail_state: Option<&[u8]> =
+        units.iter().find(|s| s.is_tail()).and_then(|tail| match own_of(tail) {
+            Some((_, cp, _)) => Some(cp.state.as_slice()),
+            None => tail_checkpoint.as_ref().map(|cp| cp.state.as_slice()),
+        });
+    let mut at: Vec<Option<Position>> = units
         .iter()
         .map(|segment| match own_of(segment) {
-            Some((_, cp, _)) => Some(Cow::Borrowed(*cp)),
-            None => read.next().flatten().map(Cow::Owned),
+            Some((_, cp, _)) => Some(Position::from(*cp)),
+            None if segment.is_tail() => tail_checkpoint.as_ref().map(Position::from),
+            None => at_of_closed.next().flatten(),
         })
         .collect();
-    let stamps: Vec<Stamp> =
-        units.iter().zip(&checkpoints).map(|(s, cp)| Stamp::of(s, cp.as_deref())).collect();
+    let mut stamps: Vec<Stamp> = units.iter().zip(&at).map(|(s, &at)| Stamp::at(s, at)).collect();
     // The merged state kept warm where the units stood before the caller's commits.
     let delta_of = |s: &Segment| deltas.iter().find(|(d, _, _)| d == s);
     let warm = (own.iter().all(|(s, _, _)| delta_of(s).is_some()))
@@ -148,15 +162,30 @@ pub async fn merge_segments(
             state
         }
         None => {
+            // Merged from every unit's state: the closed ones read whole now, and their stamps
+            // and positions taken from what was read (they may have moved since).
+            let closed = futures_util::future::try_join_all(
+                closed_others.iter().map(|s| env.store.checkpoint(&query.id, s)),
+            )
+            .await?;
+            let mut closed = closed.into_iter();
             let mut state = plan.empty_state();
-            for (segment, cp) in units.iter().zip(&checkpoints) {
-                match (own_of(segment), cp) {
-                    (Some((_, _, part)), _) => plan.merge(&mut state, part)?,
-                    (None, Some(cp)) if segment.is_tail() => {
-                        plan.merge(&mut state, &tail::decode(plan, &cp.state)?.1)?
+            for ((segment, at), stamp) in units.iter().zip(&mut at).zip(&mut stamps) {
+                match own_of(segment) {
+                    Some((_, _, part)) => plan.merge(&mut state, part)?,
+                    None if segment.is_tail() => {
+                        if let Some(cp) = &tail_checkpoint {
+                            plan.merge(&mut state, &tail::decode(plan, &cp.state)?.1)?
+                        }
                     }
-                    (None, Some(cp)) => plan.merge(&mut state, &plan.decode(&cp.state)?)?,
-                    (None, None) => {}
+                    None => {
+                        let cp = closed.next().flatten();
+                        *at = cp.as_ref().map(Position::from);
+                        *stamp = Stamp::at(segment, *at);
+                        if let Some(cp) = cp {
+                            plan.merge(&mut state, &plan.decode(&cp.state)?)?
+                        }
+                    }
                 }
             }
             state
@@ -164,14 +193,13 @@ pub async fn merge_segments(
     };
     // Where each segment stands: a closed one by its checkpoint, an open one by the tail's.
     let mut positions: Vec<(Segment, Option<Position>)> = Vec::new();
-    for (unit, cp) in units.iter().zip(&checkpoints) {
-        let at = cp.as_deref().map(Position::from);
+    for (unit, &at) in units.iter().zip(&at) {
         if !unit.is_tail() {
             positions.push((*unit, at));
             continue;
         }
-        let tail = match cp {
-            Some(cp) => tail::positions(&cp.state)?,
+        let tail = match tail_state {
+            Some(state) => tail::positions(state)?,
             None => Vec::new(),
         };
         for segment in query.open_segments() {
