@@ -33,14 +33,28 @@ pub fn diff(from: &Value, to: &Value) -> Value {
 fn diff_into(from: &Value, to: &Value, path: &mut String, ops: &mut Vec<Value>) {
     match (from, to) {
         (Value::Object(a), Value::Object(b)) => {
+            // Two renders of one query keep their keys in one order: the key at the same place
+            // is found without hashing, and when every key was, none was removed.
+            let mut in_order = a.iter();
+            let mut all_in_order = a.len() == b.len();
             for (key, new) in b {
                 let len = path.len();
                 push_token(path, key);
-                match a.get(key) {
+                let old = match in_order.next() {
+                    Some((k, v)) if k == key => Some(v),
+                    _ => {
+                        all_in_order = false;
+                        a.get(key)
+                    }
+                };
+                match old {
                     Some(old) => diff_into(old, new, path, ops),
                     None => ops.push(op("add", path, Some(new))),
                 }
                 path.truncate(len);
+            }
+            if all_in_order {
+                return;
             }
             for key in a.keys().filter(|k| !b.contains_key(*k)) {
                 let len = path.len();
@@ -106,4 +120,29 @@ pub fn apply(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
     let patch: json_patch::Patch =
         serde_json::from_value(patch.clone()).map_err(|e| PatchError(e.to_string()))?;
     json_patch::patch(doc, &patch).map_err(|e| PatchError(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Keys matched by their place must not hide a key removed or moved: objects of one
+    /// length with another key set, and the same keys in another order.
+    #[test]
+    fn objects_of_one_length_with_other_keys_or_order_diff_exactly() {
+        for (from, to) in [
+            (json!({"x": 1, "y": 2}), json!({"x": 1, "z": 2})),
+            (json!({"x": 1, "y": 2}), json!({"y": 3, "x": 1})),
+            (json!({"x": {"a": 1}, "y": 2}), json!({"z": 2, "x": {"b": 1}})),
+        ] {
+            let mut doc = from.clone();
+            apply(&mut doc, &diff(&from, &to)).expect("applies");
+            assert_eq!(doc, to, "from {from} to {to}");
+        }
+        assert_eq!(
+            diff(&json!({"x": 1, "y": 2}), &json!({"x": 1, "z": 2})),
+            json!([{"op": "add", "path": "/z", "value": 2}, {"op": "remove", "path": "/y"}])
+        );
+    }
 }
