@@ -4,8 +4,10 @@
 //! Every call of the generic `sort_by` with its own element type or closure compiles its own
 //! copy of the sort, about 5 KB of WebAssembly each at kappa-core's opt-level; a dozen of them
 //! were 4% of the module. Here only a sort of indices, with a comparison behind a pointer, is
-//! compiled, once; what stays generic is a short permutation. The hot paths (the fold, the
-//! t-digest, the terms buckets' order) keep the inlined sort.
+//! compiled, once; what stays generic is a short permutation. It also suits large elements
+//! (a group run's lanes): each is moved along its cycle a few times, where the standard sort
+//! moves elements about and buffers half of them. The hot paths over small elements (the fold,
+//! the t-digest, the terms buckets' order) keep the inlined sort.
 
 use std::cmp::Ordering;
 

@@ -402,7 +402,7 @@ pub async fn process_group_with_faults(
 
     // 2. Read and fold: the members of one topic partition together, when they are within a
     //    batch of each other (one far behind reads alone rather than hold the others back).
-    // Ordered through a sort of their indices, each lane then moved once or twice: a lane is
+    // Ordered through a sort of their indices, each lane then moved a few times: a lane is
     // large (its states, its output), and a wake-up of 1,000 queries on four partitions has
     // 4,000 of them, which the standard sort moved about and buffered by the megabyte.
     kappa_core::sort::stable_by(&mut lanes, |a, b| {
