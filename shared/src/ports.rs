@@ -447,6 +447,9 @@ pub trait StateStore: Send + Sync {
     /// `message` (the delta or progress message of this change) to the bounded ring of recent
     /// messages and publishing it, in one atomic step. `message` is taken whole: a store that
     /// keeps it (the embedded store's cache, the in-memory ring) keeps it without a copy.
+    /// A delta must turn the result at its `from` into `new`'s, and progress leave it as it
+    /// was, as subscribers rely on: a store may rebuild `new` from the stored result and the
+    /// messages after it (the embedded store writes its result row only every few versions).
     async fn compare_and_set_result(
         &self,
         id: &str,

@@ -24,10 +24,11 @@
 //!   in a deployment.
 //! - **Layout** (`tables.rs`). Tables keyed by query id: `queries` (JSON record), `touch` and
 //!   `refs` (integers), `checkpoints` keyed by `(id, segment.key())` (postcard: the binary
-//!   state is stored as raw bytes), `results` (`(revision, version, JSON record)`, so the CAS
-//!   compares without decoding), `subscriptions` (JSON array), and `messages`: every
-//!   query's last messages in one table keyed by a store-wide sequence in commit order, with
-//!   memory knowing which are whose (`ring.rs`), so a wake-up's appends share pages.
+//!   state is stored as raw bytes), `results` (`(revision, version, JSON record)`, written
+//!   every few versions: between, the messages after a row bring it up to date, `results.rs`),
+//!   `subscriptions` (JSON array), and `messages`: every query's last messages in one table
+//!   keyed by a store-wide sequence in commit order, with memory knowing which are whose
+//!   (`ring.rs`), so a wake-up's appends share pages.
 //!
 //! Only one process may open the file at a time (redb takes a lock); share one
 //! [`EmbeddedStore`] (behind an `Arc`) between the tasks of a process.
@@ -46,6 +47,7 @@ use tokio::sync::oneshot;
 mod cache;
 mod committer;
 mod pending;
+mod results;
 mod ring;
 mod store;
 mod tables;
@@ -110,7 +112,9 @@ impl EmbeddedStore {
         let db = Arc::new(tables::open(path, fsync)?);
         let (requests, queue) = mpsc::channel();
         let pending = SharedPending::default();
-        let messages: SharedRing = Arc::new(std::sync::Mutex::new(RingIndex::load(&db)?));
+        let ring_index = RingIndex::load(&db)?;
+        results::bring_rows_up_to_date(&db, &ring_index)?;
+        let messages: SharedRing = Arc::new(std::sync::Mutex::new(ring_index));
         let committer = {
             let (db, pending, messages) = (db.clone(), pending.clone(), messages.clone());
             std::thread::Builder::new()

@@ -18,6 +18,7 @@ use kappa_core::Message;
 use kappa_core::ports::PortResult;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableHandle, WriteTransaction};
 
+use crate::results::Written;
 use crate::tables::{MESSAGES, db_error, from_json, table};
 
 /// Which sequences of `messages` hold each query's messages, oldest first, with their
@@ -38,6 +39,9 @@ pub(crate) struct RingIndex {
     /// The next sequence to write.
     next: u64,
     of: HashMap<String, VecDeque<Entry>>,
+    /// What the committer knows of each query's result (`results.rs`): filled as results are
+    /// written or first looked up, and emptied with the rest when stale.
+    pub(crate) written: HashMap<String, Written>,
     /// A transaction that changed it did not commit: rebuild before the next change.
     stale: bool,
 }
@@ -87,7 +91,7 @@ impl RingIndex {
     }
 
     /// Rebuild from `messages` (in the write transaction about to change it) if stale.
-    fn fresh(&mut self, messages: &impl ReadableTable<u64, Row>) -> PortResult<()> {
+    pub(crate) fn fresh(&mut self, messages: &impl ReadableTable<u64, Row>) -> PortResult<()> {
         if self.stale {
             *self = Self::from_table(messages)?;
         }
@@ -95,7 +99,7 @@ impl RingIndex {
     }
 
     /// Append `message` (its JSON `encoded`) to `id`'s ring in `tx`, then trim the ring to
-    /// its last `keep` messages.
+    /// its last `keep` messages; returns the message's sequence.
     pub(crate) fn append(
         &mut self,
         tx: &WriteTransaction,
@@ -103,7 +107,7 @@ impl RingIndex {
         message: &Message,
         encoded: &[u8],
         keep: usize,
-    ) -> PortResult<()> {
+    ) -> PortResult<u64> {
         let what = "append to the message ring";
         let mut messages = table!(tx, MESSAGES, what);
         self.fresh(&messages)?;
@@ -118,7 +122,7 @@ impl RingIndex {
             let Some(oldest) = ring.pop_front() else { break };
             messages.remove(oldest.sequence).map_err(|e| db_error(what, e))?;
         }
-        Ok(())
+        Ok(entry.sequence)
     }
 
     /// Remove all of `id`'s messages in `tx`.
@@ -126,6 +130,7 @@ impl RingIndex {
         let what = "remove from the message ring";
         let mut messages = table!(tx, MESSAGES, what);
         self.fresh(&messages)?;
+        self.written.remove(id);
         let Some(ring) = self.of.remove(id) else { return Ok(()) };
         for entry in ring {
             messages.remove(entry.sequence).map_err(|e| db_error(what, e))?;
@@ -139,6 +144,13 @@ impl RingIndex {
         // Versions never decrease along a ring: the newest end holds the ones wanted.
         let first = ring.iter().rposition(|e| e.version <= version).map_or(0, |i| i + 1);
         ring.range(first..).map(|e| e.sequence).collect()
+    }
+
+    /// `id`'s messages after `sequence` (all of them for `None`), oldest first.
+    pub(crate) fn entries_after(&self, id: &str, sequence: Option<u64>) -> Vec<Entry> {
+        let Some(ring) = self.of.get(id) else { return Vec::new() };
+        let first = sequence.map_or(0, |s| ring.partition_point(|e| e.sequence <= s));
+        ring.range(first..).copied().collect()
     }
 
     #[cfg(test)]
@@ -298,7 +310,7 @@ mod tests {
         let append = move |tx: &redb::WriteTransaction| {
             let message = delta(3, 9);
             let encoded = serde_json::to_vec(&message).unwrap();
-            lock_ring(&messages).append(tx, "a", &message, &encoded, 2)
+            lock_ring(&messages).append(tx, "a", &message, &encoded, 2).map(|_| ())
         };
         let fail = |_: &redb::WriteTransaction| -> PortResult<()> {
             Err(db_error("test", redb::StorageError::Corrupted("injected".into())))

@@ -15,10 +15,11 @@ use redb::ReadableTable;
 use crate::EmbeddedStore;
 use crate::cache::Recent;
 use crate::pending::lock_pending;
+use crate::results;
 use crate::ring::{lock_ring, read_messages};
 use crate::tables::{
-    BACKEND, CHECKPOINTS, QUERIES, REFS, RESULTS, SUBSCRIPTIONS, TOUCH, VIEWS, corrupt, db_error,
-    from_json, position_of, table, to_json,
+    BACKEND, CHECKPOINTS, QUERIES, REFS, RESULT_AT, RESULTS, SUBSCRIPTIONS, TOUCH, VIEWS, corrupt,
+    db_error, from_json, position_of, table, to_json,
 };
 
 #[async_trait]
@@ -80,6 +81,7 @@ impl StateStore for EmbeddedStore {
             table!(tx, TOUCH, "remove").remove(id).map_err(e)?;
             table!(tx, REFS, "remove").remove(id).map_err(e)?;
             table!(tx, RESULTS, "remove").remove(id).map_err(e)?;
+            table!(tx, RESULT_AT, "remove").remove(id).map_err(e)?;
             table!(tx, SUBSCRIPTIONS, "remove").remove(id).map_err(e)?;
             let mut cps = table!(tx, CHECKPOINTS, "remove");
             let segments: Vec<String> = {
@@ -259,13 +261,12 @@ impl StateStore for EmbeddedStore {
         new: &ResultRecord,
         message: Message,
     ) -> PortResult<bool> {
-        let record = to_json("result record", new)?;
         let encoded_message = to_json("message", &message)?;
         let what = "compare_and_set_result";
         let (keep, messages) = (self.ring, self.messages.clone());
-        let (revision, version) = (new.revision, new.version);
         let latest = self.latest.clone();
-        let (key, new) = (id.to_string(), new.clone());
+        let (key, record) = (id.to_string(), new.clone());
+        let new = new.clone();
         let message = Arc::new(message);
         let cached = message.clone();
         // Runs right after the commit, so in commit order.
@@ -275,19 +276,20 @@ impl StateStore for EmbeddedStore {
             }
         };
         let id = id.to_string();
+        // The result (its row, or only its message: `results.rs`) and its message commit
+        // together, or neither does.
         self.write_then(what, on_commit, move |tx| {
-            let id = id.as_str();
-            let mut results = table!(tx, RESULTS, what);
-            let current =
-                results.get(id).map_err(|e| db_error(what, e))?.map_or(0, |r| r.value().0);
-            if current != expected {
-                return Ok(false);
-            }
-            results
-                .insert(id, (revision, version, record.as_slice()))
-                .map_err(|e| db_error(what, e))?;
-            lock_ring(&messages).append(tx, id, &message, &encoded_message, keep)?;
-            Ok(true)
+            let mut ring = lock_ring(&messages);
+            results::publish(
+                tx,
+                &mut ring,
+                &id,
+                expected,
+                &record,
+                &message,
+                &encoded_message,
+                keep,
+            )
         })
         .await
     }

@@ -2,9 +2,10 @@
 //!
 //! Tables keyed by query id: `queries` (JSON record), `touch` and `refs` (integers),
 //! `checkpoints` keyed by `(id, segment.key())` (postcard: the binary state is stored as raw
-//! bytes), `results` (`(revision, version, JSON record)`, so the CAS compares without
-//! decoding), `subscriptions` (JSON array); and `messages`, every query's last messages keyed
-//! by a store-wide sequence in commit order (`(id, version, JSON message)`, see `ring.rs`).
+//! bytes), `results` (`(revision, version, JSON record)`, written every few versions, with
+//! `result_at` the sequence of the last message the row includes, see `results.rs`),
+//! `subscriptions` (JSON array); and `messages`, every query's last messages keyed by a
+//! store-wide sequence in commit order (`(id, version, JSON message)`, see `ring.rs`).
 
 use std::path::Path;
 
@@ -21,6 +22,8 @@ pub(crate) const CHECKPOINTS: TableDefinition<'static, (&str, &str), &[u8]> =
     TableDefinition::new("checkpoints");
 pub(crate) const RESULTS: TableDefinition<'static, &str, (u64, u64, &[u8])> =
     TableDefinition::new("results");
+/// The ring sequence of the last message a `results` row includes (see `results.rs`).
+pub(crate) const RESULT_AT: TableDefinition<'static, &str, u64> = TableDefinition::new("result_at");
 /// Every query's last messages, by a store-wide sequence in commit order (see `ring.rs`).
 pub(crate) const MESSAGES: TableDefinition<'static, u64, (&str, u64, &[u8])> =
     TableDefinition::new("messages");
@@ -55,6 +58,7 @@ pub(crate) fn open(path: &Path, fsync: bool) -> PortResult<Database> {
         tx.open_table(REFS).map_err(|e| db_error("open", e))?;
         tx.open_table(CHECKPOINTS).map_err(|e| db_error("open", e))?;
         tx.open_table(RESULTS).map_err(|e| db_error("open", e))?;
+        tx.open_table(RESULT_AT).map_err(|e| db_error("open", e))?;
         tx.open_table(MESSAGES).map_err(|e| db_error("open", e))?;
         tx.open_table(SUBSCRIPTIONS).map_err(|e| db_error("open", e))?;
         tx.open_table(VIEWS).map_err(|e| db_error("open", e))?;

@@ -14,7 +14,6 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 
 use common::scratch;
 use kappa_core::Message;
-use kappa_core::conformance::delta;
 use kappa_core::ports::{Checkpoint, Progress, ResultRecord, Segment, StateStore};
 use kappa_state_embedded::EmbeddedStore;
 use serde_json::json;
@@ -35,6 +34,15 @@ fn result(revision: u64) -> ResultRecord {
         result: json!({"n": revision}).into(),
         error: None,
     }
+}
+
+/// The delta from `result(revision - 1)` to `result(revision)`: a store may rebuild a result
+/// from its messages (the embedded one does, `results.rs`).
+fn delta_to(revision: u64) -> Message {
+    let patch = json!([{"op": "replace", "path": "/n", "value": revision}]);
+    let progress = Progress::default();
+    let from = revision - 1;
+    Message::Delta { id: "q".into(), version: revision, from, caught_up: false, progress, patch }
 }
 
 fn checkpoint(n: i64) -> Checkpoint {
@@ -87,7 +95,7 @@ fn crash_child_writer() {
             );
             let v = n as u64;
             assert!(
-                store.compare_and_set_result("q", v - 1, &result(v), delta(v, 0)).await.unwrap()
+                store.compare_and_set_result("q", v - 1, &result(v), delta_to(v)).await.unwrap()
             );
             println!("acked {n}");
         }
