@@ -109,7 +109,8 @@ pub(crate) fn publish(
     keep: usize,
 ) -> PortResult<bool> {
     let what = "compare_and_set_result";
-    ring.fresh(&table!(tx, MESSAGES, what))?;
+    let mut messages = table!(tx, MESSAGES, what);
+    ring.fresh(&messages)?;
     let before = match ring.written.get(id) {
         Some(known) => *known,
         None => {
@@ -121,7 +122,7 @@ pub(crate) fn publish(
     if before.revision != expected {
         return Ok(false);
     }
-    let sequence = ring.append(tx, id, message, encoded, keep)?;
+    let sequence = ring.append(&mut messages, id, message, encoded, keep)?;
     // The ring must still hold every message after the row: at most `keep` of them.
     let since_row = if follows(&before, record, message) && before.since_row < ROW_EVERY.min(keep) {
         before.since_row + 1

@@ -57,7 +57,7 @@ pub(crate) struct Entry {
 pub(crate) type Rings = HashMap<String, Vec<Entry>>;
 
 /// A row of `messages`: query id, message version, message JSON.
-type Row = (&'static str, u64, &'static [u8]);
+pub(crate) type Row = (&'static str, u64, &'static [u8]);
 
 const LOAD: &str = "load the message ring";
 
@@ -98,25 +98,28 @@ impl RingIndex {
         Ok(())
     }
 
-    /// Append `message` (its JSON `encoded`) to `id`'s ring in `tx`, then trim the ring to
-    /// its last `keep` messages; returns the message's sequence.
+    /// Append `message` (its JSON `encoded`) to `id`'s ring in `messages`, open in the write
+    /// transaction, then trim the ring to its last `keep` messages; returns the message's
+    /// sequence.
     pub(crate) fn append(
         &mut self,
-        tx: &WriteTransaction,
+        messages: &mut redb::Table<'_, u64, Row>,
         id: &str,
         message: &Message,
         encoded: &[u8],
         keep: usize,
     ) -> PortResult<u64> {
         let what = "append to the message ring";
-        let mut messages = table!(tx, MESSAGES, what);
-        self.fresh(&messages)?;
+        self.fresh(messages)?;
         let entry = Entry { sequence: self.next, version: message.version() };
         messages
             .insert(entry.sequence, (id, entry.version, encoded))
             .map_err(|e| db_error(what, e))?;
         self.next += 1;
-        let ring = self.of.entry(id.to_string()).or_default();
+        let ring = match self.of.get_mut(id) {
+            Some(ring) => ring,
+            None => self.of.entry(id.to_string()).or_default(),
+        };
         ring.push_back(entry);
         while ring.len() > keep {
             let Some(oldest) = ring.pop_front() else { break };
@@ -310,7 +313,8 @@ mod tests {
         let append = move |tx: &redb::WriteTransaction| {
             let message = delta(3, 9);
             let encoded = serde_json::to_vec(&message).unwrap();
-            lock_ring(&messages).append(tx, "a", &message, &encoded, 2).map(|_| ())
+            let mut table = tx.open_table(MESSAGES).unwrap();
+            lock_ring(&messages).append(&mut table, "a", &message, &encoded, 2).map(|_| ())
         };
         let fail = |_: &redb::WriteTransaction| -> PortResult<()> {
             Err(db_error("test", redb::StorageError::Corrupted("injected".into())))
