@@ -1,6 +1,5 @@
 //! Decoded copies of the hottest reads, kept exact by the committer.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -52,14 +51,14 @@ impl Latest {
     /// After a committed result write.
     pub(crate) fn committed(&self, id: &str, record: ResultRecord, message: Arc<Message>) {
         let mut decoded = self.lock();
-        let recent = match decoded.results.entry(id.to_string()) {
-            Entry::Occupied(e) => {
-                let recent = e.into_mut();
-                recent.record = record;
-                recent
-            }
-            Entry::Vacant(e) => e.insert(Recent { record, messages: VecDeque::new() }),
-        };
+        let results = &mut decoded.results;
+        // A live query's entry exists: found without allocating its key.
+        if !results.contains_key(id) {
+            let recent = Recent { record: record.clone(), messages: VecDeque::new() };
+            results.insert(id.to_string(), recent);
+        }
+        let Some(recent) = results.get_mut(id) else { return };
+        recent.record = record;
         recent.messages.push_back(message);
         while recent.messages.len() > self.keep {
             recent.messages.pop_front();
