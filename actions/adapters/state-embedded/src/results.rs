@@ -3,7 +3,7 @@
 //!
 //! A live wake-up writes a result for each of its queries. Writing the whole record each time
 //! cost a read and a write of the `results` B-tree per query and wake-up, plus the record's
-//! JSON: ~11–15% of a live wake-up's CPU at 100 and 1,000 queries (BENCHMARKS.md, #14). Yet
+//! JSON: ~5–8% of a live wake-up's CPU at 100 and 1,000 queries (BENCHMARKS.md, #14). Yet
 //! the message written beside it, in the same transaction, already says what changed. So the
 //! row is written only every [`ROW_EVERY`] messages, and whenever a message could not
 //! rebuild it (the first result, a failed query, anything but a delta or progress that
@@ -56,7 +56,7 @@ fn look_up(tx: &WriteTransaction, ring: &RingIndex, id: &str) -> PortResult<Writ
     let at = table!(tx, RESULT_AT, what).get(id).map_err(|e| db_error(what, e))?.map(|a| a.value());
     // A row without `result_at` was written whole with every message (files before it).
     let after = match at {
-        Some(at) => ring.entries_after(id, Some(at)),
+        Some(at) => ring.entries_after(id, at),
         None => Vec::new(),
     };
     Ok(match after.last() {
@@ -175,7 +175,7 @@ pub(crate) fn bring_rows_up_to_date(db: &Database, ring: &RingIndex) -> PortResu
         for row in result_at.iter().map_err(|e| db_error(what, e))? {
             let (id, at) = row.map_err(|e| db_error(what, e))?;
             let (id, at) = (id.value().to_string(), at.value());
-            let after = ring.entries_after(&id, Some(at));
+            let after = ring.entries_after(&id, at);
             if !after.is_empty() {
                 behind.push((id, after));
             }

@@ -149,10 +149,10 @@ impl RingIndex {
         ring.range(first..).map(|e| e.sequence).collect()
     }
 
-    /// `id`'s messages after `sequence` (all of them for `None`), oldest first.
-    pub(crate) fn entries_after(&self, id: &str, sequence: Option<u64>) -> Vec<Entry> {
+    /// `id`'s messages after `sequence`, oldest first.
+    pub(crate) fn entries_after(&self, id: &str, sequence: u64) -> Vec<Entry> {
         let Some(ring) = self.of.get(id) else { return Vec::new() };
-        let first = sequence.map_or(0, |s| ring.partition_point(|e| e.sequence <= s));
+        let first = ring.partition_point(|e| e.sequence <= sequence);
         ring.range(first..).copied().collect()
     }
 

@@ -265,14 +265,15 @@ impl StateStore for EmbeddedStore {
         let what = "compare_and_set_result";
         let (keep, messages) = (self.ring, self.messages.clone());
         let latest = self.latest.clone();
-        let (key, record) = (id.to_string(), new.clone());
-        let new = new.clone();
+        // One copy for the write (run again alone if its batch fails), one for the cache.
+        let (record, cached_record) = (new.clone(), new.clone());
+        let key = id.to_string();
         let message = Arc::new(message);
         let cached = message.clone();
         // Runs right after the commit, so in commit order.
         let on_commit = move |&done: &bool| {
             if done {
-                latest.committed(&key, new, cached);
+                latest.committed(&key, cached_record, cached);
             }
         };
         let id = id.to_string();
