@@ -51,6 +51,8 @@ mod results;
 mod ring;
 mod store;
 mod tables;
+#[cfg(test)]
+mod test_support;
 
 use cache::Latest;
 use committer::{Request, Typed, commit_loop};

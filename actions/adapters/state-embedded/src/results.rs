@@ -209,16 +209,13 @@ pub(crate) fn bring_rows_up_to_date(db: &Database, ring: &RingIndex) -> PortResu
 mod tests {
     use super::*;
     use crate::EmbeddedStore;
-    use crate::committer::{Request, Typed, commit};
+    use crate::committer::commit;
     use crate::ring::lock_ring;
     use kappa_core::ports::{PartitionProgress, PortError, Progress, StateStore};
     use serde_json::json;
 
     fn scratch(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("kappa-results-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("state.redb")
+        crate::test_support::scratch("results", name)
     }
 
     fn progress(processed: u64) -> Progress {
@@ -361,11 +358,7 @@ mod tests {
         let path = scratch("aborted");
         let store = EmbeddedStore::open_with(&path, 1024, false).unwrap();
         pollster::block_on(write_up_to(&store, "a", 1, 7));
-        let fail = |_: &redb::WriteTransaction| -> PortResult<()> {
-            Err(db_error("test", redb::StorageError::Corrupted("injected".into())))
-        };
-        let (reply, _) = tokio::sync::oneshot::channel();
-        let mut batch: Vec<Request> = vec![Box::new(Typed::new("fail", fail, |_: &()| {}, reply))];
+        let mut batch = vec![crate::test_support::failing_write()];
         let failed: PortError =
             commit(&store.db, &store.pending, &store.messages, &mut batch).unwrap_err();
         assert!(failed.to_string().contains("injected"), "{failed}");

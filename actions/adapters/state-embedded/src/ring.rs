@@ -232,10 +232,7 @@ mod tests {
     use kappa_core::ports::{PortError, Progress, ResultRecord, StateStore};
 
     fn scratch(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("kappa-ring-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("state.redb")
+        crate::test_support::scratch("ring", name)
     }
 
     fn result(version: u64) -> ResultRecord {
@@ -316,14 +313,10 @@ mod tests {
             let mut table = tx.open_table(MESSAGES).unwrap();
             lock_ring(&messages).append(&mut table, "a", &message, &encoded, 2).map(|_| ())
         };
-        let fail = |_: &redb::WriteTransaction| -> PortResult<()> {
-            Err(db_error("test", redb::StorageError::Corrupted("injected".into())))
-        };
         let (reply, _) = tokio::sync::oneshot::channel();
-        let (reply2, _) = tokio::sync::oneshot::channel();
         let mut batch: Vec<Request> = vec![
             Box::new(Typed::new("append", append, |_: &()| {}, reply)),
-            Box::new(Typed::new("fail", fail, |_: &()| {}, reply2)),
+            crate::test_support::failing_write(),
         ];
         let failed: PortError =
             commit(&store.db, &store.pending, &store.messages, &mut batch).unwrap_err();
