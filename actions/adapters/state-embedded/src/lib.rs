@@ -30,6 +30,9 @@
 //!   keyed by a store-wide sequence in commit order, with memory knowing which are whose
 //!   (`ring.rs`), so a wake-up's appends share pages.
 //!
+//! A file is opened by this build or a later one: an older build (before `result_at`) would
+//! read result rows up to 64 versions behind their messages.
+//!
 //! Only one process may open the file at a time (redb takes a lock); share one
 //! [`EmbeddedStore`] (behind an `Arc`) between the tasks of a process.
 //!
