@@ -321,6 +321,28 @@ mod tests {
         }
     }
 
+    /// A subscriber resuming after a restart, from the version the file was opened at, gets
+    /// the messages written since: the version it compares with is not the row's, which
+    /// stays behind them (the decoded cache holds none from before the restart).
+    #[test]
+    fn after_reopening_a_subscriber_gets_the_messages_written_since() {
+        let path = scratch("resume");
+        let store = EmbeddedStore::open_with(&path, 1024, false).unwrap();
+        pollster::block_on(write_up_to(&store, "a", 1, 10));
+        drop(store);
+        let store = EmbeddedStore::open_with(&path, 1024, false).unwrap();
+        pollster::block_on(async {
+            let at_open = written("a", 10).0;
+            assert_eq!(store.result("a").await.unwrap(), Some(at_open.clone()));
+            write_up_to(&store, "a", 11, 13).await;
+            let since = store.messages_since("a", at_open.version).await.unwrap();
+            let wanted: Vec<Message> = (11..=13).map(|n| written("a", n).1).collect();
+            assert_eq!(since, Some(wanted));
+        });
+        drop(store);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
     /// The row waits while messages can rebuild it, and is written for the first result, a
     /// failed query, a revision that does not follow, and every `ROW_EVERY` messages.
     #[test]
