@@ -14,10 +14,12 @@
 //! is the push contract itself: applying every delta in order to a snapshot gives the result
 //! of the last version.
 //!
-//! Nothing reads a row that is behind: opening the file brings every row up to date first
+//! No reader rebuilds a row: opening the file brings every row up to date first
 //! ([`bring_rows_up_to_date`]), and from then on every query written is in `Latest`, which the
-//! committer keeps exact and never evicts; a row read from the file is therefore that of a
-//! query not written since the file was opened. The committer keeps each query's revision,
+//! committer keeps exact and never evicts; a result read from the file is therefore that of a
+//! query not written since the file was opened. A subscriber resuming from the file's ring
+//! takes the current version from the newest message it read, not from the row (which stays
+//! behind them; `messages_since`). The committer keeps each query's revision,
 //! version and messages since its row ([`Written`], in `RingIndex`), so a compare-and-set
 //! reads nothing; after an aborted commit they are looked up again from the file.
 
