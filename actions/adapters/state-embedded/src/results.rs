@@ -129,11 +129,13 @@ pub(crate) fn publish(
     let since_row = if follows(&before, record, message) && before.since_row < ROW_EVERY.min(keep) {
         before.since_row + 1
     } else {
-        let json = to_json("result record", record)?;
-        table!(tx, RESULTS, what)
-            .insert(id, (record.revision, record.version, json.as_slice()))
-            .map_err(|e| db_error(what, e))?;
-        table!(tx, RESULT_AT, what).insert(id, sequence).map_err(|e| db_error(what, e))?;
+        write_row(
+            &mut table!(tx, RESULTS, what),
+            &mut table!(tx, RESULT_AT, what),
+            id,
+            record,
+            sequence,
+        )?;
         0
     };
     let now = Written { revision: record.revision, version: record.version, since_row };
@@ -141,6 +143,23 @@ pub(crate) fn publish(
         *known = now;
     }
     Ok(true)
+}
+
+/// Write `record` as `id`'s row, including the messages up to the ring's `sequence`.
+fn write_row(
+    results: &mut redb::Table<'_, &str, (u64, u64, &[u8])>,
+    result_at: &mut redb::Table<'_, &str, u64>,
+    id: &str,
+    record: &ResultRecord,
+    sequence: u64,
+) -> PortResult<()> {
+    let what = "write a result row";
+    let json = to_json("result record", record)?;
+    results
+        .insert(id, (record.revision, record.version, json.as_slice()))
+        .map_err(|e| db_error(what, e))?;
+    result_at.insert(id, sequence).map_err(|e| db_error(what, e))?;
+    Ok(())
 }
 
 /// `record` turned by `message`, the next one after it in its query's ring.
@@ -195,12 +214,8 @@ pub(crate) fn bring_rows_up_to_date(db: &Database, ring: &RingIndex) -> PortResu
                 };
                 apply(&mut record, &from_json::<Message>("ring message", row.value().2)?)?;
             }
-            let json = to_json("result record", &record)?;
-            results
-                .insert(id.as_str(), (record.revision, record.version, json.as_slice()))
-                .map_err(|e| db_error(what, e))?;
             let last = after.last().map_or(0, |e| e.sequence);
-            result_at.insert(id.as_str(), last).map_err(|e| db_error(what, e))?;
+            write_row(&mut results, &mut result_at, &id, &record, last)?;
         }
     }
     tx.commit().map_err(|e| db_error(what, e))?;
@@ -373,6 +388,62 @@ mod tests {
         });
         drop(store);
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    /// A message stands for the row only when it carries everything that changed: each
+    /// mismatch with the record it comes with, or with the record before, needs a row.
+    #[test]
+    fn a_message_follows_only_the_record_it_describes() {
+        let at = |n| {
+            let (record, _) = written("a", n);
+            Written { revision: record.revision, version: record.version, since_row: 0 }
+        };
+        for n in [5, 6] {
+            let (record, message) = written("a", n);
+            assert!(follows(&at(n - 1), &record, &message), "write {n}: {message:?}");
+        }
+        assert!(matches!(written("a", 6).1, Message::Progress { .. }), "progress follows too");
+        let before = at(4);
+        let (record, message) = written("a", 5);
+        assert!(matches!(message, Message::Delta { .. }));
+        let mut other = record.clone();
+        other.progress = progress(1);
+        assert!(!follows(&before, &other, &message), "progress the message does not carry");
+        other = record.clone();
+        other.caught_up = !record.caught_up;
+        assert!(!follows(&before, &other, &message), "caught_up the message does not carry");
+        other = record.clone();
+        other.revision += 1;
+        assert!(!follows(&before, &other, &message), "a revision skipped");
+        let behind = Written { version: before.version - 1, ..before };
+        assert!(!follows(&behind, &record, &message), "a delta from another version");
+        let none = Written { revision: 0, version: 0, since_row: 0 };
+        assert!(!follows(&none, &record, &message), "no result before");
+        let snapshot = Message::snapshot("a", &record);
+        assert!(!follows(&before, &record, &snapshot), "a snapshot");
+        let (mut failed, _) = written("a", 6);
+        failed.error = Some(json!({"type": "budget"}));
+        let progress_message = Message::progress_of("a", &failed);
+        assert!(!follows(&before, &failed, &progress_message), "an error");
+    }
+
+    /// A message that cannot bring a row up to date is the file's corruption, said as such,
+    /// not a result made up.
+    #[test]
+    fn a_message_that_cannot_follow_a_row_is_corruption() {
+        let (mut record, _) = written("a", 4);
+        let snapshot = Message::snapshot("a", &record);
+        let e = apply(&mut record, &snapshot).unwrap_err();
+        assert!(e.to_string().contains("only a result row may follow"), "{e}");
+        let (_, Message::Delta { id, version, from, caught_up, progress, .. }) = written("a", 5)
+        else {
+            panic!("write 5 is a delta");
+        };
+        let patch = json!([{"op": "remove", "path": "/nowhere"}]);
+        let bad = Message::Delta { id, version, from, caught_up, progress, patch };
+        let e = apply(&mut record, &bad).unwrap_err();
+        assert!(e.to_string().contains("a delta does not apply"), "{e}");
+        assert_eq!(record, written("a", 4).0, "left as it was");
     }
 
     /// An aborted batch forgets what the committer knew; the next write looks it up from the
